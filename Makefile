@@ -1,0 +1,28 @@
+# `make test` and `make run` are the two entry points (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test run bench clean
+
+venv: $(STAMP)
+
+# Re-installs only when the dependency list changes; otherwise a no-op.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest
+
+run: venv
+	$(BIN)/p2pnode demo
+
+bench: venv
+	$(BIN)/python benchmarks/ledger.py --quick --json benchmarks/results/ledger.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,366 @@
+"""Canonical, strict msgpack encoding of declared messages.
+
+A message is a frozen dataclass deriving from :class:`Message` with a class-level ``TYPE`` id.
+It is encoded as a msgpack map ``{"t": TYPE, <field>: <value>, ...}`` with the keys in sorted
+order, so the same message always gives the same bytes.  Decoding is strict:
+
+* the input must not exceed the class's ``MAX_BYTES`` and must hold exactly one msgpack object
+  (no trailing bytes);
+* the map must hold exactly the declared fields (an unknown or missing field is an error that
+  names it) and every value must have the declared type (``True`` is not an int, a str is not
+  bytes);
+* the bytes must be the canonical encoding of the decoded message (re-encoding gives the same
+  bytes), so a signature or hash over the bytes identifies one message and nothing else.
+
+Field types: ``int``, ``float`` (finite), ``str``, ``bytes``, ``bool``, ``IntEnum`` subclasses,
+nested ``Message`` subclasses, unions of ``Message`` subclasses (chosen by their ``"t"``),
+``tuple[T, ...]`` and ``T | None``.  Bounds are declared with ``Annotated[...]`` and
+:class:`Bytes`, :class:`Text`, :class:`Range`, :class:`Items`; they are checked both when a
+message is built (so our own code cannot create an invalid one) and when it is decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
+
+import msgpack
+
+from ledger.errors import DecodeError, EncodeError
+
+__all__ = ["Bytes", "Items", "Message", "Range", "Text", "MAX_MESSAGE_BYTES"]
+
+MAX_MESSAGE_BYTES = 64 * 1024  # absolute ceiling for any message a peer may send us
+TYPE_KEY = "t"
+
+
+@dataclasses.dataclass(frozen=True)
+class Bytes:
+    """Byte-string bounds: an exact ``size`` or at most ``max`` bytes."""
+
+    size: int | None = None
+    max: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """Text bounds: at most ``max`` characters."""
+
+    max: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Inclusive numeric bounds."""
+
+    lo: float
+    hi: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+    """Sequence bounds: at most ``max`` items."""
+
+    max: int = 64
+
+
+class _Field:
+    """How one declared type is checked, loaded from msgpack and dumped to msgpack."""
+
+    def check(self, value: Any, path: str) -> None:
+        self.load(self.dump(value), path)
+
+    def load(self, raw: Any, path: str) -> Any:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
+
+
+def _fail(path: str, why: str) -> typing.NoReturn:
+    raise DecodeError(f"{path}: {why}")
+
+
+class _Int(_Field):
+    def __init__(self, bounds: Range | None):
+        self.bounds = bounds or Range(-(2**63), 2**64 - 1)  # what msgpack can carry
+
+    def load(self, raw, path):
+        if type(raw) is not int:
+            _fail(path, f"expected int, got {type(raw).__name__}")
+        if not self.bounds.lo <= raw <= self.bounds.hi:
+            _fail(path, f"{raw} outside [{self.bounds.lo}, {self.bounds.hi}]")
+        return raw
+
+
+class _Float(_Field):
+    def __init__(self, bounds: Range | None):
+        self.bounds = bounds
+
+    def load(self, raw, path):
+        if type(raw) is not float:
+            _fail(path, f"expected float, got {type(raw).__name__}")
+        if not math.isfinite(raw):
+            _fail(path, "must be finite")
+        if self.bounds and not self.bounds.lo <= raw <= self.bounds.hi:
+            _fail(path, f"{raw} outside [{self.bounds.lo}, {self.bounds.hi}]")
+        return raw
+
+    def dump(self, value):
+        return float(value) if type(value) is int else value
+
+
+class _Bool(_Field):
+    def load(self, raw, path):
+        if type(raw) is not bool:
+            _fail(path, f"expected bool, got {type(raw).__name__}")
+        return raw
+
+
+class _Str(_Field):
+    def __init__(self, bounds: Text | None):
+        self.max = (bounds or Text()).max
+
+    def load(self, raw, path):
+        if type(raw) is not str:
+            _fail(path, f"expected str, got {type(raw).__name__}")
+        if len(raw) > self.max:
+            _fail(path, f"longer than {self.max} characters")
+        return raw
+
+
+class _Bin(_Field):
+    def __init__(self, bounds: Bytes | None):
+        bounds = bounds or Bytes()
+        self.size, self.max = bounds.size, bounds.max
+
+    def load(self, raw, path):
+        if type(raw) is not bytes:
+            _fail(path, f"expected bytes, got {type(raw).__name__}")
+        if self.size is not None and len(raw) != self.size:
+            _fail(path, f"expected {self.size} bytes, got {len(raw)}")
+        if len(raw) > self.max:
+            _fail(path, f"longer than {self.max} bytes")
+        return raw
+
+
+class _Enum(_Field):
+    def __init__(self, enum_cls: type[enum.IntEnum]):
+        self.enum_cls = enum_cls
+
+    def load(self, raw, path):
+        if type(raw) is not int:
+            _fail(path, f"expected {self.enum_cls.__name__} (int), got {type(raw).__name__}")
+        try:
+            return self.enum_cls(raw)
+        except ValueError:
+            _fail(path, f"{raw} is not a {self.enum_cls.__name__}")
+
+    def dump(self, value):
+        return int(value)
+
+    def check(self, value, path):
+        if not isinstance(value, self.enum_cls):
+            _fail(path, f"expected {self.enum_cls.__name__}, got {type(value).__name__}")
+
+
+class _Nested(_Field):
+    def __init__(self, classes: tuple[type[Message], ...]):
+        self.by_type = {cls.TYPE: cls for cls in classes}
+        self.names = " | ".join(cls.__name__ for cls in classes)
+
+    def load(self, raw, path):
+        if type(raw) is not dict:
+            _fail(path, f"expected {self.names} (map), got {type(raw).__name__}")
+        cls = self.by_type.get(raw.get(TYPE_KEY))
+        if cls is None:
+            _fail(path, f"type id {raw.get(TYPE_KEY)!r} is not one of {self.names}")
+        return cls._load(raw, path)
+
+    def dump(self, value):
+        return value._dump()
+
+    def check(self, value, path):
+        if type(value) not in self.by_type.values():
+            _fail(path, f"expected {self.names}, got {type(value).__name__}")
+
+
+class _Optional(_Field):
+    def __init__(self, inner: _Field):
+        self.inner = inner
+
+    def load(self, raw, path):
+        return None if raw is None else self.inner.load(raw, path)
+
+    def dump(self, value):
+        return None if value is None else self.inner.dump(value)
+
+    def check(self, value, path):
+        if value is not None:
+            self.inner.check(value, path)
+
+
+class _Tuple(_Field):
+    def __init__(self, inner: _Field, bounds: Items | None):
+        self.inner, self.max = inner, (bounds or Items()).max
+
+    def load(self, raw, path):
+        if type(raw) is not list:
+            _fail(path, f"expected a list, got {type(raw).__name__}")
+        if len(raw) > self.max:
+            _fail(path, f"more than {self.max} items")
+        return tuple(self.inner.load(item, f"{path}[{i}]") for i, item in enumerate(raw))
+
+    def dump(self, value):
+        return [self.inner.dump(item) for item in value]
+
+    def check(self, value, path):
+        if type(value) is not tuple:
+            _fail(path, f"expected a tuple, got {type(value).__name__}")
+        if len(value) > self.max:
+            _fail(path, f"more than {self.max} items")
+        for i, item in enumerate(value):
+            self.inner.check(item, f"{path}[{i}]")
+
+
+def _field_for(hint: Any) -> _Field:
+    bounds = None
+    if get_origin(hint) is Annotated:
+        hint, bounds = get_args(hint)[0], get_args(hint)[1]
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(hint)
+        if type(None) in args:
+            rest = tuple(a for a in args if a is not type(None))
+            inner = _field_for(rest[0] if len(rest) == 1 else typing.Union[rest])
+            return _Optional(inner)
+        return _Nested(args)
+    if origin is tuple:
+        return _Tuple(_field_for(get_args(hint)[0]), bounds)
+    if isinstance(hint, type) and issubclass(hint, enum.IntEnum):
+        return _Enum(hint)
+    if isinstance(hint, type) and issubclass(hint, Message):
+        return _Nested((hint,))
+    simple = {int: _Int, float: _Float, str: _Str, bytes: _Bin}
+    if hint is bool:
+        return _Bool()
+    if hint in simple:
+        return simple[hint](bounds)
+    raise TypeError(f"unsupported field type {hint!r}")
+
+
+class _Schema:
+    def __init__(self, cls: type[Message]):
+        hints = get_type_hints(cls, include_extras=True)
+        names = [f.name for f in dataclasses.fields(cls)]
+        if TYPE_KEY in names:
+            raise TypeError(f"{cls.__name__}: field name {TYPE_KEY!r} is reserved")
+        self.fields = [(name, _field_for(hints[name])) for name in sorted(names)]
+        self.keys = sorted([TYPE_KEY, *names])
+
+
+class Message:
+    """Base of every declared message: subclass as ``@dataclass(frozen=True)``."""
+
+    TYPE: ClassVar[int]
+    MAX_BYTES: ClassVar[int] = 4096
+    _schemas: ClassVar[dict[type, _Schema]] = {}
+
+    # -- building --------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        schema = self._schema()
+        for name, field in schema.fields:
+            try:
+                field.check(getattr(self, name), f"{type(self).__name__}.{name}")
+            except DecodeError as exc:
+                raise EncodeError(str(exc)) from None
+        problem = self.validate()
+        if problem:
+            raise EncodeError(f"{type(self).__name__}: {problem}")
+
+    def validate(self) -> str | None:
+        """Cross-field rule of this message: return a description of what is wrong, or None."""
+        return None
+
+    @classmethod
+    def _schema(cls) -> _Schema:
+        schema = Message._schemas.get(cls)
+        if schema is None:
+            schema = Message._schemas[cls] = _Schema(cls)
+        return schema
+
+    # -- encoding --------------------------------------------------------------------
+    def _dump(self) -> dict:
+        out = {TYPE_KEY: self.TYPE}
+        for name, field in self._schema().fields:
+            out[name] = field.dump(getattr(self, name))
+        return dict(sorted(out.items()))
+
+    def encode(self) -> bytes:
+        """The canonical bytes of this message."""
+        return msgpack.packb(self._dump(), use_bin_type=True)
+
+    # -- decoding --------------------------------------------------------------------
+    @classmethod
+    def _load(cls, raw: dict, path: str) -> Message:
+        schema = cls._schema()
+        if list(raw) != schema.keys:
+            _fail(path, _key_mismatch(cls, raw, schema))
+        if raw[TYPE_KEY] != cls.TYPE:
+            _fail(path, f"type id {raw[TYPE_KEY]!r} is not {cls.__name__} ({cls.TYPE})")
+        obj = object.__new__(cls)
+        for name, field in schema.fields:
+            object.__setattr__(obj, name, field.load(raw[name], f"{path}.{name}"))
+        problem = obj.validate()
+        if problem:
+            _fail(path, problem)
+        return obj
+
+    @classmethod
+    def decode(cls, data: bytes) -> typing.Self:
+        """Decode ``data`` strictly; raise :class:`DecodeError` naming what is wrong."""
+        if type(data) is not bytes:
+            raise DecodeError(f"{cls.__name__}: expected bytes, got {type(data).__name__}")
+        if len(data) > cls.MAX_BYTES:
+            raise DecodeError(f"{cls.__name__}: {len(data)} bytes exceeds {cls.MAX_BYTES}")
+        raw = unpack_strict(data, cls.__name__)
+        if type(raw) is not dict:
+            raise DecodeError(f"{cls.__name__}: expected a map, got {type(raw).__name__}")
+        obj = cls._load(raw, cls.__name__)
+        if obj.encode() != data:
+            raise DecodeError(f"{cls.__name__}: bytes are not the canonical encoding")
+        return obj
+
+
+def unpack_strict(data: bytes, what: str) -> Any:
+    """Unpack exactly one msgpack object with string keys and no ext types."""
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
+            max_buffer_size=MAX_MESSAGE_BYTES,
+        )
+    except msgpack.ExtraData:
+        raise DecodeError(f"{what}: trailing bytes after the message") from None
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"{what}: malformed msgpack ({exc})") from exc
+
+
+def _no_ext(code: int, data: bytes) -> typing.NoReturn:
+    raise DecodeError(f"msgpack extension type {code} is not allowed")
+
+
+def _key_mismatch(cls: type[Message], raw: dict, schema: _Schema) -> str:
+    present, declared = set(raw), set(schema.keys)
+    unknown = sorted(map(str, present - declared))
+    missing = sorted(declared - present)
+    if unknown:
+        return f"unknown field {unknown[0]!r} in {cls.__name__}"
+    if missing:
+        return f"missing field {missing[0]!r} in {cls.__name__}"
+    return f"fields of {cls.__name__} are not in canonical (sorted) order"
