@@ -2,19 +2,33 @@
 
 Canonical encoding (:mod:`ledger.codec`), Ed25519 keys (:mod:`ledger.keys`) and signed envelopes
 (:mod:`ledger.sealed`) live here because the ledger is the lowest layer: DHT offer records and
-node-to-node messages use the same primitives.
+node-to-node messages use the same primitives.  Blocks (:mod:`ledger.block`), validation rules
+(:mod:`ledger.rules`), storage (:mod:`ledger.store`), a node's own chain (:mod:`ledger.ledger`)
+and auditing (:mod:`ledger.verify`) make up the ledger proper.
 """
 
+from ledger.block import (
+    GENESIS_HASH, BlockBody, BlockType, CreditVoucher, DepositPayload, GridPayload,
+    MeterReading, MintPayload, SettlementPayload, TradePayload, cost_micro,
+)
 from ledger.codec import Bytes, Items, Message, Range, Text
 from ledger.errors import (
     BlockRejected, DecodeError, EncodeError, LedgerError, SignatureError, StoreError,
 )
 from ledger.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, is_valid_signature, verify
-from ledger.sealed import Envelope, Sealed, SignedMessage, seal, unseal
+from ledger.ledger import Ledger
+from ledger.rules import RULES, ChainState, LedgerRules, Problem, check_block, check_pair
+from ledger.sealed import Envelope, Sealed, SignedMessage, open_envelope, seal, unseal
+from ledger.store import AddResult, LedgerStore
+from ledger.verify import AuditReport, ForkProof, audit, check_fork_proof
 
 __all__ = [
-    "BlockRejected", "Bytes", "DecodeError", "EncodeError", "Envelope", "Items", "LedgerError",
-    "Message", "PUBLIC_KEY_BYTES", "Range", "SIGNATURE_BYTES", "Sealed", "SignatureError",
-    "SignedMessage", "SigningKey", "StoreError", "Text", "is_valid_signature", "seal", "unseal",
-    "verify",
+    "AddResult", "AuditReport", "BlockBody", "BlockRejected", "BlockType", "Bytes",
+    "ChainState", "CreditVoucher", "DecodeError", "DepositPayload", "EncodeError", "Envelope",
+    "ForkProof", "GENESIS_HASH", "GridPayload", "Items", "Ledger", "LedgerError", "LedgerRules",
+    "LedgerStore", "Message", "MeterReading", "MintPayload", "PUBLIC_KEY_BYTES", "Problem",
+    "RULES", "Range", "SIGNATURE_BYTES", "Sealed", "SettlementPayload", "SignatureError",
+    "SignedMessage", "SigningKey", "StoreError", "Text", "TradePayload", "audit", "check_block",
+    "check_fork_proof", "check_pair", "cost_micro", "is_valid_signature", "open_envelope", "seal",
+    "unseal", "verify",
 ]

@@ -341,13 +341,12 @@ def unpack_strict(data: bytes, what: str) -> Any:
     try:
         return msgpack.unpackb(
             data, raw=False, strict_map_key=True, use_list=True, ext_hook=_no_ext,
-            max_buffer_size=MAX_MESSAGE_BYTES,
         )
     except msgpack.ExtraData:
         raise DecodeError(f"{what}: trailing bytes after the message") from None
     except DecodeError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, msgpack.UnpackException) as exc:
         raise DecodeError(f"{what}: malformed msgpack ({exc})") from exc
 
 

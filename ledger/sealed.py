@@ -9,6 +9,7 @@ its SHA-256 is the identity of the sealed message (a block's hash, an offer's di
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Annotated, ClassVar, Generic, TypeVar
 
@@ -16,7 +17,7 @@ from ledger.codec import Bytes, Message
 from ledger.errors import DecodeError, EncodeError, SignatureError
 from ledger.keys import SIGNATURE_BYTES, SigningKey, is_valid_signature
 
-__all__ = ["SignedMessage", "Sealed", "Envelope", "seal", "unseal"]
+__all__ = ["SignedMessage", "Sealed", "Envelope", "open_envelope", "seal", "unseal"]
 
 ENVELOPE_OVERHEAD = 96  # map header, keys, bin headers and the signature
 
@@ -52,9 +53,15 @@ class Sealed(Generic[M]):
     signature: bytes
     raw: bytes
 
-    @property
+    @functools.cached_property
     def hash(self) -> bytes:
         return hashlib.sha256(self.raw).digest()
+
+    def __repr__(self) -> str:
+        seq = getattr(self.message, "seq", None)
+        where = f" #{seq}" if seq is not None else ""
+        return (f"Sealed({type(self.message).__name__}{where} by {self.message.signer().hex()[:12]}…,"
+                f" hash {self.hash.hex()[:12]}…)")
 
 
 def seal(message: M, key: SigningKey) -> Sealed[M]:
@@ -68,12 +75,22 @@ def seal(message: M, key: SigningKey) -> Sealed[M]:
 
 def unseal(raw: bytes, cls: type[M]) -> Sealed[M]:
     """Decode and verify a sealed ``cls``; raise DecodeError or SignatureError."""
+    sealed, signature_ok = open_envelope(raw, cls)
+    if not signature_ok:
+        raise SignatureError(f"{cls.__name__}: signature does not verify")
+    return sealed
+
+
+def open_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bool]:
+    """Decode a sealed ``cls`` (DecodeError if malformed) and say whether its signature holds.
+
+    For validators that report a bad signature together with every other problem of a message.
+    """
     if type(raw) is not bytes:
         raise DecodeError(f"sealed {cls.__name__}: expected bytes, got {type(raw).__name__}")
     if len(raw) > cls.MAX_BYTES + ENVELOPE_OVERHEAD:
         raise DecodeError(f"sealed {cls.__name__}: {len(raw)} bytes is over the size limit")
     envelope = Envelope.decode(raw)
     message = cls.decode(envelope.body)
-    if not is_valid_signature(message.signer(), envelope.sig, envelope.body):
-        raise SignatureError(f"{cls.__name__}: signature does not verify")
-    return Sealed(message, envelope.sig, raw)
+    signature_ok = is_valid_signature(message.signer(), envelope.sig, envelope.body)
+    return Sealed(message, envelope.sig, raw), signature_ok

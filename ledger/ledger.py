@@ -1,0 +1,165 @@
+"""A node's own chain: build, validate, sign and durably append its blocks.
+
+:class:`Ledger` owns one key and writes only that key's chain; counterparty half-blocks it
+receives (a seller's trade proposal, a buyer's agreement) are checked and stored beside it so
+either party can prove a trade.  Every append is validated by :mod:`ledger.rules` *before* it is
+signed and is durable when the call returns.  All calls are idempotent by trade id: agreeing to
+the same proposal twice returns the first agreement instead of spending twice.
+
+The clock is passed in (``time_ms``), never read here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from ledger.block import (
+    BlockBody, BlockType, CreditVoucher, DepositPayload, GridPayload, MeterReading, MintPayload,
+    SettlementPayload, TradePayload,
+)
+from ledger.errors import BlockRejected, DecodeError, StoreError
+from ledger.keys import SigningKey
+from ledger.rules import LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair
+from ledger.sealed import Sealed, open_envelope, seal
+from ledger.store import AddResult, LedgerStore
+
+__all__ = ["Ledger"]
+
+Block = Sealed[BlockBody]
+
+
+class Ledger:
+    """The chain of ``key`` in ``store``."""
+
+    def __init__(self, store: LedgerStore, key: SigningKey, rules: LedgerRules = LedgerRules()):
+        self.store, self.key, self.rules = store, key, rules
+        self._replay()
+
+    def _replay(self) -> None:
+        """Rebuild the chain state from the database (on open, and after a rolled-back group)."""
+        self.state = ChainState(self.key.public)
+        for raw in self.store.chain(self.key.public):
+            try:
+                block, signature_ok = open_envelope(raw, BlockBody)
+            except DecodeError as exc:
+                raise StoreError(f"{self.store.path}: own block #{self.state.seq + 1}: {exc}") from exc
+            problems = check_block(block, signature_ok, self.state, self.rules)
+            if problems:
+                raise StoreError(f"{self.store.path}: own chain is invalid: {problems[0]}")
+            self.state.apply(block)
+
+    # -- balances ---------------------------------------------------------------------------
+    @property
+    def credit_micro(self) -> int:
+        return self.state.credit_micro
+
+    def tokens_wh(self, interval_start_s: int) -> int:
+        return self.state.tokens_for(interval_start_s)
+
+    # -- grouping ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group appends into one durable transaction (group commit, see LedgerStore.group).
+
+        Nothing appended inside is durable -- or may be acknowledged to a peer -- before the
+        block exits.  On an exception everything inside is rolled back, in memory too.
+        """
+        try:
+            with self.store.group():
+                yield
+        except BaseException:
+            self._replay()
+            raise
+
+    # -- appending ----------------------------------------------------------------------------
+    def _append(self, kind: BlockType, payload, time_ms: int, *, link: Block | None = None,
+                counterparty: bytes = b"", extra: tuple[Block, ...] = ()) -> Block:
+        body = BlockBody(
+            author=self.key.public, seq=self.state.seq + 1, prev=self.state.head, type=kind,
+            payload=payload, link_key=link.message.author if link else counterparty,
+            link_seq=link.message.seq if link else 0, link_hash=link.hash if link else b"",
+            time_ms=time_ms,
+        )
+        block = seal(body, self.key)
+        problems = check_block(block, True, self.state, self.rules)
+        if link is not None:
+            problems += check_pair(link, block)
+        if problems:
+            raise BlockRejected(problems)
+        self.store.add((*extra, block))
+        self.state.apply(block)
+        return block
+
+    def mint(self, reading: Sealed[MeterReading], tokens_wh: int, time_ms: int) -> Block:
+        payload = MintPayload(reading.message, reading.signature, tokens_wh)
+        return self._append(BlockType.MINT, payload, time_ms)
+
+    def deposit(self, voucher: Sealed[CreditVoucher], time_ms: int) -> Block:
+        return self._append(BlockType.DEPOSIT, DepositPayload(voucher.message, voucher.signature),
+                            time_ms)
+
+    def record_grid(self, payload: GridPayload, time_ms: int) -> Block:
+        return self._append(BlockType.GRID, payload, time_ms)
+
+    def propose_trade(self, trade: TradePayload, time_ms: int) -> Block:
+        """The seller's half: reserve the interval's tokens for ``trade``."""
+        existing = self.state.trades.get(trade.trade_id)
+        if existing is not None and existing.payload == trade:
+            return self.own_block(existing.seq)
+        return self._append(BlockType.TRADE, trade, time_ms, counterparty=trade.buyer)
+
+    def propose_settlement(self, settlement: SettlementPayload, time_ms: int) -> Block:
+        """The buyer's half of a settlement: it measured ``delivered_wh``."""
+        trade = self.state.trades.get(settlement.trade_id)
+        if trade is not None and trade.settled:
+            own = self.own_block(trade.settlement_seq)
+            if own.message.payload == settlement:
+                return own
+        return self._append(BlockType.SETTLEMENT, settlement, time_ms,
+                            counterparty=settlement.seller)
+
+    def agree(self, proposal_raw: bytes, time_ms: int) -> Block:
+        """Countersign a counterparty's TRADE or SETTLEMENT proposal (idempotent)."""
+        proposal = self._counterparty_block(proposal_raw)
+        body = proposal.message
+        if not body.is_proposal or body.link_key != self.key.public:
+            raise BlockRejected([Problem(LINK, body.author, body.seq,
+                                         "not a proposal addressed to this node")])
+        for raw in self.store.linked_to(body.author, body.seq):
+            agreement, _ = open_envelope(raw, BlockBody)
+            if agreement.message.author == self.key.public:
+                return agreement  # already agreed: answer the retransmission with the same block
+        return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,))
+
+    def accept_agreement(self, agreement_raw: bytes) -> Block:
+        """Store the counterparty's agreement to one of our proposals (idempotent)."""
+        agreement = self._counterparty_block(agreement_raw)
+        body = agreement.message
+        own_raw = self.store.get(self.key.public, body.link_seq) if body.link_key == self.key.public else None
+        if own_raw is None:
+            raise BlockRejected([Problem(LINK, body.author, body.seq,
+                                         "does not agree to a proposal of this node")])
+        proposal, _ = open_envelope(own_raw, BlockBody)
+        problems = check_pair(proposal, agreement)
+        if problems:
+            raise BlockRejected(problems)
+        result = self.store.add([agreement])[0]
+        if result is AddResult.FORK:
+            raise BlockRejected([Problem(LINK, body.author, body.seq,
+                                         "counterparty equivocated: fork proof recorded")])
+        return agreement
+
+    def _counterparty_block(self, raw: bytes) -> Block:
+        block, signature_ok = open_envelope(raw, BlockBody)
+        if not signature_ok:
+            body = block.message
+            raise BlockRejected([Problem(SIGNATURE, body.author, body.seq,
+                                         "signature does not verify")])
+        return block
+
+    def own_block(self, seq: int) -> Block:
+        raw = self.store.get(self.key.public, seq)
+        if raw is None:
+            raise StoreError(f"{self.store.path}: own block #{seq} is missing")
+        return open_envelope(raw, BlockBody)[0]
