@@ -308,10 +308,10 @@ class Message:
     @classmethod
     def _load(cls, raw: dict, path: str) -> Message:
         schema = cls._schema()
+        if raw.get(TYPE_KEY) != cls.TYPE:
+            _fail(path, f"type id {raw.get(TYPE_KEY)!r} is not {cls.__name__} ({cls.TYPE})")
         if list(raw) != schema.keys:
             _fail(path, _key_mismatch(cls, raw, schema))
-        if raw[TYPE_KEY] != cls.TYPE:
-            _fail(path, f"type id {raw[TYPE_KEY]!r} is not {cls.__name__} ({cls.TYPE})")
         obj = object.__new__(cls)
         for name, field in schema.fields:
             object.__setattr__(obj, name, field.load(raw[name], f"{path}.{name}"))

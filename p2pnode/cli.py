@@ -16,6 +16,7 @@ from p2pnode.errors import NodeError
 
 COMMAND_MODULES = (
     "p2pnode.commands.identity",
+    "p2pnode.commands.ledger",
 )
 
 
