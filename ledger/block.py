@@ -88,9 +88,16 @@ class CreditVoucher(SignedMessage):
 
 @dataclasses.dataclass(frozen=True)
 class MintPayload(Message):
+    """Tokens from a meter reading.
+
+    A reading from a separate meter key carries that meter's signature in ``reading_sig``.  When
+    the node is its own meter (``reading.meter`` is the block's author) the block signature is
+    the meter's signature over the reading and ``reading_sig`` is empty.
+    """
+
     TYPE = 20
     reading: MeterReading
-    reading_sig: Signature
+    reading_sig: Annotated[bytes, Bytes(max=SIGNATURE_BYTES)]
     tokens_wh: Count
 
     def validate(self):

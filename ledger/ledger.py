@@ -92,7 +92,9 @@ class Ledger:
         return block
 
     def mint(self, reading: Sealed[MeterReading], tokens_wh: int, time_ms: int) -> Block:
-        payload = MintPayload(reading.message, reading.signature, tokens_wh)
+        """Tokens for a signed reading (by this node's key or by a trusted meter key)."""
+        own = reading.message.meter == self.key.public
+        payload = MintPayload(reading.message, b"" if own else reading.signature, tokens_wh)
         return self._append(BlockType.MINT, payload, time_ms)
 
     def deposit(self, voucher: Sealed[CreditVoucher], time_ms: int) -> Block:

@@ -161,10 +161,14 @@ def check_block(block: Block, signature_ok: bool, state: ChainState, rules: Ledg
 
 def _check_mint(body: BlockBody, state: ChainState, rules: LedgerRules):
     payload, reading = body.payload, body.payload.reading
-    if not is_valid_signature(reading.meter, payload.reading_sig, reading.signing_bytes()):
-        yield READING, "meter reading signature does not verify"
-    if reading.meter != body.author and reading.meter not in rules.trusted_meters:
-        yield READING, "meter reading is signed by a meter that is neither the author nor trusted"
+    if reading.meter == body.author:
+        if payload.reading_sig:
+            yield READING, "the author's own reading is signed by the block; reading_sig must be empty"
+    else:
+        if reading.meter not in rules.trusted_meters:
+            yield READING, "meter reading is signed by a meter that is neither the author nor trusted"
+        if not is_valid_signature(reading.meter, payload.reading_sig, reading.signing_bytes()):
+            yield READING, "meter reading signature does not verify"
     if reading.interval_start_s in state.minted:
         yield DOUBLE_SPEND, f"interval {reading.interval_start_s} was already minted"
     if payload.tokens_wh > rules.max_mint_wh:

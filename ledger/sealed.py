@@ -90,7 +90,34 @@ def open_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bool]:
         raise DecodeError(f"sealed {cls.__name__}: expected bytes, got {type(raw).__name__}")
     if len(raw) > cls.MAX_BYTES + ENVELOPE_OVERHEAD:
         raise DecodeError(f"sealed {cls.__name__}: {len(raw)} bytes is over the size limit")
-    envelope = Envelope.decode(raw)
-    message = cls.decode(envelope.body)
-    signature_ok = is_valid_signature(message.signer(), envelope.sig, envelope.body)
-    return Sealed(message, envelope.sig, raw), signature_ok
+    body, signature = _split_envelope(raw)
+    message = cls.decode(body)
+    signature_ok = is_valid_signature(message.signer(), signature, body)
+    return Sealed(message, signature, raw), signature_ok
+
+
+_SIG_PART = b"\xa3sig\xc4\x40"  # "sig": bin8 of 64 bytes
+_TAIL = b"\xa1t\x01"  # "t": 1
+
+
+def _split_envelope(raw: bytes) -> tuple[bytes, bytes]:
+    """(body, signature) of canonical envelope bytes; anything else goes to the strict decoder.
+
+    The envelope's canonical layout is fixed -- map of 3, "body" as the smallest bin header,
+    "sig" as 64 bytes, "t": 1 -- so it can be checked byte for byte without a generic parse.
+    """
+    if raw[:6] == b"\x83\xa4body":
+        kind = raw[6:7]
+        if kind == b"\xc4":
+            start, size = 8, raw[7] if len(raw) > 7 else -1
+        elif kind == b"\xc5":
+            start, size = 9, int.from_bytes(raw[7:9], "big")
+            size = size if size >= 256 else -1
+        else:
+            start, size = 0, -1
+        end = start + size
+        if (size >= 0 and len(raw) == end + len(_SIG_PART) + 64 + len(_TAIL)
+                and raw[end:end + len(_SIG_PART)] == _SIG_PART and raw.endswith(_TAIL)):
+            return raw[start:end], raw[end + len(_SIG_PART):-len(_TAIL)]
+    envelope = Envelope.decode(raw)  # not the canonical layout: let the decoder say why
+    raise DecodeError(f"Envelope: not canonical ({len(envelope.body)}-byte body)")

@@ -173,12 +173,16 @@ def test_bounds_rules():
 
 def test_reading_rules():
     fresh = ChainState(SELLER.public)
-    forged = block(SELLER, fresh, BlockType.MINT, mint_payload(SELLER, signer=OTHER))
-    assert rules_broken(forged, fresh) == [READING]
-    foreign_meter = block(SELLER, fresh, BlockType.MINT, mint_payload(OTHER))
-    assert rules_broken(foreign_meter, fresh) == [READING]
     trusted = dataclasses.replace(RULES, trusted_meters=frozenset({OTHER.public}))
-    assert rules_broken(foreign_meter, fresh, trusted) == []
+    by_meter = block(SELLER, fresh, BlockType.MINT, mint_payload(OTHER, signer=OTHER))
+    assert rules_broken(by_meter, fresh, trusted) == []
+    assert rules_broken(by_meter, fresh) == [READING]  # that meter is not trusted
+    forged = block(SELLER, fresh, BlockType.MINT, mint_payload(OTHER, signer=BUYER))
+    assert rules_broken(forged, fresh, trusted) == [READING]
+    unsigned = block(SELLER, fresh, BlockType.MINT, mint_payload(OTHER))
+    assert rules_broken(unsigned, fresh, trusted) == [READING]
+    redundant = block(SELLER, fresh, BlockType.MINT, mint_payload(SELLER, signer=SELLER))
+    assert rules_broken(redundant, fresh) == [READING]
 
 
 def test_mint_cannot_exceed_the_reading():
