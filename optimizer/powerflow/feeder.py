@@ -52,8 +52,9 @@ class Feeder:
     MW/MVAr, per-unit values on ``base_mva`` and each bus's ``bus_vn_kv``.
     ``base_p_mw``/``base_q_mvar`` are the net loads (load minus generation) of the source
     network, per bus; ``load_buses`` are the positions of buses that host a load (the houses).
-    ``backward``/``forward`` are the sweep matrices ``B`` and ``B^H diag(z)``, ``folded`` their
-    dense product (used for a few steps at a time).
+    ``backward``/``forward`` are the sweep matrices ``B`` and ``B^H diag(z)``; ``folded`` and
+    ``folded_no_load`` are the dense one-matrix form used for a few steps at a time (see
+    :func:`fold_sweeps`).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Feeder:
     backward: sparse.csr_matrix
     forward: sparse.csr_matrix
     folded: np.ndarray
+    folded_no_load: np.ndarray
     lines: Branches
     trafos: Branches
     trafo_hv_node: np.ndarray
@@ -132,3 +134,16 @@ def check_topology(topology: Topology) -> None:
     if len(bad):
         raise FeederError(f"topology: node {bad[0] + 1} has parent {parent[bad[0] + 1]}, "
                           "expected an earlier node")
+
+
+def fold_sweeps(backward: sparse.csr_matrix, forward: sparse.csr_matrix, shunt_pu: np.ndarray,
+                no_load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sweeps as one dense matrix, with the shunt currents solved exactly.
+
+    With ``M = B^H diag(z) B`` a full sweep is ``V = w V0 - M (conj(S/V) + Y V)``; the shunt
+    term is linear in ``V``, so ``V = K1 V0 - K conj(S/V)`` with ``A = I + M diag(Y)``,
+    ``K = A^-1 M`` and ``K1 = A^-1 w``. Same fixed point, fewer operations per iteration.
+    """
+    folded = (forward @ backward).toarray()
+    system = np.eye(len(shunt_pu)) + folded * shunt_pu[None, :]
+    return np.linalg.solve(system, folded), np.linalg.solve(system, no_load)

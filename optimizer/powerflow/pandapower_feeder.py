@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizer.powerflow.errors import FeederError
-from optimizer.powerflow.feeder import Branches, Feeder, Topology, check_topology, sweep_matrices
+from optimizer.powerflow.feeder import (
+    Branches, Feeder, Topology, check_topology, fold_sweeps, sweep_matrices,
+)
 
 UNSUPPORTED_TABLES = (
     "gen", "trafo3w", "impedance", "dcline", "ward", "xward", "storage", "shunt", "motor",
@@ -67,15 +69,16 @@ def feeder_from_pandapower(net, name: str = "") -> Feeder:
     topology = Topology(np.array(builder.parent), np.array(builder.ratio), np.array(builder.z))
     check_topology(topology)
     backward, forward, no_load = sweep_matrices(topology)
+    shunt = np.array(builder.shunt)
+    folded, folded_no_load = fold_sweeps(backward, forward, shunt, no_load)
     bus_index = np.array(sorted(buses))
     p_mw, q_mvar, load_buses = _bus_loads(net, bus_index)
     return Feeder(
         name=name, base_mva=float(net.sn_mva), bus_index=bus_index,
         node_of_bus=np.array([builder.node_of[b] for b in bus_index]),
         node_vn_kv=np.array(builder.vn_kv), v_slack_pu=v_slack,
-        shunt_pu=np.array(builder.shunt), no_load_factor=no_load,
-        backward=backward, forward=forward,
-        folded=(forward @ backward).toarray(), lines=lines, trafos=trafos[0],
+        shunt_pu=shunt, no_load_factor=no_load, backward=backward, forward=forward,
+        folded=folded, folded_no_load=folded_no_load, lines=lines, trafos=trafos[0],
         trafo_hv_node=trafos[1], trafo_ratio=trafos[2],
         base_p_mw=p_mw, base_q_mvar=q_mvar, load_buses=load_buses,
     )

@@ -4,8 +4,9 @@ Each iteration computes the current every node draws from the voltages of the pr
 (``J = conj(S / V) + Y_shunt V``), sums them up the tree (backward sweep, ``I = B @ J``) and
 walks the voltage drops down from the slack (forward sweep, ``V = w V_slack - B^H (z I)``); see
 :mod:`optimizer.powerflow.feeder`. Time steps are columns of one matrix, so a year of 15-minute
-steps is a handful of sparse matrix products. For a few steps the two sweeps are folded into one
-dense matrix ``B^H diag(z) B`` (exactly the same arithmetic, less call overhead).
+steps is a handful of sparse matrix products. For a few steps the two sweeps and the shunt
+currents are folded into one dense matrix (:func:`optimizer.powerflow.feeder.fold_sweeps`: the
+same fixed point, less call overhead).
 
 Inputs are net loads per bus, MW and MVAr, load positive and generation negative, shaped
 ``(n_bus,)`` for one step or ``(steps, n_bus)``; bus order is :attr:`Feeder.bus_index`.
@@ -122,31 +123,38 @@ def _node_loads(feeder: Feeder, s_bus: np.ndarray) -> np.ndarray:
 
 def _solve_batch(feeder: Feeder, s_bus: np.ndarray, options: SweepOptions) -> PowerFlowResult:
     s = _node_loads(feeder, s_bus)
-    v_no_load = (feeder.no_load_factor * feeder.v_slack_pu)[:, None]
-    shunt = feeder.shunt_pu[:, None]
-    v = np.repeat(v_no_load, s.shape[1], axis=1)
-    step = _dense_step(feeder) if s.shape[1] <= DENSE_MAX_STEPS else _sparse_step(feeder)
-    moved = np.full(s.shape[1], np.inf)
-    iterations = 0
+    iterate = _dense_iteration if s.shape[1] <= DENSE_MAX_STEPS else _sparse_iteration
+    v, moved, iterations = iterate(feeder, s, options)
     with np.errstate(all="ignore"):
-        while iterations < options.max_iter and not (moved < options.tol_pu).all():
-            drawn = np.conj(s / v) + shunt * v
-            v_next = v_no_load - step(drawn)
-            moved = np.abs(v_next - v).max(axis=0)
-            v, iterations = v_next, iterations + 1
-        currents = feeder.backward @ (np.conj(s / v) + shunt * v)
+        currents = feeder.backward @ (np.conj(s / v) + feeder.shunt_pu[:, None] * v)
     converged = np.isfinite(moved) & (moved < options.tol_pu)
     return _result(feeder, s_bus, v, currents, converged, iterations)
 
 
-def _dense_step(feeder: Feeder):
+def _sparse_iteration(feeder: Feeder, s: np.ndarray, options: SweepOptions):
+    """The two sweeps as sparse products; shunt currents from the previous iterate."""
+    v_no_load = (feeder.no_load_factor * feeder.v_slack_pu)[:, None]
+    shunt, backward, forward = feeder.shunt_pu[:, None], feeder.backward, feeder.forward
+    v, moved, iterations = np.repeat(v_no_load, s.shape[1], axis=1), np.inf, 0
+    with np.errstate(all="ignore"):
+        while iterations < options.max_iter and not np.all(moved < options.tol_pu):
+            v_next = v_no_load - forward @ (backward @ (np.conj(s / v) + shunt * v))
+            moved = np.abs(v_next - v).max(axis=0)
+            v, iterations = v_next, iterations + 1
+    return v, np.broadcast_to(moved, s.shape[1:]), iterations
+
+
+def _dense_iteration(feeder: Feeder, s: np.ndarray, options: SweepOptions):
+    """The folded form of :func:`optimizer.powerflow.feeder.fold_sweeps` (few steps)."""
+    v_start = (feeder.folded_no_load * feeder.v_slack_pu)[:, None]
     folded = feeder.folded
-    return lambda drawn: folded @ drawn
-
-
-def _sparse_step(feeder: Feeder):
-    backward, forward = feeder.backward, feeder.forward
-    return lambda drawn: forward @ (backward @ drawn)
+    v, moved, iterations = np.repeat(v_start, s.shape[1], axis=1), np.inf, 0
+    with np.errstate(all="ignore"):
+        while iterations < options.max_iter and not np.all(moved < options.tol_pu):
+            v_next = v_start - folded @ np.conj(s / v)
+            moved = np.abs(v_next - v).max(axis=0)
+            v, iterations = v_next, iterations + 1
+    return v, np.broadcast_to(moved, s.shape[1:]), iterations
 
 
 def _result(feeder: Feeder, s_bus, v, currents, converged, iterations) -> PowerFlowResult:
