@@ -1,0 +1,291 @@
+"""The DHT's UDP protocol: kademlia's routing with validated multi-record stores and lookups.
+
+:class:`OfferProtocol` subclasses :class:`kademlia.protocol.KademliaProtocol` and keeps its
+routing table, but changes what kademlia gets wrong for signed offers:
+
+* ``rpc_store`` hands each record to :class:`~p2pnode.dht.storage.OfferStorage`, which
+  validates and merges it -- it never overwrites another seller's record;
+* ``rpc_find_value`` returns one page of the key's record set (records ordered by
+  (seller, offer_id), at most :data:`~p2pnode.dht.storage.PAGE_BUDGET_BYTES` of records, and a
+  cursor for the next page) together with the closest contacts, so a lookup can keep
+  crawling and merge the sets of every responder;
+* ``welcome_if_new`` offers a new neighbour the records it should hold, comparing distances to
+  the *stored key itself* (kademlia hashes the already-hashed key again, so the new node gets
+  the wrong keys or none);
+* node ids are bound to public keys: every request carries the caller's public key and the
+  caller's id is computed from it with :func:`p2pnode.identity.node_id`; a ping reply is the
+  responder's public key and must hash to the id we know it by.  Verified: nobody can sit at
+  an id of their choosing without finding a key that hashes there.  Not verified: possession
+  of the private key behind a claimed public key (there is no challenge-response), so a node
+  could claim somebody else's key -- it then sits at that key's id, can withhold records but
+  cannot forge any, because every record is signed by its seller;
+* requests are explicit coroutines (no rpcudp ``__getattr__`` magic), each awaited under
+  ``asyncio.timeout`` and resent once on timeout with the same message id; every datagram from
+  a peer is parsed strictly (:mod:`p2pnode.dht.wire`), and bad input is logged at debug level,
+  counted in ``counters`` and dropped -- it never raises out of ``datagram_received``;
+* every background task (stores to new neighbours, pings from the routing table) is owned by
+  the server's :class:`~p2pnode.dht.tasks.TaskRegistry` and cancelled on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
+
+from p2pnode.dht import wire
+from p2pnode.dht.faults import FaultPlan, FaultyTransport
+from p2pnode.dht.storage import PAGE_BUDGET_BYTES, OfferStorage
+from p2pnode.dht.tasks import TaskRegistry
+from p2pnode.identity import node_id
+
+__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
+
+RPC_TIMEOUT_S = 0.5     # per attempt
+RPC_ATTEMPTS = 2        # first send + one resend with the same message id
+
+
+class OfferProtocol(KademliaProtocol):
+    def __init__(self, source_node: Node, storage: OfferStorage, ksize: int, *, public: bytes,
+                 tasks: TaskRegistry, counters: collections.Counter,
+                 faults: FaultPlan | None = None, rpc_timeout_s: float = RPC_TIMEOUT_S,
+                 rpc_attempts: int = RPC_ATTEMPTS):
+        super().__init__(source_node, storage, ksize)
+        self.public = public
+        self.tasks = tasks
+        self.counters = counters
+        self.faults = faults
+        self.rpc_timeout_s = rpc_timeout_s
+        self.rpc_attempts = rpc_attempts
+        self.transport: FaultyTransport | None = None
+        self._outstanding: dict[bytes, tuple[asyncio.Future, tuple[str, int]]] = {}
+        self._handlers: dict[str, Callable[..., Any]] = {
+            "ping": self.rpc_ping, "store": self.rpc_store,
+            "find_node": self.rpc_find_node, "find_value": self.rpc_find_value,
+        }
+
+    def __getattr__(self, name: str):
+        # rpcudp turns every unknown attribute into a remote call; a typo must be an error.
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    # -- transport -------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = FaultyTransport(transport, self.faults, self.source_node.id.hex())
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            kind, msg_id, payload = wire.decode_datagram(data)
+            if kind == wire.REQUEST:
+                self._on_request(msg_id, payload, addr)
+            else:
+                self._accept_response(msg_id, payload, addr)
+        except wire.WireError as exc:
+            self.counters["bad_datagram"] += 1
+            log.debug("dropped a bad datagram from %s: %s", addr, exc)
+
+    def error_received(self, exc: Exception) -> None:
+        self.counters["socket_error"] += 1
+        log.debug("socket error: %s", exc)
+
+    def _on_request(self, msg_id: bytes, payload: Any, addr) -> None:
+        name, args = wire.parse_request(payload)
+        reply = self._handlers[name](addr, *args)
+        datagram = wire.encode_reply(msg_id, reply)
+        if len(datagram) > wire.MAX_DATAGRAM_BYTES:
+            log.error("reply to %s is %d bytes; not sent", name, len(datagram))
+            self.counters["oversize_reply"] += 1
+            return
+        self._send(datagram, addr)
+
+    def _accept_response(self, msg_id: bytes, payload: Any, address) -> None:
+        entry = self._outstanding.get(msg_id)
+        if entry is None or entry[0].done():
+            self.counters["unexpected_reply"] += 1  # late, duplicated or never asked for
+            return
+        future, expected = entry
+        if tuple(address[:2]) != expected:
+            self.counters["spoofed_reply"] += 1
+            return
+        future.set_result(payload)
+
+    def _send(self, datagram: bytes, address) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(datagram, address)
+
+    # -- serving ---------------------------------------------------------------------------
+    def _contact(self, sender, public: Any) -> Node:
+        """The caller as a routing contact, its id derived from its public key."""
+        contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
+        if contact.id == self.source_node.id:
+            raise wire.WireError("a peer claims our own key")
+        self.welcome_if_new(contact)
+        return contact
+
+    def rpc_ping(self, sender, public) -> bytes:
+        self._contact(sender, public)
+        return self.public
+
+    def rpc_store(self, sender, public, key, records) -> int:
+        self._contact(sender, public)
+        key = wire.want_key(key)
+        records = wire.want_records(records, wire.MAX_RECORDS_PER_STORE)
+        return sum(1 for raw in records if self.storage.offer(key, raw) is None)
+
+    def rpc_find_node(self, sender, public, key) -> list[list]:
+        source = self._contact(sender, public)
+        return self._neighbours(wire.want_key(key), exclude=source)
+
+    def rpc_find_value(self, sender, public, key, cursor) -> dict:
+        source = self._contact(sender, public)
+        key, cursor = wire.want_key(key), wire.want_cursor(cursor)
+        page = self.storage.page(key, cursor, PAGE_BUDGET_BYTES)
+        nodes = [] if cursor is not None else self._neighbours(key, exclude=source)
+        return wire.find_value_reply(nodes, page.records, page.more)
+
+    def _neighbours(self, key: bytes, exclude: Node | None = None) -> list[list]:
+        found = self.router.find_neighbors(Node(key), exclude=exclude)
+        return [[n.id, n.ip, n.port] for n in found]
+
+    def welcome_if_new(self, node: Node) -> None:
+        """Add a new contact; first send it the records it should hold (Kademlia paper, 2.5)."""
+        if node.id == self.source_node.id or not self.router.is_new_node(node):
+            return
+        for key, records in self.storage:
+            if self._should_hand_over(node, key):
+                for batch in _batches(records):
+                    self.spawn(self.call_store(node, key, batch))
+        self.router.add_contact(node)
+
+    def _should_hand_over(self, node: Node, key: bytes) -> bool:
+        """True when ``node`` is among the k closest to ``key`` and we are the closest holder."""
+        target = Node(key)
+        known = self.router.find_neighbors(target)
+        if not known:
+            return True
+        new_is_close = (len(known) < self.router.ksize
+                        or node.distance_to(target) < known[-1].distance_to(target))
+        we_are_closest = self.source_node.distance_to(target) < known[0].distance_to(target)
+        return new_is_close and we_are_closest
+
+    # -- calling ---------------------------------------------------------------------------
+    def spawn(self, coro) -> asyncio.Future:
+        if self.tasks.closed:
+            coro.close()
+            done = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self.tasks.spawn(coro)
+
+    async def _call(self, address: tuple[str, int], name: str, args: list) -> tuple[bool, Any]:
+        """Send a request and await its reply: (True, payload) or (False, None) on timeout."""
+        if self.transport is None or self.transport.is_closing():
+            return False, None
+        msg_id = os.urandom(20)
+        datagram = wire.encode_request(msg_id, name, args)
+        future = asyncio.get_running_loop().create_future()
+        self._outstanding[msg_id] = (future, (address[0], address[1]))
+        try:
+            for _ in range(self.rpc_attempts):
+                self._send(datagram, address)
+                try:
+                    async with asyncio.timeout(self.rpc_timeout_s):
+                        return True, await asyncio.shield(future)
+                except TimeoutError:
+                    self.counters["rpc_timeout"] += 1
+            return False, None
+        finally:
+            self._outstanding.pop(msg_id, None)
+            if not future.done():
+                future.cancel()
+
+    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any]):
+        """Call ``node``; parse the reply; update the routing table.  None when it failed."""
+        ok, payload = await self._call((node.ip, node.port), name, args)
+        if not ok:
+            self.counters["no_reply"] += 1
+            self.router.remove_contact(node)
+            return None
+        try:
+            value = parse(payload)
+        except wire.WireError as exc:
+            self.counters["bad_reply"] += 1
+            log.debug("bad %s reply from %s: %s", name, node, exc)
+            self.router.remove_contact(node)  # penalty: forget a contact that talks garbage
+            return None
+        self.welcome_if_new(node)
+        return value
+
+    def call_ping(self, node_to_ask: Node) -> asyncio.Future:
+        """Check a contact is alive (the routing table calls this with ``ensure_future``)."""
+        return self.spawn(self._ping_contact(node_to_ask))
+
+    async def _ping_contact(self, node: Node) -> bytes | None:
+        def parse(payload):
+            if node_id(wire.want_public(payload)) != node.id:
+                raise wire.WireError("ping reply key does not match the node id")
+            return payload
+        return await self._ask(node, "ping", [self.public], parse)
+
+    async def ping_address(self, address: tuple[str, int]) -> Node | None:
+        """Ping an address (bootstrap); the contact found there, its id from its public key."""
+        ok, payload = await self._call(address, "ping", [self.public])
+        try:
+            public = wire.want_public(payload) if ok else None
+        except wire.WireError:
+            self.counters["bad_reply"] += 1
+            return None
+        if public is None or public == self.public:
+            return None
+        contact = Node(node_id(public), address[0], address[1])
+        self.welcome_if_new(contact)
+        return contact
+
+    async def call_find_node(self, node_to_ask: Node, node_to_find: Node) -> list[Node] | None:
+        nodes = await self._ask(node_to_ask, "find_node", [self.public, node_to_find.id],
+                                wire.parse_nodes)
+        return None if nodes is None else [Node(*n) for n in nodes]
+
+    async def call_find_value(self, node_to_ask: Node, node_to_find: Node,
+                              cursor: bytes | None = None) -> wire.FindValueReply | None:
+        return await self._ask(node_to_ask, "find_value",
+                               [self.public, node_to_find.id, cursor], wire.parse_find_value)
+
+    async def call_store(self, node_to_ask: Node, key: bytes, value) -> int | None:
+        """Store records (one sealed record or a list of them); how many the node accepted."""
+        records = [value] if isinstance(value, bytes) else list(value)
+
+        def parse(payload):
+            if type(payload) is not int or not 0 <= payload <= len(records):
+                raise wire.WireError("a store reply is the number of records accepted")
+            return payload
+        return await self._ask(node_to_ask, "store", [self.public, key, records], parse)
+
+    def close(self) -> None:
+        for future, _ in self._outstanding.values():
+            if not future.done():
+                future.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _batches(records: tuple[bytes, ...]):
+    """Split records into store requests that fit a datagram."""
+    batch: list[bytes] = []
+    used = 0
+    for raw in records:
+        if batch and (used + len(raw) > PAGE_BUDGET_BYTES
+                      or len(batch) == wire.MAX_RECORDS_PER_STORE):
+            yield batch
+            batch, used = [], 0
+        batch.append(raw)
+        used += len(raw)
+    if batch:
+        yield batch

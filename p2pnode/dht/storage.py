@@ -1,0 +1,188 @@
+"""Validated multi-record storage for the DHT: many signed offers per key, each with its expiry.
+
+A pure core behind kademlia's :class:`~kademlia.storage.IStorage` interface: no sockets and no
+wall clock -- the time comes from the injected ``clock`` (unix seconds).
+
+Rules of :meth:`OfferStorage.offer` (each refusal is a :class:`~p2pnode.offers.Drop`, counted):
+
+* the record passes :func:`~p2pnode.offers.check_record` (size, strict encoding, signature,
+  not expired, expiry not too far ahead) and belongs to the key it is stored under;
+* a key holds at most one version of each (seller, offer_id): a store replaces the held
+  version only when it carries a higher ``seq``.  The seller is the signer and part of the
+  offer's identity, so nobody can replace another seller's record (kademlia issue #107);
+* at most :data:`MAX_RECORDS_PER_KEY` offers per key, :data:`MAX_RECORDS_PER_SELLER` per
+  seller on this node and :data:`MAX_KEYS` keys: beyond the caps new offers are refused (first
+  come, first kept -- an honest seller's republish of an offer it already has here is never
+  refused by a cap);
+* a record vanishes at its own absolute ``expires_at_s``; storing it again does not extend its
+  life (kademlia issue #104).
+
+Records of a key are read in pages ordered by (seller, offer_id) so a reply fits a datagram.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from kademlia.storage import IStorage
+
+from ledger import Sealed
+from p2pnode.offers import Drop, OfferRecord, RecordCache, record_keys
+
+__all__ = [
+    "MAX_KEYS", "MAX_RECORDS_PER_KEY", "MAX_RECORDS_PER_SELLER", "OfferStorage", "Page",
+    "PAGE_BUDGET_BYTES",
+]
+
+MAX_RECORDS_PER_KEY = 256
+MAX_RECORDS_PER_SELLER = 32
+MAX_KEYS = 4096
+PAGE_BUDGET_BYTES = 6500   # record bytes per find_value reply, so the datagram stays < 8 KB
+
+
+class Page(NamedTuple):
+    records: tuple[bytes, ...]
+    more: bytes | None  # cursor for the next page: the entry id of the last record returned
+
+
+class _Held(NamedTuple):
+    sealed: Sealed[OfferRecord]
+    stored_at_s: float
+
+
+class OfferStorage(IStorage):
+    """Offers held by one node, by key, with caps, sequence rules and absolute expiry."""
+
+    def __init__(self, clock: Callable[[], float], cache: RecordCache | None = None):
+        self.clock = clock
+        self.cache = cache or RecordCache()
+        self.dropped: collections.Counter[str] = collections.Counter()
+        self._keys: dict[bytes, dict[bytes, _Held]] = {}
+        self._per_seller: collections.Counter[bytes] = collections.Counter()
+        self._expiry: list[tuple[int, bytes, bytes, int]] = []  # (expires, key, entry, seq)
+
+    # -- writing ---------------------------------------------------------------------------
+    def offer(self, key: bytes, raw: bytes) -> Drop | None:
+        """Store ``raw`` under ``key`` if it passes every rule; return why not otherwise."""
+        now_s = self.clock()
+        self._cull(now_s)
+        problem = self._judge(key, raw, now_s)
+        if isinstance(problem, Drop):
+            self.dropped[problem] += 1
+            return problem
+        if problem is not None:
+            self._put(key, problem, now_s)
+        return None
+
+    def _judge(self, key: bytes, raw: bytes, now_s: float) -> Sealed[OfferRecord] | Drop | None:
+        """The record to store, None when it is already held, or the Drop reason."""
+        sealed = self.cache.check(raw, now_s)
+        if isinstance(sealed, Drop):
+            return sealed
+        record = sealed.message
+        if key not in record_keys(record):
+            return Drop.WRONG_KEY
+        held = self._keys.get(key, {}).get(record.entry_id)
+        if held is not None:
+            if held.sealed.raw == raw:
+                return None
+            if held.sealed.message.seq == record.seq:
+                return Drop.SEQ_CONFLICT
+            return Drop.STALE_SEQ if held.sealed.message.seq > record.seq else sealed
+        return self._cap_problem(key, record) or sealed
+
+    def _cap_problem(self, key: bytes, record: OfferRecord) -> Drop | None:
+        if key not in self._keys and len(self._keys) >= MAX_KEYS:
+            return Drop.STORAGE_FULL
+        if len(self._keys.get(key, ())) >= MAX_RECORDS_PER_KEY:
+            return Drop.KEY_FULL
+        if self._per_seller[record.seller] >= MAX_RECORDS_PER_SELLER:
+            return Drop.SELLER_FULL
+        return None
+
+    def _put(self, key: bytes, sealed: Sealed[OfferRecord], now_s: float) -> None:
+        record = sealed.message
+        entries = self._keys.setdefault(key, {})
+        if record.entry_id not in entries:
+            self._per_seller[record.seller] += 1
+        entries[record.entry_id] = _Held(sealed, now_s)
+        heapq.heappush(self._expiry, (record.expires_at_s, key, record.entry_id, record.seq))
+
+    def _cull(self, now_s: float) -> None:
+        while self._expiry and self._expiry[0][0] <= now_s:
+            _, key, entry, seq = heapq.heappop(self._expiry)
+            entries = self._keys.get(key, {})
+            held = entries.get(entry)
+            if held is None or held.sealed.message.seq != seq:
+                continue  # replaced by a newer version with its own expiry entry
+            del entries[entry]
+            self._per_seller[held.sealed.message.seller] -= 1
+            if not self._per_seller[held.sealed.message.seller]:
+                del self._per_seller[held.sealed.message.seller]
+            if not entries:
+                del self._keys[key]
+
+    # -- reading ---------------------------------------------------------------------------
+    def records(self, key: bytes) -> tuple[bytes, ...]:
+        """Every live record of ``key``, ordered by (seller, offer_id)."""
+        self._cull(self.clock())
+        entries = self._keys.get(key, {})
+        return tuple(entries[e].sealed.raw for e in sorted(entries))
+
+    def page(self, key: bytes, after: bytes | None, budget_bytes: int = PAGE_BUDGET_BYTES) -> Page:
+        """Records of ``key`` whose entry id is above ``after``, up to ``budget_bytes``."""
+        self._cull(self.clock())
+        entries = self._keys.get(key, {})
+        out: list[bytes] = []
+        used, last = 0, None
+        for entry in sorted(e for e in entries if after is None or e > after):
+            raw = entries[entry].sealed.raw
+            if out and used + len(raw) > budget_bytes:
+                return Page(tuple(out), last)
+            out.append(raw)
+            used, last = used + len(raw), entry
+        return Page(tuple(out), None)
+
+    def keys(self) -> list[bytes]:
+        self._cull(self.clock())
+        return list(self._keys)
+
+    def __bool__(self) -> bool:
+        return True  # an empty storage is still a storage (kademlia tests `storage or default`)
+
+    def __len__(self) -> int:
+        """Number of records held (all keys)."""
+        self._cull(self.clock())
+        return sum(len(entries) for entries in self._keys.values())
+
+    # -- kademlia's IStorage ---------------------------------------------------------------
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        """Store one sealed record; a refused record is counted in ``dropped``, not raised."""
+        self.offer(key, value)
+
+    def __getitem__(self, key: bytes) -> tuple[bytes, ...]:
+        records = self.records(key)
+        if not records:
+            raise KeyError(key)
+        return records
+
+    def get(self, key: bytes, default=None):
+        return self.records(key) or default
+
+    def __iter__(self) -> Iterator[tuple[bytes, tuple[bytes, ...]]]:
+        """(key, records) for every key held."""
+        return iter([(key, self.records(key)) for key in self.keys()])
+
+    def iter_older_than(self, seconds_old: float) -> list[tuple[bytes, bytes]]:
+        """(key, record) stored more than ``seconds_old`` ago.
+
+        Kademlia's server republishes these; :class:`~p2pnode.dht.server.OfferServer` does not
+        (only a seller republishes its own offers), so this exists for the interface only.
+        """
+        now_s = self.clock()
+        self._cull(now_s)
+        return [(key, held.sealed.raw) for key, entries in self._keys.items()
+                for held in entries.values() if held.stored_at_s <= now_s - seconds_old]
