@@ -1,0 +1,113 @@
+"""The meter interface a node reads from (FR-06), and two meters that implement it.
+
+Real firmware implements :class:`Meter` over its metering chip; the simulator uses
+:class:`ProfileMeter`; :class:`CsvReplayMeter` replays recorded readings.  A reading covers one
+trading interval: energy generated and consumed in watt-hours, and the battery's state of charge
+when there is one.
+"""
+
+from __future__ import annotations
+
+import abc
+import csv
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from p2pnode.errors import ConfigError
+
+__all__ = ["Reading", "Meter", "ProfileMeter", "CsvReplayMeter"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    interval_start_s: int
+    interval_s: int
+    generation_wh: int
+    consumption_wh: int
+    soc: float | None = None  # battery state of charge 0..1, None without a battery
+
+    def __post_init__(self):
+        for name in ("interval_s", "generation_wh", "consumption_wh"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Reading.{name} must not be negative")
+        if self.soc is not None and not 0.0 <= self.soc <= 1.0:
+            raise ValueError("Reading.soc must be between 0 and 1")
+
+    @property
+    def net_wh(self) -> int:
+        """Generation minus consumption: positive is surplus, negative is deficit."""
+        return self.generation_wh - self.consumption_wh
+
+
+class Meter(abc.ABC):
+    """What the node needs from a meter."""
+
+    @abc.abstractmethod
+    def read(self, interval_start_s: int, interval_s: int) -> Reading:
+        """The reading for the interval starting at ``interval_start_s`` (unix seconds)."""
+
+
+class ProfileMeter(Meter):
+    """A simulated meter playing per-interval generation and consumption arrays."""
+
+    def __init__(self, start_s: int, interval_s: int, generation_wh: Sequence[int],
+                 consumption_wh: Sequence[int]):
+        if len(generation_wh) != len(consumption_wh):
+            raise ConfigError("ProfileMeter: generation and consumption have different lengths")
+        self.start_s, self.interval_s = start_s, interval_s
+        self.generation_wh, self.consumption_wh = generation_wh, consumption_wh
+
+    def read(self, interval_start_s: int, interval_s: int) -> Reading:
+        index, rest = divmod(interval_start_s - self.start_s, self.interval_s)
+        if rest or interval_s != self.interval_s or not 0 <= index < len(self.generation_wh):
+            raise ConfigError(f"ProfileMeter has no interval starting at {interval_start_s}")
+        return Reading(interval_start_s, interval_s, int(self.generation_wh[index]),
+                       int(self.consumption_wh[index]))
+
+
+class CsvReplayMeter(Meter):
+    """Replays a CSV with columns ``interval_start_s,generation_wh,consumption_wh[,soc]``."""
+
+    COLUMNS = ("interval_start_s", "generation_wh", "consumption_wh")
+
+    def __init__(self, path: Path, interval_s: int):
+        self.path, self.interval_s = Path(path), interval_s
+        self.readings: dict[int, Reading] = {}
+        try:
+            with self.path.open(newline="") as handle:
+                self._load(csv.DictReader(handle))
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot read ({exc.strerror})") from exc
+
+    def _load(self, rows: csv.DictReader) -> None:
+        missing = [c for c in self.COLUMNS if c not in (rows.fieldnames or ())]
+        if missing:
+            raise ConfigError(f"{self.path}: missing column {missing[0]!r}")
+        for line, row in enumerate(rows, start=2):
+            reading = self._parse(row, line)
+            if reading.interval_start_s in self.readings:
+                raise ConfigError(f"{self.path}:{line}: interval_start_s "
+                                  f"{reading.interval_start_s} appears twice")
+            self.readings[reading.interval_start_s] = reading
+
+    def _parse(self, row: dict, line: int) -> Reading:
+        values = {}
+        for column in self.COLUMNS:
+            try:
+                values[column] = int(row[column])
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.path}:{line}: column {column!r}: "
+                                  f"expected an integer, got {row[column]!r}") from None
+        soc = row.get("soc") or None
+        try:
+            return Reading(values["interval_start_s"], self.interval_s, values["generation_wh"],
+                           values["consumption_wh"], float(soc) if soc is not None else None)
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}:{line}: {exc}") from None
+
+    def read(self, interval_start_s: int, interval_s: int) -> Reading:
+        reading = self.readings.get(interval_start_s)
+        if reading is None or interval_s != self.interval_s:
+            raise ConfigError(f"{self.path}: no reading for interval {interval_start_s}")
+        return reading

@@ -1,0 +1,76 @@
+"""Dynamic price of surplus energy (FR-07), pure.
+
+The seller's ask follows local supply and demand between two bounds: the feed-in tariff (what the
+grid pays for exported energy: selling for less makes no sense) and the retail tariff of the
+current time-of-day frame (what a buyer pays the grid: buying for more makes no sense)::
+
+    price = feed_in + (retail - feed_in) / (1 + supply / demand)
+
+Scarce supply (ratio -> 0) approaches retail, a glut (ratio -> inf) approaches feed-in, and a
+balanced market (ratio = 1) sits in the middle.  ``supply`` and ``demand`` are what the node sees
+in the DHT for its feeder and interval.  Prices are integers in µ per kWh, like the ledger's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from p2pnode.errors import ConfigError
+
+__all__ = ["Frame", "Tariffs", "dynamic_price"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """A time-of-day frame [start_hour, end_hour) with its retail tariff; may wrap midnight."""
+
+    name: str
+    start_hour: int
+    end_hour: int
+    retail_micro_per_kwh: int
+
+    def contains(self, hour: float) -> bool:
+        if self.start_hour <= self.end_hour:
+            return self.start_hour <= hour < self.end_hour
+        return hour >= self.start_hour or hour < self.end_hour
+
+
+DEFAULT_FRAMES = (
+    Frame("off-peak", 22, 6, 220_000),
+    Frame("normal", 6, 18, 300_000),
+    Frame("peak", 18, 22, 400_000),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tariffs:
+    feed_in_micro_per_kwh: int = 80_000
+    frames: tuple[Frame, ...] = DEFAULT_FRAMES
+
+    def __post_init__(self):
+        for hour in range(24):
+            covering = [f.name for f in self.frames if f.contains(hour)]
+            if len(covering) != 1:
+                raise ConfigError(f"tariffs.frames: hour {hour} is covered by "
+                                  f"{len(covering)} frames {covering}, expected exactly 1")
+        for frame in self.frames:
+            if frame.retail_micro_per_kwh < self.feed_in_micro_per_kwh:
+                raise ConfigError(f"tariffs.frames[{frame.name}].retail_micro_per_kwh: below the "
+                                  f"feed-in tariff {self.feed_in_micro_per_kwh}")
+
+    def frame_at(self, hour: float) -> Frame:
+        return next(f for f in self.frames if f.contains(hour % 24))
+
+
+def dynamic_price(supply_wh: int, demand_wh: int, hour: float, tariffs: Tariffs,
+                  min_sell_micro_per_kwh: int = 0) -> int | None:
+    """The ask for the interval at ``hour``; None when the seller's minimum exceeds retail."""
+    retail = tariffs.frame_at(hour).retail_micro_per_kwh
+    floor = max(tariffs.feed_in_micro_per_kwh, min_sell_micro_per_kwh)
+    if floor > retail:
+        return None  # no buyer would pay it: the grid is cheaper
+    if demand_wh <= 0:
+        return floor
+    spread = retail - tariffs.feed_in_micro_per_kwh
+    price = tariffs.feed_in_micro_per_kwh + spread * demand_wh // (demand_wh + max(supply_wh, 0))
+    return min(retail, max(floor, price))
