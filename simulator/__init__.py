@@ -1,1 +1,45 @@
-"""simulator."""
+"""The simulator's data, scenarios and scoring (SPEC "The simulator", SRS 3.2.8).
+
+* Scenarios: :func:`load_scenario` / :meth:`Scenario.default` (:mod:`simulator.scenario`), with
+  :class:`Tariffs`, :class:`Households`, :class:`Weights`, :class:`Selection`, :class:`Faults`.
+* Real data: :func:`build_profiles` turns a :class:`ProfileSpec` (``scenario.profile_spec()``)
+  into :class:`Profiles`: BDEW household load (demandlib), PV from pvlib's TMY3 files, optional
+  batteries, cached on disk (:mod:`simulator.profiles`, :mod:`simulator.load`,
+  :mod:`simulator.pv`, :mod:`simulator.battery`, :mod:`simulator.cache`).
+* Baselines on the same data: :func:`run_baselines` (no trading, the exact optimum of
+  :mod:`simulator.optimum`, and any :class:`IntervalMarket` such as the double auction of
+  ``optimizer.markets``).
+* Scoring: a run's trades become an :class:`Outcome` (:func:`settle_profiles`), scored by
+  :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
+
+The swarm runner that drives real nodes is not part of this package yet.
+"""
+
+from simulator.baselines import (
+    Baselines, IntervalMarket, MarketClearing, Prices, default_prices, market_outcome,
+    run_baselines, settle_profiles,
+)
+from simulator.battery import BatteryBank, NetPositions, apply_batteries, step_batteries
+from simulator.errors import Problem, ProfileError, ScenarioError, SimulatorError
+from simulator.metrics import Metrics, gini, net_cost, per_interval, savings_per_house, score
+from simulator.optimum import (
+    IntervalSolution, MatchConstraints, Optimum, max_local_match_wh, merit_order,
+    solve_interval_lp, solve_optimum,
+)
+from simulator.outcome import Outcome, settle
+from simulator.profiles import HouseInfo, ProfileSpec, Profiles, build_profiles, compose_profiles
+from simulator.scenario import FEEDERS, Scenario, load_scenario, scenario_from_dict
+from simulator.settings import Faults, Households, Selection, Weights
+from simulator.tariffs import Tariffs, TimeFrame
+
+__all__ = [
+    "Baselines", "BatteryBank", "FEEDERS", "Faults", "HouseInfo", "Households",
+    "IntervalMarket", "IntervalSolution", "MarketClearing", "MatchConstraints", "Metrics",
+    "NetPositions", "Optimum", "Outcome", "Prices", "Problem", "ProfileError", "ProfileSpec",
+    "Profiles", "Scenario", "ScenarioError", "Selection", "SimulatorError", "Tariffs",
+    "TimeFrame", "Weights", "apply_batteries", "build_profiles", "compose_profiles",
+    "default_prices", "gini", "load_scenario", "market_outcome", "max_local_match_wh",
+    "merit_order", "net_cost", "per_interval", "run_baselines", "savings_per_house",
+    "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
+    "solve_optimum", "step_batteries",
+]

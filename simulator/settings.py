@@ -1,0 +1,130 @@
+"""The sections of a scenario other than tariffs: households, weights, selection, faults.
+
+Each is a frozen dataclass that validates itself when built and reports every bad field with the
+TOML table it belongs to, e.g. ``[faults] loss = 1.5: must be between 0 and 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.checks import Checker
+from simulator.load import LOAD_PROFILES
+from simulator.pv import WEATHER_SITES
+
+STRATEGIES = ("ga", "exact", "greedy")
+MALICIOUS_KINDS = ("forge", "flood")
+MAX_DELAY_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Households:
+    """``[households]``: shares of all meters with PV and with a battery, and the data used."""
+
+    pv_share: float = 0.5
+    battery_share: float = 0.1
+    load_profile: str = "h0_dyn"
+    weather: str = "greensboro"
+
+    def __post_init__(self):
+        check = Checker("households")
+        pv_ok = check.share("pv_share", self.pv_share)
+        if check.share("battery_share", self.battery_share) and pv_ok \
+                and self.battery_share > self.pv_share:
+            check.fail("battery_share", self.battery_share,
+                       f"must not exceed pv_share ({self.pv_share}): a battery charges only "
+                       "from its own house's PV")
+        check.choice("load_profile", self.load_profile, LOAD_PROFILES)
+        check.choice("weather", self.weather, WEATHER_SITES)
+        check.done()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """``[weights]``: the six criteria weights C1..C6 of the offer-selection objective.
+
+    f(X) = C1*X1 * sum(Ci*Xi, i=2..6) (SRS 3.2.5), so C1 (surplus availability) must be positive
+    and at least one of C2..C6 must be positive, or every offer scores zero.
+    """
+
+    surplus_availability: float = 1.0
+    trade_surplus: float = 1.0
+    transfer_efficiency: float = 1.0
+    transaction_duration: float = 1.0
+    transaction_quality: float = 1.0
+    market_participation: float = 1.0
+
+    def __post_init__(self):
+        check = Checker("weights")
+        check.number("surplus_availability", self.surplus_availability, 0, low_open=True)
+        rest_ok = [check.number(name, getattr(self, name), 0) for name in self.names()[1:]]
+        if all(rest_ok) and not any(getattr(self, name) > 0 for name in self.names()[1:]):
+            check.fail("market_participation", self.market_participation,
+                       "at least one of the weights C2..C6 must be positive")
+        check.done()
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return ("surplus_availability", "trade_surplus", "transfer_efficiency",
+                "transaction_duration", "transaction_quality", "market_participation")
+
+    def as_tuple(self) -> tuple[float, ...]:
+        """C1..C6 in SRS order."""
+        return tuple(float(getattr(self, name)) for name in self.names())
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``[selection]``: how a buyer picks offers: GA, exact solver, or greedy."""
+
+    strategy: str = "ga"
+
+    def __post_init__(self):
+        check = Checker("selection")
+        check.choice("strategy", self.strategy, STRATEGIES)
+        check.done()
+
+
+@dataclass(frozen=True)
+class Faults:
+    """``[faults]``: what the simulated network and population do wrong.
+
+    ``loss``, ``duplication``: probability that a datagram is dropped / delivered twice;
+    ``delay_ms``: extra one-way delay of every datagram; ``churn_share``: share of nodes that go
+    offline and come back during the run; ``malicious_share``: share of nodes that misbehave in
+    the ways listed in ``malicious_kinds`` (``forge``: forged or tampered records and messages,
+    ``flood``: request and record flooding).
+    """
+
+    loss: float = 0.0
+    delay_ms: float = 0.0
+    duplication: float = 0.0
+    churn_share: float = 0.0
+    malicious_share: float = 0.0
+    malicious_kinds: tuple[str, ...] = MALICIOUS_KINDS
+
+    def __post_init__(self):
+        check = Checker("faults")
+        check.share("loss", self.loss)
+        check.number("delay_ms", self.delay_ms, 0, MAX_DELAY_MS)
+        check.share("duplication", self.duplication)
+        check.share("churn_share", self.churn_share)
+        check.share("malicious_share", self.malicious_share)
+        self._check_kinds(check)
+        check.done()
+
+    def _check_kinds(self, check: Checker) -> None:
+        kinds = self.malicious_kinds
+        if not isinstance(kinds, tuple) or not all(isinstance(k, str) for k in kinds):
+            check.fail("malicious_kinds", kinds, "must be a list of strings")
+            return
+        unknown = [k for k in kinds if k not in MALICIOUS_KINDS]
+        if unknown:
+            check.fail("malicious_kinds", list(kinds),
+                       f"unknown kind(s) {unknown}; allowed: {list(MALICIOUS_KINDS)}")
+        elif len(set(kinds)) != len(kinds):
+            check.fail("malicious_kinds", list(kinds), "must not repeat a kind")
+        elif not kinds and isinstance(self.malicious_share, (int, float)) \
+                and self.malicious_share > 0:
+            check.fail("malicious_kinds", list(kinds),
+                       "must name at least one kind when malicious_share > 0")
