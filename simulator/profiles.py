@@ -253,7 +253,8 @@ def interval_starts(spec: ProfileSpec) -> np.ndarray:
 def _assemble(spec: ProfileSpec, *, battery: BatteryBank, **arrays: np.ndarray) -> Profiles:
     net = apply_batteries(arrays["generation"], arrays["consumption"], battery, spec.interval_s)
     for array in (*arrays.values(), battery.capacity_wh, battery.power_w,
-                  battery.initial_soc_wh, *dataclasses.astuple(net)):
+                  battery.initial_soc_wh,
+                  *(getattr(net, f.name) for f in dataclasses.fields(net))):
         array.flags.writeable = False
     starts = interval_starts(spec)
     starts.flags.writeable = False

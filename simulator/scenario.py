@@ -71,10 +71,10 @@ class Scenario:
         top, time = Checker(""), Checker("time")
         top.text("name", self.name)
         top.integer("seed", self.seed, 0)
-        top.integer("meters", self.meters, 1, MAX_HOUSES)
+        meters_ok = top.integer("meters", self.meters, 1, MAX_HOUSES)
         top.choice("feeder", self.feeder, FEEDERS)
-        if top.integer("processes", self.processes, 1, MAX_PROCESSES) \
-                and isinstance(self.meters, int) and self.processes > self.meters:
+        if top.integer("processes", self.processes, 1, MAX_PROCESSES) and meters_ok \
+                and self.processes > self.meters:
             top.fail("processes", self.processes, f"must not exceed meters ({self.meters})")
         if not isinstance(self.start_date, date) or isinstance(self.start_date, datetime):
             time.fail("start_date", self.start_date, "must be a date like 2023-06-30")

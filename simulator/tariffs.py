@@ -74,8 +74,8 @@ class Tariffs:
             check.fail("frames", names, "frame names must be unique")
         if (counts != 1).any():
             bad = [h for h in range(24) if counts[h] != 1]
-            check.fail("frames", names, f"must cover every hour exactly once; hours {bad} are "
-                       "not covered or covered twice")
+            check.fail("frames", names, "must cover every hour exactly once; hours "
+                       f"{_hour_ranges(bad)} are not covered or covered twice")
             return
         lowest = self.retail_per_kwh * min(frame.multiplier for frame in self.frames)
         if self.feed_in_per_kwh >= lowest:
@@ -104,6 +104,17 @@ class Tariffs:
         if self.export_limit_kw is None:
             return None
         return self.export_limit_kw * 1000.0 * interval_s / 3600.0
+
+
+def _hour_ranges(hours: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for hour in hours:
+        if runs and hour == runs[-1][1] + 1:
+            runs[-1][1] = hour
+        else:
+            runs.append([hour, hour])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def hour_of_day(interval_start: np.ndarray) -> np.ndarray:
