@@ -1,0 +1,78 @@
+"""The one entry point: ``select_offers(request, candidates, ...) -> Plan``.
+
+The strategy is configuration: "ga" (the memetic GA, default), "exact" (MILP, HiGHS), "greedy",
+or "brute" (every set; small instances only).  All of them score plans with the same criteria
+and return the same :class:`~optimizer.selection.plan.Plan`; an infeasible request yields a plan
+with ``status == "infeasible"``, not an exception.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Sequence
+
+from optimizer.selection.config import SelectionConfig, Weights, check_strategy
+from optimizer.selection.construct import greedy
+from optimizer.selection.criteria import Problem, build_problem
+from optimizer.selection.errors import InvalidInputError
+from optimizer.selection.exact import brute_force, solve_milp
+from optimizer.selection.genetic import run_ga
+from optimizer.selection.inputs import BuyRequest, Candidate
+from optimizer.selection.plan import Plan, make_plan
+
+DEFAULT_CONFIG = SelectionConfig()
+
+
+def _rng(seed: int | random.Random) -> random.Random:
+    if isinstance(seed, random.Random):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidInputError(f"seed must be an int or a random.Random, got {type(seed).__name__}")
+    return random.Random(seed)
+
+
+def _solve(problem: Problem, strategy: str, config: SelectionConfig,
+           seed: int | random.Random) -> tuple[list[int], bool, dict]:
+    """(members, proved optimal, stats) for a feasible problem."""
+    if problem.max_sellers == 1 and strategy != "exact":
+        members, _ = brute_force(problem)  # n single-seller plans: enumerating them is exact
+        return members, True, {}
+    if strategy == "ga":
+        members, _, stats = run_ga(problem, _rng(seed), config.ga)
+        return members, False, stats
+    if strategy == "greedy":
+        return greedy(problem)[0], False, {}
+    if strategy == "brute":
+        return brute_force(problem)[0], True, {}
+    members, _, proved = solve_milp(problem, config.exact_time_limit_s)
+    return members, proved, {}
+
+
+def select_offers(request: BuyRequest, candidates: Sequence[Candidate],
+                  weights: Weights | None = None, *, strategy: str | None = None,
+                  seed: int | random.Random = 0,
+                  config: SelectionConfig = DEFAULT_CONFIG) -> Plan:
+    """Rank the candidate offers for ``request``.
+
+    ``weights`` and ``strategy`` override the ones in ``config`` when given.  ``seed`` (or a
+    ``random.Random``) makes the GA deterministic; the other strategies ignore it.
+    """
+    if not isinstance(request, BuyRequest):
+        raise InvalidInputError("request must be a BuyRequest")
+    if any(not isinstance(c, Candidate) for c in candidates):
+        raise InvalidInputError("candidates must all be Candidate instances")
+    weights = config.weights if weights is None else weights
+    if not isinstance(weights, Weights):
+        raise InvalidInputError("weights must be a Weights")
+    strategy = check_strategy(config.strategy if strategy is None else strategy)
+    problem = build_problem(request, candidates, _with_weights(config, weights))
+    members, optimal, stats = _solve(problem, strategy, config, seed) if problem.feasible else ([], True, {})
+    return make_plan(problem, members, weights_soft=weights.soft(), strategy=strategy,
+                     optimal=optimal, max_fallbacks=config.max_fallbacks, stats=stats)
+
+
+def _with_weights(config: SelectionConfig, weights: Weights) -> SelectionConfig:
+    if weights is config.weights:
+        return config
+    return replace(config, weights=weights)
