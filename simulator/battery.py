@@ -85,7 +85,8 @@ def apply_batteries(generation_wh: np.ndarray, consumption_wh: np.ndarray, bank:
     soc[:, 0] = np.minimum(bank.initial_soc_wh, bank.capacity_wh)
     for t in range(intervals):
         step = step_batteries(bank, soc[:, t], net[:, t], interval_s)
-        charge[:, t], discharge[:, t], soc[:, t + 1] = step.charge_wh, step.discharge_wh, step.soc_wh
+        charge[:, t], discharge[:, t] = step.charge_wh, step.discharge_wh
+        soc[:, t + 1] = step.soc_wh
     after = net - charge + discharge
     return NetPositions(surplus_wh=np.maximum(after, 0.0), deficit_wh=np.maximum(-after, 0.0),
                         charge_wh=charge, discharge_wh=discharge, soc_wh=soc)
