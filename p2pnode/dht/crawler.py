@@ -3,8 +3,9 @@
 Both crawlers subclass kademlia's :class:`~kademlia.crawling.SpiderCrawl` and keep its
 ``nearest`` heap (the k closest contacts seen, which ones were contacted), but replace its
 round-by-round loop with a steady one: up to ``alpha`` requests are in flight, and each reply
-immediately launches the next request.  A dead node therefore holds up one slot for one
-timeout, not a whole round.
+immediately launches the next request.  A request unanswered after :data:`STALL_S` stops
+counting against ``alpha`` (it may still answer), so dead nodes never hold up the lookup for
+a whole RPC timeout, let alone a whole round.
 
 Termination: when every node among the k nearest has been contacted and at least ``quorum``
 of them have answered, the lookup ends without waiting for requests still out to silent
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_PAGED_HOLDERS = 3      # holders whose record set is read past the first page
 MAX_PAGES_PER_HOLDER = 16  # 16 pages of ~6.5 KB cover MAX_RECORDS_PER_KEY records
+STALL_S = 0.15             # a query unanswered this long frees its slot for another
 
 
 class NodeLookup(SpiderCrawl):
@@ -49,26 +51,32 @@ class NodeLookup(SpiderCrawl):
         self.responded: set[bytes] = set()
         self.failed: set[bytes] = set()
         self._pending: dict[asyncio.Future, tuple[Node, str]] = {}
+        self._sent_at: dict[asyncio.Future, float] = {}
 
     async def find(self) -> list[Node]:
+        loop = asyncio.get_running_loop()
         while True:
-            self._launch()
+            self._launch(loop.time())
             if not self._pending or self._settled():
                 break
-            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(self._pending, timeout=STALL_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 peer, kind = self._pending.pop(task)
+                self._sent_at.pop(task, None)
                 reply = None if task.cancelled() else task.result()
                 self._absorb(peer, kind, reply)
         return [n for n in self.nearest if n.id in self.responded]
 
-    def _launch(self) -> None:
-        in_flight = sum(1 for _, kind in self._pending.values() if kind == self.QUERY)
+    def _launch(self, now: float) -> None:
+        in_flight = sum(1 for task, (_, kind) in self._pending.items()
+                        if kind == self.QUERY and now - self._sent_at[task] < STALL_S)
         for peer in self.nearest.get_uncontacted():
             if in_flight >= self.alpha:
                 break
             self.nearest.mark_contacted(peer)
-            self._pending[self.protocol.spawn(self._query(peer))] = (peer, self.QUERY)
+            task = self.protocol.spawn(self._query(peer))
+            self._pending[task], self._sent_at[task] = (peer, self.QUERY), now
             in_flight += 1
 
     def _settled(self) -> bool:
