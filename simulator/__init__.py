@@ -9,7 +9,8 @@
 * Baselines on the same data: :func:`run_baselines` (no trading, the exact optimum of
   :mod:`simulator.optimum`, and any :class:`IntervalMarket` such as the double auction of
   ``optimizer.markets``).
-* Scoring: a run's trades become an :class:`Outcome` (:func:`settle_profiles`), scored by
+* Scoring: a run's trades (:func:`trade_arrays`) become an :class:`Outcome`
+  (:func:`settle_profiles`), scored by
   :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
 
 The swarm runner that drives real nodes is not part of this package yet.
@@ -26,7 +27,7 @@ from simulator.optimum import (
     IntervalSolution, MatchConstraints, Optimum, max_local_match_wh, merit_order,
     solve_interval_lp, solve_optimum,
 )
-from simulator.outcome import Outcome, settle
+from simulator.outcome import Outcome, settle, trade_arrays
 from simulator.profiles import HouseInfo, ProfileSpec, Profiles, build_profiles, compose_profiles
 from simulator.scenario import FEEDERS, Scenario, load_scenario, scenario_from_dict
 from simulator.settings import Faults, Households, Selection, Weights
@@ -41,5 +42,5 @@ __all__ = [
     "default_prices", "gini", "load_scenario", "market_outcome", "max_local_match_wh",
     "merit_order", "net_cost", "per_interval", "run_baselines", "savings_per_house",
     "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
-    "solve_optimum", "step_batteries",
+    "solve_optimum", "step_batteries", "trade_arrays",
 ]

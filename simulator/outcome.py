@@ -44,14 +44,15 @@ class Outcome:
 
 
 def settle(*, generation_wh, consumption_wh, surplus_wh, deficit_wh, bought_wh=None,
-           sold_wh=None, paid=None, received=None,
-           export_limit_wh: float | None = None) -> Outcome:
+           sold_wh=None, paid=None, received=None, export_limit_wh: float | None = None,
+           tolerance_wh: float = TOLERANCE_WH) -> Outcome:
     """Complete local trades with the grid: import the rest of each deficit, export the rest of
     each surplus up to ``export_limit_wh`` per house and interval, waste what is left.
 
     Absent trade arrays mean no trading (the grid-only baseline).  Raises ``ValueError`` if a
-    house bought more than its deficit or sold more than its surplus (beyond a 1e-6 Wh
-    tolerance), or if shapes disagree.
+    house bought more than its deficit or sold more than its surplus by more than
+    ``tolerance_wh`` (raise it to 1 Wh if trades are rounded to whole-Wh tokens), or if shapes
+    disagree.
     """
     surplus = np.asarray(surplus_wh, dtype=np.float64)
     shape = surplus.shape
@@ -60,8 +61,8 @@ def settle(*, generation_wh, consumption_wh, surplus_wh, deficit_wh, bought_wh=N
         ("deficit_wh", deficit_wh), ("bought_wh", bought_wh), ("sold_wh", sold_wh),
         ("paid", paid), ("received", received))}
     deficit, bought, sold = arrays["deficit_wh"], arrays["bought_wh"], arrays["sold_wh"]
-    _check_within(bought, deficit, "bought_wh", "deficit_wh")
-    _check_within(sold, surplus, "sold_wh", "surplus_wh")
+    _check_within(bought, deficit, "bought_wh", "deficit_wh", tolerance_wh)
+    _check_within(sold, surplus, "sold_wh", "surplus_wh", tolerance_wh)
     grid_import = np.maximum(deficit - bought, 0.0)
     left = np.maximum(surplus - sold, 0.0)
     export = left if export_limit_wh is None else np.minimum(left, export_limit_wh)
@@ -78,11 +79,33 @@ def _matrix(value, shape, name: str) -> np.ndarray:
     return array
 
 
-def _check_within(part: np.ndarray, whole: np.ndarray, part_name: str, whole_name: str) -> None:
-    if (part < -TOLERANCE_WH).any():
+def trade_arrays(houses: int, intervals: int, *, interval, seller, buyer, energy_wh,
+                 price_per_kwh, delivered_wh=None) -> dict[str, np.ndarray]:
+    """Per-house arrays for :func:`settle` from a table of trades (one entry per trade).
+
+    ``interval``, ``seller``, ``buyer``: integer indices; ``energy_wh``: agreed energy;
+    ``delivered_wh``: energy actually delivered (default: as agreed), which is what moves and
+    what is paid for.  Returns ``bought_wh``, ``sold_wh``, ``paid`` and ``received``.
+    """
+    t = np.asarray(interval, dtype=np.intp)
+    s, b = np.asarray(seller, dtype=np.intp), np.asarray(buyer, dtype=np.intp)
+    energy = np.asarray(energy_wh if delivered_wh is None else delivered_wh, dtype=np.float64)
+    money = energy * np.asarray(price_per_kwh, dtype=np.float64) / 1000.0
+    out = {name: np.zeros((houses, intervals)) for name in ("bought_wh", "sold_wh", "paid",
+                                                          "received")}
+    np.add.at(out["bought_wh"], (b, t), energy)
+    np.add.at(out["sold_wh"], (s, t), energy)
+    np.add.at(out["paid"], (b, t), money)
+    np.add.at(out["received"], (s, t), money)
+    return out
+
+
+def _check_within(part: np.ndarray, whole: np.ndarray, part_name: str, whole_name: str,
+                  tolerance_wh: float) -> None:
+    if (part < -tolerance_wh).any():
         raise ValueError(f"{part_name} has negative entries")
     over = part - whole
-    if (over > TOLERANCE_WH).any():
+    if (over > tolerance_wh).any():
         house, interval = np.unravel_index(np.argmax(over), over.shape)
         raise ValueError(f"{part_name} exceeds {whole_name} by {over.max():.6g} Wh "
                          f"(house {house}, interval {interval})")

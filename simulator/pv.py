@@ -11,6 +11,9 @@ Model (pvlib functions, the PVWatts chain): hour-mean irradiance is anchored at 
 its hour and interpolated to a fine grid; NREL SPA solar position; Hay-Davies transposition to
 each roof plane; Faiman cell temperature; PVWatts DC (-0.37 %/K) with 14 % system losses;
 PVWatts inverter with a DC/AC ratio of 1.1.  Only :func:`read_weather` touches a file.
+
+Sanity (south, 30 degrees): Greensboro yields about 1400 kWh/kWp a year (PVWatts' own figure
+for the region is 1350-1450), 0.5-6.3 kWh/kWp a day; Sand Point about 850 kWh/kWp a year.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from simulator import gini, per_interval, savings_per_house, score, settle, solve_optimum
+from simulator import (
+    gini, per_interval, savings_per_house, score, settle, solve_optimum, trade_arrays,
+)
 from simulator.metrics import net_cost
 
 # House 0: PV 1000 Wh then nothing, uses 200 then 500 -> surplus [800, 0], deficit [0, 500].
@@ -32,6 +34,26 @@ def outcome():
 @pytest.fixture
 def optimum():
     return solve_optimum(SURPLUS, DEFICIT, FEED_IN, RETAIL)
+
+
+def test_trade_table_becomes_the_same_outcome(outcome):
+    # The one trade of the fixture, split in two partial deliveries of the agreed 300 + 300 Wh.
+    arrays = trade_arrays(2, 2, interval=[0, 0], seller=[0, 0], buyer=[1, 1],
+                          energy_wh=[300, 300], delivered_wh=[300, 200], price_per_kwh=[0.25, 0.25])
+    again = settle(generation_wh=GENERATION, consumption_wh=CONSUMPTION, surplus_wh=SURPLUS,
+                   deficit_wh=DEFICIT, **arrays)
+    for name in ("bought_wh", "sold_wh", "paid", "received", "grid_import_wh"):
+        np.testing.assert_allclose(getattr(again, name), getattr(outcome, name))
+
+
+def test_settle_tolerance_for_whole_wh_tokens():
+    rounded_up = [[0, 0], [0, 300.6]]
+    with pytest.raises(ValueError):
+        settle(generation_wh=GENERATION, consumption_wh=CONSUMPTION, surplus_wh=SURPLUS,
+               deficit_wh=DEFICIT, bought_wh=rounded_up)
+    settled = settle(generation_wh=GENERATION, consumption_wh=CONSUMPTION, surplus_wh=SURPLUS,
+                     deficit_wh=DEFICIT, bought_wh=rounded_up, tolerance_wh=1.0)
+    assert settled.grid_import_wh[1, 1] == 0
 
 
 def test_settle_completes_with_the_grid(outcome):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from datetime import date, timedelta
 
@@ -169,6 +170,14 @@ def test_energy_is_the_same_at_any_interval_length():
                                hourly.consumption_wh, rtol=1e-9)
     np.testing.assert_allclose(quarter.generation_wh.reshape(8, 24, 4).sum(axis=2),
                                hourly.generation_wh, rtol=1e-9, atol=1e-9)
+
+
+def test_a_thousand_houses_build_in_seconds():
+    started = time.perf_counter()
+    profiles = build_profiles(ProfileSpec(houses=1000, day=SUMMER, seed=1), use_cache=False)
+    elapsed = time.perf_counter() - started
+    assert profiles.consumption_wh.shape == (1000, 96)
+    assert elapsed < 15, f"1000 houses took {elapsed:.1f} s (about 0.5 s expected)"
 
 
 def test_several_days_across_new_year():
