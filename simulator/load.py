@@ -66,17 +66,16 @@ def draw_annual_kwh(rng: np.random.Generator, houses: int, median_kwh: float,
 
 
 def draw_time_shifts_s(rng: np.random.Generator, houses: int, sd_s: float) -> np.ndarray:
-    """Per-house shift of daily routines (s, positive = later), normal, clipped to +-3 sd."""
-    if sd_s == 0:
-        return np.zeros(houses)
+    """Per-house shift of daily routines (s, positive = later), normal, clipped to +-3 sd.
+
+    Always draws, even for ``sd_s = 0``, so later draws do not depend on this parameter.
+    """
     return np.clip(sd_s * rng.standard_normal(houses), -3 * sd_s, 3 * sd_s)
 
 
 def draw_noise(rng: np.random.Generator, houses: int, intervals: int,
                sigma: float) -> np.ndarray:
-    """Multiplicative log-normal noise with mean 1 per house and interval."""
-    if sigma == 0:
-        return np.ones((houses, intervals))
+    """Multiplicative log-normal noise with mean 1 per house and interval (1 if sigma = 0)."""
     normal = rng.standard_normal((houses, intervals))
     return np.exp(sigma * normal - sigma * sigma / 2)
 

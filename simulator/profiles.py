@@ -77,9 +77,9 @@ class ProfileSpec:
         if check.integer("interval_s", self.interval_s, MIN_INTERVAL_S, DAY_S) \
                 and DAY_S % self.interval_s:
             check.fail("interval_s", self.interval_s, "must divide a day (86400 s) evenly")
-        check.share("pv_share", self.pv_share)
-        if check.share("battery_share", self.battery_share) and check.share(
-                "pv_share", self.pv_share) and self.battery_share > self.pv_share:
+        pv_ok = check.share("pv_share", self.pv_share)
+        if check.share("battery_share", self.battery_share) and pv_ok \
+                and self.battery_share > self.pv_share:
             check.fail("battery_share", self.battery_share,
                        f"must not exceed pv_share ({self.pv_share}): batteries charge from PV")
         check.integer("seed", self.seed, 0)

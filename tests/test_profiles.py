@@ -154,6 +154,9 @@ def test_cache_is_keyed_by_parameters_and_survives_corruption(tmp_path):
     pa = build_profiles(a, cache_dir=tmp_path)
     pb = build_profiles(b, cache_dir=tmp_path)
     assert (pb.pv_kwp > 0).sum() == 8 and (pa.pv_kwp > 0).sum() == 5
+    # Changing a share does not reshuffle the other draws: the same houses, more PV.
+    np.testing.assert_array_equal(pa.consumption_wh, pb.consumption_wh)
+    assert ((pa.pv_kwp > 0) <= (pb.pv_kwp > 0)).all()
     assert len(list(tmp_path.glob("profiles-*.npz"))) == 2
     path = cache_path(tmp_path, "profiles", cache_key(a.as_params()))
     path.write_bytes(b"not a zip file")
@@ -222,5 +225,6 @@ def test_house_info(summer):
     ({"seed": -1}, "seed"),
 ])
 def test_bad_spec_names_the_field(changes, field):
-    with pytest.raises(ProfileError, match=rf"\[profiles\] {field} = "):
+    with pytest.raises(ProfileError, match=rf"\[profiles\] {field} = ") as caught:
         ProfileSpec(**{"houses": 10, "day": SUMMER, **changes})
+    assert len(str(caught.value).splitlines()) == 1, "each problem is reported once"
