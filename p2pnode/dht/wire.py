@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from ledger import PUBLIC_KEY_BYTES
-from p2pnode.offers import MAX_RECORD_BYTES, OFFER_ID_BYTES
+from p2pnode.offers import OFFER_ID_BYTES
 
 __all__ = [
     "FindValueReply", "MAX_DATAGRAM_BYTES", "MAX_NODES_PER_REPLY", "MAX_RECORDS_PER_STORE",
@@ -106,10 +106,11 @@ def want_cursor(value: Any) -> bytes | None:
 
 
 def want_records(value: Any, limit: int) -> list[bytes]:
+    """A list of opaque records; each is judged (and an oversize one counted) by its receiver."""
     if type(value) is not list or len(value) > limit:
         raise WireError(f"records must be a list of at most {limit}")
-    if any(type(raw) is not bytes or len(raw) > MAX_RECORD_BYTES for raw in value):
-        raise WireError(f"each record must be bytes of at most {MAX_RECORD_BYTES}")
+    if any(type(raw) is not bytes for raw in value):
+        raise WireError("each record must be bytes")
     return value
 
 
