@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "p2pnode.commands.identity",
     "p2pnode.commands.ledger",
     "p2pnode.commands.demo",
+    "p2pnode.commands.market",
 )
 
 
