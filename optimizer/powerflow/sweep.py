@@ -117,7 +117,7 @@ def _as_steps(values, name: str, n_bus: int) -> np.ndarray:
 
 def _node_loads(feeder: Feeder, s_bus: np.ndarray) -> np.ndarray:
     s = np.zeros((feeder.n_nodes, s_bus.shape[0]), dtype=complex)
-    np.add.at(s, feeder.node_of_bus, s_bus.T)
+    s[feeder.node_of_bus] = s_bus.T  # one node per bus
     return s
 
 
