@@ -30,7 +30,7 @@ def test_random_bytes_decode_or_raise_wire_error(data):
                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12))
 @settings(max_examples=300)
 def test_any_payload_parses_or_raises_wire_error(payload):
-    for parse in (wire.parse_request, wire.parse_nodes, wire.parse_find_value):
+    for parse in (wire.parse_request, wire.parse_reply, wire.parse_nodes, wire.parse_find_value):
         try:
             parse(payload)
         except wire.WireError:

@@ -12,9 +12,11 @@ routing table, but changes what kademlia gets wrong for signed offers:
 * ``welcome_if_new`` offers a new neighbour the records it should hold, comparing distances to
   the *stored key itself* (kademlia hashes the already-hashed key again, so the new node gets
   the wrong keys or none);
-* node ids are bound to public keys: every request carries the caller's public key and the
-  caller's id is computed from it with :func:`p2pnode.identity.node_id`; a ping reply is the
-  responder's public key and must hash to the id we know it by.  Verified: nobody can sit at
+* node ids are bound to public keys: every request carries the caller's public key and every
+  reply the responder's; a contact's id is always computed from its key with
+  :func:`p2pnode.identity.node_id`, and a reply whose key does not hash to the id we asked is
+  refused (counted as ``id_mismatch``, the contact dropped).  Only contacts verified this way
+  (callers, and nodes that answered us) enter the routing table.  Verified: nobody can sit at
   an id of their choosing without finding a key that hashes there.  Not verified: possession
   of the private key behind a claimed public key (there is no challenge-response), so a node
   could claim somebody else's key -- it then sits at that key's id, can withhold records but
@@ -98,7 +100,7 @@ class OfferProtocol(KademliaProtocol):
     def _on_request(self, msg_id: bytes, payload: Any, addr) -> None:
         name, args = wire.parse_request(payload)
         reply = self._handlers[name](addr, *args)
-        datagram = wire.encode_reply(msg_id, reply)
+        datagram = wire.encode_reply(msg_id, self.public, reply)
         if len(datagram) > wire.MAX_DATAGRAM_BYTES:
             log.error("reply to %s is %d bytes; not sent", name, len(datagram))
             self.counters["oversize_reply"] += 1
@@ -129,9 +131,8 @@ class OfferProtocol(KademliaProtocol):
         self.welcome_if_new(contact)
         return contact
 
-    def rpc_ping(self, sender, public) -> bytes:
+    def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
-        return self.public
 
     def rpc_store(self, sender, public, key, records) -> int:
         self._contact(sender, public)
@@ -214,7 +215,11 @@ class OfferProtocol(KademliaProtocol):
             self.router.remove_contact(node)
             return None
         try:
-            value = parse(payload)
+            public, value = wire.parse_reply(payload)
+            if node_id(public) != node.id:
+                self.counters["id_mismatch"] += 1
+                raise wire.WireError("the responder's key does not match the node id asked")
+            value = parse(value)
         except wire.WireError as exc:
             self.counters["bad_reply"] += 1
             log.debug("bad %s reply from %s: %s", name, node, exc)
@@ -227,22 +232,20 @@ class OfferProtocol(KademliaProtocol):
         """Check a contact is alive (the routing table calls this with ``ensure_future``)."""
         return self.spawn(self._ping_contact(node_to_ask))
 
-    async def _ping_contact(self, node: Node) -> bytes | None:
-        def parse(payload):
-            if node_id(wire.want_public(payload)) != node.id:
-                raise wire.WireError("ping reply key does not match the node id")
-            return payload
-        return await self._ask(node, "ping", [self.public], parse)
+    async def _ping_contact(self, node: Node) -> bool:
+        return await self._ask(node, "ping", [self.public], _no_value) is not None
 
     async def ping_address(self, address: tuple[str, int]) -> Node | None:
         """Ping an address (bootstrap); the contact found there, its id from its public key."""
         ok, payload = await self._call(address, "ping", [self.public])
+        if not ok:
+            return None
         try:
-            public = wire.want_public(payload) if ok else None
+            public, _ = wire.parse_reply(payload)
         except wire.WireError:
             self.counters["bad_reply"] += 1
             return None
-        if public is None or public == self.public:
+        if public == self.public:
             return None
         contact = Node(node_id(public), address[0], address[1])
         self.welcome_if_new(contact)
@@ -274,6 +277,12 @@ class OfferProtocol(KademliaProtocol):
                 future.cancel()
         if self.transport is not None:
             self.transport.close()
+
+
+def _no_value(value: Any) -> bool:
+    if value is not None:
+        raise wire.WireError("a ping reply carries no value")
+    return True
 
 
 def _batches(records: tuple[bytes, ...]):

@@ -6,10 +6,11 @@ a reply.  Everything coming from a peer goes through a ``parse_*`` function here
 :class:`WireError` on any deviation (wrong type, size, count), so the protocol drops and counts
 bad input instead of crashing on it.
 
-Requests (every one carries the caller's 32-byte public key; the receiver derives the caller's
-node id from it with :func:`p2pnode.identity.node_id` and never trusts a claimed id)::
+Requests carry the caller's 32-byte public key first; every reply is ``[public, value]`` with
+the responder's public key.  Each side derives the other's node id from that key with
+:func:`p2pnode.identity.node_id` and never trusts a claimed id::
 
-    ping       [public]                      -> public
+    ping       [public]                      -> None
     store      [public, key, [record, ...]]  -> number of records accepted
     find_node  [public, key]                 -> [[id, ip, port], ...]
     find_value [public, key, cursor|None]    -> {"nodes": [...], "records": [...], "more": cursor|None}
@@ -27,7 +28,7 @@ from p2pnode.offers import OFFER_ID_BYTES
 __all__ = [
     "FindValueReply", "MAX_DATAGRAM_BYTES", "MAX_NODES_PER_REPLY", "MAX_RECORDS_PER_STORE",
     "REPLY", "REQUEST", "WireError", "decode_datagram", "encode_reply", "encode_request",
-    "parse_find_value", "parse_nodes", "parse_request", "want_bytes", "want_public",
+    "parse_find_value", "parse_nodes", "parse_reply", "parse_request", "want_bytes", "want_public",
 ]
 
 REQUEST, REPLY = b"\x00", b"\x01"
@@ -56,8 +57,15 @@ def encode_request(msg_id: bytes, name: str, args: list) -> bytes:
     return REQUEST + msg_id + msgpack.packb([name, args], use_bin_type=True)
 
 
-def encode_reply(msg_id: bytes, value: Any) -> bytes:
-    return REPLY + msg_id + msgpack.packb(value, use_bin_type=True)
+def encode_reply(msg_id: bytes, public: bytes, value: Any) -> bytes:
+    return REPLY + msg_id + msgpack.packb([public, value], use_bin_type=True)
+
+
+def parse_reply(payload: Any) -> tuple[bytes, Any]:
+    """(responder's public key, value) of a reply payload."""
+    if type(payload) is not list or len(payload) != 2:
+        raise WireError("a reply is [public, value]")
+    return want_public(payload[0]), payload[1]
 
 
 def decode_datagram(data: bytes) -> tuple[bytes, bytes, Any]:
