@@ -111,7 +111,7 @@ def test_violation_without_sellers_is_reported_infeasible():
         buyers=(Participant("factory", 200.0, 0.25, bus=1),), grid_tariff=0.30)
     result = optimise_welfare(problem, feeder, np.random.default_rng(1), SMALL)
     assert (result.status, result.rounds) == ("infeasible", 1)
-    assert "without sellers" in result.reason
+    assert "only at buses without sellers" in result.reason
     assert result.chosen is None and result.front and not any(s.feasible for s in result.front)
 
 

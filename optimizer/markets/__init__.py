@@ -6,6 +6,7 @@
 * :mod:`~optimizer.markets.pooling`: cooperative pooling of one interval's surpluses.
 * :mod:`~optimizer.markets.accounting`: G, C, T, local, surplus/deficit, loss and its alert.
 * :mod:`~optimizer.markets.pool_price`: real-time pool price from the supply/demand ratio.
+* :mod:`~optimizer.markets.tables`: orders and readings from CSV rows, errors naming line/column.
 * :mod:`~optimizer.markets.welfare`, :mod:`~optimizer.markets.nsga2`: buyer/seller welfare
   Pareto front under load-flow feasibility (uses :mod:`optimizer.powerflow`).
 
@@ -21,6 +22,7 @@ from optimizer.markets.nsga2 import Nsga2Config, Nsga2Result, WelfareSolution, o
 from optimizer.markets.orders import Order, Side, TimeFrames, Trade, TradeMatrix, trade_matrix
 from optimizer.markets.pool_price import PoolPrice, PoolTariffs, pool_price
 from optimizer.markets.pooling import NodeReading, PoolAllocation, PoolResult, share_pool
+from optimizer.markets.tables import orders_from_rows, readings_from_rows
 from optimizer.markets.welfare import Participant, WelfareProblem, problem_from_orders
 
 __all__ = [
@@ -29,6 +31,6 @@ __all__ = [
     "PoolAllocation", "PoolPrice", "PoolResult", "PoolTariffs", "PricingRule", "Side",
     "TimeFrames", "Trade", "TradeMatrix", "WelfareProblem", "WelfareSolution",
     "account_interval", "clear_double_auction", "clear_frames", "match_continuous",
-    "match_frames", "optimise_welfare", "pool_price", "problem_from_orders", "share_pool",
-    "trade_matrix",
+    "match_frames", "optimise_welfare", "orders_from_rows", "pool_price", "problem_from_orders",
+    "readings_from_rows", "share_pool", "trade_matrix",
 ]

@@ -123,12 +123,12 @@ def optimise_welfare(problem: WelfareProblem, feeder: Feeder, rng: np.random.Gen
     for round_no in range(1, config.max_rounds + 1):
         front, count = _evolve(context, supply, rng)
         evaluations += count
-        violating = _violating_buses(front, config.limits)
-        if len(violating) == 0:
+        if all(feasible for *_, feasible in front):
             return _finish("feasible", "", round_no, evaluations, ids, front, supply, problem)
+        violating = _violating_buses(front, config.limits)
         to_cap = np.isin(context.positions[0], violating) & (supply > 0)
         if not to_cap.any():
-            return _finish("infeasible", "voltage limits violated at buses without sellers",
+            return _finish("infeasible", "limits violated only at buses without sellers",
                            round_no, evaluations, ids, front, supply, problem)
         supply = np.where(to_cap, supply * config.cap_factor, supply)
     return _finish("infeasible", f"still violating after {config.max_rounds} rounds",
@@ -243,8 +243,10 @@ def _first_front(state) -> list[tuple]:
 
 
 def _violating_buses(front: list[tuple], limits: VoltageLimits) -> np.ndarray:
-    bad = [(vm < limits.v_min_pu) | (vm > limits.v_max_pu) for _, _, _, vm, ok in front if not ok]
-    return np.flatnonzero(np.any(bad, axis=0)) if bad else np.array([], dtype=int)
+    """Bus positions outside the limits (or without a converged voltage) in any infeasible member."""
+    bad = [~np.isfinite(vm) | (vm < limits.v_min_pu) | (vm > limits.v_max_pu)
+           for _, _, _, vm, ok in front if not ok]
+    return np.flatnonzero(np.any(bad, axis=0))
 
 
 def _finish(status, reason, rounds, evaluations, ids, front, supply, problem) -> Nsga2Result:
