@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -156,9 +155,19 @@ async def our_dht(n: int, gets: int, buyers_n: int, rng: random.Random) -> dict[
     latencies = await get_latencies(nodes, interval, gets, rng)
     out.update(get_p50_ms=percentile(latencies, 0.5), get_p99_ms=percentile(latencies, 0.99))
     out["discovery_recall"] = await recall(rng.sample(nodes, buyers_n), offers, interval)
-
     progress("gets and discovery measured")
-    dead = set(rng.sample(range(n), int(n * CHURN_SHARE)))
+    alive, buyers = await churn(nodes, offers, interval, gets, buyers_n, rng, out)
+    progress("churn measured")
+    await loss([s for s in sellers if s in alive], alive, buyers, interval + INTERVAL_S, rng, out)
+    progress("loss measured")
+    for node in alive:
+        await node.stop()
+    return out
+
+
+async def churn(nodes, offers, interval, gets, buyers_n, rng, out):
+    """Stop 20 % of the nodes without warning; measure discovery and gets at once."""
+    dead = set(rng.sample(range(len(nodes)), int(len(nodes) * CHURN_SHARE)))
     for i in sorted(dead):
         await nodes[i].stop()
     alive = [node for i, node in enumerate(nodes) if i not in dead]
@@ -170,23 +179,21 @@ async def our_dht(n: int, gets: int, buyers_n: int, rng: random.Random) -> dict[
     latencies = await get_latencies(alive, interval, gets, rng)
     out.update(churn_get_p50_ms=percentile(latencies, 0.5),
                churn_get_p99_ms=percentile(latencies, 0.99))
+    return alive, buyers
 
-    progress("churn measured")
+
+async def loss(sellers, alive, buyers, interval, rng, out):
+    """10 % datagram loss on every node; publish a new interval's offers and discover them."""
     for i, node in enumerate(alive):
         node.set_faults(FaultPlan(loss=LOSS, seed=rng.randrange(2**32) + i))
-    next_interval = interval + INTERVAL_S
-    loss_offers = await publish_all([s for s in sellers if s in alive], next_interval, rng)
-    out["loss_recall"] = await recall(buyers, loss_offers, next_interval)
-    progress("loss measured")
-    drops = {}
+    loss_offers = await publish_all(sellers, interval, rng)
+    out["loss_recall"] = await recall(buyers, loss_offers, interval)
+    drops: dict[str, int] = {}
     for node in alive:
         for name, count in node.counters().items():
             drops[name] = drops.get(name, 0) + count
     out["loss_rpc_timeouts"] = drops.get("rpc_timeout", 0)
     out["dropped_records"] = sum(v for k, v in drops.items() if k.startswith(("stored_", "found_")))
-    for node in alive:
-        await node.stop()
-    return out
 
 
 async def run(n: int, gets: int, buyers: int, seed: int) -> dict[str, float]:

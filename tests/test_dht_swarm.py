@@ -20,9 +20,9 @@ from kademlia.node import Node
 from p2pnode.dht import FaultPlan
 from p2pnode.dht.storage import PAGE_BUDGET_BYTES, Page
 from p2pnode.identity import node_id
-from p2pnode.offers import Drop, OfferRejected, query_keys, record_keys
+from p2pnode.offers import OfferRejected, query_keys, record_keys
 from tests.dhtkit import (
-    FEEDER, INTERVAL, NOW, Clock, forged, key, key_near, run, sealed, settle, swarm,
+    FEEDER, INTERVAL, NOW, Clock, forged, key_near, run, sealed, settle, swarm,
 )
 
 

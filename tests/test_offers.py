@@ -55,6 +55,25 @@ def test_the_largest_record_the_schema_allows_still_fits_the_size_limit():
     assert isinstance(check_record(offer.raw, NOW), type(offer))
 
 
+records = st.builds(
+    OfferRecord, seller=st.just(SELLER.public), offer_id=st.binary(min_size=16, max_size=16),
+    seq=st.integers(0, 2**63 - 1), energy_wh=st.integers(0, 10**9),
+    price_micro_per_kwh=st.integers(0, 100_000_000),
+    feeder=st.text(st.characters(min_codepoint=0x20, blacklist_categories=("Cs", "Cc", "Zl",
+                                                                             "Zp", "Cn", "Co")),
+                   min_size=1, max_size=32).filter(str.isprintable),
+    interval_start_s=st.integers(0, 2**40), expires_at_s=st.integers(NOW + 1, NOW + 10**5),
+    endpoint=st.sampled_from(["127.0.0.1:1", "meter-17.local:8470", "[::1]:65535"]),
+    efficiency=st.none() | st.floats(0.0, 1.0), location=st.none() | st.text(max_size=32))
+
+
+@given(records)
+def test_every_record_the_schema_allows_seals_within_the_size_limit_and_checks(offer):
+    raw = seal(offer, SELLER).raw
+    assert len(raw) <= MAX_RECORD_BYTES
+    assert check_record(raw, NOW).message == offer
+
+
 # -- validation reasons ----------------------------------------------------------------------
 
 def test_a_record_signed_by_someone_else_is_a_bad_signature():
