@@ -135,26 +135,26 @@ def _sparse_iteration(feeder: Feeder, s: np.ndarray, options: SweepOptions):
     """The two sweeps as sparse products; shunt currents from the previous iterate."""
     v_no_load = (feeder.no_load_factor * feeder.v_slack_pu)[:, None]
     shunt, backward, forward = feeder.shunt_pu[:, None], feeder.backward, feeder.forward
-    v, moved, iterations = np.repeat(v_no_load, s.shape[1], axis=1), np.inf, 0
+    v, moved, iterations = np.repeat(v_no_load, s.shape[1], axis=1), np.full(s.shape[1], np.inf), 0
     with np.errstate(all="ignore"):
-        while iterations < options.max_iter and not np.all(moved < options.tol_pu):
+        while iterations < options.max_iter and not (moved < options.tol_pu).all():
             v_next = v_no_load - forward @ (backward @ (np.conj(s / v) + shunt * v))
             moved = np.abs(v_next - v).max(axis=0)
             v, iterations = v_next, iterations + 1
-    return v, np.broadcast_to(moved, s.shape[1:]), iterations
+    return v, moved, iterations
 
 
 def _dense_iteration(feeder: Feeder, s: np.ndarray, options: SweepOptions):
     """The folded form of :func:`optimizer.powerflow.feeder.fold_sweeps` (few steps)."""
     v_start = (feeder.folded_no_load * feeder.v_slack_pu)[:, None]
     folded = feeder.folded
-    v, moved, iterations = np.repeat(v_start, s.shape[1], axis=1), np.inf, 0
+    v, moved, iterations = np.repeat(v_start, s.shape[1], axis=1), np.full(s.shape[1], np.inf), 0
     with np.errstate(all="ignore"):
-        while iterations < options.max_iter and not np.all(moved < options.tol_pu):
+        while iterations < options.max_iter and not (moved < options.tol_pu).all():
             v_next = v_start - folded @ np.conj(s / v)
             moved = np.abs(v_next - v).max(axis=0)
             v, iterations = v_next, iterations + 1
-    return v, np.broadcast_to(moved, s.shape[1:]), iterations
+    return v, moved, iterations
 
 
 def _result(feeder: Feeder, s_bus, v, currents, converged, iterations) -> PowerFlowResult:
