@@ -1,1 +1,34 @@
-"""models."""
+"""Predictors of transaction quality (share delivered) and duration for candidate offers.
+
+    from models import Predictor, TransactionFeatures
+    predictor = Predictor.default()
+    quality, duration_s = predictor.predict([TransactionFeatures(...), ...])
+
+Modules: :mod:`~models.features` (the schema), :mod:`~models.dataset` (the seeded synthetic
+history), :mod:`~models.train` (fit and held-out evaluation vs baselines),
+:mod:`~models.store` (skops files, versioned and checked), :mod:`~models.predictor`.
+
+Errors::
+
+    ModelError
+    ├── FeatureError        bad feature input (names the feature)
+    ├── SchemaError         the file's feature schema differs from this code's
+    └── ModelFileError      missing, corrupt or unexpected model file
+        └── ModelVersionError  another format or scikit-learn version
+"""
+
+from models.dataset import Dataset, generate
+from models.errors import FeatureError, ModelError, ModelFileError, ModelVersionError, SchemaError
+from models.features import (
+    CURRENT_SCHEMA, FEATURES, SCHEMA_VERSION, ZONES, FeatureSchema, TransactionFeatures,
+    feature_matrix,
+)
+from models.predictor import DEFAULT_MODEL_PATH, Predictor
+from models.train import Evaluation, Scores, evaluate, train
+
+__all__ = [
+    "CURRENT_SCHEMA", "DEFAULT_MODEL_PATH", "Dataset", "Evaluation", "FEATURES", "FeatureError",
+    "FeatureSchema", "ModelError", "ModelFileError", "ModelVersionError", "Predictor",
+    "SCHEMA_VERSION", "SchemaError", "Scores", "TransactionFeatures", "ZONES", "evaluate",
+    "feature_matrix", "generate", "train",
+]
