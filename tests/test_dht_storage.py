@@ -134,6 +134,7 @@ def test_pages_cover_a_key_in_order_within_the_byte_budget(store):
         cursor = page.more
     assert pages > 3 and seen == list(store.records(KEY))
     assert store.page(KEY, None, 10**6).more is None
+    assert len(store.page(KEY, None, 10**6, max_records=7).records) == 7
     assert store.page(b"\x00" * 20, None).records == ()
 
 

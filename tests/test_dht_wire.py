@@ -135,3 +135,14 @@ def test_delayed_datagrams_arrive_later_and_close_cancels_them():
         await asyncio.sleep(0.05)
         assert b"late" not in inner.sent and inner.closed
     asyncio.run(main())
+
+
+def test_a_full_find_value_reply_with_long_contacts_fits_a_datagram():
+    nodes = [[b"i" * 20, "f" * 64, 65535] for _ in range(20)]
+    budget = wire.record_budget(nodes)
+    records = [b"r" * 990] * (budget // 990) + [b"r" * 200] * ((budget % 990) // 200)
+    reply = wire.find_value_reply(nodes, tuple(records), b"c" * 48)
+    assert len(wire.encode_reply(MSG_ID, b"p" * 32, reply)) <= wire.MAX_DATAGRAM_BYTES
+    many = [b"r" * 100] * 64
+    assert len(wire.encode_reply(MSG_ID, b"p" * 32, wire.find_value_reply(
+        [], tuple(many), b"c" * 48))) <= wire.MAX_DATAGRAM_BYTES

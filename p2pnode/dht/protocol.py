@@ -6,9 +6,10 @@ routing table, but changes what kademlia gets wrong for signed offers:
 * ``rpc_store`` hands each record to :class:`~p2pnode.dht.storage.OfferStorage`, which
   validates and merges it -- it never overwrites another seller's record;
 * ``rpc_find_value`` returns one page of the key's record set (records ordered by
-  (seller, offer_id), at most :data:`~p2pnode.dht.storage.PAGE_BUDGET_BYTES` of records, and a
-  cursor for the next page) together with the closest contacts, so a lookup can keep
-  crawling and merge the sets of every responder;
+  (seller, offer_id), at most :data:`~p2pnode.dht.storage.PAGE_BUDGET_BYTES` of records and
+  less when the contact list is long, so the reply stays under 8 KB, plus a cursor for the
+  next page) together with the closest contacts, so a lookup can keep crawling and merge the
+  sets of every responder;
 * ``welcome_if_new`` offers a new neighbour the records it should hold, comparing distances to
   the *stored key itself* (kademlia hashes the already-hashed key again, so the new node gets
   the wrong keys or none);
@@ -147,8 +148,9 @@ class OfferProtocol(KademliaProtocol):
     def rpc_find_value(self, sender, public, key, cursor) -> dict:
         source = self._contact(sender, public)
         key, cursor = wire.want_key(key), wire.want_cursor(cursor)
-        page = self.storage.page(key, cursor, PAGE_BUDGET_BYTES)
         nodes = [] if cursor is not None else self._neighbours(key, exclude=source)
+        budget = min(PAGE_BUDGET_BYTES, wire.record_budget(nodes))
+        page = self.storage.page(key, cursor, budget, wire.MAX_RECORDS_PER_REPLY)
         return wire.find_value_reply(nodes, page.records, page.more)
 
     def _neighbours(self, key: bytes, exclude: Node | None = None) -> list[list]:

@@ -132,7 +132,8 @@ class OfferStorage(IStorage):
         entries = self._keys.get(key, {})
         return tuple(entries[e].sealed.raw for e in sorted(entries))
 
-    def page(self, key: bytes, after: bytes | None, budget_bytes: int = PAGE_BUDGET_BYTES) -> Page:
+    def page(self, key: bytes, after: bytes | None, budget_bytes: int = PAGE_BUDGET_BYTES,
+             max_records: int = MAX_RECORDS_PER_KEY) -> Page:
         """Records of ``key`` whose entry id is above ``after``, up to ``budget_bytes``."""
         self._cull(self.clock())
         entries = self._keys.get(key, {})
@@ -140,7 +141,7 @@ class OfferStorage(IStorage):
         used, last = 0, None
         for entry in sorted(e for e in entries if after is None or e > after):
             raw = entries[entry].sealed.raw
-            if out and used + len(raw) > budget_bytes:
+            if out and (used + len(raw) > budget_bytes or len(out) == max_records):
                 return Page(tuple(out), last)
             out.append(raw)
             used, last = used + len(raw), entry

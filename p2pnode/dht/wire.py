@@ -38,6 +38,7 @@ MAX_DATAGRAM_BYTES = 8192
 MAX_NODES_PER_REPLY = 32
 MAX_RECORDS_PER_STORE = 32
 MAX_RECORDS_PER_REPLY = 64
+REPLY_OVERHEAD_BYTES = 600   # framing, keys, the responder's key and per-record headers
 MAX_HOST_CHARS = 64
 CURSOR_BYTES = PUBLIC_KEY_BYTES + OFFER_ID_BYTES
 REQUEST_ARITY = {"ping": 1, "store": 3, "find_node": 2, "find_value": 3}
@@ -146,6 +147,11 @@ def parse_find_value(value: Any) -> FindValueReply:
     return FindValueReply(parse_nodes(value["nodes"]),
                           want_records(value["records"], MAX_RECORDS_PER_REPLY),
                           want_cursor(value["more"]))
+
+
+def record_budget(nodes: list) -> int:
+    """Bytes of records a find_value reply carrying ``nodes`` can hold within a datagram."""
+    return MAX_DATAGRAM_BYTES - REPLY_OVERHEAD_BYTES - len(msgpack.packb(nodes, use_bin_type=True))
 
 
 def find_value_reply(nodes: list, records: tuple[bytes, ...], more: bytes | None) -> dict:
