@@ -7,7 +7,7 @@ every error names the line, the data row and the column::
 
 Order columns: ``id,side,kwh,price,frame`` plus optional ``bus`` (a pandapower bus index) and
 ``seq`` (arrival order; default: row order). Reading columns: ``node,generation_kwh,
-consumption_kwh``. Extra columns are ignored; blank lines are skipped by the CSV reader.
+consumption_kwh`` plus optional ``bus``. Extra columns are ignored; blank lines are skipped by the CSV reader.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def orders_from_rows(rows: Iterable[Row], source: str,
     return orders, buses
 
 
-def readings_from_rows(rows: Iterable[Row], source: str) -> list[NodeReading]:
-    readings, seen = [], {}
+def readings_from_rows(rows: Iterable[Row], source: str) -> tuple[list[NodeReading], dict[str, int]]:
+    """``(readings, buses)``: ``buses`` maps node to the optional ``bus`` column where given."""
+    readings, seen, buses = [], {}, {}
     for n, (line, row) in enumerate(rows, start=1):
         where = f"{source} line {line} (row {n})"
         cell = _cells(row, where)
@@ -64,7 +65,9 @@ def readings_from_rows(rows: Iterable[Row], source: str) -> list[NodeReading]:
         seen[node] = line
         readings.append(NodeReading(node, cell("generation_kwh", _non_negative),
                                     cell("consumption_kwh", _non_negative)))
-    return readings
+        if (row.get("bus") or "").strip():
+            buses[node] = cell("bus", _integer)
+    return readings, buses
 
 
 def _cells(row: Mapping[str, str], where: str) -> Callable:

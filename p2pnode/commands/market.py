@@ -71,6 +71,11 @@ def _register_pool(cmds) -> None:
                       help="energy the transformer delivered into the feeder (negative: export)")
     pool.add_argument("--loss-threshold-kwh", type=float, metavar="X",
                       help=f"alert when |loss| > X (default {DEFAULT_LOSS_FRACTION:.0%} of consumption)")
+    pool.add_argument("--feeder", metavar="NAME",
+                      help="also solve the load flow on this feeder (nodes at their bus column, "
+                           "else on its houses in turn): voltages, transformer loading, losses")
+    pool.add_argument("--interval-minutes", type=float, default=15.0, metavar="M",
+                      help="length of the interval, for --feeder (default 15)")
     pool.add_argument("--feed-in-tariff", type=float, metavar="F", help="report the pool price (with --retail-tariff)")
     pool.add_argument("--retail-tariff", type=float, metavar="R", help="report the pool price (with --feed-in-tariff)")
     pool.set_defaults(func=_pool)
@@ -193,7 +198,8 @@ def _pool(args) -> int:
     if (args.feed_in_tariff is None) != (args.retail_tariff is None):
         raise MarketInputError("--feed-in-tariff and --retail-tariff: give both or neither")
     try:
-        pool = share_pool(readings_from_rows(rows, str(args.readings)))
+        readings, buses = readings_from_rows(rows, str(args.readings))
+        pool = share_pool(readings)
         consumption = sum(a.consumption_kwh for a in pool.allocations)
         threshold = (DEFAULT_LOSS_FRACTION * consumption if args.loss_threshold_kwh is None
                      else args.loss_threshold_kwh)
@@ -202,6 +208,7 @@ def _pool(args) -> int:
         if args.feed_in_tariff is not None:
             price = pool_price(pool.pool_kwh, pool.demand_kwh,
                                PoolTariffs(args.feed_in_tariff, args.retail_tariff))
+        state = _feeder_state(args, readings, buses)
     except _core_errors() as exc:
         raise MarketInputError(str(exc)) from exc
     payload = {name: _num(getattr(account, name)) for name in (
@@ -213,16 +220,35 @@ def _pool(args) -> int:
     if price is not None:
         payload["pool_price"] = {"supply_demand_ratio": _num(price.supply_demand_ratio),
                                  "sell_price": _num(price.sell_price), "buy_price": _num(price.buy_price)}
+    if state is not None:
+        payload["feeder"] = {"name": args.feeder, **{k: (_num(v) if isinstance(v, float) else v)
+                                                     for k, v in vars(state).items()}}
+        payload["non_technical_loss_kwh"] = _num(account.loss_kwh - state.technical_loss_kwh)
     payload["allocations"] = [
         {key: (value if key == "node" else _num(value)) for key, value in vars(a).items()}
         for a in pool.allocations]
     return _emit(payload)
 
 
+def _feeder_state(args, readings, buses):
+    if args.feeder is None:
+        return None
+    from optimizer.markets import feeder_state, place_on_houses
+    from optimizer.powerflow import load_feeder
+
+    if not args.interval_minutes > 0:
+        raise MarketInputError(f"--interval-minutes: must be > 0, got {args.interval_minutes}")
+    feeder = load_feeder(args.feeder)
+    placed = place_on_houses([r.node for r in readings], buses, feeder)
+    return feeder_state(readings, placed, feeder, args.interval_minutes / 60.0)
+
+
 def _nsga2(args) -> int:
     import numpy as np
 
-    from optimizer.markets import Nsga2Config, TimeFrames, optimise_welfare, problem_from_orders
+    from optimizer.markets import (
+        Nsga2Config, TimeFrames, optimise_welfare, place_on_houses, problem_from_orders,
+    )
     from optimizer.markets.orders import by_frame
     from optimizer.markets.tables import ORDER_COLUMNS, orders_from_rows
     from optimizer.powerflow import load_feeder
@@ -232,7 +258,7 @@ def _nsga2(args) -> int:
     try:
         orders, buses = orders_from_rows(rows, str(args.orders))
         feeder = load_feeder(args.feeder)
-        buses = _place(orders, buses, feeder)
+        buses = place_on_houses([o.id for o in orders], buses, feeder)
         config = Nsga2Config(population=args.population, generations=args.generations)
         out = {}
         for name, group in by_frame(orders, frames).items():
@@ -246,17 +272,6 @@ def _nsga2(args) -> int:
         raise MarketInputError(str(exc)) from exc
     return _emit({"feeder": args.feeder, "seed": args.seed, "grid_tariff": args.grid_tariff,
                   "buses": buses, "frames": out})
-
-
-def _place(orders, buses: dict[str, int], feeder) -> dict[str, int]:
-    """Orders without a ``bus`` go to the feeder's load buses in turn; every bus must exist."""
-    placed, houses = dict(buses), [int(feeder.bus_index[p]) for p in feeder.load_buses]
-    free = iter([houses[n % len(houses)] for n in range(len(orders))])
-    for order in orders:
-        if order.id not in placed:
-            placed[order.id] = next(free)
-        feeder.position(placed[order.id])
-    return placed
 
 
 def _nsga2_json(result, problem, feeder) -> dict:
