@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 RPC_TIMEOUT_S = 0.5     # per attempt
 RPC_ATTEMPTS = 2        # first send + one resend with the same message id
+NO_REPLY = object()     # what a request returns when no reply came in time
 
 
 class OfferProtocol(KademliaProtocol):
@@ -187,10 +188,10 @@ class OfferProtocol(KademliaProtocol):
             return done
         return self.tasks.spawn(coro)
 
-    async def _call(self, address: tuple[str, int], name: str, args: list) -> tuple[bool, Any]:
-        """Send a request and await its reply: (True, payload) or (False, None) on timeout."""
+    async def _call(self, address: tuple[str, int], name: str, args: list) -> Any:
+        """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries."""
         if self.transport is None or self.transport.is_closing():
-            return False, None
+            return NO_REPLY
         msg_id = os.urandom(20)
         datagram = wire.encode_request(msg_id, name, args)
         future = asyncio.get_running_loop().create_future()
@@ -200,10 +201,10 @@ class OfferProtocol(KademliaProtocol):
                 self._send(datagram, address)
                 try:
                     async with asyncio.timeout(self.rpc_timeout_s):
-                        return True, await asyncio.shield(future)
+                        return await asyncio.shield(future)
                 except TimeoutError:
                     self.counters["rpc_timeout"] += 1
-            return False, None
+            return NO_REPLY
         finally:
             self._outstanding.pop(msg_id, None)
             if not future.done():
@@ -211,8 +212,8 @@ class OfferProtocol(KademliaProtocol):
 
     async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any]):
         """Call ``node``; parse the reply; update the routing table.  None when it failed."""
-        ok, payload = await self._call((node.ip, node.port), name, args)
-        if not ok:
+        payload = await self._call((node.ip, node.port), name, args)
+        if payload is NO_REPLY:
             self.counters["no_reply"] += 1
             self.router.remove_contact(node)
             return None
@@ -239,8 +240,8 @@ class OfferProtocol(KademliaProtocol):
 
     async def ping_address(self, address: tuple[str, int]) -> Node | None:
         """Ping an address (bootstrap); the contact found there, its id from its public key."""
-        ok, payload = await self._call(address, "ping", [self.public])
-        if not ok:
+        payload = await self._call(address, "ping", [self.public])
+        if payload is NO_REPLY:
             return None
         try:
             public, _ = wire.parse_reply(payload)
