@@ -22,7 +22,7 @@ from p2pnode.dht.storage import PAGE_BUDGET_BYTES, Page
 from p2pnode.identity import node_id
 from p2pnode.offers import OfferRejected, query_keys, record_keys
 from tests.dhtkit import (
-    FEEDER, INTERVAL, NOW, Clock, forged, key_near, run, sealed, settle, swarm,
+    FEEDER, INTERVAL, NOW, Clock, forged, key, key_near, run, sealed, settle, swarm,
 )
 
 
@@ -284,6 +284,18 @@ def test_stop_cancels_every_task_and_is_idempotent():
             assert len(nodes[0].server.tasks) == 0 and nodes[0].server.tasks.closed
             await nodes[0].stop()
             assert nodes[0].server.protocol.call_ping(Node(bytes(20), "127.0.0.1", 1)).done()
+    run(main())
+
+
+def test_a_port_in_use_is_a_clear_error():
+    async def main():
+        from p2pnode.dht import DHTError, OfferDHT
+        async with swarm(1) as (node,):
+            other = OfferDHT(key("other"))
+            with pytest.raises(DHTError, match="cannot bind"):
+                await other.start("127.0.0.1", node.port)
+            await other.stop()
+            assert node.own_offer(b"x" * 16) is None
     run(main())
 
 

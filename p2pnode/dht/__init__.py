@@ -13,14 +13,14 @@ Modules, one idea each:
 
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
 from p2pnode.dht.server import (
-    MAX_PARALLEL_QUERIES, MAX_QUERY_KEYS, DHTSettings, Discovery, OfferDHT, OfferServer,
+    MAX_PARALLEL_QUERIES, MAX_QUERY_KEYS, DHTError, DHTSettings, Discovery, OfferDHT, OfferServer,
 )
 from p2pnode.dht.storage import (
     MAX_KEYS, MAX_RECORDS_PER_KEY, MAX_RECORDS_PER_SELLER, OfferStorage,
 )
 
 __all__ = [
-    "DHTSettings", "Discovery", "FaultPlan", "FaultyTransport", "MAX_KEYS",
+    "DHTError", "DHTSettings", "Discovery", "FaultPlan", "FaultyTransport", "MAX_KEYS",
     "MAX_PARALLEL_QUERIES", "MAX_QUERY_KEYS", "MAX_RECORDS_PER_KEY", "MAX_RECORDS_PER_SELLER",
     "OfferDHT", "OfferServer", "OfferStorage",
 ]

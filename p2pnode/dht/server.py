@@ -32,12 +32,13 @@ from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.protocol import RPC_ATTEMPTS, RPC_TIMEOUT_S, OfferProtocol
 from p2pnode.dht.storage import MAX_RECORDS_PER_SELLER, OfferStorage
 from p2pnode.dht.tasks import TaskRegistry
+from p2pnode.errors import NodeError
 from p2pnode.identity import node_id
 from p2pnode.offers import (
     KEY_BYTES, Drop, OfferMerge, OfferRecord, OfferRejected, RecordCache, record_keys,
 )
 
-__all__ = ["DHTSettings", "Discovery", "MAX_PARALLEL_QUERIES", "MAX_QUERY_KEYS", "OfferDHT",
+__all__ = ["DHTError", "DHTSettings", "Discovery", "MAX_PARALLEL_QUERIES", "MAX_QUERY_KEYS", "OfferDHT",
            "OfferServer"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ PUBLISH_TIMEOUT_S = 5.0      # one key's lookup and stores
 REPUBLISH_INTERVAL_S = 300.0
 REFRESH_INTERVAL_S = 3600.0
 MAX_OWN_OFFERS = MAX_RECORDS_PER_SELLER
+
+
+class DHTError(NodeError):
+    """The DHT cannot run (its socket cannot be bound)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +200,10 @@ class OfferDHT:
         if self._started:
             raise RuntimeError("the DHT is already started")
         self._started = True
-        await self.server.listen(port, host)
+        try:
+            await self.server.listen(port, host)
+        except OSError as exc:
+            raise DHTError(f"cannot bind the DHT socket to {host}:{port}: {exc.strerror}") from exc
         self.server.tasks.spawn(self._republish_forever(), name="republish")
         bootstrap = list(bootstrap)
         if bootstrap:
@@ -246,6 +254,10 @@ class OfferDHT:
         tombstone = seal(record, self.key)
         await self.publish(tombstone)
         return tombstone
+
+    def own_offer(self, offer_id: bytes) -> Sealed[OfferRecord] | None:
+        """The latest version we published of ``offer_id`` (its seq + 1 is the next version)."""
+        return self._own.get(offer_id)
 
     def own_offers(self) -> list[Sealed[OfferRecord]]:
         now_s = self.clock()
