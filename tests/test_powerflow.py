@@ -168,3 +168,13 @@ def test_voltage_collapse_is_a_result_not_an_exception():
                    SweepOptions(max_iter=60))
     assert result.converged.tolist() == [True, False]
     assert result.within_limits().tolist() == [False, False]
+
+
+def test_large_feeders_skip_the_dense_fold(monkeypatch):
+    import optimizer.powerflow.feeder as feeder_module
+
+    monkeypatch.setattr(feeder_module, "FOLD_MAX_NODES", 10)
+    sparse_only = feeder_from_pandapower(pandapower_net("case33bw"))
+    assert sparse_only.folded is None
+    single = solve(sparse_only, sparse_only.base_p_mw, sparse_only.base_q_mvar)
+    assert single.vm_pu[0].min() == pytest.approx(0.9130905, abs=1e-7)

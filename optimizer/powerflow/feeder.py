@@ -26,6 +26,8 @@ from scipy import sparse
 
 from optimizer.powerflow.errors import FeederError
 
+FOLD_MAX_NODES = 1500  # above this, no dense folded matrix (n^2 complex numbers)
+
 
 @dataclass(frozen=True, eq=False)
 class Branches:
@@ -54,7 +56,7 @@ class Feeder:
     network, per bus; ``load_buses`` are the positions of buses that host a load (the houses).
     ``backward``/``forward`` are the sweep matrices ``B`` and ``B^H diag(z)``; ``folded`` and
     ``folded_no_load`` are the dense one-matrix form used for a few steps at a time (see
-    :func:`fold_sweeps`).
+    :func:`fold_sweeps`; ``None`` above :data:`FOLD_MAX_NODES` nodes).
     """
 
     name: str
@@ -67,8 +69,8 @@ class Feeder:
     no_load_factor: np.ndarray
     backward: sparse.csr_matrix
     forward: sparse.csr_matrix
-    folded: np.ndarray
-    folded_no_load: np.ndarray
+    folded: np.ndarray | None
+    folded_no_load: np.ndarray | None
     lines: Branches
     trafos: Branches
     trafo_hv_node: np.ndarray
@@ -137,13 +139,16 @@ def check_topology(topology: Topology) -> None:
 
 
 def fold_sweeps(backward: sparse.csr_matrix, forward: sparse.csr_matrix, shunt_pu: np.ndarray,
-                no_load: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                no_load: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Both sweeps as one dense matrix, with the shunt currents solved exactly.
 
     With ``M = B^H diag(z) B`` a full sweep is ``V = w V0 - M (conj(S/V) + Y V)``; the shunt
     term is linear in ``V``, so ``V = K1 V0 - K conj(S/V)`` with ``A = I + M diag(Y)``,
     ``K = A^-1 M`` and ``K1 = A^-1 w``. Same fixed point, fewer operations per iteration.
+    Large feeders (dense matrices too big to be worth it) get ``(None, None)``.
     """
+    if len(shunt_pu) > FOLD_MAX_NODES:
+        return None, None
     folded = (forward @ backward).toarray()
     system = np.eye(len(shunt_pu)) + folded * shunt_pu[None, :]
     return np.linalg.solve(system, folded), np.linalg.solve(system, no_load)

@@ -123,7 +123,8 @@ def _node_loads(feeder: Feeder, s_bus: np.ndarray) -> np.ndarray:
 
 def _solve_batch(feeder: Feeder, s_bus: np.ndarray, options: SweepOptions) -> PowerFlowResult:
     s = _node_loads(feeder, s_bus)
-    iterate = _dense_iteration if s.shape[1] <= DENSE_MAX_STEPS else _sparse_iteration
+    dense = s.shape[1] <= DENSE_MAX_STEPS and feeder.folded is not None
+    iterate = _dense_iteration if dense else _sparse_iteration
     v, moved, iterations = iterate(feeder, s, options)
     with np.errstate(all="ignore"):
         currents = feeder.backward @ (np.conj(s / v) + feeder.shunt_pu[:, None] * v)
