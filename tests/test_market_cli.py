@@ -165,3 +165,12 @@ def test_help_does_not_import_heavy_libraries():
              "print(sorted(m for m in ('pandapower', 'deap', 'scipy', 'optimizer.markets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [["market"], ["market", "auction"], ["market", "pool"],
+                                  ["market", "nsga2"], ["powerflow"]])
+def test_every_help_renders(capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: p2pnode" in capsys.readouterr().out

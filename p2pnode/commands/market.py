@@ -70,7 +70,7 @@ def _register_pool(cmds) -> None:
     pool.add_argument("--transformer-kwh", type=float, required=True, metavar="T",
                       help="energy the transformer delivered into the feeder (negative: export)")
     pool.add_argument("--loss-threshold-kwh", type=float, metavar="X",
-                      help=f"alert when |loss| > X (default {DEFAULT_LOSS_FRACTION:.0%} of consumption)")
+                      help=f"alert when |loss| > X (default {DEFAULT_LOSS_FRACTION * 100:.0f}%% of consumption)")
     pool.add_argument("--feeder", metavar="NAME",
                       help="also solve the load flow on this feeder (nodes at their bus column, "
                            "else on its houses in turn): voltages, transformer loading, losses")
@@ -87,7 +87,7 @@ def _register_nsga2(cmds) -> None:
         description="For each frame of ORDERS.csv (optional column bus: a pandapower bus index; "
                     "orders without one go to the feeder's houses in turn), search the Pareto "
                     "front of seller and buyer welfare; sellers at buses outside 0.95-1.05 p.u. "
-                    "are capped to 90 %% until the front is feasible.")
+                    "are capped to 90 % until the front is feasible.")
     nsga2.add_argument("orders", type=Path, metavar="ORDERS.csv")
     nsga2.add_argument("--feeder", required=True, metavar="NAME", help="case33bw or kerber_dorfnetz")
     nsga2.add_argument("--grid-tariff", type=float, default=DEFAULT_GRID_TARIFF, metavar="P")
