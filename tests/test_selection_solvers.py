@@ -106,3 +106,13 @@ def test_pair_exchange_grid_matches_direct_evaluation():
                 if a != b:
                     direct = soft_value(problem, kept + [int(i), int(j)])
                     assert _same(grid[a, b], direct)
+
+
+def test_exact_without_a_solution_in_time_falls_back_to_greedy(monkeypatch):
+    import optimizer.selection.select as select_module
+    monkeypatch.setattr(select_module, "solve_milp", lambda problem, limit: ([], -math.inf, False))
+    request, candidates = random_instance(random.Random(4), 30, "community")
+    plan = select_offers(request, iter(candidates), strategy="exact")  # any iterable will do
+    greedy = select_offers(request, candidates, strategy="greedy")
+    assert (plan.status, plan.stats["exact_timed_out"]) == ("feasible", 1.0)
+    assert plan.items == greedy.items

@@ -46,6 +46,9 @@ class BuyRequest:
 class Candidate:
     """One seller's offer as the buyer sees it, with the predictions for a trade with it.
 
+    Each candidate counts as one seller in the seller limit; pass one candidate per seller
+    (its newest offer) so that a plan never sends two requests to the same meter.
+
     ``efficiency`` is the transfer (line) efficiency from the seller to the buyer, 0..1;
     ``predicted_quality`` the predicted share of the energy delivered, 0..1;
     ``predicted_duration_s`` the predicted time to execute the trade; ``participation`` the

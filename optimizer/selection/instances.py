@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 
+from optimizer.selection.errors import InvalidInputError
 from optimizer.selection.inputs import BuyRequest, Candidate
 
 SCALES = ("household", "community")
@@ -44,9 +45,9 @@ def _sellers_needed(rng: random.Random, n: int, scale: str) -> int:
 def random_instance(rng: random.Random, n: int, scale: str = "household") -> tuple[BuyRequest, list[Candidate]]:
     """A buy request and ``n`` candidate offers whose eligible part needs k_min sellers."""
     if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        raise InvalidInputError(f"scale must be one of {SCALES}, got {scale!r}")
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InvalidInputError(f"n must be >= 1, got {n}")
     candidates = [_candidate(rng, i) for i in range(n)]
     sizes = sorted((c.available_wh for c in candidates if c.price_per_kwh <= MAX_PRICE_PER_KWH),
                    reverse=True) or [1]

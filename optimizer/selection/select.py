@@ -46,6 +46,8 @@ def _solve(problem: Problem, strategy: str, config: SelectionConfig,
     if strategy == "brute":
         return brute_force(problem)[0], True, {}
     members, _, proved = solve_milp(problem, config.exact_time_limit_s)
+    if not members:  # HiGHS found no plan within its time limit: fall back to greedy's
+        return greedy(problem)[0], False, {"exact_timed_out": 1.0}
     return members, proved, {}
 
 
@@ -60,6 +62,7 @@ def select_offers(request: BuyRequest, candidates: Sequence[Candidate],
     """
     if not isinstance(request, BuyRequest):
         raise InvalidInputError("request must be a BuyRequest")
+    candidates = tuple(candidates)
     if any(not isinstance(c, Candidate) for c in candidates):
         raise InvalidInputError("candidates must all be Candidate instances")
     weights = config.weights if weights is None else weights
