@@ -14,7 +14,7 @@ MIN_ROWS = 500
 def register(sub) -> None:
     parser = sub.add_parser(
         "train", help="train the transaction quality/duration predictors",
-        description="Generate a seeded synthetic trade history, train the predictors on 80 %%, "
+        description="Generate a seeded synthetic trade history, train the predictors on 80 %, "
                     "print held-out R2/MAE against the naive baselines (training mean, the "
                     "seller's past average) and write the model (skops).",
     )
