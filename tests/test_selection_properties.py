@@ -31,7 +31,7 @@ def instances(draw):
     return request, offers, draw(st.integers(0, 2))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances(), st.sampled_from(["ga", "exact", "greedy"]), st.integers(0, 2**32))
 def test_plans_respect_the_hard_constraint(instance, strategy, seed):
     request, offers, slack = instance

@@ -116,3 +116,15 @@ def test_exact_without_a_solution_in_time_falls_back_to_greedy(monkeypatch):
     greedy = select_offers(request, candidates, strategy="greedy")
     assert (plan.status, plan.stats["exact_timed_out"]) == ("feasible", 1.0)
     assert plan.items == greedy.items
+
+
+@pytest.mark.parametrize("strategy", ["ga", "exact", "greedy", "brute"])
+@pytest.mark.parametrize("count", [2, 3, 6])
+def test_every_offer_needed(strategy, count):
+    """Found by Hypothesis: with no offer left outside the plan, the pair exchange had no moves."""
+    request, candidates = random_instance(random.Random(count), count, "household")
+    total = sum(c.available_wh for c in candidates if c.price_per_kwh <= request.max_price_per_kwh)
+    eligible = [c for c in candidates if c.price_per_kwh <= request.max_price_per_kwh]
+    plan = select_offers(type(request)(total, request.max_price_per_kwh), candidates, strategy=strategy)
+    assert plan.status in ("optimal", "feasible")
+    assert sorted(plan.sellers) == sorted(c.seller for c in eligible)

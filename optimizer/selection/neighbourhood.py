@@ -170,6 +170,8 @@ def best_pair_exchange(problem: Problem, members: list[int]) -> tuple[list[int],
     """The best plan that swaps two members for two outsiders (−inf if none is feasible)."""
     outside = np.setdiff1d(np.arange(problem.size), members)
     best, best_value = members, -math.inf
+    if len(outside) < 2:
+        return best, best_value
     for pair in itertools.combinations(members, 2):
         kept = [m for m in members if m not in pair]
         grid = _pair_grid(problem, kept, outside)
