@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -39,6 +38,7 @@ from kademlia.network import Server  # noqa: E402
 
 from ledger import SigningKey, seal  # noqa: E402
 from p2pnode.dht import FaultPlan, OfferDHT  # noqa: E402
+from report import emit  # noqa: E402
 from p2pnode.offers import (  # noqa: E402
     PRICE_BAND_MICRO_PER_KWH, OfferRecord, offer_key, query_keys,
 )
@@ -218,14 +218,7 @@ def main() -> int:
     logging.basicConfig(level=logging.CRITICAL)  # kademlia warns on every lost datagram
     gets, buyers = (40, 10) if args.quick else (200, 40)
     results = asyncio.run(run(args.nodes, gets, buyers, args.seed))
-    width = max(map(len, results))
-    print(f"{'metric':<{width}}  value")
-    for name, value in results.items():
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.0f}"
-        print(f"{name:<{width}}  {shown}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    emit(results, args.json)
     return 0
 
 

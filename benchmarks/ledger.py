@@ -21,7 +21,6 @@ Every rate is measured in this run next to its baseline, so the ratios hold on a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from ledger import (  # noqa: E402
     audit, seal,
 )
 from ledger.durability import run_crash_trials  # noqa: E402
+from report import emit  # noqa: E402
 
 GROUP = 16
 INTERVAL_S = 900
@@ -150,14 +150,7 @@ def main() -> int:
         results.update(crash_trials=crash.trials, crash_committed_blocks=crash.committed_blocks,
                        crash_lost_committed=crash.lost_committed,
                        crash_invalid_chains=crash.invalid_chains, crash_seconds=crash.seconds)
-    width = max(map(len, results))
-    print(f"{'metric':<{width}}  value")
-    for name, value in results.items():
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.0f}"
-        print(f"{name:<{width}}  {shown}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    emit(results, args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ feeder with its transformer). Everything is measured in this run, side by side:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from optimizer.powerflow import (  # noqa: E402
     FEEDERS, compare_with_pandapower, feeder_from_pandapower, pandapower_net, solve,
 )
 from optimizer.powerflow.validate import with_net_loads  # noqa: E402
+from report import emit  # noqa: E402
 
 YEAR_STEPS = 35040
 LV_FEEDER = "kerber_dorfnetz"
@@ -113,16 +113,7 @@ def main() -> int:
     results["speedup_vs_pandapower"] = min(results[f"speedup_vs_pandapower_{n}"] for n in FEEDERS)
     results["steps_per_s"] = results[f"steps_per_s_{LV_FEEDER}"]
     results["year_steps"] = YEAR_STEPS
-    width = max(map(len, results))
-    print(f"{'metric':<{width}}  value")
-    for name in sorted(results):
-        value = results[name]
-        shown = f"{value:.3e}" if isinstance(value, float) and abs(value) < 1e-3 else (
-            f"{value:,.3f}" if isinstance(value, float) else str(value))
-        print(f"{name:<{width}}  {shown}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    emit(dict(sorted(results.items())), args.json)
     return 0
 
 

@@ -22,7 +22,6 @@ ga_ms_p50_200 <= 50, predict_200_ms <= 5.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -36,6 +35,7 @@ import numpy as np  # noqa: E402
 from models import Predictor, generate  # noqa: E402
 from models.train import DEFAULT_SEED, evaluate, split  # noqa: E402
 from optimizer.selection import random_instance, select_offers  # noqa: E402
+from report import emit  # noqa: E402
 
 SIZES = (20, 50, 200)
 SCALES = ("household", "community")
@@ -108,15 +108,9 @@ def main() -> int:
     for n in SIZES:
         results |= selection_results(n, per_scale)
     results |= predictor_results(4000 if args.quick else 20_000)
-    width = max(map(len, results))
-    print(f"{'metric':<{width}}  value")
-    for name in sorted(results):
-        print(f"{name:<{width}}  {results[name]:.6g}")
+    emit(dict(sorted(results.items())), args.json)
     failed = _targets(results)
     print("targets: " + ("all met" if not failed else "MISSED " + ", ".join(failed)))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     return 0
 
 

@@ -11,7 +11,6 @@ a fork: the pair is a :class:`ForkProof` anyone can check with :func:`check_fork
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Iterable
 
 from ledger.block import BlockBody
@@ -152,6 +151,3 @@ def _audit_links(report: AuditReport, chains: dict) -> None:
                 report.problems.append(Problem(
                     DOUBLE_SPEND, author, seq, f"proposal has {count} agreements"))
 
-
-def block_hash(raw: bytes) -> bytes:
-    return hashlib.sha256(raw).digest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ledger import (
-    GENESIS_HASH, BlockBody, BlockType, ChainState, CreditVoucher, DepositPayload, GridPayload,
+    BlockBody, BlockType, ChainState, CreditVoucher, DepositPayload, GridPayload,
     LedgerRules, MeterReading, MintPayload, SettlementPayload, SigningKey, TradePayload, seal,
 )
 

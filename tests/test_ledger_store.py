@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ledger import (
     AddResult, BlockRejected, BlockType, ChainState, Ledger, LedgerStore, MeterReading, SigningKey,
-    StoreError, audit, check_fork_proof, seal,
+    audit, check_fork_proof, seal,
 )
 from ledger.verify import ForkProof
 from p2pnode.cli import main
