@@ -1,0 +1,320 @@
+"""A node's configuration: frozen dataclasses, validated when built, loaded from TOML.
+
+Every key is optional except where noted; unknown keys are errors (with a "did you mean"), and
+every error names the table and key, e.g. ``node.toml: [constraints] reserve_wh = -5: must be
+at least 0``.  Prices are in currency units per kWh here (what a person writes); the node turns
+them into the ledger's integer µ per kWh.  Layout::
+
+    key_file = "node.key"        ledger = "node.db"        feeder = "feeder-1"
+    location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
+    interval_s = 900
+    [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
+                   bootstrap = ["host:port", ...]
+    [meter]        kind = "csv" | "profile", path (CSV: interval_start_s,generation_wh,consumption_wh)
+    [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
+    [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
+    [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
+                   opt_out = "none" | "selling" | "buying" | "all"          (FR-14)
+    [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
+    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
+    [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optimizer.selection import STRATEGIES, SelectionConfig, Weights
+from p2pnode.balance import DetectionConfig
+from p2pnode.errors import ConfigError
+from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
+
+__all__ = [
+    "Constraints", "CreditConfig", "MeterConfig", "NetworkConfig", "NodeConfig", "Timing",
+    "load_config", "micro", "OPT_OUT",
+]
+
+OPT_OUT = ("none", "selling", "buying", "all")
+MAX_PRICE_PER_KWH = 100.0
+
+
+def micro(per_kwh: float) -> int:
+    """Currency units per kWh -> the ledger's integer µ per kWh."""
+    return int(round(per_kwh * 1_000_000))
+
+
+def _fail(section: str, key: str, value, reason: str) -> typing.NoReturn:
+    where = f"[{section}] " if section else ""
+    raise ConfigError(f"{where}{key} = {value!r}: {reason}")
+
+
+def _number(section: str, key: str, value, low: float = 0.0, high: float = math.inf,
+            integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        _fail(section, key, value, "must be an integer" if integer else "must be a number")
+    if not (math.isfinite(value) and low <= value <= high):
+        _fail(section, key, value, f"must be between {low} and {high}" if high != math.inf
+              else f"must be at least {low}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    host: str = "127.0.0.1"
+    dht_port: int = 0          # 0: the OS picks
+    peer_port: int = 0
+    advertise: str = ""        # "host:port" of the peer endpoint as others reach it
+    bootstrap: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for key in ("dht_port", "peer_port"):
+            _number("network", key, getattr(self, key), 0, 65535, integer=True)
+        for key, value in [("advertise", self.advertise)] * bool(self.advertise) + \
+                [("bootstrap", b) for b in self.bootstrap]:
+            parse_hostport(value, f"[network] {key}")
+
+    def bootstrap_addresses(self) -> list[tuple[str, int]]:
+        return [parse_hostport(b, "[network] bootstrap") for b in self.bootstrap]
+
+
+def parse_hostport(text: str, where: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(f"{where} = {text!r}: must be host:port with a port in 1..65535")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class MeterConfig:
+    kind: str = "csv"
+    path: Path | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("csv",):
+            _fail("meter", "kind", self.kind, 'must be "csv" (other meters are built in code)')
+        if self.path is None:
+            _fail("meter", "path", None, "is required for a csv meter")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The user's limits (FR-14); checked by the node on every offer, request and trade."""
+
+    min_sell_price_per_kwh: float = 0.0
+    max_buy_price_per_kwh: float = MAX_PRICE_PER_KWH   # capped by the grid tariff anyway
+    reserve_wh: int = 0            # surplus kept back from every interval's offer
+    max_trade_wh: int = 1_000_000  # largest single trade, as seller and as buyer
+    opt_out: str = "none"
+
+    def __post_init__(self):
+        _number("constraints", "min_sell_price_per_kwh", self.min_sell_price_per_kwh, 0,
+                MAX_PRICE_PER_KWH)
+        _number("constraints", "max_buy_price_per_kwh", self.max_buy_price_per_kwh, 0,
+                MAX_PRICE_PER_KWH)
+        _number("constraints", "reserve_wh", self.reserve_wh, 0, 10**9, integer=True)
+        _number("constraints", "max_trade_wh", self.max_trade_wh, 1, 10**9, integer=True)
+        if self.opt_out not in OPT_OUT:
+            _fail("constraints", "opt_out", self.opt_out, f"must be one of {', '.join(OPT_OUT)}")
+
+    @property
+    def sells(self) -> bool:
+        return self.opt_out not in ("selling", "all")
+
+    @property
+    def buys(self) -> bool:
+        return self.opt_out not in ("buying", "all")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When, within the trading window after an interval, things happen (seconds of node time).
+
+    ``buy_delay_s``: buyers start after sellers had this long to publish; ``window_s``: the
+    window closes, trades are settled and the rest goes to the grid; ``request_timeout_s`` and
+    ``attempts``: per negotiation message (wall seconds); ``max_rounds``: discover-select-negotiate
+    rounds a buyer runs per interval while offers remain and progress is made.
+    """
+
+    buy_delay_s: float = 5.0
+    window_s: float = 300.0
+    request_timeout_s: float = 2.0
+    attempts: int = 4
+    max_rounds: int = 4
+
+    def __post_init__(self):
+        _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)
+        _number("timing", "window_s", self.window_s, 0.001, 86400)
+        if self.buy_delay_s >= self.window_s:
+            _fail("timing", "buy_delay_s", self.buy_delay_s,
+                  f"must be less than window_s ({self.window_s})")
+        _number("timing", "request_timeout_s", self.request_timeout_s, 0.001, 600)
+        _number("timing", "attempts", self.attempts, 1, 20, integer=True)
+        _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
+
+
+@dataclass(frozen=True)
+class CreditConfig:
+    vouchers: tuple[Path, ...] = ()          # sealed CreditVoucher files to deposit on start
+    trusted_issuers: tuple[str, ...] = ()    # hex public keys; empty: any issuer
+
+    def __post_init__(self):
+        for issuer in self.trusted_issuers:
+            try:
+                ok = len(bytes.fromhex(issuer)) == 32
+            except ValueError:
+                ok = False
+            if not ok:
+                _fail("credit", "trusted_issuers", issuer, "must be 64 hex digits (a public key)")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    ledger: Path = Path("node.db")
+    key_file: Path | None = None   # None: the key is passed to Node in code
+    feeder: str = "default"
+    location: str = ""
+    interval_s: int = 900
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    meter: MeterConfig | None = None
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    tariffs: Tariffs = field(default_factory=Tariffs)
+    constraints: Constraints = field(default_factory=Constraints)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    timing: Timing = field(default_factory=Timing)
+    credit: CreditConfig = field(default_factory=CreditConfig)
+
+    def __post_init__(self):
+        if not self.feeder or len(self.feeder) > 32 or not self.feeder.isprintable():
+            _fail("", "feeder", self.feeder, "must be a printable name of 1..32 characters")
+        if len(self.location) > 32:
+            _fail("", "location", self.location, "must be at most 32 characters")
+        _number("", "interval_s", self.interval_s, 60, 86400, integer=True)
+        if 86400 % self.interval_s:
+            _fail("", "interval_s", self.interval_s, "must divide a day (86400 s) evenly")
+        if self.timing.window_s > self.interval_s:
+            _fail("timing", "window_s", self.timing.window_s,
+                  f"must not exceed interval_s ({self.interval_s})")
+
+
+# -- TOML --------------------------------------------------------------------------------------
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node configuration file; relative paths are relative to the file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return config_from_dict(raw, base=path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
+    raw = dict(raw)
+    sections = {
+        "network": _build(NetworkConfig, raw.pop("network", {}), "network", base),
+        "detection": _build(DetectionConfig, raw.pop("detection", {}), "detection", base),
+        "tariffs": _tariffs(raw.pop("tariffs", {})),
+        "constraints": _build(Constraints, raw.pop("constraints", {}), "constraints", base),
+        "selection": _selection(raw.pop("selection", {})),
+        "timing": _build(Timing, raw.pop("timing", {}), "timing", base),
+        "credit": _build(CreditConfig, raw.pop("credit", {}), "credit", base),
+    }
+    if "meter" in raw:
+        sections["meter"] = _build(MeterConfig, raw.pop("meter"), "meter", base)
+    top = {f.name for f in dataclasses.fields(NodeConfig)} - set(sections) - {"meter"}
+    _reject_unknown(raw, top, "")
+    values = {k: _convert(NodeConfig, k, v, "", base) for k, v in raw.items()}
+    return NodeConfig(**values, **sections)
+
+
+def _build(cls, table, section: str, base: Path):
+    if not isinstance(table, dict):
+        _fail("", section, table, f"must be a table ([{section}])")
+    names = {f.name for f in dataclasses.fields(cls)}
+    _reject_unknown(table, names, section)
+    return cls(**{k: _convert(cls, k, v, section, base) for k, v in table.items()})
+
+
+def _convert(cls, key: str, value, section: str, base: Path):
+    """TOML value -> the field's Python type (paths, tuples); numbers are checked by the class."""
+    hint = typing.get_type_hints(cls)[key]
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if Path in options:
+        if not isinstance(value, str) or not value:
+            _fail(section, key, value, "must be a path (a non-empty string)")
+        return base / value
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            _fail(section, key, value, "must be a list of strings")
+        item = typing.get_args(hint)[0]
+        return tuple(base / v if item is Path else v for v in value)
+    if str in options and not isinstance(value, str):
+        _fail(section, key, value, "must be a string")
+    return value
+
+
+def _tariffs(table) -> Tariffs:
+    if not isinstance(table, dict):
+        _fail("", "tariffs", table, "must be a table ([tariffs])")
+    _reject_unknown(table, {"feed_in_per_kwh", "frames"}, "tariffs")
+    feed_in = table.get("feed_in_per_kwh", Tariffs().feed_in_micro_per_kwh / 1e6)
+    _number("tariffs", "feed_in_per_kwh", feed_in, 0, MAX_PRICE_PER_KWH)
+    frames = DEFAULT_FRAMES
+    if "frames" in table:
+        frames = []
+        for name, frame in table["frames"].items():
+            section = f"tariffs.frames.{name}"
+            if not isinstance(frame, dict):
+                _fail("tariffs.frames", name, frame, "must be a table")
+            _reject_unknown(frame, {"start_hour", "end_hour", "retail_per_kwh"}, section)
+            for key in ("start_hour", "end_hour", "retail_per_kwh"):
+                if key not in frame:
+                    _fail(section, key, None, "is required")
+            _number(section, "start_hour", frame["start_hour"], 0, 23, integer=True)
+            _number(section, "end_hour", frame["end_hour"], 0, 24, integer=True)
+            _number(section, "retail_per_kwh", frame["retail_per_kwh"], 0, MAX_PRICE_PER_KWH)
+            frames.append(Frame(name, frame["start_hour"], frame["end_hour"] % 24,
+                                micro(frame["retail_per_kwh"])))
+    try:
+        return Tariffs(micro(feed_in), tuple(frames))
+    except ConfigError as exc:
+        raise ConfigError(f"[tariffs] {exc}") from None
+
+
+def _selection(table) -> SelectionConfig:
+    if not isinstance(table, dict):
+        _fail("", "selection", table, "must be a table ([selection])")
+    _reject_unknown(table, {"strategy", "weights"}, "selection")
+    strategy = table.get("strategy", "ga")
+    if strategy not in STRATEGIES:
+        _fail("selection", "strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    weights = table.get("weights", {})
+    if not isinstance(weights, dict):
+        _fail("selection", "weights", weights, "must be a table ([selection.weights])")
+    _reject_unknown(weights, {f.name for f in dataclasses.fields(Weights)}, "selection.weights")
+    for key, value in weights.items():
+        _number("selection.weights", key, value, 0)
+    try:
+        return SelectionConfig(weights=Weights(**weights), strategy=strategy)
+    except ValueError as exc:
+        raise ConfigError(f"[selection.weights] {exc}") from None
+
+
+def _reject_unknown(table: dict, allowed, section: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(sorted(allowed))
+            _fail(section, key, table[key], f"unknown key; {hint}")

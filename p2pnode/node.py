@@ -1,0 +1,647 @@
+"""The meter node: one per smart meter, embeddable in firmware as ``async with Node(...)``.
+
+::
+
+    async with Node(config, meter, key=key) as node:    # DHT, peer endpoint, ledger open
+        await node.run()                                 # trade every interval until cancelled
+
+A trading interval ``[t, t + interval_s)`` is traded in a window right after it ends, when its
+meter reading exists (node time, ``e = t + interval_s``):
+
+``e``                 :meth:`open_interval`: read the meter, detect surplus/deficit with
+                      hysteresis (FR-01); on surplus mint tokens from the signed reading (FR-02),
+                      price them between feed-in and retail tariff (FR-07) and publish a signed
+                      offer in the DHT (FR-03)
+``e + buy_delay_s``   :meth:`buy`: on deficit look up the price-band keys in parallel (FR-13),
+                      rank the sellers (selection over the six criteria with the predictors,
+                      FR-04/05) and negotiate in plan order, the next candidate on denial or
+                      timeout (SRS 3.2.7); rounds repeat while offers remain and trades succeed
+``e + window_s``      :meth:`settle`: the buyer settles each trade with the delivered energy
+                      (co-signed SETTLEMENT pair; pending settlements are retried next time)
+``e + close``         :meth:`close_interval`: the rest goes to the grid (FR-08), recorded as GRID
+
+The swarm simulator calls these four steps itself on a shared simulated clock; :meth:`run`
+sleeps to the moments above on the node's clock.  Every ledger append happens on the event loop
+(the ledger is synchronous and durable when the call returns), so there is no concurrent
+writer.  Counters (:attr:`counters`) count every dropped or refused message by reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ledger import (
+    BlockBody, BlockRejected, BlockType, CreditVoucher, DecodeError, GridPayload, Ledger,
+    LedgerError, LedgerRules, LedgerStore, MeterReading, Sealed, SettlementPayload, SigningKey,
+    TradePayload, open_envelope, seal, unseal,
+)
+from p2pnode.balance import Balance, next_balance
+from p2pnode.config import NodeConfig, micro
+from p2pnode.dht.faults import FaultPlan
+from p2pnode.dht.server import DHTSettings, OfferDHT
+from p2pnode.dht.tasks import TaskRegistry
+from p2pnode.errors import ConfigError, NodeError
+from p2pnode.identity import load_key_file
+from p2pnode.meter import Meter, Reading
+from p2pnode.negotiation import (
+    Kind, PeerReply, PeerRequest, ReplayGuard, Status, check_proposal, check_reply, parse_request,
+)
+from p2pnode.offers import OfferRecord, OfferRejected, query_keys
+from p2pnode.peer import PeerClient, PeerServer
+from p2pnode.pricing import dynamic_price
+from p2pnode.ranking import (
+    Location, MarketContext, SellerHistory, best_offer_per_seller, candidates_from_offers, rank,
+)
+
+__all__ = ["Node", "Trade", "IntervalReport"]
+
+log = logging.getLogger(__name__)
+
+REPLAY_WINDOW_MS = 120_000
+OFFER_REFRESH_DELAY_S = 0.02
+GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "not_selling",
+                             "price_below_ask", "trade_id_reused"})
+
+
+@dataclasses.dataclass
+class Trade:
+    """A trade this node bought, from agreement to settlement (the buyer's bookkeeping)."""
+
+    payload: TradePayload
+    endpoint: str
+    agreement_raw: bytes
+    decision_ms: float
+    messages: int
+    delivered_wh: int | None = None   # set once the settlement is co-signed
+
+    @property
+    def settled(self) -> bool:
+        return self.delivered_wh is not None
+
+
+@dataclasses.dataclass
+class _Selling:
+    record: Sealed[OfferRecord] | None
+    surplus_wh: int
+    available_wh: int
+    price_micro_per_kwh: int
+    proposed: dict[bytes, int] = dataclasses.field(default_factory=dict)   # trade id -> Wh
+    confirmed: dict[bytes, int] = dataclasses.field(default_factory=dict)
+    requested_wh: int = 0
+    closed: bool = False
+    refresh: asyncio.Task | None = None
+
+
+@dataclasses.dataclass
+class _Buying:
+    deficit_wh: int
+    remaining_wh: int
+    trades: list[Trade] = dataclasses.field(default_factory=list)
+    excluded: set[bytes] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass(frozen=True)
+class IntervalReport:
+    """What one interval came to for this node (returned by :meth:`Node.close_interval`)."""
+
+    interval_start_s: int
+    balance: Balance
+    surplus_wh: int
+    deficit_wh: int
+    sold_wh: int
+    bought_wh: int
+    grid_import_wh: int
+    grid_export_wh: int
+
+
+class Node:
+    """A trading node for one meter.  See the module docstring for the interval's steps.
+
+    ``key``: the node's Ed25519 key (else ``config.key_file`` is loaded); ``clock``: node time in
+    unix seconds (the simulator passes an accelerated one); ``predictor``: the quality/duration
+    model (default: the bundled one); ``delivery(trade) -> delivered Wh`` measures a bought trade
+    (default: as agreed); ``faults`` inject datagram and message faults (tests, simulator).
+    """
+
+    def __init__(self, config: NodeConfig, meter: Meter, *, key: SigningKey | None = None,
+                 clock: Callable[[], float] = time.time, predictor=None,
+                 delivery: Callable[[Trade], int] | None = None,
+                 dht_settings: DHTSettings | None = None, faults: FaultPlan | None = None,
+                 weather: Callable[[int], tuple[float, float]] | None = None):
+        if key is None:
+            if config.key_file is None:
+                raise ConfigError("key_file = None: a node needs a key (key_file or key=)")
+            key = load_key_file(config.key_file)
+        self.config, self.meter, self.key, self.clock = config, meter, key, clock
+        self.public = key.public
+        self.delivery = delivery or (lambda trade: trade.payload.energy_wh)
+        self.weather = weather
+        self._predictor = predictor
+        self.faults = faults
+        self.dht = OfferDHT(key, settings=dht_settings, clock=clock, faults=faults)
+        self.peer_server = PeerServer(self._handle_peer)
+        self.client = PeerClient(faults, stream=key.public.hex())
+        self.guard = ReplayGuard(REPLAY_WINDOW_MS)
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.history = SellerHistory()
+        self.location = Location.parse(config.location)
+        self.tasks = TaskRegistry(f"node {key.public.hex()[:8]}")
+        self.ledger: Ledger | None = None
+        self.balance = Balance.BALANCED
+        self.reports: list[IntervalReport] = []
+        self._selling: dict[int, _Selling] = {}
+        self._buying: dict[int, _Buying] = {}
+        self._readings: dict[int, Reading] = {}
+        self._unsettled: dict[bytes, Trade] = {}
+        self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
+        self._started = False
+
+    # -- life cycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("the node is already started")
+        self._started = True
+        issuers = self.config.credit.trusted_issuers
+        rules = LedgerRules(trusted_issuers=frozenset(bytes.fromhex(i) for i in issuers)
+                            if issuers else None)
+        self.ledger = Ledger(LedgerStore(self.config.ledger), self.key, rules)
+        for path in self.config.credit.vouchers:
+            self.deposit_file(path)
+        net = self.config.network
+        try:
+            await self.dht.start(net.host, net.dht_port)
+            await self.peer_server.start(net.host, net.peer_port)
+            await self.client.start()
+        except BaseException:
+            await self.stop()
+            raise
+        if net.bootstrap:
+            await self.dht.bootstrap(net.bootstrap_addresses())
+
+    async def stop(self) -> None:
+        await self.tasks.close()
+        await self.client.stop()
+        await self.peer_server.stop()
+        await self.dht.stop()
+        if self.ledger is not None:
+            self.ledger.store.close()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` of the peer endpoint, as written into offers."""
+        return self.config.network.advertise or f"{self.config.network.host}:{self.peer_server.port}"
+
+    @property
+    def predictor(self):
+        if self._predictor is None:
+            from models import Predictor
+            self._predictor = Predictor.default()
+        return self._predictor
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- credit ------------------------------------------------------------------------------
+    def deposit(self, voucher: Sealed[CreditVoucher]) -> None:
+        """Pay in credit from a voucher (idempotent: a voucher is deposited once)."""
+        if voucher.message.voucher_id in self.ledger.state.vouchers:
+            return
+        self.ledger.deposit(voucher, self._now_ms())
+
+    def deposit_file(self, path: Path) -> None:
+        try:
+            voucher = unseal(Path(path).read_bytes(), CreditVoucher)
+        except OSError as exc:
+            raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
+        except LedgerError as exc:
+            raise ConfigError(f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
+        self.deposit(voucher)
+
+    # -- 1. open: read, detect, mint, price, publish ----------------------------------------
+    async def open_interval(self, start_s: int) -> Balance:
+        config = self.config
+        reading = self.meter.read(start_s, config.interval_s)
+        self._readings[start_s] = reading
+        net = reading.net_wh
+        self.balance = next_balance(self.balance, net, config.detection)
+        if self.balance is Balance.SURPLUS and net > 0:
+            await self._open_selling(reading)
+        elif self.balance is Balance.DEFICIT and net < 0 and config.constraints.buys:
+            self._buying[start_s] = _Buying(-net, -net)
+        return self.balance
+
+    async def _open_selling(self, reading: Reading) -> None:
+        start, config = reading.interval_start_s, self.config
+        surplus = reading.net_wh
+        if start not in self.ledger.state.minted:
+            signed = seal(MeterReading(self.public, start, reading.interval_s,
+                                       reading.generation_wh, reading.consumption_wh), self.key)
+            self.ledger.mint(signed, surplus, self._now_ms())
+        offered = min(self.ledger.tokens_wh(start), max(0, surplus - config.constraints.reserve_wh))
+        hour = (start % 86400) / 3600
+        supply, demand = self._market_view
+        if demand <= 0:   # no market view yet: ask the middle of the range
+            supply = demand = 1
+        price = dynamic_price(supply, demand, hour, config.tariffs,
+                              micro(config.constraints.min_sell_price_per_kwh))
+        state = _Selling(None, surplus, offered, price or 0)
+        self._selling[start] = state
+        if not config.constraints.sells or price is None or offered <= 0:
+            state.available_wh = 0
+            return
+        record = OfferRecord(
+            seller=self.public, offer_id=os.urandom(16), seq=1, energy_wh=offered,
+            price_micro_per_kwh=price, feeder=config.feeder, interval_start_s=start,
+            expires_at_s=start + config.interval_s + int(config.timing.window_s) + 1,
+            endpoint=self.endpoint, location=str(self.location) if config.location else None)
+        state.record = seal(record, self.key)
+        try:
+            await self.dht.publish(state.record)
+            self.counters["offers_published"] += 1
+        except OfferRejected as exc:
+            log.warning("offer for %s not published: %s", start, exc)
+            self.counters["offers_rejected"] += 1
+
+    # -- 2. buy: discover, rank, negotiate ----------------------------------------------------
+    async def buy(self, start_s: int) -> int:
+        """Buy what this interval lacks; returns the energy bought now (Wh)."""
+        state = self._buying.get(start_s)
+        if state is None:
+            return 0
+        bought = 0
+        max_price = self._max_buy_price(start_s)
+        for _ in range(self.config.timing.max_rounds):
+            affordable = self.ledger.credit_micro * 1000 // max(max_price, 1)
+            if state.remaining_wh <= 0 or affordable <= 0 or max_price <= 0:
+                break
+            started = time.perf_counter()
+            discovery = await self.dht.find_offers(query_keys(self.config.feeder, start_s, max_price))
+            self.counters["discoveries"] += 1
+            records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
+                       if r.seller not in state.excluded and r.interval_start_s == start_s]
+            if not records:
+                break
+            plan = await self._rank(start_s, state.remaining_wh, max_price, records)
+            by_seller = {r.seller: r for r in records}
+            progress = 0
+            for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
+                if state.remaining_wh <= 0:
+                    break
+                got = await self._negotiate(by_seller[candidate.seller], state, started)
+                progress += got
+            bought += progress
+            if progress == 0:
+                break
+        return bought
+
+    def _max_buy_price(self, start_s: int) -> int:
+        retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
+        return min(retail, micro(self.config.constraints.max_buy_price_per_kwh))
+
+    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list):
+        irradiance, temperature = self.weather(start_s) if self.weather else (0.0, 20.0)
+        context = MarketContext(self.location, irradiance, temperature)
+        loop = asyncio.get_running_loop()
+        seed = int.from_bytes(self.public[:4], "big") ^ start_s
+
+        def work():
+            candidates = candidates_from_offers(records, deficit_wh, self.history, context,
+                                                self.predictor)
+            return rank(deficit_wh, max_price, candidates, self.config.selection, seed)
+
+        return await loop.run_in_executor(None, work)
+
+    async def _negotiate(self, record: OfferRecord, state: _Buying, started: float) -> int:
+        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure)."""
+        limits = self.config.constraints
+        affordable = self.ledger.credit_micro * 1000 // max(record.price_micro_per_kwh, 1)
+        want = min(state.remaining_wh, record.energy_wh, limits.max_trade_wh, affordable)
+        if want <= 0:
+            return 0
+        request = self._request(Kind.REQUEST, record.seller, os.urandom(16), record.offer_id,
+                                record.interval_start_s, want, record.price_micro_per_kwh)
+        reply, sent = await self._exchange(record.endpoint, request)
+        if reply is None:
+            self.counters["no_reply"] += 1
+            state.excluded.add(record.seller)
+            return 0
+        if reply.status is not Status.ACCEPTED or len(reply.blocks) != 1:
+            reason = reply.reason or "denied"
+            self.counters[f"denied_{reason}"] += 1
+            if reason in GIVE_UP_REASONS:
+                state.excluded.add(record.seller)
+            return 0
+        proposal = check_proposal(reply.blocks[0], request.message, reply.energy_wh)
+        if isinstance(proposal, str):
+            self.counters[f"dropped_{proposal}"] += 1
+            state.excluded.add(record.seller)
+            return 0
+        try:
+            agreement = self.ledger.agree(proposal.raw, self._now_ms())
+        except BlockRejected as exc:
+            self.counters["agreement_refused"] += 1
+            log.info("not agreeing to %s: %s", proposal.message.payload.trade_id.hex(), exc)
+            state.excluded.add(record.seller)
+            return 0
+        payload: TradePayload = proposal.message.payload
+        trade = Trade(payload, record.endpoint, agreement.raw,
+                      (time.perf_counter() - started) * 1000, sent)
+        state.trades.append(trade)
+        state.remaining_wh -= payload.energy_wh
+        self._unsettled[payload.trade_id] = trade
+        self.history.record_trade(record.seller, trade.decision_ms / 1000)
+        self.counters["trades_bought"] += 1
+        confirm = self._request(Kind.CONFIRM, record.seller, payload.trade_id, record.offer_id,
+                                payload.interval_start_s, payload.energy_wh,
+                                payload.price_micro_per_kwh, (agreement.raw,))
+        done, sent = await self._exchange(record.endpoint, confirm)
+        trade.messages += sent
+        if done is None or done.status is not Status.DONE:
+            self.counters["unconfirmed"] += 1  # the settlement carries the agreement again
+        return payload.energy_wh
+
+    def _request(self, kind: Kind, seller: bytes, trade_id: bytes, offer_id: bytes,
+                 interval_start_s: int, energy_wh: int, price: int,
+                 blocks: tuple[bytes, ...] = ()) -> Sealed[PeerRequest]:
+        return seal(PeerRequest(self.public, seller, kind, trade_id, os.urandom(16),
+                                self._now_ms(), offer_id, interval_start_s, energy_wh, price,
+                                blocks), self.key)
+
+    async def _exchange(self, endpoint: str, request: Sealed[PeerRequest]
+                        ) -> tuple[PeerReply | None, int]:
+        """Send ``request`` (the same bytes on every attempt) until a valid reply comes."""
+        timing = self.config.timing
+        for attempt in range(1, timing.attempts + 1):
+            self.counters["messages_sent"] += 1
+            raw = await self.client.send(endpoint, request.raw, timing.request_timeout_s)
+            if raw is None:
+                continue
+            reply = check_reply(raw, request.message)
+            if isinstance(reply, str):
+                self.counters[f"reply_dropped_{reply}"] += 1
+                continue
+            return reply.message, attempt
+        return None, timing.attempts
+
+    # -- the seller's side of negotiation ----------------------------------------------------
+    def _handle_peer(self, raw: bytes) -> bytes | None:
+        """Answer one peer request (sync: one ledger step, no awaits); None drops it."""
+        request = parse_request(raw)
+        if isinstance(request, str):
+            return self._drop(request)
+        message = request.message
+        if message.recipient != self.public:
+            return self._drop("wrong_recipient")
+        admitted = self.guard.admit(request, self._now_ms())
+        if isinstance(admitted, bytes):
+            self.counters["retransmissions_answered"] += 1
+            return admitted
+        if isinstance(admitted, str):
+            return self._drop(admitted)
+        try:
+            reply = self._answer(message)
+        except Exception:
+            self.guard.forget(request)
+            raise
+        sealed = seal(reply, self.key).raw
+        self.guard.remember(request, sealed)
+        return sealed
+
+    def _drop(self, reason: str) -> None:
+        self.counters[f"peer_dropped_{reason}"] += 1
+        return None
+
+    def _reply(self, request: PeerRequest, status: Status, reason: str = "", energy_wh: int = 0,
+               blocks: tuple[bytes, ...] = ()) -> PeerReply:
+        if status is Status.DENIED:
+            self.counters[f"denied_to_peer_{reason}"] += 1
+        return PeerReply(self.public, request.sender, request.trade_id, request.nonce, status,
+                         reason, energy_wh, blocks)
+
+    def _answer(self, request: PeerRequest) -> PeerReply:
+        if request.kind is Kind.REQUEST:
+            return self._answer_request(request)
+        if request.kind is Kind.CONFIRM:
+            return self._answer_confirm(request)
+        return self._answer_settle(request)
+
+    def _answer_request(self, request: PeerRequest) -> PeerReply:
+        state = self._selling.get(request.interval_start_s)
+        if not self.config.constraints.sells:
+            return self._reply(request, Status.DENIED, "not_selling")
+        if state is None or state.record is None or state.record.message.offer_id != request.offer_id:
+            return self._reply(request, Status.DENIED, "unknown_offer")
+        state.requested_wh += request.energy_wh
+        if state.closed:
+            return self._reply(request, Status.DENIED, "closed")
+        if request.price_micro_per_kwh < state.price_micro_per_kwh:
+            return self._reply(request, Status.DENIED, "price_below_ask")
+        if request.trade_id in state.proposed or request.trade_id in self.ledger.state.trades:
+            return self._reply(request, Status.DENIED, "trade_id_reused")
+        grant = min(request.energy_wh, state.available_wh, self.config.constraints.max_trade_wh,
+                    self.ledger.tokens_wh(request.interval_start_s))
+        if grant <= 0:
+            return self._reply(request, Status.DENIED, "sold_out")
+        payload = TradePayload(request.trade_id, self.public, request.sender,
+                               request.interval_start_s, grant, request.price_micro_per_kwh,
+                               request.offer_id)
+        try:
+            proposal = self.ledger.propose_trade(payload, self._now_ms())
+        except BlockRejected as exc:
+            log.warning("cannot propose %s: %s", request.trade_id.hex(), exc)
+            return self._reply(request, Status.DENIED, "ledger_refused")
+        state.available_wh -= grant
+        state.proposed[request.trade_id] = grant
+        self.counters["trades_proposed"] += 1
+        self._schedule_refresh(request.interval_start_s, state)
+        return self._reply(request, Status.ACCEPTED, energy_wh=grant, blocks=(proposal.raw,))
+
+    def _answer_confirm(self, request: PeerRequest) -> PeerReply:
+        if not self._store_agreement(request, request.blocks[0]):
+            return self._reply(request, Status.DENIED, "bad_agreement")
+        return self._reply(request, Status.DONE)
+
+    def _answer_settle(self, request: PeerRequest) -> PeerReply:
+        if not self._store_agreement(request, request.blocks[0]):
+            return self._reply(request, Status.DENIED, "bad_agreement")
+        try:
+            proposal, signature_ok = open_envelope(request.blocks[1], BlockBody)
+        except DecodeError:
+            return self._reply(request, Status.DENIED, "malformed_block")
+        body = proposal.message
+        if not signature_ok or body.author != request.sender or body.type is not BlockType.SETTLEMENT \
+                or body.payload.trade_id != request.trade_id:
+            return self._reply(request, Status.DENIED, "not_a_settlement")
+        try:
+            agreement = self.ledger.agree(request.blocks[1], self._now_ms())
+        except BlockRejected as exc:
+            log.warning("cannot agree to settlement %s: %s", request.trade_id.hex(), exc)
+            return self._reply(request, Status.DENIED, "ledger_refused")
+        self.counters["settlements_agreed"] += 1
+        return self._reply(request, Status.DONE, energy_wh=body.payload.delivered_wh,
+                           blocks=(agreement.raw,))
+
+    def _store_agreement(self, request: PeerRequest, raw: bytes) -> bool:
+        """Store the buyer's agreement to our trade proposal (idempotent)."""
+        try:
+            agreement, signature_ok = open_envelope(raw, BlockBody)
+        except DecodeError:
+            return False
+        body = agreement.message
+        if not signature_ok or body.author != request.sender or body.type is not BlockType.TRADE \
+                or body.payload.trade_id != request.trade_id:
+            return False
+        try:
+            self.ledger.accept_agreement(raw)
+        except (BlockRejected, LedgerError) as exc:
+            log.warning("refused agreement %s: %s", request.trade_id.hex(), exc)
+            return False
+        trade: TradePayload = body.payload
+        state = self._selling.get(trade.interval_start_s)
+        if state is not None and trade.trade_id not in state.confirmed:
+            state.confirmed[trade.trade_id] = trade.energy_wh
+            if state.closed:
+                self.counters["late_agreements"] += 1
+        return True
+
+    def _schedule_refresh(self, start_s: int, state: _Selling) -> None:
+        """Republish the offer with what is left (a newer seq; 0 Wh withdraws it), coalesced."""
+        if state.refresh is None or state.refresh.done():
+            state.refresh = self.tasks.spawn(self._refresh_offer(state), name=f"refresh {start_s}")
+
+    async def _refresh_offer(self, state: _Selling) -> None:
+        await asyncio.sleep(OFFER_REFRESH_DELAY_S)
+        current = state.record.message
+        if current.energy_wh == state.available_wh or current.expires_at_s <= self.clock():
+            return
+        state.record = seal(dataclasses.replace(current, seq=current.seq + 1,
+                                                energy_wh=max(state.available_wh, 0)), self.key)
+        try:
+            await self.dht.publish(state.record)
+            self.counters["offers_updated"] += 1
+        except OfferRejected as exc:
+            log.info("offer update not published: %s", exc)
+
+    # -- 3. settle ----------------------------------------------------------------------------
+    async def settle(self, start_s: int | None = None) -> int:
+        """Settle our bought trades (of ``start_s``, plus any still pending); returns how many."""
+        due = [t for t in self._unsettled.values()
+               if start_s is None or t.payload.interval_start_s <= start_s]
+        results = await asyncio.gather(*(self._settle_one(trade) for trade in due))
+        return sum(results)
+
+    async def _settle_one(self, trade: Trade) -> bool:
+        payload = trade.payload
+        delivered = max(0, min(int(self.delivery(trade)), payload.energy_wh))
+        settlement = SettlementPayload(payload.trade_id, payload.seller, payload.buyer,
+                                       payload.energy_wh, delivered, payload.price_micro_per_kwh)
+        try:
+            proposal = self.ledger.propose_settlement(settlement, self._now_ms())
+        except BlockRejected as exc:
+            log.error("cannot propose settlement %s: %s", payload.trade_id.hex(), exc)
+            self.counters["settlement_refused"] += 1
+            return False
+        request = self._request(Kind.SETTLE, payload.seller, payload.trade_id, payload.offer_id,
+                                payload.interval_start_s, payload.energy_wh,
+                                payload.price_micro_per_kwh, (trade.agreement_raw, proposal.raw))
+        reply, sent = await self._exchange(trade.endpoint, request)
+        trade.messages += sent
+        if reply is None or reply.status is not Status.DONE or len(reply.blocks) != 1:
+            self.counters["settlement_pending"] += 1
+            return False
+        try:
+            self.ledger.accept_agreement(reply.blocks[0])
+        except (BlockRejected, LedgerError) as exc:
+            log.warning("seller's settlement agreement refused: %s", exc)
+            self.counters["settlement_bad_agreement"] += 1
+            return False
+        trade.delivered_wh = delivered
+        del self._unsettled[payload.trade_id]
+        self.history.record_settlement(payload.seller, payload.energy_wh, delivered)
+        self.counters["trades_settled"] += 1
+        return True
+
+    # -- 4. close: the grid takes the rest ----------------------------------------------------
+    async def close_interval(self, start_s: int) -> IntervalReport:
+        reading = self._readings.pop(start_s, None)
+        selling, buying = self._selling.pop(start_s, None), self._buying.pop(start_s, None)
+        sold = bought = export = imported = 0
+        if selling is not None:
+            selling.closed = True
+            if selling.refresh is not None:
+                selling.refresh.cancel()
+            sold = sum(selling.confirmed.values())
+            export = max(0, selling.surplus_wh - sold)
+            self.counters["unconfirmed_proposals"] += len(selling.proposed) - len(selling.confirmed)
+            self._market_view = (selling.available_wh + sum(selling.proposed.values()),
+                                 selling.requested_wh)
+        elif reading is not None and reading.net_wh > 0:
+            export = reading.net_wh
+        if buying is not None:
+            bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh
+                         for t in buying.trades)
+            imported = max(0, buying.deficit_wh - bought)
+        elif reading is not None and reading.net_wh < 0:
+            imported = -reading.net_wh
+        if (imported or export) and start_s not in self.ledger.state.grid_intervals:
+            frame = self.config.tariffs.frame_at((start_s % 86400) / 3600)
+            self.ledger.record_grid(GridPayload(start_s, imported, export,
+                                                frame.retail_micro_per_kwh,
+                                                self.config.tariffs.feed_in_micro_per_kwh,
+                                                "fallback"), self._now_ms())
+        report = IntervalReport(start_s, self.balance, max(reading.net_wh, 0) if reading else 0,
+                                max(-reading.net_wh, 0) if reading else 0, sold, bought,
+                                imported, export)
+        self.reports.append(report)
+        return report
+
+    # -- the daemon loop ----------------------------------------------------------------------
+    async def run(self, *, until_s: float | None = None) -> None:
+        """Trade every interval on the node's clock until cancelled (or ``until_s``)."""
+        interval = self.config.interval_s
+        timing = self.config.timing
+        close_after = (timing.window_s + interval) / 2
+        while until_s is None or self.clock() < until_s:
+            now = self.clock()
+            end = (int(now) // interval + 1) * interval       # the next interval boundary
+            await self._sleep_until(end)
+            start = end - interval
+            try:
+                await self.open_interval(start)
+                await self._sleep_until(end + timing.buy_delay_s)
+                await self.buy(start)
+                await self._sleep_until(end + timing.window_s)
+                await self.settle(start)
+                await self._sleep_until(end + close_after)
+                await self.close_interval(start)
+            except (NodeError, LedgerError) as exc:
+                log.error("interval %s failed: %s", start, exc)
+                self.counters["intervals_failed"] += 1
+                self._selling.pop(start, None)
+                self._buying.pop(start, None)
+
+    async def _sleep_until(self, node_time_s: float) -> None:
+        delay = node_time_s - self.clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # -- views -------------------------------------------------------------------------------
+    def unsettled(self) -> list[Trade]:
+        return list(self._unsettled.values())
+
+    def own_offers(self) -> list[OfferRecord]:
+        return [state.record.message for state in self._selling.values() if state.record]

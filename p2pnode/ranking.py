@@ -1,0 +1,154 @@
+"""From offers found in the DHT to a ranked plan: candidates, history, predictions, selection.
+
+Pure apart from the predictor call.  The buyer turns each seller's best live offer into one
+:class:`~optimizer.selection.Candidate`: price and energy from the record, transfer efficiency
+and distance from the location hints, participation and past quality from its own trade history
+with that seller (:class:`SellerHistory`), and the predicted quality and duration of a trade with
+it from :class:`models.Predictor` (one call for all candidates).  :func:`rank` then runs the
+configured strategy (the GA by default) over the six criteria.
+
+Location hints are ``"zone/x_m/y_m"`` (e.g. ``"3/120/40"``: zone 3 of the feeder, 120 m east and
+40 m north of its transformer).  Without coordinates on both sides the distance is unknown and
+:data:`UNKNOWN_DISTANCE_M` is assumed.  A record's own ``efficiency`` hint wins; otherwise the
+line efficiency falls with distance, ``1 - LOSS_PER_KM * km`` (a low-voltage cable loses a few
+percent per km at household currents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ledger import Sealed
+from models.features import FEATURES, ZONES
+from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, select_offers
+from p2pnode.offers import OfferRecord
+
+__all__ = ["Location", "MarketContext", "SellerHistory", "candidates_from_offers", "rank"]
+
+UNKNOWN_DISTANCE_M = 250.0
+LOSS_PER_KM = 0.04
+MIN_EFFICIENCY = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    zone: int = 0
+    x_m: float | None = None
+    y_m: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Location:
+        """``"zone/x/y"`` or ``"zone"``; anything unparsable is an unknown location."""
+        parts = (text or "").split("/")
+        try:
+            zone = int(parts[0]) % ZONES if parts[0] else 0
+            if len(parts) == 3:
+                x, y = float(parts[1]), float(parts[2])
+                if math.isfinite(x) and math.isfinite(y):
+                    return cls(zone, x, y)
+        except ValueError:
+            return cls()
+        return cls(zone)
+
+    def distance_m(self, other: Location) -> float:
+        if None in (self.x_m, self.y_m, other.x_m, other.y_m):
+            return UNKNOWN_DISTANCE_M
+        return math.hypot(self.x_m - other.x_m, self.y_m - other.y_m)
+
+    def __str__(self) -> str:
+        if self.x_m is None:
+            return str(self.zone)
+        return f"{self.zone}/{self.x_m:g}/{self.y_m:g}"
+
+
+@dataclasses.dataclass
+class SellerHistory:
+    """What this buyer knows about each seller from its own past trades."""
+
+    trades: dict[bytes, int] = dataclasses.field(default_factory=dict)
+    agreed_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
+    delivered_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
+    duration_s: dict[bytes, list[float]] = dataclasses.field(default_factory=dict)
+
+    def record_trade(self, seller: bytes, duration_s: float | None = None) -> None:
+        self.trades[seller] = self.trades.get(seller, 0) + 1
+        if duration_s is not None:
+            self.duration_s.setdefault(seller, []).append(duration_s)
+            del self.duration_s[seller][:-50]
+
+    def record_settlement(self, seller: bytes, agreed_wh: int, delivered_wh: int) -> None:
+        self.agreed_wh[seller] = self.agreed_wh.get(seller, 0) + agreed_wh
+        self.delivered_wh[seller] = self.delivered_wh.get(seller, 0) + delivered_wh
+
+    def quality(self, seller: bytes) -> float:
+        agreed = self.agreed_wh.get(seller, 0)
+        return self.delivered_wh.get(seller, 0) / agreed if agreed else math.nan
+
+    def mean_duration_s(self, seller: bytes) -> float:
+        values = self.duration_s.get(seller)
+        return float(np.mean(values)) if values else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketContext:
+    """The buyer's view when it ranks: its place, the weather, and the market it sees."""
+
+    location: Location = Location()
+    irradiance_w_m2: float = 0.0
+    temperature_c: float = 20.0
+
+
+def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
+                          max_price_micro_per_kwh: int) -> list[OfferRecord]:
+    """Each seller's cheapest live, affordable offer (one candidate per seller), not our own."""
+    best: dict[bytes, OfferRecord] = {}
+    for sealed in offers:
+        record = sealed.message
+        if record.seller == buyer or record.withdrawn \
+                or record.price_micro_per_kwh > max_price_micro_per_kwh:
+            continue
+        held = best.get(record.seller)
+        if held is None or (record.price_micro_per_kwh, -record.energy_wh) < (
+                held.price_micro_per_kwh, -held.energy_wh):
+            best[record.seller] = record
+    return sorted(best.values(), key=lambda r: (r.price_micro_per_kwh, r.seller))
+
+
+def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
+                           history: SellerHistory, context: MarketContext,
+                           predictor) -> list[Candidate]:
+    """One :class:`Candidate` per record, with predicted quality and duration."""
+    if not records:
+        return []
+    supply = sum(r.energy_wh for r in records)
+    ratio = supply / max(deficit_wh, 1)
+    rows, geometry = [], []
+    for record in records:
+        where = Location.parse(record.location)
+        distance = context.location.distance_m(where)
+        efficiency = record.efficiency if record.efficiency is not None else \
+            max(MIN_EFFICIENCY, 1.0 - LOSS_PER_KM * distance / 1000)
+        geometry.append((distance, efficiency))
+        rows.append((min(record.energy_wh, deficit_wh), record.price_micro_per_kwh / 1e6,
+                     context.irradiance_w_m2, context.temperature_c, efficiency, distance,
+                     where.zone, history.quality(record.seller),
+                     history.trades.get(record.seller, 0),
+                     history.mean_duration_s(record.seller), ratio))
+    quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
+    return [Candidate(seller=r.seller, offer_id=r.offer_id, available_wh=r.energy_wh,
+                      price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
+                      distance_m=float(dist), predicted_quality=float(q),
+                      predicted_duration_s=float(d),
+                      participation=history.trades.get(r.seller, 0))
+            for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
+
+
+def rank(deficit_wh: int, max_price_micro_per_kwh: int, candidates: Sequence[Candidate],
+         config: SelectionConfig, seed: int) -> Plan:
+    """The plan for buying ``deficit_wh``: items in request order, then fallbacks."""
+    request = BuyRequest(deficit_wh, max_price_micro_per_kwh / 1e6)
+    return select_offers(request, candidates, seed=seed, config=config)
