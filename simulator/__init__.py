@@ -29,9 +29,11 @@ from simulator.optimum import (
 )
 from simulator.outcome import Outcome, settle, trade_arrays
 from simulator.profiles import HouseInfo, ProfileSpec, Profiles, build_profiles, compose_profiles
+from simulator.report import ScoredRun, print_summary, score_run, summarize, write_run
 from simulator.scenario import FEEDERS, Scenario, load_scenario, scenario_from_dict
 from simulator.settings import Faults, Households, Selection, Weights
 from simulator.tariffs import Tariffs, TimeFrame
+from simulator.trades import RunStats, TradeLog
 
 __all__ = [
     "Baselines", "BatteryBank", "FEEDERS", "Faults", "HouseInfo", "Households",
@@ -43,4 +45,5 @@ __all__ = [
     "merit_order", "net_cost", "per_interval", "run_baselines", "savings_per_house",
     "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
     "solve_optimum", "step_batteries", "trade_arrays",
+    "RunStats", "ScoredRun", "TradeLog", "print_summary", "score_run", "summarize", "write_run",
 ]
