@@ -82,9 +82,6 @@ class ScoredRun:
     def currency(self) -> str:
         return self.scenario.tariffs.currency
 
-    def score_outcome(self, outcome: Outcome) -> Metrics:
-        return _score(outcome, self.baselines)
-
 
 def score_run(scenario: Scenario, profiles: Profiles, baselines: Baselines, trades: TradeLog,
               stats: RunStats) -> ScoredRun:
@@ -132,9 +129,11 @@ def _check_same_run(scenario: Scenario, profiles: Profiles, baselines: Baselines
     clash = sorted(set(baselines.markets) & set(RESERVED_NAMES))
     if clash:
         raise ValueError(f"market baseline names {clash} clash with {list(RESERVED_NAMES)}")
-    expected = scenario.tariffs.retail_prices(profiles.interval_start)
-    if not np.allclose(baselines.prices.retail_per_kwh, expected):
-        raise ValueError("baselines were priced with other tariffs than the scenario's")
+    tariffs = scenario.tariffs
+    if not np.allclose(baselines.prices.retail_per_kwh,
+                       tariffs.retail_prices(profiles.interval_start)) or \
+            baselines.no_trading.export_limit_wh != tariffs.export_limit_wh(profiles.interval_s):
+        raise ValueError("baselines were computed with other tariffs than the scenario's")
 
 
 def summarize(run: ScoredRun) -> dict:
@@ -184,12 +183,13 @@ def _json_ready(value):
 
 
 def interval_rows(run: ScoredRun) -> list[dict]:
-    """One row per interval; energy in kWh, prices per kWh, NaN where there was no trade."""
+    """One row per interval; energy in kWh, prices per kWh, NaN where there was no trade, and
+    ``<market>_matched_kwh``: what each market baseline matched."""
     columns, prices = _columns_kwh(run), run.baselines.prices
     counts = np.bincount(run.trades.interval, minlength=run.profiles.intervals)
     energy = ("generation", "consumption", "surplus", "deficit", "local", "optimum",
               "grid_import", "grid_export", "wasted")
-    markets = {f"{name}_kwh": outcome.bought_wh.sum(axis=0) / 1000
+    markets = {f"{name}_matched_kwh": outcome.bought_wh.sum(axis=0) / 1000
                for name, outcome in run.baselines.markets.items()}
     rows = []
     for t, start in enumerate(run.profiles.interval_start):

@@ -20,7 +20,7 @@ from simulator import (
     RunStats, Scenario, TradeLog, build_profiles, print_summary, run_baselines, write_run,
 )
 from simulator.report import (
-    PLOTS, plot_matched_vs_optimum, plot_savings, score_run,
+    PLOTS, interval_rows, plot_energy_flows, plot_matched_vs_optimum, plot_savings, score_run,
 )
 
 double_auction = pytest.importorskip("tests.test_optimum_auction").double_auction
@@ -159,7 +159,7 @@ def test_interval_table_adds_up_to_the_summary(run_dir, community):
                         ("consumption_kwh", "consumption_kwh")):
         assert total(column) == pytest.approx(summary[key], abs=1e-4), column
     assert sum(int(row["trades"]) for row in rows) == summary["trades"]
-    assert total("double_auction_kwh") == pytest.approx(
+    assert total("double_auction_matched_kwh") == pytest.approx(
         summary["baselines"]["double_auction"]["local_match_kwh"], abs=1e-4)
     for row in rows:   # the bookkeeping of every interval: surplus and deficit fully accounted
         local = float(row["local_kwh"])
@@ -212,6 +212,25 @@ def test_plots_are_png_files_and_show_the_table_data(run_dir, community, trades)
     heights = [patch.get_height() for patch in savings.patches]
     assert heights == sorted(heights, reverse=True)
     assert sum(heights) == pytest.approx(run.metrics.total_savings)
+
+
+def test_export_cap_shows_wasted_surplus(community, trades):
+    scenario, profiles, _ = community
+    capped = dataclasses.replace(scenario, tariffs=dataclasses.replace(scenario.tariffs,
+                                                                       export_limit_kw=1.0))
+    baselines = run_baselines(profiles, capped.tariffs)
+    run = score_run(capped, profiles, baselines, trades, STATS)
+    assert run.metrics.wasted_surplus_kwh > 1.0
+    rows = interval_rows(run)
+    assert sum(row["wasted_kwh"] for row in rows) == pytest.approx(run.metrics.wasted_surplus_kwh)
+    axes = plot_energy_flows(run).axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert {"generation", "consumption", "grid import", "grid export",
+            "wasted surplus"} <= set(lines)
+    assert lines["wasted surplus"].get_ydata().sum() == pytest.approx(
+        run.metrics.wasted_surplus_kwh)
+    # Trading at the optimum wastes less than the grid alone under the same cap.
+    assert run.metrics.wasted_surplus_kwh < run.baseline_metrics["no_trading"].wasted_surplus_kwh
 
 
 def test_report_is_self_contained_and_escaped(run_dir):
@@ -279,6 +298,10 @@ def test_mismatched_inputs_are_rejected(community, trades, tmp_path):
     clash = dataclasses.replace(baselines, markets={"optimum": baselines.no_trading})
     with pytest.raises(ValueError, match="clash"):
         write_run(tmp_path, scenario, profiles, clash, trades, STATS)
+    capped = dataclasses.replace(scenario, tariffs=dataclasses.replace(scenario.tariffs,
+                                                                       export_limit_kw=2.0))
+    with pytest.raises(ValueError, match="other tariffs"):
+        write_run(tmp_path, capped, profiles, baselines, trades, STATS)
     with pytest.raises(ValueError, match=r"TradeLog\.seller must be below 12"):
         write_run(tmp_path, scenario, profiles, baselines,
                   TradeLog.from_rows([(0, 12, 1, 10, 10, 0.2, 1.0, 1)]), STATS)
