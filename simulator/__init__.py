@@ -22,6 +22,10 @@ from simulator.baselines import (
 )
 from simulator.battery import BatteryBank, NetPositions, apply_batteries, step_batteries
 from simulator.errors import Problem, ProfileError, ScenarioError, SimulatorError
+from simulator.mechanisms import (
+    MECHANISMS, Comparison, MechanismError, MechanismSetup, compare_mechanisms, comparison_table,
+    format_table, scenario_feeder,
+)
 from simulator.metrics import Metrics, gini, net_cost, per_interval, savings_per_house, score
 from simulator.optimum import (
     IntervalSolution, MatchConstraints, Optimum, max_local_match_wh, merit_order,
@@ -46,4 +50,6 @@ __all__ = [
     "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
     "solve_optimum", "step_batteries", "trade_arrays",
     "RunStats", "ScoredRun", "TradeLog", "print_summary", "score_run", "summarize", "write_run",
+    "MECHANISMS", "Comparison", "MechanismError", "MechanismSetup", "compare_mechanisms",
+    "comparison_table", "format_table", "scenario_feeder",
 ]

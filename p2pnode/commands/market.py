@@ -1,9 +1,10 @@
-"""``p2pnode market auction|pool|nsga2`` and ``p2pnode powerflow``.
+"""``p2pnode market auction|pool|nsga2|compare`` and ``p2pnode powerflow``.
 
 The literature markets and the feeder load flow of :mod:`optimizer.markets` and
-:mod:`optimizer.powerflow` on CSV files, JSON on standard output. Bad files and options exit
-with status 2 and a message naming the file, line, row and column. Prices are per kWh (the
-examples use EUR/kWh).
+:mod:`optimizer.powerflow` on CSV files, JSON on standard output; ``market compare`` runs them
+all on a simulator scenario (:mod:`simulator.mechanisms`) and prints a table (or JSON). Bad
+files and options exit with status 2 and a message naming the file, line, row and column.
+Prices are per kWh (the examples use EUR/kWh).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from p2pnode.errors import NodeError
 
 DEFAULT_GRID_TARIFF = 0.30
 DEFAULT_LOSS_FRACTION = 0.10
+COMPARE_MECHANISMS = "double_auction,continuous,pooling,nsga2"  # simulator.mechanisms.MECHANISMS
 
 
 class MarketInputError(NodeError):
@@ -32,6 +34,7 @@ def register(sub) -> None:
     _register_auction(cmds)
     _register_pool(cmds)
     _register_nsga2(cmds)
+    _register_compare(cmds)
     flow = sub.add_parser("powerflow", help="backward-forward sweep load flow of a named feeder",
                           description="Solve a named feeder (case33bw, kerber_dorfnetz) with its own "
                                       "loads, optionally scaled, and report voltages and losses.")
@@ -97,6 +100,27 @@ def _register_nsga2(cmds) -> None:
     nsga2.add_argument("--population", type=int, default=48)
     nsga2.add_argument("--generations", type=int, default=60)
     nsga2.set_defaults(func=_nsga2)
+
+
+def _register_compare(cmds) -> None:
+    compare = cmds.add_parser(
+        "compare", help="run every literature market on a scenario's data, side by side",
+        description="Build the scenario's household profiles and clear every interval with each "
+                    "mechanism; score them like every run (matched energy and welfare against "
+                    "the exact optimum, self-sufficiency, grid import, peer price, savings and "
+                    "their Gini) next to no trading and the optimum.")
+    compare.add_argument("scenario", type=Path, nargs="?", metavar="SCENARIO.toml",
+                         help="scenario file (default: the quickstart, examples/quickstart.toml)")
+    compare.add_argument("--mechanisms", default=COMPARE_MECHANISMS, metavar="A,B,...",
+                         help=f"comma-separated subset of {COMPARE_MECHANISMS} (default: all)")
+    compare.add_argument("--k", type=float, default=0.5,
+                         help="double auction price: 0 = lowest, 1 = highest admissible (default 0.5)")
+    compare.add_argument("--nsga2-population", type=int, default=24, metavar="N",
+                         help="NSGA-II population per interval (default 24)")
+    compare.add_argument("--nsga2-generations", type=int, default=30, metavar="G",
+                         help="NSGA-II generations per interval (default 30)")
+    compare.add_argument("--json", action="store_true", help="JSON instead of a table")
+    compare.set_defaults(func=_compare)
 
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
@@ -294,6 +318,42 @@ def _nsga2_json(result, problem, feeder) -> dict:
         "chosen": None if result.chosen is None else solution(result.chosen, True),
         "front": [solution(s, False) for s in result.front],
     }
+
+
+def _compare(args) -> int:
+    from optimizer.markets import Nsga2Config, PricingRule
+    from simulator import Scenario, SimulatorError, build_profiles, load_scenario
+    from simulator.mechanisms import (
+        check_names, compare_mechanisms, comparison_table, format_table, scenario_feeder,
+    )
+
+    try:
+        names = check_names(n.strip() for n in args.mechanisms.split(",") if n.strip())
+        PricingRule(args.k)
+        config = Nsga2Config(population=args.nsga2_population, generations=args.nsga2_generations)
+        scenario = Scenario.default() if args.scenario is None else load_scenario(args.scenario)
+        feeder = scenario_feeder(scenario.feeder) if "nsga2" in names else None
+        profiles = build_profiles(scenario.profile_spec())
+        comparison = compare_mechanisms(profiles, scenario.tariffs, names, feeder=feeder,
+                                        seed=scenario.seed, k=args.k, nsga2=config)
+    except (SimulatorError, *_core_errors()) as exc:
+        raise MarketInputError(str(exc)) from exc
+    rows = comparison_table(comparison)
+    about = {"scenario": scenario.name, "source": scenario.source or "built-in quickstart",
+             "meters": scenario.meters, "intervals": profiles.intervals,
+             "interval_s": scenario.interval_s, "start_date": scenario.start_date.isoformat(),
+             "feeder": scenario.feeder, "seed": scenario.seed,
+             "currency": scenario.tariffs.currency, "mechanisms": list(names),
+             "k": args.k, "nsga2": {"population": config.population,
+                                    "generations": config.generations},
+             "optimum_match_kwh": _num(comparison.optimum.matched_kwh)}
+    if args.json:
+        return _emit({**about, "rows": rows})
+    print(f"{about['scenario']} ({about['source']}): {about['meters']} meters, "
+          f"{about['intervals']} intervals of {about['interval_s']} s from "
+          f"{about['start_date']}, feeder {about['feeder']}, seed {about['seed']}")
+    print(format_table(rows, scenario.tariffs.currency))
+    return 0
 
 
 def _powerflow(args) -> int:
