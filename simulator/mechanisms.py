@@ -10,7 +10,8 @@ a buyer (a house is never both in one interval).  Every adapter guarantees ``sol
 * ``double_auction`` (:class:`DoubleAuction`): one uniform-price k-double auction per interval
   (:func:`optimizer.markets.clear_double_auction`).  The interval's retail price is the grid
   tariff that caps bids; since an interval lies in one time-of-day frame, this is the auction
-  "per frame" of the literature with the frame's tariff.  Pricing: ``mcp = lo + k (hi - lo)``
+  "per frame" of the literature with the frame's tariff.  Equal prices queue by house index
+  (as in the optimum's merit order).  Pricing: ``mcp = lo + k (hi - lo)``
   with ``[lo, hi]`` the marginal matched ask and bid (``bounds="marginal"``, default) or also
   bounded by the best unmatched orders (``bounds="clearing"``); ``k = 0.5`` by default.
 * ``continuous`` (:class:`ContinuousMatching`): every house's order arrives in a random order and
@@ -135,7 +136,8 @@ class DoubleAuction:
                  feed_in_per_kwh) -> MarketClearing:
         del feed_in_per_kwh  # the asks carry it
         surplus, deficit = _arrays(surplus_wh, deficit_wh)
-        orders = _orders(surplus, ask_per_kwh, deficit, bid_per_kwh)
+        by_house = {i: i for i in range(surplus.size)}  # equal prices: lower house first
+        orders = _orders(surplus, ask_per_kwh, deficit, bid_per_kwh, by_house)
         result = clear_double_auction(orders, grid_tariff=retail_per_kwh, rule=self.rule)
         return _from_trades(result.trades, surplus, deficit)
 
