@@ -16,6 +16,8 @@ from p2pnode.errors import NodeError
 
 COMMAND_MODULES = (
     "p2pnode.commands.identity",
+    "p2pnode.commands.run",
+    "p2pnode.commands.voucher",
     "p2pnode.commands.ledger",
     "p2pnode.commands.demo",
     "p2pnode.commands.market",

@@ -160,8 +160,10 @@ class Node:
         self._buying: dict[int, _Buying] = {}
         self._readings: dict[int, Reading] = {}
         self._unsettled: dict[bytes, Trade] = {}
+        self.bought: dict[bytes, Trade] = {}   # every trade bought since start, by trade id
         self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
         self._started = False
+        self._speed = 1.0
 
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -278,22 +280,29 @@ class Node:
 
     # -- 2. buy: discover, rank, negotiate ----------------------------------------------------
     async def buy(self, start_s: int) -> int:
-        """Buy what this interval lacks; returns the energy bought now (Wh)."""
+        """Buy what this interval lacks; returns the energy bought now (Wh).
+
+        One parallel discovery per interval (every seller published when the interval
+        opened); then rounds of ranking and negotiating over the sellers not yet excluded (sold
+        out, unreachable, refused) while the deficit remains and a round made progress.
+        """
         state = self._buying.get(start_s)
         if state is None:
             return 0
-        bought = 0
         max_price = self._max_buy_price(start_s)
+        floor = min(self.config.tariffs.feed_in_micro_per_kwh, max_price)  # no rational ask is lower
+        if state.remaining_wh <= 0 or max_price <= 0 or self.ledger.credit_micro <= 0:
+            return 0
+        started = time.perf_counter()
+        discovery = await self.dht.find_offers(
+            query_keys(self.config.feeder, start_s, max_price, floor))
+        self.counters["discoveries"] += 1
+        records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
+                   if r.interval_start_s == start_s]
+        bought = 0
         for _ in range(self.config.timing.max_rounds):
-            affordable = self.ledger.credit_micro * 1000 // max(max_price, 1)
-            if state.remaining_wh <= 0 or affordable <= 0 or max_price <= 0:
-                break
-            started = time.perf_counter()
-            discovery = await self.dht.find_offers(query_keys(self.config.feeder, start_s, max_price))
-            self.counters["discoveries"] += 1
-            records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
-                       if r.seller not in state.excluded and r.interval_start_s == start_s]
-            if not records:
+            records = [r for r in records if r.seller not in state.excluded]
+            if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
                 break
             plan = await self._rank(start_s, state.remaining_wh, max_price, records)
             by_seller = {r.seller: r for r in records}
@@ -301,8 +310,7 @@ class Node:
             for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
                 if state.remaining_wh <= 0:
                     break
-                got = await self._negotiate(by_seller[candidate.seller], state, started)
-                progress += got
+                progress += await self._negotiate(by_seller[candidate.seller], state, started)
             bought += progress
             if progress == 0:
                 break
@@ -363,6 +371,7 @@ class Node:
         state.trades.append(trade)
         state.remaining_wh -= payload.energy_wh
         self._unsettled[payload.trade_id] = trade
+        self.bought[payload.trade_id] = trade
         self.history.record_trade(record.seller, trade.decision_ms / 1000)
         self.counters["trades_bought"] += 1
         confirm = self._request(Kind.CONFIRM, record.seller, payload.trade_id, record.offer_id,
@@ -610,8 +619,13 @@ class Node:
         return report
 
     # -- the daemon loop ----------------------------------------------------------------------
-    async def run(self, *, until_s: float | None = None) -> None:
-        """Trade every interval on the node's clock until cancelled (or ``until_s``)."""
+    async def run(self, *, until_s: float | None = None, speed: float = 1.0) -> None:
+        """Trade every interval on the node's clock until cancelled (or ``until_s``).
+
+        ``speed``: node seconds per wall second of the clock (an accelerated replay runs its
+        clock ``speed`` times faster than the wall; the waits here shrink to match).
+        """
+        self._speed = speed
         interval = self.config.interval_s
         timing = self.config.timing
         close_after = (timing.window_s + interval) / 2
@@ -637,7 +651,7 @@ class Node:
     async def _sleep_until(self, node_time_s: float) -> None:
         delay = node_time_s - self.clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay / self._speed)
 
     # -- views -------------------------------------------------------------------------------
     def unsettled(self) -> list[Trade]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import os
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from typing import Any
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
+from kademlia.routing import RoutingTable
 
 from p2pnode.dht import wire
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
@@ -57,12 +59,30 @@ RPC_ATTEMPTS = 2        # first send + one resend with the same message id
 NO_REPLY = object()     # what a request returns when no reply came in time
 
 
+class OfferRoutingTable(RoutingTable):
+    """kademlia's routing table with an exact, cheaper ``find_neighbors``.
+
+    The package walks the buckets outward from the target's with a generator and stops at the
+    first k contacts it meets, then sorts those; every RPC we answer asks for neighbours, so that
+    walk dominated a swarm's CPU profile.  Here all contacts (at most 160 buckets of k) are
+    ranked by XOR distance in one pass: the k truly closest, several times faster.
+    """
+
+    def find_neighbors(self, node, k=None, exclude=None):
+        k = k or self.ksize
+        target, own = node.long_id, node.id
+        contacts = [n for bucket in self.buckets for n in bucket.nodes.values()
+                    if n.id != own and (exclude is None or not n.same_home_as(exclude))]
+        return heapq.nsmallest(k, contacts, key=lambda n: n.long_id ^ target)
+
+
 class OfferProtocol(KademliaProtocol):
     def __init__(self, source_node: Node, storage: OfferStorage, ksize: int, *, public: bytes,
                  tasks: TaskRegistry, counters: collections.Counter,
                  faults: FaultPlan | None = None, rpc_timeout_s: float = RPC_TIMEOUT_S,
                  rpc_attempts: int = RPC_ATTEMPTS):
         super().__init__(source_node, storage, ksize)
+        self.router = OfferRoutingTable(self, ksize, source_node)
         self.public = public
         self.tasks = tasks
         self.counters = counters

@@ -1,0 +1,106 @@
+"""``p2pnode run --config FILE``: run one meter node as a daemon until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from p2pnode.errors import ConfigError
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "run", help="run a meter node (DHT, peer endpoint, ledger) until stopped",
+        description="Start a node from a TOML configuration (see p2pnode/config.py for every "
+                    "key): join the offer DHT through [network] bootstrap, serve the peer "
+                    "endpoint, and trade every interval with the readings of the [meter] CSV. "
+                    "Stops cleanly on SIGINT/SIGTERM. Prints one JSON line with the node's "
+                    "addresses when it is up.",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="clock speed for replays: node seconds per wall second (default 1)")
+    parser.add_argument("--start", default=None,
+                        help="node time to start at, ISO 8601 (default: now); with --speed, "
+                             "replays a recorded day")
+    parser.add_argument("--intervals", type=int, default=None,
+                        help="stop after this many intervals (default: run until stopped)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    parser.set_defaults(func=_run)
+
+
+class ReplayClock:
+    """Node time that starts at ``start_s`` and runs ``speed`` times faster than the wall."""
+
+    def __init__(self, start_s: float, speed: float):
+        self.start_s, self.speed, self.wall0 = start_s, speed, time.monotonic()
+
+    def __call__(self) -> float:
+        return self.start_s + (time.monotonic() - self.wall0) * self.speed
+
+
+def _run(args) -> int:
+    from p2pnode.config import load_config
+    from p2pnode.meter import CsvReplayMeter
+
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config)
+    if config.meter is None:
+        raise ConfigError(f"{args.config}: [meter] is required to run a node")
+    if config.key_file is None:
+        raise ConfigError(f"{args.config}: key_file is required to run a node")
+    if not 0 < args.speed <= 100_000:
+        raise ConfigError(f"--speed {args.speed}: must be in (0, 100000]")
+    if args.intervals is not None and args.intervals < 1:
+        raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
+    start = _parse_start(args.start)
+    meter = CsvReplayMeter(config.meter.path, config.interval_s)
+    clock = ReplayClock(start, args.speed)
+    until = None
+    if args.intervals is not None:
+        first_end = (int(start) // config.interval_s + 1) * config.interval_s
+        until = first_end + (args.intervals - 1) * config.interval_s + 1
+    return asyncio.run(_serve(config, meter, clock, args.speed, until))
+
+
+def _parse_start(text: str | None) -> float:
+    if text is None:
+        return time.time()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--start {text!r}: not an ISO 8601 time like 2026-07-01T00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+async def _serve(config, meter, clock, speed: float, until: float | None) -> int:
+    from p2pnode.node import Node
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Node(config, meter, clock=clock) as node:
+        host, port = node.dht.address
+        print(json.dumps({"public_key": node.public.hex(), "dht": f"{host}:{port}",
+                          "peer": node.endpoint, "ledger": str(config.ledger)}), flush=True)
+        trading = asyncio.create_task(node.run(until_s=until, speed=speed))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({trading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (trading, stopping):
+            task.cancel()
+        await asyncio.gather(trading, stopping, return_exceptions=True)
+        await node.settle()
+        counts = {k: v for k, v in sorted(node.counters.items())}
+        print(json.dumps({"stopped": True, "counters": counts}), flush=True)
+    return 0

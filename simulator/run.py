@@ -1,0 +1,67 @@
+"""One simulated run end to end: profiles, the swarm of real nodes, baselines, run directory.
+
+    summary = simulate(load_scenario("examples/quickstart.toml"), Path("runs/quickstart"))
+
+This is what ``p2pnode simulate`` and ``make run`` call, and what a sweep calls per point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from simulator.mechanisms import check_names, compare_mechanisms
+from simulator.profiles import build_profiles
+from simulator.report import write_run
+from simulator.scenario import Scenario
+from simulator.swarm import SwarmRun, run_swarm
+from simulator.trades import RunStats, TradeLog
+
+__all__ = ["DEFAULT_MECHANISMS", "run_stats", "simulate"]
+
+DEFAULT_MECHANISMS = ("double_auction", "continuous", "pooling")
+"""Compared on every run; add "nsga2" for the welfare optimisation (~15 s per 100-house day)."""
+
+
+def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
+             mechanisms: Sequence[str] = DEFAULT_MECHANISMS, progress: bool = True,
+             plots: bool = True, log: Callable[[str], None] = lambda line: None) -> dict:
+    """Run ``scenario`` with real nodes and write its run directory; returns the summary."""
+    mechanisms = check_names(mechanisms) if mechanisms else ()
+    started = time.perf_counter()
+    log(f"building profiles for {scenario.meters} meters x {scenario.intervals} intervals ...")
+    profiles = build_profiles(scenario.profile_spec())
+    log(f"profiles ready ({time.perf_counter() - started:.1f} s); starting "
+        f"{scenario.meters} nodes in {processes or scenario.processes} process(es)")
+    swarm = run_swarm(scenario, profiles, Path(out_dir), processes=processes, progress=progress)
+    log(f"swarm done ({swarm.wall_s:.1f} s); computing the optimum and the baselines ...")
+    from simulator.mechanisms import scenario_feeder
+    feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
+    baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
+                                   seed=scenario.seed)
+    trades = TradeLog.from_rows([{k: v for k, v in row.items() if k != "trade_id"}
+                                 for row in swarm.trades]) if swarm.trades else TradeLog.empty()
+    return write_run(Path(out_dir), scenario, profiles, baselines, trades, run_stats(swarm),
+                     plots=plots)
+
+
+def run_stats(swarm: SwarmRun) -> RunStats:
+    counters = swarm.counters
+    dropped = {k.removeprefix("peer_dropped_"): v for k, v in counters.items()
+               if k.startswith("peer_dropped_")}
+    dropped.update({k.removeprefix("dht_"): v for k, v in counters.items()
+                    if k.startswith(("dht_stored_", "dht_found_", "dht_dropped_"))})
+    extra = {f"{step}_wall_s": round(v, 3) for step, v in swarm.step_wall_s.items()}
+    extra.update({name: counters.get(name, 0) for name in (
+        "discoveries", "offers_published", "offers_updated", "unsettled_trades",
+        "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
+    return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
+                    double_settlements=swarm.double_settlements,
+                    ledgers_valid=not swarm.audit_problems,
+                    ledger_problems=tuple(swarm.audit_problems),
+                    peer_messages=counters.get("messages_sent", 0),
+                    denied=sum(v for k, v in counters.items() if k.startswith("denied_")
+                               and not k.startswith("denied_to_peer_")),
+                    dropped=dropped, extra=extra)

@@ -1,0 +1,414 @@
+"""The swarm runner: real :class:`~p2pnode.node.Node` s trading a scenario's days on loopback.
+
+Every house of the profiles gets a real node: its own Ed25519 key, SQLite ledger, UDP socket in
+the offer DHT and HTTP peer endpoint, all on 127.0.0.1 with ports chosen by the OS.  The nodes
+are spread over ``scenario.processes`` OS processes (one asyncio loop each; with one process
+everything runs in this one).  A coordinator walks the simulated clock through each interval's
+steps -- open (read, mint, publish), buy (discover, select, negotiate), settle, close (grid) --
+and every process runs the step on all its nodes at once before the next step starts, so every
+node sees the same simulated time (:class:`VirtualClock`).  ``scenario.acceleration`` caps the
+pace: an interval never takes less than ``interval_s / acceleration`` wall seconds.
+
+The meters measure at the grid connection, after self-consumption and the house battery: a
+house's reading is its net surplus or deficit of the interval (whole Wh).  Credit comes from one
+issuer key per run (a voucher per house, deposited before trading).  Datagram faults of the
+scenario apply to the DHT and to negotiation messages alike.
+
+At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
+trades count) and the coordinator audits every database together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ledger import (
+    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, open_envelope, seal,
+)
+from p2pnode.balance import DetectionConfig
+from p2pnode.config import NodeConfig, Timing
+from p2pnode.dht.faults import FaultPlan
+from p2pnode.dht.server import DHTSettings
+from p2pnode.meter import ProfileMeter
+from p2pnode.node import Node
+from p2pnode.pricing import Frame, Tariffs as NodeTariffs
+from p2pnode.ranking import Location
+from optimizer.selection import SelectionConfig, Weights as SelectionWeights
+from simulator.errors import SimulatorError
+from simulator.scenario import Scenario
+
+__all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
+
+STEPS = ("open", "buy", "settle", "close")
+CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
+SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=1.0, attempts=4,
+                      max_rounds=4)
+SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
+                        publish_timeout_s=5.0)
+DETECTION = DetectionConfig(enter_wh=2, exit_wh=1)
+STREET_SPACING_M = 15.0               # house positions on a synthetic street grid
+
+
+class VirtualClock:
+    """Node time in unix seconds, set by the coordinator (it does not run by itself)."""
+
+    def __init__(self, now_s: float = 0.0):
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@dataclasses.dataclass
+class SwarmRun:
+    """What the runner collected: the trades, what the nodes counted, and the audit."""
+
+    trades: list[dict]
+    counters: dict[str, int]
+    ledger_paths: list[Path]
+    audit_problems: list[str]
+    double_settlements: int
+    wall_s: float
+    processes: int
+    step_wall_s: dict[str, float]
+
+
+# -- node configuration from a scenario -------------------------------------------------------
+
+def node_tariffs(scenario: Scenario) -> NodeTariffs:
+    """The scenario's tariffs in the node's integer µ/kWh."""
+    tariffs = scenario.tariffs
+    frames = tuple(Frame(f.name, f.start_hour, f.end_hour % 24,
+                         int(round(tariffs.retail_per_kwh * f.multiplier * 1e6)))
+                   for f in tariffs.frames)
+    return NodeTariffs(int(round(tariffs.feed_in_per_kwh * 1e6)), frames)
+
+
+def house_key(seed: int, house: int) -> SigningKey:
+    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/house/{house}".encode()).digest())
+
+
+def issuer_key(seed: int) -> SigningKey:
+    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/issuer".encode()).digest())
+
+
+def house_location(house: int) -> Location:
+    row, column = divmod(house, 10)
+    return Location(zone=(house // 10) % 16, x_m=column * STREET_SPACING_M,
+                    y_m=row * 2 * STREET_SPACING_M)
+
+
+def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
+    weights = SelectionWeights(**dataclasses.asdict(scenario.weights))
+    return NodeConfig(
+        ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
+        location=str(house_location(house)), interval_s=scenario.interval_s,
+        detection=DETECTION, tariffs=node_tariffs(scenario),
+        selection=SelectionConfig(weights=weights, strategy=scenario.selection.strategy),
+        timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
+                                                              scenario.interval_s / 3),
+                                   buy_delay_s=min(SWARM_TIMING.buy_delay_s,
+                                                   scenario.interval_s / 30)))
+
+
+def fault_plan(scenario: Scenario) -> FaultPlan | None:
+    faults = scenario.faults
+    if not (faults.loss or faults.duplication or faults.delay_ms):
+        return None
+    delay = faults.delay_ms / 1000
+    return FaultPlan(loss=faults.loss, duplicate=faults.duplication, delay_min_s=delay,
+                     delay_max_s=delay, seed=scenario.seed)
+
+
+def step_times(config: NodeConfig, start_s: int) -> dict[str, float]:
+    """Node time of each step of the interval starting at ``start_s`` (see :mod:`p2pnode.node`)."""
+    end = start_s + config.interval_s
+    timing = config.timing
+    return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
+            "close": end + (timing.window_s + config.interval_s) / 2}
+
+
+# -- one process's share of the swarm ---------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    scenario: Scenario
+    houses: tuple[int, ...]
+    surplus_wh: np.ndarray       # [len(houses), intervals], whole Wh
+    deficit_wh: np.ndarray
+    start_s: int                 # first interval start, unix seconds
+    run_dir: Path
+
+
+class SwarmWorker:
+    """The nodes of one process and the steps it runs on them."""
+
+    def __init__(self, spec: WorkerSpec, predictor=None):
+        self.spec = spec
+        self.clock = VirtualClock(spec.start_s)
+        self.predictor = predictor
+        self.nodes: list[Node] = []
+        self.house_of: dict[bytes, int] = {}
+
+    async def start(self, bootstrap: tuple[str, int] | None) -> tuple[str, int]:
+        """Start every node and join the DHT through ``bootstrap`` (or this process's first)."""
+        spec, scenario = self.spec, self.spec.scenario
+        if self.predictor is None:
+            from models import Predictor
+            self.predictor = Predictor.default()
+        (spec.run_dir / "ledgers").mkdir(parents=True, exist_ok=True)
+        issuer, faults = issuer_key(scenario.seed), fault_plan(scenario)
+        for row, house in enumerate(spec.houses):
+            config = node_config(scenario, house, spec.run_dir)
+            meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
+                                 spec.deficit_wh[row])
+            key = house_key(scenario.seed, house)
+            node = Node(config, meter, key=key, clock=self.clock, predictor=self.predictor,
+                        dht_settings=SWARM_DHT, faults=faults)
+            await node.start()
+            voucher = CreditVoucher(issuer.public, key.public,
+                                    hashlib.sha256(b"voucher" + key.public).digest()[:16],
+                                    CREDIT_MICRO)
+            node.deposit(seal(voucher, issuer))
+            self.nodes.append(node)
+            self.house_of[key.public] = house
+        entry = bootstrap or self.nodes[0].dht.address
+        joiners = self.nodes if bootstrap else self.nodes[1:]
+        for chunk in range(0, len(joiners), 32):
+            await asyncio.gather(*(n.dht.bootstrap([entry]) for n in joiners[chunk:chunk + 32]))
+        return self.nodes[0].dht.address
+
+    async def rejoin(self, addresses: Sequence[tuple[str, int]]) -> None:
+        """Refresh routing tables once everybody is up (nodes that joined early saw few peers)."""
+        await asyncio.gather(*(n.dht.bootstrap(list(addresses)) for n in self.nodes))
+
+    async def step(self, name: str, start_s: int, now_s: float) -> int:
+        """Run one step on every node; for "buy", returns the energy bought (Wh)."""
+        self.clock.now_s = now_s
+        method: Callable = {"open": Node.open_interval, "buy": Node.buy, "settle": Node.settle,
+                            "close": Node.close_interval}[name]
+        results = await asyncio.gather(*(method(node, start_s) for node in self.nodes))
+        return sum(results) if name == "buy" else 0
+
+    async def finish(self) -> dict:
+        """Settle what is pending, stop the nodes, read the trades back from their ledgers."""
+        await asyncio.gather(*(node.settle() for node in self.nodes))
+        counters: collections.Counter[str] = collections.Counter()
+        memory = {}
+        for node in self.nodes:
+            counters.update(node.counters)
+            counters.update({f"dht_{k}": v for k, v in node.dht.counters().items()})
+            counters["unsettled_trades"] += len(node.unsettled())
+            memory.update(node.bought)
+        for node in self.nodes:
+            await node.stop()
+        house_of = {house_key(self.spec.scenario.seed, h).public: h
+                    for h in range(self.spec.scenario.meters)}
+        trades = []
+        for node in self.nodes:
+            trades += settled_trades(LedgerStore(node.config.ledger), node.public, memory,
+                                     house_of, self.spec)
+        return {"trades": trades, "counters": dict(counters),
+                "ledgers": [str(n.config.ledger) for n in self.nodes]}
+
+
+def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dict,
+                   spec: WorkerSpec) -> list[dict]:
+    """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each."""
+    rows, intervals = [], {}
+    try:
+        for raw in store.chain(buyer):
+            body = open_envelope(raw, BlockBody)[0].message
+            if body.type is BlockType.TRADE:
+                intervals[body.payload.trade_id] = body.payload.interval_start_s
+            if body.type is not BlockType.SETTLEMENT or not body.is_proposal \
+                    or body.payload.buyer != buyer:
+                continue
+            settlement = body.payload
+            countersigned = any(open_envelope(r, BlockBody)[0].message.author == settlement.seller
+                                for r in store.linked_to(buyer, body.seq))
+            if not countersigned:
+                continue  # the seller never agreed: not settled (yet)
+            trade = memory.get(settlement.trade_id)
+            rows.append({
+                "interval": (intervals[settlement.trade_id] - spec.start_s) // spec.scenario.interval_s,
+                "seller": house_of.get(settlement.seller, -1), "buyer": house_of[buyer],
+                "energy_wh": settlement.agreed_wh, "delivered_wh": settlement.delivered_wh,
+                "price_per_kwh": settlement.price_micro_per_kwh / 1e6,
+                "decision_ms": trade.decision_ms if trade else float("nan"),
+                "messages": trade.messages if trade else 0,
+                "trade_id": settlement.trade_id.hex(),
+            })
+    finally:
+        store.close()
+    return rows
+
+
+# -- drivers: the same worker in this process or in another ----------------------------------
+
+class LocalDriver:
+    """Runs a :class:`SwarmWorker` on the coordinator's own event loop."""
+
+    def __init__(self, spec: WorkerSpec, predictor=None):
+        self.worker = SwarmWorker(spec, predictor)
+
+    async def call(self, command: str, *args):
+        return await getattr(self.worker, command)(*args)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessDriver:
+    """Runs a :class:`SwarmWorker` in its own OS process, one command at a time over a pipe."""
+
+    def __init__(self, spec: WorkerSpec):
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, spec), daemon=True,
+                                       name=f"swarm-{spec.houses[0]}")
+        self.process.start()
+        child.close()
+
+    async def call(self, command: str, *args):
+        self.conn.send((command, args))
+        status, value = await asyncio.get_running_loop().run_in_executor(None, self._receive)
+        if status == "error":
+            raise SimulatorError(f"swarm process {self.process.name} failed in {command}:\n{value}")
+        return value
+
+    def _receive(self):
+        try:
+            return self.conn.recv()
+        except EOFError:
+            return "error", f"the process exited (exit code {self.process.exitcode})"
+
+    def close(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _worker_main(conn, spec: WorkerSpec) -> None:
+    import traceback
+
+    async def main():
+        worker = SwarmWorker(spec)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                command, args = await loop.run_in_executor(None, conn.recv)
+            except EOFError:
+                return
+            try:
+                conn.send(("ok", await getattr(worker, command)(*args)))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+                return
+            if command == "finish":
+                return
+
+    asyncio.run(main())
+
+
+# -- the coordinator ---------------------------------------------------------------------------
+
+def unix_seconds(interval_start: np.ndarray) -> np.ndarray:
+    """The profiles' naive interval starts as unix seconds (read as UTC, so hours match)."""
+    return interval_start.astype("datetime64[s]").astype(np.int64)
+
+
+def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | None = None,
+              progress: bool = True, predictor=None) -> SwarmRun:
+    """Trade every interval of ``profiles`` with one real node per house; see the module doc."""
+    processes = processes or scenario.processes
+    if profiles.houses != scenario.meters or profiles.interval_s != scenario.interval_s:
+        raise SimulatorError("the profiles were not built for this scenario "
+                             f"({profiles.houses} houses of {profiles.interval_s} s intervals)")
+    if scenario.faults.churn_share or scenario.faults.malicious_share:
+        raise SimulatorError("[faults] churn_share and malicious_share are not supported by the "
+                             "swarm runner yet; set them to 0")
+    run_dir = Path(run_dir)
+    starts = unix_seconds(profiles.interval_start)
+    surplus = np.floor(profiles.surplus_wh).astype(np.int64)
+    deficit = np.floor(profiles.deficit_wh).astype(np.int64)
+    specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
+                        int(starts[0]), run_dir)
+             for chunk in np.array_split(np.arange(scenario.meters), processes)]
+    return asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+
+
+async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
+                      processes: int, progress: bool, predictor) -> SwarmRun:
+    from tqdm import tqdm
+
+    wall0 = time.perf_counter()
+    drivers = [LocalDriver(specs[0], predictor)] if processes == 1 else \
+        [ProcessDriver(spec) for spec in specs]
+    step_wall = dict.fromkeys(STEPS, 0.0)
+    try:
+        first = await drivers[0].call("start", None)
+        entries = [first] + list(await asyncio.gather(*(d.call("start", first)
+                                                         for d in drivers[1:])))
+        await asyncio.gather(*(d.call("rejoin", entries) for d in drivers))
+        config = node_config(scenario, 0, specs[0].run_dir)
+        pace_s = scenario.interval_s / scenario.acceleration
+        bar = tqdm(total=len(starts), unit="interval", disable=not progress,
+                   desc=f"{scenario.meters} nodes", dynamic_ncols=True)
+        bought_wh = 0
+        for start in starts:
+            began = time.perf_counter()
+            for step, now in step_times(config, int(start)).items():
+                t0 = time.perf_counter()
+                results = await asyncio.gather(*(d.call("step", step, int(start), now)
+                                                 for d in drivers))
+                step_wall[step] += time.perf_counter() - t0
+                if step == "buy":
+                    bought_wh += sum(results)
+            bar.update(1)
+            bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
+            await asyncio.sleep(max(0.0, pace_s - (time.perf_counter() - began)))
+        bar.close()
+        results = await asyncio.gather(*(d.call("finish") for d in drivers))
+    finally:
+        for driver in drivers:
+            driver.close()
+    trades = [row for result in results for row in result["trades"]]
+    counters: collections.Counter[str] = collections.Counter()
+    for result in results:
+        counters.update(result["counters"])
+    ledgers = [Path(p) for result in results for p in result["ledgers"]]
+    problems, doubles = audit_ledgers(ledgers)
+    return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
+                    time.perf_counter() - wall0, processes, step_wall)
+
+
+def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:
+    """Audit every ledger together; also count trades settled more than once (distinct
+    SETTLEMENT proposals for one trade id, anywhere)."""
+    rows = []
+    for path in paths:
+        store = LedgerStore(path)
+        try:
+            rows += list(store.raw_blocks())
+        finally:
+            store.close()
+    report = audit(rows)
+    settlements: dict[bytes, set[bytes]] = collections.defaultdict(set)
+    for _, _, block_hash, raw in rows:
+        body = open_envelope(raw, BlockBody)[0].message
+        if body.type is BlockType.SETTLEMENT and body.is_proposal:
+            settlements[body.payload.trade_id].add(block_hash)
+    doubles = sum(len(hashes) - 1 for hashes in settlements.values())
+    return [str(p) for p in report.problems[:max_problems]], doubles
