@@ -138,7 +138,7 @@ class Timing:
 
     ``buy_delay_s``: buyers start after sellers had this long to publish; ``window_s``: the
     window closes, trades are settled and the rest goes to the grid; ``request_timeout_s`` and
-    ``attempts``: per negotiation message (wall seconds); ``max_rounds``: discover-select-negotiate
+    ``attempts``: per negotiation message (wall seconds); ``max_rounds``: select-and-negotiate
     rounds a buyer runs per interval while offers remain and progress is made.
     """
 
@@ -146,7 +146,7 @@ class Timing:
     window_s: float = 300.0
     request_timeout_s: float = 2.0
     attempts: int = 4
-    max_rounds: int = 4
+    max_rounds: int = 6
 
     def __post_init__(self):
         _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)

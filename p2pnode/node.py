@@ -161,6 +161,7 @@ class Node:
         self._readings: dict[int, Reading] = {}
         self._unsettled: dict[bytes, Trade] = {}
         self.bought: dict[bytes, Trade] = {}   # every trade bought since start, by trade id
+        self.last_discovery = None             # the latest Discovery: the market as last seen
         self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
         self._started = False
         self._speed = 1.0
@@ -290,13 +291,14 @@ class Node:
         if state is None:
             return 0
         max_price = self._max_buy_price(start_s)
-        floor = min(self.config.tariffs.feed_in_micro_per_kwh, max_price)  # no rational ask is lower
-        if state.remaining_wh <= 0 or max_price <= 0 or self.ledger.credit_micro <= 0:
+        floor = self.config.tariffs.feed_in_micro_per_kwh   # no seller asks less than the grid pays
+        if state.remaining_wh <= 0 or max_price < floor or self.ledger.credit_micro <= 0:
             return 0
         started = time.perf_counter()
         discovery = await self.dht.find_offers(
             query_keys(self.config.feeder, start_s, max_price, floor))
         self.counters["discoveries"] += 1
+        self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
         bought = 0
@@ -306,14 +308,14 @@ class Node:
                 break
             plan = await self._rank(start_s, state.remaining_wh, max_price, records)
             by_seller = {r.seller: r for r in records}
-            progress = 0
+            progress, excluded = 0, len(state.excluded)
             for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
                 if state.remaining_wh <= 0:
                     break
                 progress += await self._negotiate(by_seller[candidate.seller], state, started)
             bought += progress
-            if progress == 0:
-                break
+            if progress == 0 and len(state.excluded) == excluded:
+                break   # nothing bought and nothing learned: another round would repeat this one
         return bought
 
     def _max_buy_price(self, start_s: int) -> int:

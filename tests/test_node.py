@@ -1,0 +1,188 @@
+"""Real nodes on loopback: trading, user constraints, hostile messages, a faulty 50-node swarm."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+
+import pytest
+
+from ledger import BlockBody, BlockType, cost_micro, open_envelope, seal
+from p2pnode.config import Constraints
+from p2pnode.dht.faults import FaultPlan
+from p2pnode.negotiation import Kind, PeerRequest
+from p2pnode.peer import PeerClient
+from simulator.swarm import audit_ledgers
+from tests.nodekit import CREDIT_MICRO, START, key, swarm
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, timeout=240))
+
+
+def blocks(node, kind=None):
+    out = []
+    for _, _, _, raw in node.ledger.store.raw_blocks():
+        block = open_envelope(raw, BlockBody)[0]
+        if kind is None or block.message.type is kind:
+            out.append(block.message)
+    return out
+
+
+def own(node, kind):
+    return [b for b in blocks(node, kind) if b.author == node.public]
+
+
+def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
+    async def main():
+        async with swarm([[800], [-300]], tmp_path) as s:
+            await s.interval(0)
+            seller, buyer = s.nodes
+            trade = own(seller, BlockType.TRADE)[0].payload
+            assert (trade.seller, trade.buyer, trade.energy_wh) == (seller.public, buyer.public, 300)
+            assert trade.interval_start_s == START
+            for node in (seller, buyer):   # both halves of both pairs, in both ledgers
+                assert len(blocks(node, BlockType.TRADE)) == 2
+                assert len(blocks(node, BlockType.SETTLEMENT)) == 2
+            price = trade.price_micro_per_kwh
+            feed_in, retail = 80_000, 300_000
+            assert feed_in <= price <= retail
+            assert buyer.ledger.credit_micro == CREDIT_MICRO - cost_micro(300, price)
+            assert seller.ledger.credit_micro == CREDIT_MICRO + cost_micro(300, price)
+            grid = own(seller, BlockType.GRID)[0].payload
+            assert (grid.import_wh, grid.export_wh) == (0, 500)
+            assert own(buyer, BlockType.GRID) == []           # fully covered by the trade
+            assert buyer.reports[0].bought_wh == 300 and seller.reports[0].sold_wh == 300
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+def test_user_constraints_are_honoured(tmp_path):
+    constraints = {
+        0: Constraints(opt_out="selling"),                 # never sells
+        1: Constraints(reserve_wh=200, max_trade_wh=150),  # keeps 200 Wh, sells <= 150 per trade
+        3: Constraints(max_buy_price_per_kwh=0.05),        # below the feed-in tariff: never buys
+    }
+
+    async def main():
+        async with swarm([[900], [600], [-500], [-400]], tmp_path, constraints=constraints) as s:
+            await s.interval(0)
+            opted_out, reserved, buyer, picky = s.nodes
+            assert opted_out.counters["offers_published"] == 0
+            assert own(opted_out, BlockType.GRID)[0].payload.export_wh == 900
+            offered = own(reserved, BlockType.MINT)[0].payload.tokens_wh
+            assert offered == 600
+            sold = [b.payload.energy_wh for b in own(reserved, BlockType.TRADE)]
+            assert sold and max(sold) <= 150 and sum(sold) <= 600 - 200
+            bought = [b.payload.energy_wh for b in blocks(buyer, BlockType.TRADE)
+                      if b.author == buyer.public]
+            assert sum(bought) == sum(sold)
+            assert own(picky, BlockType.TRADE) == [] and picky.counters["discoveries"] == 0
+            assert own(picky, BlockType.GRID)[0].payload.import_wh == 400
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+def test_hostile_messages_are_dropped_counted_and_change_nothing(tmp_path):
+    async def main():
+        async with swarm([[800], [-300]], tmp_path) as s:
+            seller, buyer = s.nodes
+            s.clock.now_s = START + 900
+            await seller.open_interval(START)
+            record = seller.own_offers()[0]
+            client = PeerClient()
+            await client.start()
+            try:
+                def request(sender=buyer.key, signer=None, **changes):
+                    fields = dict(sender=sender.public, recipient=seller.public, kind=Kind.REQUEST,
+                                  trade_id=os.urandom(16), nonce=os.urandom(16),
+                                  sent_at_ms=int(s.clock() * 1000), offer_id=record.offer_id,
+                                  interval_start_s=START, energy_wh=100,
+                                  price_micro_per_kwh=record.price_micro_per_kwh)
+                    fields.update(changes)
+                    return seal(PeerRequest(**fields), signer or sender)
+
+                async def send(raw):
+                    return await client.send(seller.endpoint, raw, 2.0)
+
+                good = request()
+                first = await send(good.raw)
+                assert first is not None
+                assert await send(good.raw) == first               # retransmission: same answer
+                assert seller.counters["retransmissions_answered"] == 1
+                stranger = key(99)
+                forged = request(sender=stranger).raw.replace(stranger.public, buyer.public)
+                hostile = {
+                    "bad_signature": forged,
+                    "malformed": b"\x93\x01\x02\x03",
+                    "oversize": b"\x00" * 9000,
+                    "wrong_recipient": request(recipient=buyer.public, sender=stranger).raw,
+                    "stale": request(sent_at_ms=int(s.clock() * 1000) - 121_000).raw,
+                    "future": request(sent_at_ms=int(s.clock() * 1000) + 121_000).raw,
+                    "nonce_reused": request(nonce=good.message.nonce, energy_wh=5).raw,
+                }
+                for reason, raw in hostile.items():
+                    assert await send(raw) is None, reason
+                    assert seller.counters[f"peer_dropped_{reason}"] == 1, reason
+            finally:
+                await client.stop()
+            assert len(own(seller, BlockType.TRADE)) == 1          # only the one good request
+            assert seller.counters["trades_proposed"] == 1
+
+    run(main())
+
+
+@pytest.mark.slow
+def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_path):
+    """25 sellers, 25 buyers, 3 intervals; 20 % of datagrams and HTTP messages lost, 20 %
+    duplicated.  Every settled trade is in both ledgers, nothing is settled twice, nobody sells
+    more than its surplus or buys more than its deficit, money adds up."""
+    rng = __import__("random").Random(7)
+    nets = [[rng.randint(200, 900) for _ in range(3)] for _ in range(25)]
+    nets += [[-rng.randint(100, 600) for _ in range(3)] for _ in range(25)]
+    faults = FaultPlan(loss=0.2, duplicate=0.2, seed=3)
+
+    async def main():
+        async with swarm(nets, tmp_path, faults=faults) as s:
+            for index in range(3):
+                await s.interval(index)
+            await asyncio.gather(*(n.settle() for n in s.nodes))   # retry pending settlements
+            held = {n.public: blocks(n) for n in s.nodes}
+            return s.nodes, [n.config.ledger for n in s.nodes], held
+
+    nodes, paths, held = asyncio.run(asyncio.wait_for(main(), timeout=280))
+    problems, doubles = audit_ledgers(paths)
+    assert problems == [] and doubles == 0
+    counters = collections.Counter()
+    for node in nodes:
+        counters.update(node.counters)
+    assert counters["retransmissions_answered"] > 0     # duplicates and retries really happened
+    settled = {}
+    for node in nodes:
+        for block in held[node.public]:
+            if block.type is BlockType.SETTLEMENT and block.author == node.public \
+                    and block.payload.buyer == node.public:
+                assert block.payload.trade_id not in settled
+                settled[block.payload.trade_id] = block.payload
+    assert len(settled) >= 20
+    by_key = {n.public: n for n in nodes}
+    sold, bought = collections.Counter(), collections.Counter()
+    for trade_id, payload in settled.items():
+        seller = by_key[payload.seller]
+        seller_settlements = [b for b in held[seller.public] if b.type is BlockType.SETTLEMENT
+                              and b.payload.trade_id == trade_id]
+        assert len(seller_settlements) == 2               # the buyer's proposal and its agreement
+        sold[payload.seller] += payload.delivered_wh
+        bought[payload.buyer] += payload.delivered_wh
+    for i, node in enumerate(nodes):
+        surplus = sum(max(n, 0) for n in nets[i])
+        deficit = sum(max(-n, 0) for n in nets[i])
+        assert sold[node.public] <= surplus and bought[node.public] <= deficit
+    total_money = sum(n.ledger.credit_micro for n in nodes)
+    assert total_money == CREDIT_MICRO * len(nodes)      # credit only moves between nodes
+    matchable = sum(min(sum(max(n[t], 0) for n in nets), sum(max(-n[t], 0) for n in nets))
+                    for t in range(3))
+    assert sum(bought.values()) >= 0.8 * matchable, dict(counters)
