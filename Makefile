@@ -19,7 +19,7 @@ test: venv
 	$(BIN)/python -m pytest
 
 run: venv
-	$(BIN)/p2pnode demo
+	$(BIN)/p2pnode simulate examples/quickstart.toml --out runs/quickstart
 
 bench: venv
 	$(BIN)/python benchmarks/ledger.py --quick --json benchmarks/results/ledger.json

@@ -20,7 +20,6 @@ COMMAND_MODULES = (
     "p2pnode.commands.voucher",
     "p2pnode.commands.ledger",
     "p2pnode.commands.simulate",
-    "p2pnode.commands.demo",
     "p2pnode.commands.market",
     "p2pnode.commands.train",
 )

@@ -5,7 +5,7 @@ key is an error)::
 
     name = "quickstart"          seed = 42          meters = 100
     feeder = "kerber_dorfnetz"   processes = 1
-    [time]        start_date = 2023-06-30, days = 1, interval_s = 900, acceleration = 480.0
+    [time]        start_date = 2023-06-30, days = 1, interval_s = 900, acceleration = 1000.0
     [households]  pv_share, battery_share, load_profile ("h0_dyn" | "h0"), weather
     [weights]     surplus_availability, trade_surplus, transfer_efficiency,
                   transaction_duration, transaction_quality, market_participation
@@ -55,11 +55,11 @@ class Scenario:
     seed: int = 42
     meters: int = 100
     feeder: str = "kerber_dorfnetz"
-    processes: int = 1
+    processes: int = 2
     start_date: date = date(2023, 6, 30)
     days: int = 1
     interval_s: int = 900
-    acceleration: float = 480.0
+    acceleration: float = 1000.0
     households: Households = field(default_factory=Households)
     weights: Weights = field(default_factory=Weights)
     selection: Selection = field(default_factory=Selection)
