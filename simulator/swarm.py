@@ -51,7 +51,7 @@ __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
 STEPS = ("open", "buy", "settle", "close")
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
-SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=2.0, attempts=4,
+SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
                       max_rounds=6)
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
                         publish_timeout_s=5.0)
