@@ -20,7 +20,7 @@ from kademlia.node import Node
 from p2pnode.dht import FaultPlan
 from p2pnode.dht.storage import PAGE_BUDGET_BYTES, Page
 from p2pnode.identity import node_id
-from p2pnode.offers import OfferRejected, query_keys, record_keys
+from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRejected, query_keys, record_keys
 from tests.dhtkit import (
     FEEDER, INTERVAL, NOW, Clock, forged, key, key_near, run, sealed, settle, swarm,
 )
@@ -59,16 +59,17 @@ def test_thirty_nodes_find_every_offer_of_a_key_holding_more_than_a_datagram():
 def test_parallel_discovery_merges_bands_and_ignores_other_feeders_and_intervals():
     async def main():
         async with swarm(20) as nodes:
-            prices = [40_000, 90_000, 140_000, 190_000, 240_000, 290_000, 340_000]
+            width = PRICE_BAND_MICRO_PER_KWH
+            prices = [band * width + 4 * width // 5 for band in range(7)]   # one per band
             wanted = [offer_of(nodes[i], price=p) for i, p in enumerate(prices)]
             others = [offer_of(nodes[10], 1, feeder="F2"),
                       offer_of(nodes[11], 1, interval=INTERVAL + 900)]
             for i, offer in enumerate(wanted + others):
                 await nodes[i if i < 7 else i + 3].publish(offer)
-            keys = query_keys(FEEDER, INTERVAL, 250_000)
+            keys = query_keys(FEEDER, INTERVAL, 5 * width + width // 10)
             found = await nodes[19].find_offers(keys)
             assert found.keys == len(keys) == 6
-            assert hashes(found.offers) == hashes(wanted[:6])  # 290k is in band 5 (250k-300k)
+            assert hashes(found.offers) == hashes(wanted[:6])  # the band of the maximum is whole
             assert [o.message.price_micro_per_kwh for o in found.offers] == sorted(prices[:6])
             with pytest.raises(ValueError):
                 await nodes[0].find_offers([b"short"])
