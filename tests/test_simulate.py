@@ -1,0 +1,58 @@
+"""`p2pnode simulate` end to end: real nodes in two processes, real profiles, the run directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from p2pnode.cli import main
+from simulator import build_profiles, load_scenario, max_local_match_wh
+
+TINY = """
+name = "tiny"
+seed = 5
+meters = 10
+processes = 2
+feeder = "none"
+[time]
+acceleration = 1000000.0
+"""
+
+
+@pytest.mark.slow
+def test_a_small_day_with_real_nodes_in_two_processes(tmp_path, capsys):
+    scenario_file = tmp_path / "tiny.toml"
+    scenario_file.write_text(TINY)
+    out = tmp_path / "run"
+    code = main(["simulate", str(scenario_file), "--out", str(out), "--no-progress",
+                 "--no-plots", "--mechanisms", "double_auction"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["meters"] == 10 and summary["intervals"] == 96 and summary["processes"] == 2
+    assert summary["ledgers_valid"] is True and summary["double_settlements"] == 0
+    assert summary["trades"] > 0
+    profiles = build_profiles(load_scenario(scenario_file).profile_spec())
+    optimum_kwh = float(np.sum(max_local_match_wh(profiles.surplus_wh, profiles.deficit_wh))) / 1000
+    assert summary["optimum_match_kwh"] == pytest.approx(optimum_kwh, rel=1e-6)
+    assert summary["local_match_ratio"] >= 0.9
+    assert set(summary["baselines"]) >= {"no_trading", "optimum", "double_auction"}
+    trades = (out / "trades.csv").read_text().splitlines()
+    assert len(trades) == summary["trades"] + 1
+    assert sorted(p.name for p in (out / "ledgers").glob("*.db")) == \
+        [f"house-{i:04d}.db" for i in range(10)]
+    assert main(["ledger", "verify", *map(str, sorted((out / "ledgers").glob("*.db")))]) == 0
+    assert "report.html" in printed and (out / "report.html").exists()
+
+
+def test_simulate_names_a_bad_scenario_and_processes(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("meters = 0\n")
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "meters = 0" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text("meters = 4\nprocesses = 1\n")
+    assert main(["simulate", str(good), "--processes", "9", "--out", str(tmp_path / "r")]) == 2
+    assert "--processes 9" in capsys.readouterr().err
