@@ -17,6 +17,7 @@ from p2pnode.errors import NodeError
 COMMAND_MODULES = (
     "p2pnode.commands.identity",
     "p2pnode.commands.run",
+    "p2pnode.commands.meternode",
     "p2pnode.commands.voucher",
     "p2pnode.commands.ledger",
     "p2pnode.commands.simulate",
