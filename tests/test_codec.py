@@ -5,13 +5,14 @@ from typing import Annotated
 
 import msgpack
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ledger import (
     Bytes, DecodeError, EncodeError, Envelope, Message, Range, SignatureError, SignedMessage,
     SigningKey, Text, seal, unseal,
 )
 from ledger.block import BlockBody
+from ledger.sealed import _split_envelope
 from tests.chainkit import SELLER
 
 
@@ -83,10 +84,19 @@ def test_reference_encoding_decodes():
     ({"inner": {"label": "a", "t": 1}}, "Sample.inner: type id 1 is not one of Inner"),
     ({"items": [1, "2"]}, "Sample.items[1]: expected int"),
     ({"t": 902}, "type id 902 is not Sample"),
+    ({"t": True}, "type id True is not Sample"),
+    ({"inner": {"label": "a", "t": [900]}}, "Sample.inner: type id [900] is not one of Inner"),
+    ({"inner": {"label": "a", "t": {}}}, "Sample.inner: type id {} is not one of Inner"),
 ])
 def test_strict_decoding_names_the_problem(override, message):
     with pytest.raises(DecodeError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Sample.decode(raw_sample(**override))
+
+
+def test_a_bool_is_not_the_type_id_1():
+    data = msgpack.packb({"body": b"x", "sig": bytes(64), "t": True}, use_bin_type=True)
+    with pytest.raises(DecodeError, match="type id True is not Envelope"):
+        Envelope.decode(data)
 
 
 def test_missing_field_is_named():
@@ -138,6 +148,38 @@ def test_envelope_signature_covers_exactly_the_signing_bytes():
     forged = Envelope(Note(SELLER.public, "hellO").encode(), envelope.sig).encode()
     with pytest.raises(SignatureError):
         unseal(forged, Note)
+
+
+def envelope_variants():
+    """Canonical envelopes around the bin8/bin16 size limits, changed or not."""
+    canonical = st.builds(lambda body, sig: Envelope(body, sig).encode(),
+                          st.binary(max_size=300) | st.binary(min_size=65_000, max_size=65_535),
+                          st.binary(min_size=64, max_size=64))
+    non_canonical = st.builds(  # bin16/bin32 where bin8/bin16 would do, keys out of order
+        lambda body, sig, order: msgpack.packb(
+            dict(sorted({"body": body, "sig": sig, "t": 1}.items(), reverse=order)),
+            use_bin_type=True).replace(b"\xc4", b"\xc5\x00", 1),
+        st.binary(max_size=300), st.binary(min_size=64, max_size=64), st.booleans())
+
+    def change(data, how):
+        offset, value = how
+        offset %= len(data) + 1
+        return data[:offset] + bytes([value]) + data[offset + (value % 2):]  # replace or insert
+
+    return (canonical | non_canonical | st.builds(change, canonical, st.tuples(
+        st.integers(0, 70_000), st.integers(0, 255))))
+
+
+@settings(max_examples=300)
+@given(envelope_variants())
+def test_envelope_fast_path_accepts_exactly_what_the_strict_decoder_accepts(data):
+    try:
+        envelope = Envelope.decode(data)
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            _split_envelope(data)
+    else:
+        assert _split_envelope(data) == (envelope.body, envelope.sig)
 
 
 def test_seal_refuses_a_key_that_is_not_the_signer():

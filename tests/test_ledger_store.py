@@ -46,6 +46,34 @@ def test_a_full_trading_day_audits_clean(tmp_path):
     assert seller.tokens_wh(INTERVAL) == 8000 - 3 * 1500
 
 
+# SHA-256 over the raw blocks of make_trading_db (deterministic keys, clocks and signatures), as
+# written by the ledger code of commit 922b961: the wire format of blocks must never change.
+REFERENCE_TRADING_DB_SHA256 = "5d728b927edd8ae40905e00e1de98f6d0fed0c7f30ee77007c8ecc4a06c1fb5e"
+
+
+def test_block_bytes_are_those_of_the_reference_encoding(tmp_path):
+    store, _, _ = make_trading_db(tmp_path / "l.db")
+    digest = hashlib.sha256(b"".join(raw for _, _, _, raw in store.raw_blocks()))
+    assert digest.hexdigest() == REFERENCE_TRADING_DB_SHA256
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 512])
+def test_bad_signatures_are_found_whatever_the_signature_batch(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr("ledger.verify.SIGNATURE_BATCH", batch)
+    store, _, _ = make_trading_db(tmp_path / "l.db")
+    rows = list(store.raw_blocks())
+    heads = {}  # a chain's last block: no other block holds its hash
+    for index, (author, seq, _, _) in enumerate(rows):
+        heads[author] = index
+    for index in heads.values():
+        author, seq, _, raw = rows[index]
+        forged = raw[:-10] + bytes([raw[-10] ^ 1]) + raw[-9:]  # a bit of the signature
+        rows[index] = (author, seq, hashlib.sha256(forged).digest(), forged)
+    problems = audit(rows).problems
+    assert sorted((p.rule, p.author, p.seq) for p in problems) == sorted(
+        ("signature", rows[index][0], rows[index][1]) for index in heads.values())
+
+
 def test_reopening_replays_the_same_state(tmp_path):
     store, seller, buyer = make_trading_db(tmp_path / "l.db")
     store.close()
