@@ -13,21 +13,30 @@
 The root namespace is never changed: bridge, veths and addresses all live in the lab's own
 namespaces, and deleting the namespaces deletes them.  :meth:`Lab.command` runs a command in a
 host's namespace with its own hostname (a UTS namespace), like a container.
+
+The second half reads what the containers run from ``docker/compose.yaml`` and the Dockerfile
+(:func:`service_argv`, with compose's variable interpolation), so tests run those very commands.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 SUBNET = "10.231.77"          # a /24 that exists only inside a lab
 FIRST_HOST = 10               # hosts get SUBNET.10, SUBNET.11, ...
 NETNS_ETC = Path("/etc/netns")
+ROOT = Path(__file__).resolve().parents[1]
+DOCKER = ROOT / "docker"
 COMMAND_TIMEOUT_S = 10.0
 ROUTE_TYPES = ("unicast", "local", "broadcast", "multicast", "anycast", "unreachable",
                "blackhole", "prohibit", "throw", "nat")
@@ -168,3 +177,58 @@ class Lab:
 def _netns_names() -> list[str]:
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return [line.split()[0] for line in listing.splitlines() if line.strip()]
+
+
+# -- what the containers run --------------------------------------------------------------------
+
+_VARIABLE = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?])([^}]*))?\}|(\w+))")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable interpolation: ``$$``, ``$VAR``, ``${VAR}``, ``${VAR:-default}``,
+    ``${VAR-default}``, ``${VAR:?error}``, ``${VAR?error}``; an error raises :class:`KeyError`."""
+    def replace(match: re.Match) -> str:
+        escaped, name, operator, word, bare = match.groups()
+        if escaped:
+            return "$"
+        name = name or bare
+        value = env.get(name)
+        empty_counts = operator is not None and operator.startswith(":")
+        missing = value is None or (empty_counts and value == "")
+        if operator and operator.endswith("?") and missing:
+            raise KeyError(f"${{{name}}}: {word}")
+        if operator and operator.endswith("-") and missing:
+            return word
+        return value or ""
+    return _VARIABLE.sub(replace, text)
+
+
+def compose_file() -> dict:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (INSTRUCTION, arguments), continuations joined."""
+    out, pending = [], ""
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        pending += line.rstrip().removesuffix("\\") + " " if line.rstrip().endswith("\\") \
+            else line.strip()
+        if not line.rstrip().endswith("\\"):
+            word, _, rest = pending.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+            pending = ""
+    return out
+
+
+def image_entrypoint() -> list[str]:
+    return json.loads(dict(dockerfile())["ENTRYPOINT"])
+
+
+def service_argv(service: str, env: dict[str, str]) -> list[str]:
+    """The full command line a compose service's container runs (entrypoint + command)."""
+    spec = compose_file()["services"][service]
+    entry = spec.get("entrypoint", image_entrypoint())
+    command = spec.get("command", [])
+    return [interpolate(word, env) for word in [*entry, *command]]

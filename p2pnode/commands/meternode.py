@@ -52,6 +52,7 @@ PUBLISH_WALL_S = 1.0              # wall seconds sellers get to publish before b
 NEGOTIATE_WALL_S = 3.0            # wall seconds buyers get to discover, rank and negotiate
 MAX_WINDOW_SHARE = 0.8            # the trading window may take at most this share of an interval
 HEALTH_TIMEOUT_S = 3.0
+HEALTH_PATH = "/p2p/v1/negotiate"   # p2pnode.peer.PATH, not imported: it would load aiohttp
 ANY_HOST = "0.0.0.0"
 
 
@@ -487,13 +488,13 @@ def _replay(args, config_path: Path, start_s: float) -> int:
 
 
 def _health(args) -> int:
-    from p2pnode.config import parse_hostport
-    from p2pnode.peer import PATH
-
-    host, port = parse_hostport(args.peer, "--peer")
-    url = f"http://{host}:{port}{PATH}"
+    host, _, port = args.peer.rpartition(":")     # light on purpose: probes run every few seconds
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535")
+    url = f"http://{host}:{port}{HEALTH_PATH}"
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as reply:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never a proxy
+        with opener.open(url, timeout=args.timeout) as reply:
             status, allow = reply.status, reply.headers.get("Allow", "")
     except urllib.error.HTTPError as exc:
         status, allow = exc.code, exc.headers.get("Allow", "")
