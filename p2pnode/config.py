@@ -18,6 +18,7 @@ them into the ledger's integer µ per kWh.  Layout::
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
+    [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from p2pnode.errors import ConfigError
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
-    "Constraints", "CreditConfig", "MeterConfig", "NetworkConfig", "NodeConfig", "Timing",
+    "ApiConfig", "Constraints", "CreditConfig", "MeterConfig", "NetworkConfig", "NodeConfig", "Timing",
     "load_config", "micro", "OPT_OUT",
 ]
 
@@ -175,6 +176,25 @@ class CreditConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """The owner's local HTTP API (see p2pnode/api.py); off unless ``enabled``."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"     # loopback: only this machine reaches it
+    port: int = 0               # 0: the OS picks (the daemon prints the URL)
+    token_file: Path | None = None   # the bearer token, readable by its owner only
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            _fail("api", "enabled", self.enabled, "must be true or false")
+        if not isinstance(self.host, str) or not self.host or not self.host.isprintable():
+            _fail("api", "host", self.host, "must be a host name or address")
+        _number("api", "port", self.port, 0, 65535, integer=True)
+        if self.enabled and self.token_file is None:
+            _fail("api", "token_file", None, "is required when the API is enabled")
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     ledger: Path = Path("node.db")
     key_file: Path | None = None   # None: the key is passed to Node in code
@@ -189,6 +209,7 @@ class NodeConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     timing: Timing = field(default_factory=Timing)
     credit: CreditConfig = field(default_factory=CreditConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def __post_init__(self):
         if not self.feeder or len(self.feeder) > 32 or not self.feeder.isprintable():
@@ -230,6 +251,7 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
         "selection": _selection(raw.pop("selection", {})),
         "timing": _build(Timing, raw.pop("timing", {}), "timing", base),
         "credit": _build(CreditConfig, raw.pop("credit", {}), "credit", base),
+        "api": _build(ApiConfig, raw.pop("api", {}), "api", base),
     }
     if "meter" in raw:
         sections["meter"] = _build(MeterConfig, raw.pop("meter"), "meter", base)

@@ -21,7 +21,7 @@ def register(sub) -> None:
                     "key): join the offer DHT through [network] bootstrap, serve the peer "
                     "endpoint, and trade every interval with the readings of the [meter] CSV. "
                     "Stops cleanly on SIGINT/SIGTERM. Prints one JSON line with the node's "
-                    "addresses when it is up.",
+                    "addresses when it is up (with the local API's URL when [api] enabled).",
     )
     parser.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
     parser.add_argument("--speed", type=float, default=1.0,
@@ -33,7 +33,31 @@ def register(sub) -> None:
                         help="stop after this many intervals (default: run until stopped)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    parser.add_argument("--log-format", default="text", choices=("text", "json"),
+                        help="log lines on stderr: text (default) or json (one object per "
+                             "line: time, level, logger, message, exception)")
     parser.set_defaults(func=_run)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log record, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, timezone.utc)
+                .isoformat(timespec="milliseconds"),
+                "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 class ReplayClock:
@@ -50,8 +74,7 @@ def _run(args) -> int:
     from p2pnode.config import load_config
     from p2pnode.meter import CsvReplayMeter
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     config = load_config(args.config)
     if config.meter is None:
         raise ConfigError(f"{args.config}: [meter] is required to run a node")
@@ -61,6 +84,10 @@ def _run(args) -> int:
         raise ConfigError(f"--speed {args.speed}: must be in (0, 100000]")
     if args.intervals is not None and args.intervals < 1:
         raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
+    token = None
+    if config.api.enabled:
+        from p2pnode.api import load_token
+        token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = _parse_start(args.start)
     meter = CsvReplayMeter(config.meter.path, config.interval_s)
     clock = ReplayClock(start, args.speed)
@@ -68,7 +95,7 @@ def _run(args) -> int:
     if args.intervals is not None:
         first_end = (int(start) // config.interval_s + 1) * config.interval_s
         until = first_end + (args.intervals - 1) * config.interval_s + 1
-    return asyncio.run(_serve(config, meter, clock, args.speed, until))
+    return asyncio.run(_serve(config, meter, clock, args.speed, until, token))
 
 
 def _parse_start(text: str | None) -> float:
@@ -83,7 +110,9 @@ def _parse_start(text: str | None) -> float:
     return moment.timestamp()
 
 
-async def _serve(config, meter, clock, speed: float, until: float | None) -> int:
+async def _serve(config, meter, clock, speed: float, until: float | None,
+                 token: str | None = None) -> int:
+    from p2pnode.api import ApiServer
     from p2pnode.node import Node
 
     loop = asyncio.get_running_loop()
@@ -91,15 +120,23 @@ async def _serve(config, meter, clock, speed: float, until: float | None) -> int
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Node(config, meter, clock=clock) as node:
-        host, port = node.dht.address
-        print(json.dumps({"public_key": node.public.hex(), "dht": f"{host}:{port}",
-                          "peer": node.endpoint, "ledger": str(config.ledger)}), flush=True)
-        trading = asyncio.create_task(node.run(until_s=until, speed=speed))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({trading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (trading, stopping):
-            task.cancel()
-        await asyncio.gather(trading, stopping, return_exceptions=True)
+        api = ApiServer(node, token) if token is not None else None
+        try:
+            if api is not None:
+                await api.start(config.api.host, config.api.port)
+            host, port = node.dht.address
+            print(json.dumps({"public_key": node.public.hex(), "dht": f"{host}:{port}",
+                              "peer": node.endpoint, "ledger": str(config.ledger),
+                              "api": api.url if api else None}), flush=True)
+            trading = asyncio.create_task(node.run(until_s=until, speed=speed))
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({trading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (trading, stopping):
+                task.cancel()
+            await asyncio.gather(trading, stopping, return_exceptions=True)
+        finally:
+            if api is not None:
+                await api.stop()
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
         print(json.dumps({"stopped": True, "counters": counts}), flush=True)
