@@ -36,6 +36,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -417,8 +418,6 @@ def _parse_start(text: str) -> float:
 def _check_replay(args, scenario) -> float:
     if args.start is None:
         raise ConfigError("--start is required to run (all nodes of a replay use the same)")
-    if not 0 < args.speed <= 100_000:
-        raise ConfigError(f"--speed {args.speed}: must be in (0, 100000]")
     if args.intervals is not None and args.intervals < 1:
         raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
     if args.epoch is not None and not math.isfinite(args.epoch):
@@ -441,6 +440,9 @@ def _meter_node(args) -> int:
         scenario = load_scenario(args.scenario)
     except SimulatorError as exc:
         raise ConfigError(str(exc)) from None
+    if not 0 < args.speed <= 100_000:
+        raise ConfigError(f"--speed {args.speed}: must be in (0, 100000]")
+    replay_timing(scenario.interval_s, args.speed)
     start_s = None if args.prepare_only else _check_replay(args, scenario)
     network = network_config(args.host, args.advertise_host, args.dht_port, args.peer_port,
                              args.bootstrap)
@@ -458,8 +460,18 @@ def _meter_node(args) -> int:
     (config_path.parent / "finished.json").write_text(
         json.dumps({"house": house, "exit": code, "at": time.time()}) + "\n", encoding="utf-8")
     if args.stay and code == 0:
-        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+        _stay_until_signalled()
     return code
+
+
+def _stay_until_signalled() -> None:
+    """Idle until SIGTERM/SIGINT; a Python handler, so it works as PID 1 and with threads."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(json.dumps({"staying": True, "until": "SIGTERM"}), flush=True)
+    while not stop.wait(1.0):
+        pass
 
 
 def _replay(args, config_path: Path, start_s: float) -> int:
@@ -476,12 +488,12 @@ def _replay(args, config_path: Path, start_s: float) -> int:
     config = load_config(config_path)
     until = replay_until(start_s, config.interval_s, args.intervals)
     epoch = time.time() if args.epoch is None else args.epoch
-    Predictor.default()     # warm the model's imports: the node loads it at its first buy
-    node_now = start_s + (time.time() - epoch) * args.speed
-    if until is not None and node_now >= until:
+    if until is not None and start_s + (time.time() - epoch) * args.speed >= until:
         print(json.dumps({"finished": True, "reason": "the run's last interval has passed"}),
               flush=True)
         return 0
+    Predictor.default()     # warm the model's imports: the node loads it at its first buy
+    node_now = start_s + (time.time() - epoch) * args.speed
     meter = ReplayMeter(CsvReplayMeter(config.meter.path, config.interval_s), start_s)
     clock = run.ReplayClock(node_now, args.speed)
     return asyncio.run(run._serve(config, meter, clock, args.speed, until))
