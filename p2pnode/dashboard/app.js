@@ -114,11 +114,11 @@ function renderFlows(intervals) {
   const chart = $("flows");
   chart.replaceChildren();
   $("flows-empty").hidden = intervals.length > 0;
-  const W = 1000, left = 48, top = 8, split = 142, base2 = 226, bottom = 292;
+  const W = 1000, left = 48, top = 8, split = 142, base2 = 228, bottom = 312;
   const n = Math.max(intervals.length, 1), slot = (W - left - 8) / n;
   const maxA = Math.max(1, ...intervals.map((i) => Math.max(i.generation_wh || 0, i.consumption_wh || 0)));
   const maxB = Math.max(1, ...intervals.map((i) => Math.max(i.surplus_wh, i.deficit_wh)));
-  const scaleA = (split - top) / maxA, scaleB = (base2 - split - 12) / maxB;
+  const scaleA = (split - top) / maxA, scaleB = (base2 - split - 14) / maxB;
   for (const [y, label] of [[top, wh(maxA)], [base2 - maxB * scaleB, "+" + wh(maxB)],
                             [base2 + maxB * scaleB, "−" + wh(maxB)]]) {
     svg("line", { x1: left, x2: W, y1: y, y2: y, class: "grid" }, chart);
@@ -180,7 +180,8 @@ function renderMarket(market) {
     fillTable("market", []);
     return;
   }
-  text("discovery-summary", `Last discovery: ${d.offers.length} offers, ${wh(d.energy_wh)} Wh, ` +
+  const count = d.offers.length === 1 ? "1 offer" : `${d.offers.length} offers`;
+  text("discovery-summary", `Last discovery: ${count}, ${wh(d.energy_wh)} Wh, ` +
        `price ${price(d.min_price_micro_per_kwh)} – ${price(d.max_price_micro_per_kwh)} ` +
        `(median ${price(d.median_price_micro_per_kwh)}); ${d.keys} keys, ${d.responses} replies, ` +
        `${d.failures} failed`);
