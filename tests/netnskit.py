@@ -170,6 +170,10 @@ class Lab:
             shutil.rmtree(NETNS_ETC / netns, ignore_errors=True)
         left = set(self._made) & set(_netns_names())
         self._made = []
+        try:
+            NETNS_ETC.rmdir()           # only when no other namespace keeps files there
+        except OSError:
+            pass
         if left:
             raise LabError(f"network namespaces left behind: {sorted(left)}")
 

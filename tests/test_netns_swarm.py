@@ -36,7 +36,7 @@ battery_share = 0.0
 """
 SPEED, INTERVALS, INTERVAL_S = 180, 3, 900
 METERS = 5                        # plus the bootstrap: six nodes
-EPOCH_LEAD_S = 30                 # wall seconds for every node to start and join before trading
+EPOCH_LEAD_S = 40                 # wall seconds for every node to start and join before trading
 RUN_S = INTERVALS * INTERVAL_S / SPEED
 SETTLE_MARGIN_S = 30
 CONTAINER_DIR = "/swarm"          # the compose volume's mount point
@@ -263,3 +263,32 @@ def health_check() -> list[str]:
     """The image's HEALTHCHECK command (exec form), e.g. ["p2pnode", "health", ...]."""
     args = dict(netnskit.dockerfile())["HEALTHCHECK"]
     return json.loads(args[args.index("CMD") + 3:].strip())
+
+
+@pytest.mark.timeout(60)
+def test_the_lab_is_private_and_leaves_nothing_behind():
+    reason = netnskit.unavailable()
+    if reason:
+        pytest.skip(f"no network namespaces here: {reason}")
+    before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    with pytest.raises(RuntimeError, match="fails inside"):
+        with netnskit.Lab(["a", "b"]) as lab:
+            a, b = lab.host("a"), lab.host("b")
+            sleeper = subprocess.Popen(lab.command("a", ["sleep", "60"]))
+            routes = subprocess.run(["ip", "-n", a.netns, "route"], capture_output=True,
+                                    text=True).stdout
+            assert routes.split()[:3] == [f"{netnskit.SUBNET}.0/24", "dev", "eth0"]
+            assert "default" not in routes                  # nothing can leave the lab
+            found = subprocess.run(lab.command("b", [sys.executable, "-c",
+                                   "import socket; print(socket.gethostname(),"
+                                   " socket.gethostbyname('a'))"]), capture_output=True,
+                                   text=True, timeout=30).stdout.split()
+            assert found == ["b", a.address]
+            assert b.address not in subprocess.run(["ip", "-o", "addr"], capture_output=True,
+                                                   text=True).stdout    # not in the root ns
+            raise RuntimeError("a test fails inside the lab")
+    assert sleeper.wait(timeout=10) != 0                    # killed by the teardown
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert a.netns not in names and b.netns not in names
+    assert not (netnskit.NETNS_ETC / a.netns).exists()
+    assert subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout == before

@@ -1,25 +1,11 @@
-"""``p2pnode meter-node``: one meter of a scenario as a node process; ``p2pnode health``.
+"""``p2pnode meter-node``: one house of a scenario as a node process; ``p2pnode health``.
 
-``meter-node`` makes one house of a scenario runnable anywhere (a container, a network namespace,
-a shell): it prepares the house's files in a swarm directory and then runs them with exactly the
-code of ``p2pnode run``.  The swarm directory is shared by every node of a swarm (a compose volume,
-a Kubernetes ReadWriteMany claim, a temporary directory in tests)::
-
-    DIR/issuer.key           the credit issuer (default; created by the first node that needs it)
-    DIR/claims/house-NNNN    who runs house NNNN (the hostname), so no two nodes share a ledger
-    DIR/house-NNNN/          node.key (0600), meter.csv, voucher.bin, node.toml, node.db,
-                             finished.json (written when a bounded run ends)
-
-The house's node is the swarm runner's node for that house (same location, detection, tariffs and
-selection, :func:`simulator.swarm.node_config`); its meter measures at the grid connection after
-self-consumption and battery: the net surplus as ``generation_wh``, the net deficit as
-``consumption_wh``.  ``[timing]`` is scaled to ``--speed`` so that a seller has about a wall
-second to publish and buyers about three to negotiate.
-
-Replays share a clock: node time is ``--start`` at the wall-clock time ``--epoch`` and runs
-``--speed`` times faster, so nodes started at different moments agree (a late node joins the
-replay where it is; an early one waits).  ``--intervals`` counts from ``--start``: every node of a
-run stops after the same interval.
+``meter-node`` makes a scenario's house runnable anywhere (a container, a network namespace, a
+shell): it prepares the house's files in a swarm directory shared by all nodes and runs them with
+``p2pnode run``'s code (:func:`p2pnode.commands.run._serve`) on a replay clock shared through
+``--epoch``.  :data:`DESCRIPTION` (the ``--help`` text) describes the directory and the clock.
+The house's node is the swarm runner's node for that house
+(:func:`simulator.swarm.node_config`), with ``[timing]`` scaled to ``--speed``.
 
 ``health`` asks a node's peer endpoint over HTTP: the negotiation route answers a GET with 405
 (POST only) when the node's event loop is serving.
@@ -47,7 +33,6 @@ from pathlib import Path
 from p2pnode.errors import ConfigError
 from p2pnode.meter import Meter, Reading
 
-HOUSE_MODES = ("claim", "ordinal")
 CREDIT_PER_HOUSE = 200.0          # currency units on each house's voucher (as the swarm runner)
 PUBLISH_WALL_S = 1.0              # wall seconds sellers get to publish before buyers look
 NEGOTIATE_WALL_S = 3.0            # wall seconds buyers get to discover, rank and negotiate
@@ -58,6 +43,11 @@ ANY_HOST = "0.0.0.0"
 
 
 def register(sub) -> None:
+    _register_meter_node(sub)
+    _register_health(sub)
+
+
+def _register_meter_node(sub) -> None:
     parser = sub.add_parser(
         "meter-node", help="prepare and run one meter node of a scenario (containers, netns)",
         formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION)
@@ -99,12 +89,15 @@ def register(sub) -> None:
                         help="after a bounded run keep the process alive until SIGTERM "
                              "(StatefulSets restart pods whose process exits)")
     parser.add_argument("--prepare-only", action="store_true",
-                        help="write the files, print the node.toml path as JSON and exit; run it "
-                             "later with `p2pnode run --config ... --speed S` (the same S)")
+                        help="write the files, print the node.toml path as JSON and exit; "
+                             "`p2pnode run --config ... --speed S` (the same S) runs it alone "
+                             "(it has no --epoch to join a replay)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
     parser.set_defaults(func=_meter_node)
 
+
+def _register_health(sub) -> None:
     health = sub.add_parser(
         "health", help="check that a node's peer endpoint is serving (exit 0) or not (exit 1)",
         description="GET the negotiation route of a node's peer endpoint: a node whose event "
@@ -132,16 +125,17 @@ is the swarm runner's node for the house; [timing] is scaled to --speed. Key and
 voucher are kept when the node is prepared again (a restart).
 
 Replays share one clock: node time is --start at wall time --epoch and runs --speed
-times faster, so nodes started at different moments agree (an early node waits, a
-late one joins where the replay is). --intervals counts from --start.
+times faster, so nodes started at different moments agree. A node started before the
+epoch is up and joined but idle (its meter reads nothing before --start); a late one
+joins the replay where it is. --intervals counts from --start: all nodes stop together.
 
 Examples:
   bootstrap:  p2pnode meter-node --scenario s.toml --house 0 --dir /swarm --host 0.0.0.0 \\
                 --dht-port 7400 --peer-port 7401 --speed 180 --start 2023-06-30T11:00Z \\
                 --epoch 1782907200 --intervals 4
   replicas:   ... --house claim --first-house 1 --bootstrap bootstrap:7400 (same clock flags)
-  two steps:  p2pnode meter-node ... --prepare-only && p2pnode run --config DIR/house-0003/node.toml \\
-                --speed 180 --start 2023-06-30T11:00Z --intervals 4
+  one node:   p2pnode meter-node ... --house 3 --prepare-only
+              p2pnode run --config DIR/house-0003/node.toml --speed 180 --start 2023-06-30T11:00Z
 """
 
 
