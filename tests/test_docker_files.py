@@ -111,6 +111,18 @@ def test_dockerfile_base_user_entrypoint_and_health_check():
     assert set(found["EXPOSE"][0].split()) == {"7400/udp", "7401/tcp"}
 
 
+def test_no_step_runs_in_a_directory_an_earlier_step_removed():
+    removed, workdir = [], "/"
+    for word, args in netnskit.dockerfile():
+        if word == "WORKDIR":
+            workdir = args
+        elif word == "RUN":
+            assert not any(workdir == r or workdir.startswith(r + "/") for r in removed), \
+                f"RUN in {workdir}, removed by an earlier step"
+            removed += re.findall(r"rm -rf (\S+)", args)
+            assert "cd " not in args, "use WORKDIR, not cd, so this test sees the directory"
+
+
 def test_the_image_gets_every_package_and_the_example_scenarios():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
