@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -60,7 +61,7 @@ from p2pnode.ranking import (
     Location, MarketContext, SellerHistory, best_offer_per_seller, candidates_from_offers, rank,
 )
 
-__all__ = ["Node", "Trade", "IntervalReport"]
+__all__ = ["Node", "Trade", "IntervalReport", "step_times"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,21 @@ REPLAY_WINDOW_MS = 120_000
 OFFER_REFRESH_DELAY_S = 0.02
 GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "not_selling",
                              "price_below_ask", "trade_id_reused"})
+
+
+def step_times(config: NodeConfig, start_s: int) -> dict[str, float]:
+    """Node time of each step of the interval starting at ``start_s`` (see the module doc)."""
+    end = start_s + config.interval_s
+    timing = config.timing
+    return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
+            "close": end + (timing.window_s + config.interval_s) / 2}
+
+
+@functools.cache
+def default_predictor():
+    """The bundled predictor, loaded once per process (every node of a swarm shares it)."""
+    from models import Predictor
+    return Predictor.default()
 
 
 @dataclasses.dataclass
@@ -187,6 +203,9 @@ class Node:
             raise
         if net.bootstrap:
             await self.dht.bootstrap(net.bootstrap_addresses())
+        if self._predictor is None and self.config.constraints.buys:
+            # loaded now, not inside the first buy's trading window
+            self._predictor = await asyncio.get_running_loop().run_in_executor(None, default_predictor)
 
     async def stop(self) -> None:
         await self.tasks.close()
@@ -211,8 +230,7 @@ class Node:
     @property
     def predictor(self):
         if self._predictor is None:
-            from models import Predictor
-            self._predictor = Predictor.default()
+            self._predictor = default_predictor()
         return self._predictor
 
     def _now_ms(self) -> int:
@@ -629,20 +647,18 @@ class Node:
         """
         self._speed = speed
         interval = self.config.interval_s
-        timing = self.config.timing
-        close_after = (timing.window_s + interval) / 2
         while until_s is None or self.clock() < until_s:
-            now = self.clock()
-            end = (int(now) // interval + 1) * interval       # the next interval boundary
-            await self._sleep_until(end)
+            end = (int(self.clock()) // interval + 1) * interval   # the next interval boundary
             start = end - interval
+            at = step_times(self.config, start)
             try:
+                await self._sleep_until(at["open"])
                 await self.open_interval(start)
-                await self._sleep_until(end + timing.buy_delay_s)
+                await self._sleep_until(at["buy"])
                 await self.buy(start)
-                await self._sleep_until(end + timing.window_s)
+                await self._sleep_until(at["settle"])
                 await self.settle(start)
-                await self._sleep_until(end + close_after)
+                await self._sleep_until(at["close"])
                 await self.close_interval(start)
             except (NodeError, LedgerError) as exc:
                 log.error("interval %s failed: %s", start, exc)

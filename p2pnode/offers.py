@@ -30,9 +30,9 @@ Keys
     between the feed-in tariff (no rational seller asks less) and its maximum price each
     interval, so the number of bands is the number of DHT lookups per discovery; a key holds at
     most ``MAX_RECORDS_PER_KEY`` offers.  With 0.25 per kWh, the tariffs of a household feeder
-    (0.08 .. 0.40) span two bands: two lookups per discovery instead of seven with 0.05, which
-    measured 3x less CPU for a 30-node swarm day, at the price of up to ~256 sellers per feeder,
-    interval and band.
+    (0.08 .. 0.40) span two bands: two lookups per discovery instead of seven with 0.05 (empty
+    lookups dominated the CPU profile of a simulated swarm day), at the price of at most
+    ``MAX_RECORDS_PER_KEY`` sellers per feeder, interval and band.
 """
 
 from __future__ import annotations

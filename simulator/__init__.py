@@ -13,7 +13,8 @@
   (:func:`settle_profiles`), scored by
   :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
 
-The swarm runner that drives real nodes is not part of this package yet.
+The swarm runner that drives real nodes is :mod:`simulator.swarm`; :mod:`simulator.run` runs a
+scenario end to end into its run directory (:mod:`simulator.report`).
 """
 
 from simulator.baselines import (

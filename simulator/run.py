@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from simulator.mechanisms import check_names, compare_mechanisms
+from simulator.mechanisms import check_names, compare_mechanisms, scenario_feeder
 from simulator.profiles import build_profiles
 from simulator.report import write_run
 from simulator.scenario import Scenario
@@ -37,7 +37,6 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
         f"{scenario.meters} nodes in {processes or scenario.processes} process(es)")
     swarm = run_swarm(scenario, profiles, Path(out_dir), processes=processes, progress=progress)
     log(f"swarm done ({swarm.wall_s:.1f} s); computing the optimum and the baselines ...")
-    from simulator.mechanisms import scenario_feeder
     feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
     baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
                                    seed=scenario.seed)

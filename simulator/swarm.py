@@ -40,7 +40,7 @@ from p2pnode.config import NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
-from p2pnode.node import Node
+from p2pnode.node import Node, default_predictor, step_times
 from p2pnode.pricing import Frame, Tariffs as NodeTariffs
 from p2pnode.ranking import Location
 from optimizer.selection import SelectionConfig, Weights as SelectionWeights
@@ -130,14 +130,6 @@ def fault_plan(scenario: Scenario) -> FaultPlan | None:
                      delay_max_s=delay, seed=scenario.seed)
 
 
-def step_times(config: NodeConfig, start_s: int) -> dict[str, float]:
-    """Node time of each step of the interval starting at ``start_s`` (see :mod:`p2pnode.node`)."""
-    end = start_s + config.interval_s
-    timing = config.timing
-    return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
-            "close": end + (timing.window_s + config.interval_s) / 2}
-
-
 # -- one process's share of the swarm ---------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +156,7 @@ class SwarmWorker:
         """Start every node and join the DHT through ``bootstrap`` (or this process's first)."""
         spec, scenario = self.spec, self.spec.scenario
         if self.predictor is None:
-            from models import Predictor
-            self.predictor = Predictor.default()
+            self.predictor = default_predictor()
         (spec.run_dir / "ledgers").mkdir(parents=True, exist_ok=True)
         issuer, faults = issuer_key(scenario.seed), fault_plan(scenario)
         for row, house in enumerate(spec.houses):

@@ -30,6 +30,7 @@ from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from p2pnode.commands.run import parse_time
 from p2pnode.errors import ConfigError
 from p2pnode.meter import Meter, Reading
 
@@ -399,16 +400,6 @@ class ReplayMeter(Meter):
         return self.recorded.read(interval_start_s, interval_s)
 
 
-def _parse_start(text: str) -> float:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"--start {text!r}: not an ISO 8601 time like 2023-06-30T11:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
-
 def _check_replay(args, scenario) -> float:
     if args.start is None:
         raise ConfigError("--start is required to run (all nodes of a replay use the same)")
@@ -416,7 +407,7 @@ def _check_replay(args, scenario) -> float:
         raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
     if args.epoch is not None and not math.isfinite(args.epoch):
         raise ConfigError(f"--epoch {args.epoch}: must be a unix time in seconds")
-    start_s = _parse_start(args.start)
+    start_s = parse_time(args.start)
     first = datetime(*scenario.start_date.timetuple()[:3], tzinfo=timezone.utc).timestamp()
     last = first + scenario.days * 86400
     if not first <= start_s < last:

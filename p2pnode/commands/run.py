@@ -88,7 +88,7 @@ def _run(args) -> int:
     if config.api.enabled:
         from p2pnode.api import load_token
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
-    start = _parse_start(args.start)
+    start = parse_time(args.start)
     meter = CsvReplayMeter(config.meter.path, config.interval_s)
     clock = ReplayClock(start, args.speed)
     until = None
@@ -98,7 +98,8 @@ def _run(args) -> int:
     return asyncio.run(_serve(config, meter, clock, args.speed, until, token))
 
 
-def _parse_start(text: str | None) -> float:
+def parse_time(text: str | None) -> float:
+    """``--start``: ISO 8601 (UTC unless it says otherwise) -> unix seconds; None is now."""
     if text is None:
         return time.time()
     try:
