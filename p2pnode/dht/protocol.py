@@ -37,6 +37,7 @@ import collections
 import heapq
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,17 +57,30 @@ log = logging.getLogger(__name__)
 
 RPC_TIMEOUT_S = 0.5     # per attempt
 RPC_ATTEMPTS = 2        # first send + one resend with the same message id
+HEAD_PING_INTERVAL_S = 30.0   # a full bucket's head is pinged at most this often
+MAX_PING_MEMORY = 1024
 NO_REPLY = object()     # what a request returns when no reply came in time
 
 
 class OfferRoutingTable(RoutingTable):
-    """kademlia's routing table with an exact, cheaper ``find_neighbors``.
+    """kademlia's routing table with an exact, cheaper ``find_neighbors`` and quiet full buckets.
 
-    The package walks the buckets outward from the target's with a generator and stops at the
-    first k contacts it meets, then sorts those; every RPC we answer asks for neighbours, so that
-    walk dominated a swarm's CPU profile.  Here all contacts (at most 160 buckets of k) are
-    ranked by XOR distance in one pass: the k truly closest, several times faster.
+    * ``find_neighbors``: the package walks the buckets outward from the target's with a
+      generator and stops at the first k contacts it meets, then sorts those; every RPC we answer
+      asks for neighbours, so that walk dominated a swarm's CPU profile.  Here all contacts (at
+      most 160 buckets of k) are ranked by XOR distance in one pass: the k truly closest.
+    * ``add_contact`` for a full bucket that may not split: the package pings the bucket's head
+      every time an unknown caller in its range talks to us.  In a swarm of a thousand nodes most
+      callers fall in such buckets, so nearly every request we answered cost a ping (and its
+      answer): a traffic amplifier under load.  Here the caller waits in the bucket's replacement
+      cache as in the paper (section 4.1), and the head is pinged at most once per
+      :data:`HEAD_PING_INTERVAL_S` -- if it does not answer, the protocol removes it and the
+      newest replacement takes its place.
     """
+
+    def __init__(self, protocol, ksize: int, node: Node):
+        super().__init__(protocol, ksize, node)
+        self._head_pinged: dict[bytes, float] = {}
 
     def find_neighbors(self, node, k=None, exclude=None):
         k = k or self.ksize
@@ -74,6 +88,46 @@ class OfferRoutingTable(RoutingTable):
         contacts = [n for bucket in self.buckets for n in bucket.nodes.values()
                     if n.id != own and (exclude is None or not n.same_home_as(exclude))]
         return heapq.nsmallest(k, contacts, key=lambda n: n.long_id ^ target)
+
+    def admits(self, node: Node) -> bool:
+        """True when ``add_contact(node)`` puts it in a bucket, not only in a replacement cache."""
+        bucket = self.buckets[self.get_bucket_for(node)]
+        return (node.id in bucket.nodes or len(bucket) < self.ksize
+                or self._may_split(bucket))
+
+    def _may_split(self, bucket) -> bool:
+        # Kademlia paper, section 4.2: split a full bucket when its range holds our own id, or
+        # (relaxed routing) when its depth is not a multiple of 5
+        return bucket.has_in_range(self.node) or _depth(bucket) % 5 != 0
+
+    def add_contact(self, node: Node) -> None:
+        index = self.get_bucket_for(node)
+        bucket = self.buckets[index]
+        if bucket.add_node(node):           # room, or already there (moved to the tail)
+            return
+        if self._may_split(bucket):
+            self.split_bucket(index)
+            self.add_contact(node)
+            return
+        # add_node left ``node`` in the bucket's replacement cache; check the head is alive
+        head, now = bucket.head(), time.monotonic()
+        if now - self._head_pinged.get(head.id, -HEAD_PING_INTERVAL_S) >= HEAD_PING_INTERVAL_S:
+            if len(self._head_pinged) > MAX_PING_MEMORY:
+                self._head_pinged = {nid: at for nid, at in self._head_pinged.items()
+                                     if now - at < HEAD_PING_INTERVAL_S}
+            self._head_pinged[head.id] = now
+            self.protocol.call_ping(head)
+
+
+def _depth(bucket) -> int:
+    """Length of the id prefix the bucket's contacts share (bits of a 160-bit id)."""
+    ids = [n.long_id for n in bucket.nodes.values()]
+    if not ids:
+        return 160
+    spread = 0
+    for other in ids[1:]:
+        spread |= ids[0] ^ other
+    return 160 - spread.bit_length()
 
 
 class OfferProtocol(KademliaProtocol):
@@ -179,8 +233,15 @@ class OfferProtocol(KademliaProtocol):
         return [[n.id, n.ip, n.port] for n in found]
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add a new contact; first send it the records it should hold (Kademlia paper, 2.5)."""
+        """Add a new contact; first send it the records it should hold (Kademlia paper, 2.5).
+
+        A caller that only enters a replacement cache (its bucket is full and may not split) is
+        far from us, so not among the k closest to any key we hold: it gets no records, and the
+        (costly) check is skipped -- such callers are most of a large swarm's traffic."""
         if node.id == self.source_node.id or not self.router.is_new_node(node):
+            return
+        if not self.router.admits(node):
+            self.router.add_contact(node)
             return
         for key, records in self.storage:
             if self._should_hand_over(node, key):
