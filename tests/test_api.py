@@ -557,3 +557,36 @@ def test_the_daemon_refuses_a_token_file_others_can_read(tmp_path, capsys):
     token_file.write_text("")
     assert main(["run", "--config", str(config)]) == 2
     assert f"API token file {token_file} is empty" in capsys.readouterr().err
+
+
+def test_a_fast_replay_trades_its_first_interval_too(tmp_path):
+    """``--speed 900 --intervals 2``: node time starts when the node is up (DHT, peer endpoint,
+    predictor), so the first interval is not already past when trading begins."""
+    create_key_file(tmp_path / "node.key")
+    rows = "\n".join(f"{START + i * INTERVAL_S},{600 + i},{100}" for i in range(4))
+    (tmp_path / "meter.csv").write_text("interval_start_s,generation_wh,consumption_wh\n" + rows)
+    (tmp_path / "node.toml").write_text(
+        'key_file = "node.key"\nledger = "node.db"\n[meter]\npath = "meter.csv"\n')
+
+    async def main():
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "p2pnode.cli", "run", "--config", str(tmp_path / "node.toml"),
+            "--speed", "900", "--start", "2026-07-01T12:00:00Z", "--intervals", "2",
+            "--log-level", "WARNING",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, err.decode()
+        assert json.loads(out.decode().splitlines()[-1])["stopped"] is True
+
+    run(main())
+    from ledger import BlockType, LedgerStore
+    store = LedgerStore(tmp_path / "node.db")
+    try:
+        bodies = [open_envelope(raw, BlockBody)[0].message for *_, raw in store.raw_blocks()]
+    finally:
+        store.close()
+    minted = [b.payload.reading.interval_start_s for b in bodies if b.type is BlockType.MINT]
+    grid = [b.payload.interval_start_s for b in bodies if b.type is BlockType.GRID]
+    assert minted == grid == [START, START + INTERVAL_S]
+    exported = [b.payload.export_wh for b in bodies if b.type is BlockType.GRID]
+    assert exported == [500, 501]                 # no buyer: each interval's surplus to the grid

@@ -61,12 +61,25 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 class ReplayClock:
-    """Node time that starts at ``start_s`` and runs ``speed`` times faster than the wall."""
+    """Node time that starts at ``start_s`` and runs ``speed`` times faster than the wall.
 
-    def __init__(self, start_s: float, speed: float):
-        self.start_s, self.speed, self.wall0 = start_s, speed, time.monotonic()
+    ``running=False`` holds the clock at ``start_s`` until :meth:`start`: ``p2pnode run``
+    starts it once the node is up (DHT joined, peer endpoint bound, predictor loaded), so a fast
+    replay does not lose its first intervals to the start-up time.
+    """
+
+    def __init__(self, start_s: float, speed: float, *, running: bool = True):
+        self.start_s, self.speed = start_s, speed
+        self.wall0 = time.monotonic() if running else None
+
+    def start(self) -> None:
+        """Let node time run from ``start_s`` (from now on); no-op when it already runs."""
+        if self.wall0 is None:
+            self.wall0 = time.monotonic()
 
     def __call__(self) -> float:
+        if self.wall0 is None:
+            return self.start_s
         return self.start_s + (time.monotonic() - self.wall0) * self.speed
 
 
@@ -90,12 +103,13 @@ def _run(args) -> int:
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = parse_time(args.start)
     meter = CsvReplayMeter(config.meter.path, config.interval_s)
-    clock = ReplayClock(start, args.speed)
+    clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
         first_end = (int(start) // config.interval_s + 1) * config.interval_s
         until = first_end + (args.intervals - 1) * config.interval_s + 1
-    return asyncio.run(_serve(config, meter, clock, args.speed, until, token))
+    return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
+                              on_ready=clock.start))
 
 
 def parse_time(text: str | None) -> float:
@@ -112,7 +126,9 @@ def parse_time(text: str | None) -> float:
 
 
 async def _serve(config, meter, clock, speed: float, until: float | None,
-                 token: str | None = None) -> int:
+                 token: str | None = None, on_ready=None) -> int:
+    """Run the node until ``until`` (node time) or a signal; ``on_ready()`` is called once the
+    node is up, just before trading starts."""
     from p2pnode.api import ApiServer
     from p2pnode.node import Node
 
@@ -129,6 +145,8 @@ async def _serve(config, meter, clock, speed: float, until: float | None,
             print(json.dumps({"public_key": node.public.hex(), "dht": f"{host}:{port}",
                               "peer": node.endpoint, "ledger": str(config.ledger),
                               "api": api.url if api else None}), flush=True)
+            if on_ready is not None:
+                on_ready()
             trading = asyncio.create_task(node.run(until_s=until, speed=speed))
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({trading, stopping}, return_when=asyncio.FIRST_COMPLETED)
