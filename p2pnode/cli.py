@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "p2pnode.commands.voucher",
     "p2pnode.commands.ledger",
     "p2pnode.commands.simulate",
+    "p2pnode.commands.sweep",
     "p2pnode.commands.market",
     "p2pnode.commands.train",
 )
