@@ -16,7 +16,8 @@ that must be private to its owner (like the node key, see :mod:`p2pnode.identity
 
 JSON under ``/api/v1`` (described by :mod:`p2pnode.api_schema`, built by
 :mod:`p2pnode.api_views`): ``status reading intervals balance offers trades blocks ledger market
-settings health``.  ``PUT /api/v1/settings`` replaces the user constraints (FR-14) as a whole:
+settings health``, and ``feeder`` on a node that runs the feeder role (404 elsewhere).
+``PUT /api/v1/settings`` replaces the user constraints (FR-14) as a whole:
 the body is validated completely before ``node.config`` is replaced (one assignment of a new
 frozen config), so a bad value gets 400 naming the field and changes nothing.  Settings changed
 here last until the daemon restarts (the configuration file is not rewritten).  Prometheus
@@ -138,20 +139,21 @@ class ApiServer:
     """The local API of ``node`` (a started :class:`~p2pnode.node.Node`).
 
     Wraps ``node.meter`` in a :class:`~p2pnode.api_views.RecordingMeter` (same readings, the
-    recent ones kept for the energy-flow view).
+    recent ones kept for the energy-flow view).  ``feeder``: the node's
+    :class:`~p2pnode.feeder.FeederRole`, if it runs one.
     """
 
-    def __init__(self, node, token: str, *, monotonic=time.monotonic):
+    def __init__(self, node, token: str, *, feeder=None, monotonic=time.monotonic):
         if len(token) < MIN_TOKEN_CHARS:
             raise ApiError(f"the API token must have at least {MIN_TOKEN_CHARS} characters")
-        self.node = node
+        self.node, self.feeder = node, feeder
         self._token = token.encode("utf-8")
         if not isinstance(node.meter, views.RecordingMeter):
             node.meter = views.RecordingMeter(node.meter)
         self.meter: views.RecordingMeter = node.meter
         self.monotonic = monotonic
         self.started_at = monotonic()
-        self.registry = node_registry(node)
+        self.registry = node_registry(node, feeder)
         self.runner: web.AppRunner | None = None
         self.host, self.port = "", 0
         self._audit_lock = asyncio.Lock()
@@ -164,7 +166,7 @@ class ApiServer:
         get = {"status": self.status, "reading": self.reading, "intervals": self.intervals,
                "balance": self.balance, "offers": self.offers, "trades": self.trades,
                "blocks": self.blocks, "ledger": self.ledger, "market": self.market,
-               "settings": self.get_settings, "health": self.health,
+               "settings": self.get_settings, "health": self.health, "feeder": self.feeder_books,
                "openapi.json": self.openapi}
         for name, handler in get.items():
             app.router.add_get(f"{API_PREFIX}/{name}", handler, allow_head=False)
@@ -318,6 +320,14 @@ class ApiServer:
     async def market(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
         return _json(views.market_view(self.node))
+
+    async def feeder_books(self, request: web.Request) -> web.Response:
+        views.check_query(request.query, ("limit",))
+        limit = views.query_int(request.query, "limit", views.FEEDER_PAGE, 1, views.MAX_FEEDER_PAGE)
+        if self.feeder is None:
+            return _error(404, "this node does not run the feeder role ([feeder_role] enabled "
+                               "= false in its configuration)")
+        return _json(views.feeder_view(self.feeder, limit))
 
     async def get_settings(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())

@@ -24,6 +24,21 @@ restarts, as Prometheus counters may; those read from the ledger (``p2p_ledger_*
 ``p2p_node_events_total{event}``     every counter of the node (trades, denials, drops, ...)
 ``p2p_dht_events_total{event}``      every counter of the DHT (drops, timeouts, failures)
 ==================================== =========================================================
+
+A node with the feeder role (:mod:`p2pnode.feeder`) adds, from its latest closed interval
+(absent until one is closed; loss absent when the transformer had no reading):
+
+==================================== =========================================================
+``p2p_feeder_loss_kwh``              unaccounted energy T + G - C of the latest interval
+``p2p_feeder_alert``                 1 while the persistent-loss alert is raised, else 0
+``p2p_feeder_energy_kwh{flow}``      generation, consumption, transformer, local (latest)
+``p2p_feeder_members{state}``        reporting, missing (latest interval)
+``p2p_feeder_vm_pu{bound}`` /        min and max bus voltage and the transformer loading of
+``p2p_feeder_trafo_loading_percent`` the latest interval (with a network)
+``p2p_feeder_reports_total{outcome}`` reports accepted and duplicates answered again
+``p2p_feeder_reports_dropped_total`` reports refused, by reason
+``p2p_feeder_intervals_total``       intervals closed
+==================================== =========================================================
 """
 
 from __future__ import annotations
@@ -33,8 +48,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from p2pnode.api_views import drop_counters
 
-__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS_S", "NodeCollector", "histogram_buckets",
-           "metrics_text", "node_registry"]
+__all__ = ["CONTENT_TYPE_LATEST", "FeederCollector", "LATENCY_BUCKETS_S", "NodeCollector",
+           "histogram_buckets", "metrics_text", "node_registry"]
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -135,11 +150,71 @@ class NodeCollector:
         yield dht_events
 
 
+class FeederCollector:
+    """A prometheus_client collector reading one :class:`~p2pnode.feeder.FeederRole`."""
+
+    def __init__(self, role):
+        self.role = role
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        book = self.role.book
+        counters = book.counters if book is not None else {}
+        reports = CounterMetricFamily("p2p_feeder_reports", "member reports booked, and "
+                                      "duplicates answered again", labels=["outcome"])
+        reports.add_metric(["accepted"], counters.get("reports_accepted", 0))
+        reports.add_metric(["duplicate"], counters.get("reports_duplicate", 0))
+        yield reports
+        dropped = CounterMetricFamily("p2p_feeder_reports_dropped", "member reports refused",
+                                      labels=["reason"])
+        prefix = "reports_dropped_"
+        for name, count in sorted(counters.items()):
+            if name.startswith(prefix):
+                dropped.add_metric([name[len(prefix):]], count)
+        yield dropped
+        yield CounterMetricFamily("p2p_feeder_intervals", "feeder intervals closed",
+                                  value=counters.get("intervals_closed", 0))
+        if book is not None and book.history:
+            yield from self._latest(book.history[-1])
+
+    def _latest(self, booked):
+        if booked.loss_wh is not None:
+            yield GaugeMetricFamily("p2p_feeder_loss_kwh", "unaccounted energy T + G - C of the "
+                                    "latest closed interval", value=booked.loss_wh / 1000)
+        yield GaugeMetricFamily("p2p_feeder_alert", "1 while the persistent-loss alert is raised",
+                                value=int(booked.alert))
+        energy = GaugeMetricFamily("p2p_feeder_energy_kwh", "the latest closed interval's energy",
+                                   labels=["flow"])
+        for flow in ("generation", "consumption", "transformer", "local"):
+            value = getattr(booked, f"{flow}_wh")
+            if value is not None:
+                energy.add_metric([flow], value / 1000)
+        yield energy
+        members = GaugeMetricFamily("p2p_feeder_members", "members of the latest closed interval",
+                                    labels=["state"])
+        members.add_metric(["reporting"], booked.members_reporting)
+        members.add_metric(["missing"], booked.members_missing)
+        yield members
+        if booked.network is not None:
+            voltage = GaugeMetricFamily("p2p_feeder_vm_pu", "bus voltage of the latest closed "
+                                        "interval (per unit)", labels=["bound"])
+            voltage.add_metric(["min"], booked.network.vm_min_pu)
+            voltage.add_metric(["max"], booked.network.vm_max_pu)
+            yield voltage
+            yield GaugeMetricFamily("p2p_feeder_trafo_loading_percent", "transformer loading of "
+                                    "the latest closed interval",
+                                    value=booked.network.trafo_loading_percent)
+
+
 def metrics_text(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def node_registry(node) -> CollectorRegistry:
+def node_registry(node, feeder=None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector(node))
+    if feeder is not None:
+        registry.register(FeederCollector(feeder))
     return registry

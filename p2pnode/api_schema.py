@@ -99,6 +99,26 @@ SCHEMAS = {
             "median_price_micro_per_kwh": _nullable(NAT),
             "max_price_micro_per_kwh": _nullable(NAT)})),
         "dht_stored_offers": NAT}),
+    "FeederNetwork": _obj({
+        "converged": {"type": "boolean"}, "vm_min_pu": NUM, "vm_min_bus": NAT, "vm_max_pu": NUM,
+        "vm_max_bus": NAT, "buses_outside_limits": {"type": "array", "items": NAT},
+        "trafo_loading_percent": NUM, "technical_loss_wh": NUM, "expected_transformer_wh": NUM}),
+    "FeederInterval": _obj({
+        "interval_start_s": NAT, "interval_s": NAT, "members_reporting": NAT,
+        "members_missing": NAT, "generation_wh": NAT, "consumption_wh": NAT,
+        "transformer_wh": _nullable(INT), "local_wh": NAT, "shared_wh": NAT, "surplus_wh": NAT,
+        "deficit_wh": NAT, "loss_wh": _nullable(INT), "alert": {"type": "boolean"},
+        "loss_streak": NAT, "network": _nullable(_ref("FeederNetwork"))}),
+    "Feeder": _obj({
+        "feeder": STR, "interval_s": NAT, "loss_threshold_kwh": NUM, "persistence": NAT,
+        "grace_s": NUM, "network": _nullable(STR), "members_configured": _nullable(NAT),
+        "members_known": NAT, "alert": {"type": "boolean"}, "loss_streak": NAT,
+        "open_intervals": {"type": "array", "items": _obj({"interval_start_s": NAT,
+                                                           "reports": NAT})},
+        "reports": _obj({"accepted": NAT, "duplicate": NAT,
+                         "dropped": {"type": "object", "additionalProperties": NAT}}),
+        "intervals_closed": NAT, "latest": _nullable(_ref("FeederInterval")),
+        "intervals": {"type": "array", "items": _ref("FeederInterval")}}),
     "Settings": _obj({
         "min_sell_price_per_kwh": {"type": "number", "minimum": 0, "maximum": 100},
         "max_buy_price_per_kwh": {"type": "number", "minimum": 0, "maximum": 100},
@@ -156,6 +176,12 @@ PATHS = {
                             LIMIT)),
     "/ledger": _get("ledger counts, head and the audit of every stored block", "Ledger"),
     "/market": _get("the last discovery's offers and prices, tariffs, DHT storage", "Market"),
+    "/feeder": _get("the feeder role's books: generation G, consumption C, transformer supply "
+                    "T, loss = T + G - C (Wh), alert, members reporting and missing, voltages "
+                    "and transformer loading of recent intervals, oldest first", "Feeder",
+                    params=(_query("limit", "how many closed intervals (default 96)",
+                                   {"type": "integer", "minimum": 1, "maximum": 672}),),
+                    more={"404": _json("Error", "this node does not run the feeder role")}),
     "/settings": {
         **_get("the user constraints (FR-14)", "Settings"),
         "put": {

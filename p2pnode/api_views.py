@@ -9,6 +9,7 @@ integer µ (with a float in currency units beside it where a person reads it), t
 reading once its interval is closed, but the energy-flow view needs generation and consumption
 of recent intervals.  :func:`parse_constraints` turns a PUT body into a new
 :class:`~p2pnode.config.Constraints` or a :class:`BadRequest` naming the field.
+:func:`feeder_view` shows the books of a node's feeder role (:mod:`p2pnode.feeder`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from p2pnode.meter import Meter, Reading
 from p2pnode.offers import OfferRecord
 
 __all__ = [
-    "BadRequest", "RecordingMeter", "RECENT_READINGS", "MAX_PAGE", "balance_view", "blocks_view",
-    "check_query", "drop_counters", "intervals_view", "ledger_view", "market_view", "offer_view",
+    "BadRequest", "RecordingMeter", "RECENT_READINGS", "MAX_PAGE", "FEEDER_PAGE", "MAX_FEEDER_PAGE",
+    "balance_view", "blocks_view", "check_query", "drop_counters", "feeder_view", "intervals_view", "ledger_view", "market_view", "offer_view",
     "offers_view", "parse_constraints", "query_int", "reading_view", "settings_view",
     "status_view", "trades_view",
 ]
@@ -36,6 +37,8 @@ __all__ = [
 RECENT_READINGS = 96    # one day of 15-minute intervals
 MAX_PAGE = 500          # largest page of blocks, trades or intervals
 MAX_TOKEN_INTERVALS = 96
+FEEDER_PAGE = 96        # closed feeder intervals shown by default: a day of 15-minute ones
+MAX_FEEDER_PAGE = 672   # a week of 15-minute intervals (the feeder role keeps a week)
 # Counter names of the node that count an invalid message dropped (prefix -> source label).
 NODE_DROP_PREFIXES = {"peer_dropped_": "peer", "reply_dropped_": "reply", "dropped_": "proposal"}
 # DHT counters that are not invalid messages but failures to get an answer.
@@ -274,6 +277,42 @@ def market_view(node) -> dict:
         "tariffs": {"frame": frame.name, "retail_micro_per_kwh": frame.retail_micro_per_kwh,
                     "feed_in_micro_per_kwh": tariffs.feed_in_micro_per_kwh},
         "discovery": found, "dht_stored_offers": len(node.dht.storage),
+    }
+
+
+def feeder_interval_view(booked) -> dict:
+    """One closed interval of the feeder's books (a :class:`~p2pnode.feeder.FeederInterval`)."""
+    out = dataclasses.asdict(booked)
+    if booked.network is not None:
+        out["network"]["buses_outside_limits"] = list(booked.network.buses_outside_limits)
+    return out
+
+
+def feeder_view(role, limit: int) -> dict:
+    """The feeder role's settings, open intervals, report counts and the last ``limit`` closed
+    intervals, oldest first (``role``: a :class:`~p2pnode.feeder.FeederRole`)."""
+    settings, book = role.settings, role.book
+    history = list(book.history)[-limit:] if book is not None else []
+    counters = book.counters if book is not None else {}
+    prefix = "reports_dropped_"
+    return {
+        "feeder": settings.feeder, "interval_s": settings.interval_s,
+        "loss_threshold_kwh": settings.watch.threshold_kwh,
+        "persistence": settings.watch.persistence, "grace_s": settings.grace_s,
+        "network": settings.network or None,
+        "members_configured": len(settings.members) if settings.members is not None else None,
+        "members_known": len(book.known) if book is not None else 0,
+        "alert": history[-1].alert if history else False,
+        "loss_streak": book.streak if book is not None else 0,
+        "open_intervals": [{"interval_start_s": start, "reports": len(reports)}
+                           for start, reports in sorted(book.reports.items())] if book else [],
+        "reports": {"accepted": counters.get("reports_accepted", 0),
+                    "duplicate": counters.get("reports_duplicate", 0),
+                    "dropped": {name[len(prefix):]: count for name, count in sorted(counters.items())
+                                if name.startswith(prefix)}},
+        "intervals_closed": counters.get("intervals_closed", 0),
+        "latest": feeder_interval_view(history[-1]) if history else None,
+        "intervals": [feeder_interval_view(booked) for booked in history],
     }
 
 

@@ -19,6 +19,10 @@ them into the ledger's integer µ per kWh.  Layout::
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
+    [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
+                   or enabled = true, transformer_meter (CSV: interval_start_s,transformer_wh),
+                   loss_threshold_kwh, persistence, grace_s, network, members = ["hex keys"],
+                   [feeder_role.buses] "hex key" = bus                 (feeder accounting)
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ from p2pnode.errors import ConfigError
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
-    "ApiConfig", "Constraints", "CreditConfig", "MeterConfig", "NetworkConfig", "NodeConfig", "Timing",
-    "load_config", "micro", "OPT_OUT",
+    "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MeterConfig", "NetworkConfig",
+    "NodeConfig", "Timing", "load_config", "micro", "OPT_OUT",
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
@@ -194,6 +198,94 @@ class ApiConfig:
             _fail("api", "token_file", None, "is required when the API is enabled")
 
 
+def _is_public_key(text) -> bool:
+    try:
+        return isinstance(text, str) and len(bytes.fromhex(text)) == 32
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class FeederRoleConfig:
+    """The feeder (transformer) role: members report, one node accounts (p2pnode/feeder.py).
+
+    A member sets ``report_to``, the peer endpoint of the feeder node, and signs a report of
+    every interval's reading to it.  The feeder node sets ``enabled``: it takes the reports,
+    reads the transformer's meter (``transformer_meter``, a CSV replay) and, ``grace_s`` after an
+    interval ends, books generation, consumption, transformer supply and the loss; ``|loss|``
+    above ``loss_threshold_kwh`` for ``persistence`` intervals in a row raises the alert.
+    ``network`` names a load-flow feeder (``optimizer.powerflow.FEEDERS``) for voltages and
+    transformer loading; members sit on its houses in the order of ``members`` (else of their
+    first report) unless ``buses`` places them.  With ``members`` only those keys (and the
+    feeder node's own) are counted; without, any validly signed report is.
+    """
+
+    enabled: bool = False
+    report_to: str = ""
+    transformer_meter: Path | None = None
+    loss_threshold_kwh: float = 1.0
+    persistence: int = 4
+    grace_s: float = 120.0
+    network: str = ""
+    members: tuple[str, ...] = ()
+    buses: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.enabled, bool):
+            _fail("feeder_role", "enabled", self.enabled, "must be true or false")
+        if self.report_to:
+            _check_report_url(self.report_to)
+        _number("feeder_role", "loss_threshold_kwh", self.loss_threshold_kwh, 0, 1e6)
+        _number("feeder_role", "persistence", self.persistence, 1, 10_000, integer=True)
+        _number("feeder_role", "grace_s", self.grace_s, 0, 86400)
+        if self.network:
+            from optimizer.powerflow import FEEDERS
+            if self.network not in FEEDERS:
+                _fail("feeder_role", "network", self.network, f"must be one of {', '.join(FEEDERS)}")
+        for member in self.members:
+            if not _is_public_key(member):
+                _fail("feeder_role", "members", member, "must be 64 hex digits (a public key)")
+        self._check_buses()
+        if self.enabled:
+            if self.report_to:
+                _fail("feeder_role", "report_to", self.report_to,
+                      "is for members; the feeder node (enabled = true) books its own reading")
+            if self.transformer_meter is None:
+                _fail("feeder_role", "transformer_meter", None, "is required when enabled = true")
+            return
+        for key in ("transformer_meter", "network", "members", "buses"):
+            value = getattr(self, key)
+            if value:
+                shown = str(value) if isinstance(value, Path) else dict(value) if key == "buses" \
+                    else list(value) if key == "members" else value
+                _fail("feeder_role", key, shown, "is only used with enabled = true")
+
+    def _check_buses(self) -> None:
+        for member, bus in self.buses:
+            if not _is_public_key(member):
+                _fail("feeder_role.buses", member, bus, "the key must be 64 hex digits (a public key)")
+            if self.members and member not in self.members:
+                _fail("feeder_role.buses", member, bus, "is not one of [feeder_role] members")
+            _number("feeder_role.buses", member, bus, 0, 10**9, integer=True)
+        if self.buses and not self.network:
+            _fail("feeder_role", "buses", dict(self.buses), "needs a network to place members on")
+
+
+def _check_report_url(url) -> None:
+    from urllib.parse import urlsplit
+    problem = "must be the feeder node's peer endpoint as http://host:port"
+    if not isinstance(url, str):
+        _fail("feeder_role", "report_to", url, problem)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        _fail("feeder_role", "report_to", url, problem)
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        _fail("feeder_role", "report_to", url, problem)
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     ledger: Path = Path("node.db")
@@ -210,6 +302,7 @@ class NodeConfig:
     timing: Timing = field(default_factory=Timing)
     credit: CreditConfig = field(default_factory=CreditConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    feeder_role: FeederRoleConfig = field(default_factory=FeederRoleConfig)
 
     def __post_init__(self):
         if not self.feeder or len(self.feeder) > 32 or not self.feeder.isprintable():
@@ -222,6 +315,9 @@ class NodeConfig:
         if self.timing.window_s > self.interval_s:
             _fail("timing", "window_s", self.timing.window_s,
                   f"must not exceed interval_s ({self.interval_s})")
+        if self.feeder_role.grace_s >= self.interval_s:
+            _fail("feeder_role", "grace_s", self.feeder_role.grace_s,
+                  f"must be less than interval_s ({self.interval_s})")
 
 
 # -- TOML --------------------------------------------------------------------------------------
@@ -252,6 +348,7 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
         "timing": _build(Timing, raw.pop("timing", {}), "timing", base),
         "credit": _build(CreditConfig, raw.pop("credit", {}), "credit", base),
         "api": _build(ApiConfig, raw.pop("api", {}), "api", base),
+        "feeder_role": _feeder_role(raw.pop("feeder_role", {}), base),
     }
     if "meter" in raw:
         sections["meter"] = _build(MeterConfig, raw.pop("meter"), "meter", base)
@@ -313,6 +410,17 @@ def _tariffs(table) -> Tariffs:
         return Tariffs(micro(feed_in), tuple(frames))
     except ConfigError as exc:
         raise ConfigError(f"[tariffs] {exc}") from None
+
+
+def _feeder_role(table, base: Path) -> FeederRoleConfig:
+    if not isinstance(table, dict):
+        _fail("", "feeder_role", table, "must be a table ([feeder_role])")
+    table = dict(table)
+    buses = table.pop("buses", {})
+    if not isinstance(buses, dict):
+        _fail("feeder_role", "buses", buses, 'must be a table of "public key" = bus')
+    config = _build(FeederRoleConfig, table, "feeder_role", base)
+    return dataclasses.replace(config, buses=tuple(buses.items())) if buses else config
 
 
 def _selection(table) -> SelectionConfig:

@@ -9,6 +9,9 @@ counts why).  This endpoint is for peers and is separate from the local API of t
 lost).  With a :class:`~p2pnode.dht.faults.FaultPlan` it loses the request or the reply, sends
 duplicates and delays them, seeded: a lost request or reply costs the full timeout, exactly as on
 a real network, and a duplicate really reaches the server twice.  Retrying is the caller's job.
+
+Other peer-to-peer routes (the feeder role's reports, :mod:`p2pnode.feeder`) are added with
+:meth:`PeerServer.add_post` before the server starts: the same socket, the same size ceiling.
 """
 
 from __future__ import annotations
@@ -43,6 +46,28 @@ class PeerServer:
         self.app.router.add_post(PATH, self._negotiate)
         self.runner: web.AppRunner | None = None
         self.port = 0
+
+    def add_post(self, path: str, handler: Callable[[bytes], tuple[int, bytes]],
+                 content_type: str = "application/json") -> None:
+        """Serve ``POST path`` with ``handler(body) -> (status, reply bytes)``; before start.
+
+        A body over the server's ceiling (:data:`MAX_PEER_MESSAGE_BYTES`) reaches the handler as
+        that many bytes plus one, so it counts the oversize like any other.
+        """
+        if self.runner is not None:
+            raise RuntimeError(f"cannot add {path}: the peer endpoint is already started")
+        if not path.startswith("/p2p/") or path == PATH:
+            raise ValueError(f"{path}: peer routes live under /p2p/ and {PATH} is taken")
+
+        async def route(request: web.Request) -> web.Response:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                body = b"\0" * (MAX_PEER_MESSAGE_BYTES + 1)
+            status, reply = handler(body)
+            return web.Response(status=status, body=reply, content_type=content_type)
+
+        self.app.router.add_post(path, route)
 
     async def start(self, host: str, port: int) -> None:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)

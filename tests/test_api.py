@@ -135,6 +135,8 @@ def test_every_endpoint_shows_the_real_state_of_a_trading_pair(tmp_path):
                 await check_blocks_and_ledger(s, buy)
                 await check_metrics(s, sell, buy)
                 assert await buy.get("settings") == SETTINGS
+                error = await buy.get("feeder", status=404)     # 200: tests/test_feeder_role.py
+                assert "does not run the feeder role" in error["error"]
                 await buy.call("GET", f"{API_PREFIX}/openapi.json")
                 documented_gets = {route for route, item in DOC["paths"].items()
                                    if "get" in item and route.startswith(API_PREFIX)}

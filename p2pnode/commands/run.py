@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import signal
@@ -20,8 +21,13 @@ def register(sub) -> None:
         description="Start a node from a TOML configuration (see p2pnode/config.py for every "
                     "key): join the offer DHT through [network] bootstrap, serve the peer "
                     "endpoint, and trade every interval with the readings of the [meter] CSV. "
+                    "With [feeder_role] report_to the node also reports every interval's "
+                    "reading to its feeder node; with [feeder_role] enabled it is the feeder "
+                    "node, booking generation, consumption, transformer supply and losses "
+                    "(GET /api/v1/feeder). "
                     "Stops cleanly on SIGINT/SIGTERM. Prints one JSON line with the node's "
-                    "addresses when it is up (with the local API's URL when [api] enabled).",
+                    "addresses when it is up (with the local API's URL when [api] enabled); "
+                    "with --speed, node time starts at --start once the node is up.",
     )
     parser.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
     parser.add_argument("--speed", type=float, default=1.0,
@@ -127,35 +133,80 @@ def parse_time(text: str | None) -> float:
 
 async def _serve(config, meter, clock, speed: float, until: float | None,
                  token: str | None = None, on_ready=None) -> int:
-    """Run the node until ``until`` (node time) or a signal; ``on_ready()`` is called once the
-    node is up, just before trading starts."""
-    from p2pnode.api import ApiServer
-    from p2pnode.node import Node
-
+    """Run the node until ``until`` (node time) or SIGINT/SIGTERM; see :func:`serve`."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Node(config, meter, clock=clock) as node:
-        api = ApiServer(node, token) if token is not None else None
+    return await serve(config, meter, clock, speed, until, token, on_ready=on_ready, stop=stop)
+
+
+async def serve(config, meter, clock, speed: float, until: float | None,
+                token: str | None = None, *, on_ready=None, stop: asyncio.Event) -> int:
+    """The daemon's body: the node, its local API and its feeder role until ``until`` or ``stop``.
+
+    ``on_ready()`` is called once everything is up, just before trading starts (and awaited if
+    it returns an awaitable: a host that starts several nodes on one clock holds each here until
+    all are up).  The feeder
+    role's tasks run beside the node's (not inside it): with ``[feeder_role] enabled`` the
+    report route, the node's own reading and the closing of intervals (:mod:`p2pnode.feeder`);
+    with ``report_to`` the reporter (:mod:`p2pnode.feeder_report`).  A failing task stops the
+    daemon with its exception; a lost report does not.
+    """
+    from p2pnode.api import ApiServer
+    from p2pnode.feeder import FeederRole
+    from p2pnode.feeder_report import FeederReporter, ReportingMeter
+    from p2pnode.node import Node
+
+    tee = ReportingMeter(meter)
+    node = Node(config, tee, clock=clock)
+    role = reporter = None
+    if config.feeder_role.enabled:
+        role = FeederRole(config, node.key, clock)
+        role.attach(node.peer_server)
+        tee.listener = role.own_reading
+    elif config.feeder_role.report_to:
+        reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
+                                  node.counters)
+        tee.listener = reporter.reading
+    async with node:
+        api = ApiServer(node, token, feeder=role) if token is not None else None
+        tasks: dict[str, asyncio.Task] = {}
         try:
+            if role is not None:
+                await role.start()
+            if reporter is not None:
+                await reporter.start()
             if api is not None:
                 await api.start(config.api.host, config.api.port)
             host, port = node.dht.address
             print(json.dumps({"public_key": node.public.hex(), "dht": f"{host}:{port}",
                               "peer": node.endpoint, "ledger": str(config.ledger),
-                              "api": api.url if api else None}), flush=True)
-            if on_ready is not None:
-                on_ready()
-            trading = asyncio.create_task(node.run(until_s=until, speed=speed))
-            stopping = asyncio.create_task(stop.wait())
-            await asyncio.wait({trading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (trading, stopping):
-                task.cancel()
-            await asyncio.gather(trading, stopping, return_exceptions=True)
+                              "api": api.url if api else None,
+                              "feeder_role": "feeder" if role else "member" if reporter else None}),
+                  flush=True)
+            if on_ready is not None and inspect.isawaitable(waiting := on_ready()):
+                await waiting
+            tasks["trading"] = asyncio.create_task(node.run(until_s=until, speed=speed))
+            tasks["stopping"] = asyncio.create_task(stop.wait())
+            if role is not None:
+                tasks["feeder"] = asyncio.create_task(role.run(speed))
+            if reporter is not None:
+                tasks["reporting"] = asyncio.create_task(reporter.run())
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            if role is not None and role.book is not None:
+                role.close_due()
+            if reporter is not None:
+                await reporter.stop()
             if api is not None:
                 await api.stop()
+        failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
+        if failed:
+            raise failed[0].exception()
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
         print(json.dumps({"stopped": True, "counters": counts}), flush=True)

@@ -9,7 +9,7 @@ const POLL_MS = 5000;
 const TOKEN_KEY = "p2p-energy-api-token";
 const COLORS = {
   generation: "#2e9d4f", consumption: "#e07b39", sold: "#2f6fd6", export: "#9fd3a8",
-  bought: "#8a4fd0", import: "#9aa3ad",
+  bought: "#8a4fd0", import: "#9aa3ad", transformer: "#d4a017", loss: "#d13f8f",
 };
 const SVG_NS = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
@@ -29,12 +29,14 @@ function takeToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 
-async function api(path, options = {}) {
+// options.missingOk: a 404 (an endpoint this node does not serve, e.g. feeder) gives null
+async function api(path, { missingOk = false, ...options } = {}) {
   const response = await fetch("/api/v1/" + path, {
     ...options, cache: "no-store", credentials: "omit", redirect: "error",
     headers: { ...(options.headers || {}), Authorization: "Bearer " + token },
   });
   if (response.status === 401) throw new Unauthorized("the node refused the token");
+  if (response.status === 404 && missingOk) return null;
   const body = await response.json();
   if (!response.ok) {
     const error = new Error(body.error || response.statusText);
@@ -202,6 +204,83 @@ function renderLedger(ledger, blocks) {
     b.role || "", [short(b.hash), "", b.hash]]), "block-row");
 }
 
+const kwh = (n) => (n === null || n === undefined ? "–" : (n / 1000).toFixed(2) + " kWh");
+const pu = (v) => v.toFixed(3);
+
+function renderFeeder(feeder) {
+  const card = $("feeder-card"), badge = $("feeder-alert");
+  $("feeder-role").hidden = feeder !== null;
+  $("feeder-books").hidden = feeder === null;
+  card.classList.toggle("wide", feeder !== null);
+  badge.hidden = feeder === null;
+  if (feeder === null) return;
+  badge.textContent = feeder.alert ? `loss alert (${feeder.loss_streak} intervals)` : "no loss alert";
+  badge.className = "badge " + (feeder.alert ? "alert" : "ok");
+  const last = feeder.latest;
+  text("feeder-summary", `${feeder.feeder}` + (feeder.network ? ` · network ${feeder.network}` : "") +
+       ` · alert above ${feeder.loss_threshold_kwh} kWh for ${feeder.persistence} intervals`);
+  text("feeder-members", last
+    ? `${last.members_reporting} reporting, ${last.members_missing} missing` +
+      (feeder.members_configured === null ? ` (any signed report; ${feeder.members_known} known)`
+                                          : ` of ${feeder.members_configured} configured`)
+    : `${feeder.members_known} known, no interval closed yet`);
+  text("feeder-latest", last ? `${clock(last.interval_start_s)}: G ${kwh(last.generation_wh)}, ` +
+       `C ${kwh(last.consumption_wh)}, T ${kwh(last.transformer_wh)}, loss ${kwh(last.loss_wh)}` : "–");
+  const net = last && last.network;
+  text("feeder-voltage", net ? `${pu(net.vm_min_pu)} (bus ${net.vm_min_bus}) – ${pu(net.vm_max_pu)} ` +
+       `(bus ${net.vm_max_bus}); ${net.buses_outside_limits.length} buses outside limits` : "no network configured");
+  text("feeder-loading", net ? `${net.trafo_loading_percent.toFixed(1)} % loaded, technical loss ` +
+       `${wh(Math.round(net.technical_loss_wh))} Wh` : "–");
+  const dropped = Object.entries(feeder.reports.dropped).map(([k, v]) => `${v} ${k}`).join(", ");
+  text("feeder-reports", `${feeder.reports.accepted} accepted, ${feeder.reports.duplicate} duplicates` +
+       (dropped ? `, refused: ${dropped}` : ", none refused"));
+  renderFeederChart(feeder.intervals);
+  fillTable("feeder-intervals", feeder.intervals.slice(-8).reverse().map((i) => [
+    clock(i.interval_start_s), [wh(i.generation_wh), "num"], [wh(i.consumption_wh), "num"],
+    [wh(i.transformer_wh), "num"], [wh(i.loss_wh), "num"],
+    `${i.members_reporting} / ${i.members_reporting + i.members_missing}`,
+    i.network ? `${pu(i.network.vm_min_pu)} – ${pu(i.network.vm_max_pu)}` : "–",
+    [i.network ? i.network.trafo_loading_percent.toFixed(1) + " %" : "–", "num"],
+    i.alert ? ["ALERT", "bad"] : ["–", ""]]), "feeder-row");
+}
+
+function renderFeederChart(intervals) {
+  const chart = $("feeder-chart");
+  chart.replaceChildren();
+  const W = 1000, left = 56, top = 8, bottom = 216;
+  const n = Math.max(intervals.length, 1), slot = (W - left - 8) / n;
+  const values = intervals.flatMap((i) => [i.generation_wh, i.consumption_wh, i.transformer_wh || 0, i.loss_wh || 0]);
+  const hi = Math.max(1, ...values), lo = Math.min(0, ...values);
+  const y = (v) => top + (hi - v) * (bottom - top) / (hi - lo);
+  for (const [v, label] of [[hi, wh(hi)], [0, "0"], ...(lo < 0 ? [[lo, wh(lo)]] : [])]) {
+    svg("line", { x1: left, x2: W, y1: y(v), y2: y(v), class: v === 0 ? "axis" : "grid" }, chart);
+    svg("text", { x: 2, y: y(v) + 4 }, chart).textContent = label;
+  }
+  const points = [];
+  intervals.forEach((i, k) => {
+    const x = left + k * slot, w = Math.max(slot * 0.26, 1), t = clock(i.interval_start_s);
+    const column = (offset, value, color, label) => {
+      if (value === null) return;
+      bar(chart, x + slot * offset, w, Math.min(y(value), y(0)), Math.abs(y(value) - y(0)), color,
+          `${t} ${label} ${wh(value)} Wh`);
+    };
+    column(0.1, i.generation_wh, COLORS.generation, "generation");
+    column(0.37, i.consumption_wh, COLORS.consumption, "consumption");
+    column(0.64, i.transformer_wh, COLORS.transformer, "transformer supply");
+    if (i.loss_wh !== null) points.push([x + slot * 0.5, y(i.loss_wh), t, i.loss_wh]);
+    if (n <= 24 || k % Math.ceil(n / 24) === 0) {
+      svg("text", { x: x + slot * 0.1, y: bottom + 18 }, chart).textContent = t;
+    }
+  });
+  if (points.length > 1) {
+    svg("polyline", { points: points.map(([px, py]) => `${px},${py}`).join(" "), class: "loss" }, chart);
+  }
+  for (const [px, py, t, loss] of points) {
+    const dot = svg("circle", { cx: px, cy: py, r: 6, fill: COLORS.loss }, chart);
+    svg("title", {}, dot).textContent = `${t} loss ${wh(loss)} Wh`;
+  }
+}
+
 function renderSettings(settings) {
   const form = $("settings");
   if (form.contains(document.activeElement) && settingsLoaded) return;  // the user is editing
@@ -239,9 +318,10 @@ async function refresh() {
     const badge = $("health");
     badge.textContent = health.ok ? "DHT and peer endpoint up" : "node down";
     badge.className = "badge " + (health.ok ? "ok" : "down");
-    const [status, reading, intervals, balance, offers, trades, ledger, market, settings] =
+    const [status, reading, intervals, balance, offers, trades, ledger, market, settings, feeder] =
       await Promise.all(["status", "reading", "intervals?limit=48", "balance", "offers",
-                         "trades?limit=20", "ledger", "market", "settings"].map((p) => api(p)));
+                         "trades?limit=20", "ledger", "market", "settings", "feeder?limit=48"]
+        .map((p) => api(p, { missingOk: p.startsWith("feeder") })));
     const blocks = await api("blocks?after=" + Math.max(0, ledger.head_seq - 8) + "&limit=8");
     $("login").hidden = true;
     $("main").hidden = false;
@@ -254,6 +334,7 @@ async function refresh() {
     renderMarket(market);
     renderLedger(ledger, blocks);
     renderSettings(settings);
+    renderFeeder(feeder);
     text("updated", "updated " + new Date().toLocaleTimeString());
   } catch (error) {
     if (error instanceof Unauthorized) return showLogin(error.message);

@@ -1,0 +1,432 @@
+"""The feeder (transformer) role: a node that books its feeder's energy every interval.
+
+Members report each interval's reading (:mod:`p2pnode.feeder_report`); the feeder node keeps
+them per interval in a :class:`FeederBook` (pure: no sockets, no clock -- ``now_s`` is passed
+in) and, ``grace_s`` after the interval ends, closes it with the transformer meter's reading T:
+the pool of the members' surpluses and deficits (:func:`optimizer.markets.share_pool`), the
+books G, C, T, local, surplus, deficit and loss with the persistent-loss alert
+(:func:`optimizer.markets.account_interval`, whose docstring defines the sign: ``loss = T + G -
+C``, positive when energy entered the feeder and was not metered as consumption) and, with a
+``network``, the load flow of the members' net loads (:func:`optimizer.markets.feeder_state`):
+voltages, transformer loading, technical losses.  A bounded history (:data:`HISTORY_S`) of
+closed intervals is what the local API shows.
+
+Checks on a report, each refusal counted by reason (``reports_dropped_<reason>``) and leaving
+the book as it was: ``oversize``, ``malformed``, ``bad_signature``, ``wrong_feeder`` (signed for
+another feeder), ``not_member`` (``members`` configured and the key not among them),
+``misaligned`` (interval length or start not the feeder's), ``out_of_range`` (more than
+:data:`MAX_MEMBER_POWER_W` on average), ``future`` (the interval has not ended on our clock;
+the member retries), ``closed`` (the interval is booked), ``conflict`` (a different report of the
+same member and interval: the first one stands, nothing is counted twice), ``full`` (more than
+:data:`MAX_MEMBERS` members).  The same bytes again get the same answer (``reports_duplicate``).
+
+Without ``members`` any validly signed report is booked: convenient (members join by pointing
+``report_to`` at the feeder node) but anyone who can reach the peer endpoint can add made-up
+generation or consumption and so move the loss.  With ``members`` only known meters count.
+
+:class:`FeederRole` is the shell: the report route on the node's peer endpoint, the own
+meter's reading booked directly, and the task that closes intervals on the node's clock.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import csv
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ledger import DecodeError, Sealed, SigningKey, open_envelope
+from optimizer.markets import (
+    LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses, share_pool,
+)
+from optimizer.powerflow import Feeder, PowerFlowError
+from p2pnode.config import NodeConfig
+from p2pnode.errors import ConfigError
+from p2pnode.feeder_report import FEEDER_REPORT_PATH, MAX_REPORT_BYTES, FeederReport, report_for
+from p2pnode.meter import Reading
+
+__all__ = [
+    "Answer", "CsvTransformerMeter", "FeederBook", "FeederInterval", "FeederRole", "FeederSettings",
+    "NetworkState", "TransformerMeter", "HISTORY_S", "MAX_MEMBERS", "MAX_MEMBER_POWER_W",
+]
+
+log = logging.getLogger(__name__)
+
+HISTORY_S = 7 * 86400            # closed intervals kept for the API
+MAX_MEMBERS = 5000               # members booked per interval and remembered
+MAX_MEMBER_POWER_W = 1_000_000   # a member meter's average power over an interval, at most
+FUTURE_TOLERANCE_S = 5.0         # a member's clock may be this far ahead of ours
+ANSWERED_INTERVALS = 8           # closed intervals whose accepted reports are still recognised
+# reason -> HTTP status; 425 and 503 tell the member to try again later
+STATUS = {"oversize": 413, "malformed": 400, "bad_signature": 400, "wrong_feeder": 400,
+          "not_member": 403, "misaligned": 400, "out_of_range": 400, "future": 425,
+          "closed": 410, "conflict": 409, "full": 503, "starting": 503}
+
+
+def _body(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """The feeder node's answer to one report: HTTP status, reason and JSON body."""
+
+    status: int
+    reason: str
+    body: bytes
+
+    @classmethod
+    def accepted(cls, interval_start_s: int) -> Answer:
+        return cls(200, "accepted", _body({"status": "accepted",
+                                           "interval_start_s": interval_start_s}))
+
+    @classmethod
+    def rejected(cls, reason: str) -> Answer:
+        status = STATUS[reason]
+        return cls(status, reason, _body({"status": "rejected", "reason": reason,
+                                          "retry": status in (425, 503)}))
+
+
+@dataclasses.dataclass(frozen=True)
+class FeederSettings:
+    """What the book needs; ``members`` None accepts any signed report."""
+
+    feeder: str
+    interval_s: int
+    watch: LossWatch
+    grace_s: float = 120.0
+    members: frozenset[bytes] | None = None
+    member_order: tuple[bytes, ...] = ()       # placement order on the network's houses
+    buses: tuple[tuple[bytes, int], ...] = ()  # explicit placements
+    network: str = ""
+
+    @property
+    def history_intervals(self) -> int:
+        return max(1, HISTORY_S // self.interval_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkState:
+    """The load flow of one closed interval (see :class:`optimizer.markets.FeederState`)."""
+
+    converged: bool
+    vm_min_pu: float
+    vm_min_bus: int
+    vm_max_pu: float
+    vm_max_bus: int
+    buses_outside_limits: tuple[int, ...]
+    trafo_loading_percent: float          # the most loaded transformer
+    technical_loss_wh: float
+    expected_transformer_wh: float
+
+
+@dataclasses.dataclass(frozen=True)
+class FeederInterval:
+    """One closed interval of the feeder's books (Wh); ``transformer_wh`` and ``loss_wh`` are
+    None when the transformer meter had no reading (the alert then stays as it was)."""
+
+    interval_start_s: int
+    interval_s: int
+    members_reporting: int
+    members_missing: int
+    generation_wh: int
+    consumption_wh: int
+    transformer_wh: int | None
+    local_wh: int
+    shared_wh: int
+    surplus_wh: int
+    deficit_wh: int
+    loss_wh: int | None
+    alert: bool
+    loss_streak: int
+    network: NetworkState | None
+
+
+class FeederBook:
+    """Reports of the open intervals and the books of the closed ones (pure)."""
+
+    def __init__(self, settings: FeederSettings, now_s: float, grid: Feeder | None = None):
+        self.settings, self.grid = settings, grid
+        step = settings.interval_s
+        self.open_from_s = int(now_s) // step * step    # earlier intervals are closed
+        self.reports: dict[int, dict[bytes, Sealed[FeederReport]]] = {}
+        self.answered: dict[int, dict[bytes, bytes]] = {}   # closed start -> member -> hash
+        self.known: dict[bytes, None] = dict.fromkeys(settings.member_order)
+        self.history: collections.deque[FeederInterval] = collections.deque(
+            maxlen=settings.history_intervals)
+        self.streak = 0
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # -- reports ---------------------------------------------------------------------------------
+    def submit(self, raw: bytes, now_s: float) -> Answer:
+        """Book one sealed report (or refuse it); the same bytes get the same answer."""
+        checked = self._check(raw, now_s)
+        if isinstance(checked, str):
+            return self._refuse(checked)
+        report = checked.message
+        start, member = report.interval_start_s, report.member
+        if start < self.open_from_s:
+            first = self.answered.get(start, {}).get(member)
+            if first == checked.hash:
+                return self._duplicate(start)
+            return self._refuse("closed" if first is None else "conflict")
+        booked = self.reports.get(start, {})
+        first = booked.get(member)
+        if first is not None:
+            return self._duplicate(start) if first.hash == checked.hash else self._refuse("conflict")
+        if len(booked) >= MAX_MEMBERS or (member not in self.known and len(self.known) >= MAX_MEMBERS):
+            return self._refuse("full")
+        self.reports.setdefault(start, {})[member] = checked
+        self.known.setdefault(member, None)
+        self.counters["reports_accepted"] += 1
+        return Answer.accepted(start)
+
+    def _check(self, raw: bytes, now_s: float) -> Sealed[FeederReport] | str:
+        if len(raw) > MAX_REPORT_BYTES:
+            return "oversize"
+        try:
+            sealed, signature_ok = open_envelope(raw, FeederReport)
+        except DecodeError:
+            return "malformed"
+        if not signature_ok:
+            return "bad_signature"
+        report, settings = sealed.message, self.settings
+        if report.feeder != settings.feeder:
+            return "wrong_feeder"
+        if settings.members is not None and report.member not in settings.members:
+            return "not_member"
+        if report.interval_s != settings.interval_s or report.interval_start_s % report.interval_s:
+            return "misaligned"
+        limit_wh = MAX_MEMBER_POWER_W * report.interval_s // 3600
+        if max(report.generation_wh, report.consumption_wh) > limit_wh:
+            return "out_of_range"
+        if report.interval_start_s + report.interval_s > now_s + FUTURE_TOLERANCE_S:
+            return "future"
+        return sealed
+
+    def _refuse(self, reason: str) -> Answer:
+        self.counters[f"reports_dropped_{reason}"] += 1
+        return Answer.rejected(reason)
+
+    def _duplicate(self, start: int) -> Answer:
+        self.counters["reports_duplicate"] += 1
+        return Answer.accepted(start)
+
+    # -- closing ---------------------------------------------------------------------------------
+    def next_close_s(self) -> float:
+        """Node time at which the oldest open interval closes."""
+        return self.open_from_s + self.settings.interval_s + self.settings.grace_s
+
+    def due(self, now_s: float) -> list[int]:
+        """Starts of the open intervals to close at ``now_s``, oldest first (at most a history's
+        worth: older ones are skipped, see :meth:`close`)."""
+        step, grace = self.settings.interval_s, self.settings.grace_s
+        latest = int((now_s - grace - step) // step) * step
+        starts = range(self.open_from_s, latest + 1, step)
+        return list(starts[-self.settings.history_intervals:])
+
+    def close(self, start_s: int, transformer_wh: int | None) -> FeederInterval:
+        """Book the interval ``start_s`` (open intervals before it are dropped, counted)."""
+        if start_s < self.open_from_s or start_s % self.settings.interval_s:
+            raise ValueError(f"interval {start_s} is not open")
+        for earlier in [s for s in self.reports if s < start_s]:
+            del self.reports[earlier]
+        self.counters["intervals_skipped"] += (start_s - self.open_from_s) // self.settings.interval_s
+        self.open_from_s = start_s + self.settings.interval_s
+        reports = self.reports.pop(start_s, {})
+        self.answered[start_s] = {member: sealed.hash for member, sealed in reports.items()}
+        for old in sorted(self.answered)[:-ANSWERED_INTERVALS]:
+            del self.answered[old]
+        booked = self._book(start_s, [r.message for r in reports.values()], transformer_wh)
+        self.history.append(booked)
+        self.counters["intervals_closed"] += 1
+        return booked
+
+    def _book(self, start_s: int, reports: list[FeederReport], transformer_wh: int | None
+              ) -> FeederInterval:
+        readings = [NodeReading(r.member.hex(), r.generation_wh / 1000, r.consumption_wh / 1000)
+                    for r in reports]
+        pool = share_pool(readings)
+        watch = self.settings.watch
+        account = account_interval(pool, (transformer_wh or 0) / 1000, watch, self.streak)
+        if transformer_wh is None:          # no T: no loss, and the alert stays as it was
+            self.counters["transformer_missing"] += 1
+            loss, alert = None, self.streak >= watch.persistence
+        else:
+            self.streak = account.loss_streak
+            loss, alert = round(account.loss_kwh * 1000), account.alert
+        expected = self.settings.members if self.settings.members is not None else self.known
+        return FeederInterval(
+            interval_start_s=start_s, interval_s=self.settings.interval_s,
+            members_reporting=len(reports),
+            members_missing=len(set(expected) - {r.member for r in reports}),
+            generation_wh=round(account.generation_kwh * 1000),
+            consumption_wh=round(account.consumption_kwh * 1000), transformer_wh=transformer_wh,
+            local_wh=round(account.local_kwh * 1000), shared_wh=round(pool.shared_kwh * 1000),
+            surplus_wh=round(account.surplus_kwh * 1000), deficit_wh=round(account.deficit_kwh * 1000),
+            loss_wh=loss, alert=alert, loss_streak=self.streak,
+            network=self._network(readings) if self.grid is not None else None)
+
+    def placement(self) -> dict[str, int]:
+        """Bus of every known member (hex key): explicit ``buses``, the rest on the houses in
+        order of first report (or of ``members``); stable as members are added."""
+        buses = {member.hex(): bus for member, bus in self.settings.buses}
+        ids = [m.hex() for m in self.known] + list(buses)   # every explicit bus is checked
+        return place_on_houses(list(dict.fromkeys(ids)), buses, self.grid)
+
+    def _network(self, readings: list[NodeReading]) -> NetworkState | None:
+        try:
+            state = feeder_state(readings, self.placement(), self.grid,
+                                 hours=self.settings.interval_s / 3600)
+        except (OrderError, PowerFlowError) as exc:
+            log.error("feeder load flow failed: %s", exc)
+            self.counters["network_failed"] += 1
+            return None
+        return NetworkState(
+            converged=state.converged, vm_min_pu=state.vm_min_pu, vm_min_bus=state.vm_min_bus,
+            vm_max_pu=state.vm_max_pu, vm_max_bus=state.vm_max_bus,
+            buses_outside_limits=state.buses_outside_limits,
+            trafo_loading_percent=max(state.trafo_loading_percent, default=0.0),
+            technical_loss_wh=state.technical_loss_kwh * 1000,
+            expected_transformer_wh=state.expected_transformer_kwh * 1000)
+
+
+# -- the transformer's meter -----------------------------------------------------------------------
+
+class TransformerMeter(abc.ABC):
+    """The meter at the feeder's transformer."""
+
+    @abc.abstractmethod
+    def read(self, interval_start_s: int, interval_s: int) -> int | None:
+        """Wh the transformer delivered into the feeder over the interval (negative: the feeder
+        exported), or None when there is no reading for it."""
+
+
+class CsvTransformerMeter(TransformerMeter):
+    """Replays a CSV with columns ``interval_start_s,transformer_wh`` (signed integers)."""
+
+    COLUMNS = ("interval_start_s", "transformer_wh")
+
+    def __init__(self, path: Path, interval_s: int):
+        self.path, self.interval_s = Path(path), interval_s
+        self.readings: dict[int, int] = {}
+        try:
+            with self.path.open(newline="") as handle:
+                self._load(csv.DictReader(handle))
+        except OSError as exc:
+            raise ConfigError(f"[feeder_role] transformer_meter: {self.path}: cannot read "
+                              f"({exc.strerror})") from exc
+
+    def _load(self, rows: csv.DictReader) -> None:
+        missing = [c for c in self.COLUMNS if c not in (rows.fieldnames or ())]
+        if missing:
+            raise ConfigError(f"{self.path}: missing column {missing[0]!r}")
+        for line, row in enumerate(rows, start=2):
+            values = []
+            for column in self.COLUMNS:
+                try:
+                    values.append(int(row[column]))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{self.path}:{line}: column {column!r}: expected an "
+                                      f"integer, got {row[column]!r}") from None
+            start, wh = values
+            if start < 0 or start % self.interval_s:
+                raise ConfigError(f"{self.path}:{line}: interval_start_s {start} is not the "
+                                  f"start of a {self.interval_s} s interval")
+            if start in self.readings:
+                raise ConfigError(f"{self.path}:{line}: interval_start_s {start} appears twice")
+            self.readings[start] = wh
+
+    def read(self, interval_start_s: int, interval_s: int) -> int | None:
+        if interval_s != self.interval_s:
+            return None
+        return self.readings.get(interval_start_s)
+
+
+# -- the shell ---------------------------------------------------------------------------------------
+
+class FeederRole:
+    """The feeder role of one node: route, own reading, closing task (see the module doc).
+
+    ``attach(peer_server)`` before the node starts, ``await start()`` once it is up (loads the
+    network in an executor), then ``run(speed)`` as a task next to the node's.
+    """
+
+    def __init__(self, config: NodeConfig, key: SigningKey, clock: Callable[[], float],
+                 transformer: TransformerMeter | None = None):
+        role = config.feeder_role
+        if not role.enabled:
+            raise ConfigError("[feeder_role] enabled = false: this node has no feeder role")
+        self.config, self.key, self.clock = config, key, clock
+        self.transformer = transformer or CsvTransformerMeter(role.transformer_meter,
+                                                              config.interval_s)
+        members = tuple(bytes.fromhex(m) for m in role.members)
+        self.settings = FeederSettings(
+            feeder=config.feeder, interval_s=config.interval_s,
+            watch=LossWatch(role.loss_threshold_kwh, role.persistence), grace_s=role.grace_s,
+            members=frozenset((key.public, *members)) if members else None,
+            member_order=tuple(dict.fromkeys((key.public, *members))),
+            buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network)
+        self.book: FeederBook | None = None
+
+    def attach(self, peer_server) -> None:
+        peer_server.add_post(FEEDER_REPORT_PATH, self.on_report)
+
+    async def start(self) -> None:
+        grid = None
+        if self.settings.network:
+            from optimizer.powerflow import load_feeder
+            grid = await asyncio.get_running_loop().run_in_executor(
+                None, load_feeder, self.settings.network)
+        book = FeederBook(self.settings, self.clock(), grid)
+        if grid is not None:
+            try:
+                book.placement()
+            except PowerFlowError as exc:
+                raise ConfigError(f"[feeder_role.buses] {exc} on network "
+                                  f"{self.settings.network!r}") from None
+        self.book = book
+
+    def on_report(self, raw: bytes) -> tuple[int, bytes]:
+        """The peer route's handler: (HTTP status, JSON body)."""
+        if self.book is None:
+            answer = Answer.rejected("starting")
+        else:
+            answer = self.book.submit(raw, self.clock())
+        return answer.status, answer.body
+
+    def own_reading(self, reading: Reading) -> None:
+        """Book the feeder node's own meter reading (a member like any other)."""
+        if self.book is None:
+            return
+        answer = self.book.submit(report_for(reading, self.settings.feeder, self.key).raw,
+                                  self.clock())
+        if answer.status != 200:
+            log.warning("own reading of interval %s not booked: %s", reading.interval_start_s,
+                        answer.reason)
+
+    def close_due(self) -> list[FeederInterval]:
+        """Close every interval whose grace period has passed, with the transformer reading."""
+        closed = []
+        for start in self.book.due(self.clock()):
+            closed.append(self.book.close(start, self.transformer.read(start,
+                                                                        self.settings.interval_s)))
+            latest = closed[-1]
+            if latest.alert:
+                log.warning("feeder %s: unaccounted energy %s Wh in interval %s (%d in a row "
+                            "above the threshold)", self.settings.feeder, latest.loss_wh, start,
+                            latest.loss_streak)
+        return closed
+
+    async def run(self, speed: float = 1.0) -> None:
+        """Close intervals on the node's clock until cancelled (``speed``: node s per wall s)."""
+        while True:
+            delay = self.book.next_close_s() - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay / speed)
+            self.close_due()
