@@ -150,6 +150,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, evaluate: Evaluator | Non
     """Run every point not finished yet into ``out_dir``, then write the table, plots and
     ``best.toml``.  ``evaluate(scenario, run_dir) -> summary`` replaces the real swarm
     (for tests and other simulators); it must be picklable for more than one worker."""
+    from tqdm import tqdm
+
+    total = len(plan(spec)) if spec.method != "nsga2" else \
+        spec.population * (spec.generations + 1) * spec.repeats   # checks every scenario
     out = Path(out_dir)
     claim(out, spec)
     evaluate = evaluate or Simulation(spec.processes_per_point, spec.mechanisms)
@@ -157,9 +161,6 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, evaluate: Evaluator | Non
     where = f"{spec.cluster.engine} cluster {spec.cluster.address}" if spec.cluster \
         else f"{spec.workers} local worker(s)"
     engine = open_engine(spec.cluster, spec.workers)
-    total = len(plan(spec)) if spec.method != "nsga2" else \
-        spec.population * (spec.generations + 1) * spec.repeats
-    from tqdm import tqdm
 
     state.bar = tqdm(total=total, unit="run", disable=not progress, dynamic_ncols=True,
                      desc=f"sweep ({spec.method})")

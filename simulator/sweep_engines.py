@@ -174,7 +174,7 @@ def open_engine(cluster: Cluster | None, workers: int):
     if cluster is None:
         return LocalEngine(workers)
     if cluster.engine == "dask":
-        return DaskEngine(cluster.address)
+        return DaskEngine(cluster.address, cluster.timeout_s)
     return RayEngine(cluster.address, workers)
 
 

@@ -25,6 +25,7 @@ errors::
     [cluster]                     # run the points on a cluster instead of local processes
     engine = "dask"               # "dask" (address = "tcp://host:8786") | "ray"
     address = "tcp://10.0.0.5:8786"
+    timeout_s = 30                # dask: how long to try to reach the scheduler
 
 A range with two integer bounds draws integers.  Every value of every parameter is checked on
 the base scenario when the file is loaded, so a bad value fails with the scenario's own reason
@@ -119,6 +120,7 @@ class Objective:
 class Cluster:
     engine: str   # "dask" | "ray"
     address: str
+    timeout_s: float = 30.0   # to connect to a Dask scheduler
 
 
 @dataclass(frozen=True)
@@ -263,16 +265,11 @@ def sweep_from_dict(raw: dict, folder: Path, source: str = "", *,
     paths = variable_paths()
     fixed = _fixed(raw.get("fixed", {}), paths, problems)
     parameters = _parameters(raw.get("parameters", MISSING), method, paths, set(fixed), problems)
-    if problems or base is None:
+    base_raw = _with_fixed(base, fixed, problems)
+    if base_raw is not None:
+        _check_on_base(base_raw, parameters, problems)
+    if problems or base_raw is None:
         raise SweepError(problems, source)
-    base_raw = scenario_to_raw(base)
-    _check_on_base(base_raw, fixed, parameters, problems)
-    if problems:
-        raise SweepError(problems, source)
-    try:
-        base_raw = scenario_to_raw(apply(base_raw, fixed))
-    except ScenarioError as exc:
-        raise SweepError([Problem("", "fixed", fixed, _reasons(exc))], source) from None
     spec = SweepSpec(base=base_raw, parameters=parameters, objectives=objectives,
                      method=method, mechanisms=mechanisms, cluster=cluster, source=source,
                      **numbers)
@@ -348,9 +345,13 @@ def _cluster(value, problems) -> Cluster | None:
     if not isinstance(value, dict):
         problems.append(Problem("", "cluster", value, "must be a table ([cluster])"))
         return None
-    _reject_unknown(value, ("engine", "address"), "cluster", problems)
+    _reject_unknown(value, ("engine", "address", "timeout_s"), "cluster", problems)
     engine, address = value.get("engine", MISSING), value.get("address", MISSING)
-    ok = True
+    timeout_s = value.get("timeout_s", 30.0)
+    ok = _is_number(timeout_s) and 0 < timeout_s <= 3600
+    if not ok:
+        problems.append(Problem("cluster", "timeout_s", timeout_s,
+                                "must be a number of seconds in (0, 3600]"))
     if engine not in ENGINES:
         ok = False
         problems.append(Problem("cluster", "engine", engine, _one_of(ENGINES)))
@@ -359,7 +360,7 @@ def _cluster(value, problems) -> Cluster | None:
         problems.append(Problem("cluster", "address", address, 'is required: the scheduler, '
                                 'e.g. "tcp://10.0.0.5:8786" (dask) or "ray://10.0.0.5:10001" '
                                 '/ "auto" / "local" (ray)'))
-    return Cluster(engine, address) if ok else None
+    return Cluster(engine, address, float(timeout_s)) if ok else None
 
 
 def _objectives(value, problems) -> tuple[Objective, ...]:
@@ -437,13 +438,24 @@ def _parameter(path: str, item, method, problems) -> Parameter | None:
     return Parameter(path, low=low, high=high)
 
 
-def _check_on_base(base: dict, fixed: dict, parameters, problems) -> None:
-    """Each value (each bound of a range) on the base with ``[fixed]`` applied, one at a time."""
+def _with_fixed(base: Scenario | None, fixed: dict, problems) -> dict | None:
+    """The base scenario document with ``[fixed]`` applied, or ``None`` (problem recorded)."""
+    if base is None:
+        return None
+    try:
+        return scenario_to_raw(apply(scenario_to_raw(base), fixed))
+    except ScenarioError as exc:
+        problems.append(Problem("", "fixed", fixed, _reasons(exc)))
+        return None
+
+
+def _check_on_base(base: dict, parameters, problems) -> None:
+    """Each value (each bound of a range) on the base, one at a time."""
     for parameter in parameters:
         values = (parameter.low, parameter.high) if parameter.is_range else parameter.values
         for value in values:
             try:
-                apply(base, {**fixed, parameter.path: value})
+                apply(base, {parameter.path: value})
             except ScenarioError as exc:
                 problems.append(Problem("parameters", parameter.path, value, _reasons(exc)))
 
