@@ -18,17 +18,19 @@ from ledger.errors import (
 from ledger.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, is_valid_signature, verify
 from ledger.ledger import Ledger
 from ledger.rules import RULES, ChainState, LedgerRules, Problem, check_block, check_pair
-from ledger.sealed import Envelope, Sealed, SignedMessage, open_envelope, seal, unseal
-from ledger.store import AddResult, LedgerStore
+from ledger.sealed import (
+    Envelope, Sealed, SignedMessage, decode_envelope, open_envelope, seal, unseal,
+)
+from ledger.store import SYNC_MODES, AddResult, LedgerStore
 from ledger.verify import AuditReport, ForkProof, audit, check_fork_proof
 
 __all__ = [
-    "AddResult", "AuditReport", "BlockBody", "BlockRejected", "BlockType", "Bytes",
-    "ChainState", "CreditVoucher", "DecodeError", "DepositPayload", "EncodeError", "Envelope",
-    "ForkProof", "GENESIS_HASH", "GridPayload", "Items", "Ledger", "LedgerError", "LedgerRules",
-    "LedgerStore", "Message", "MeterReading", "MintPayload", "PUBLIC_KEY_BYTES", "Problem",
-    "RULES", "Range", "SIGNATURE_BYTES", "Sealed", "SettlementPayload", "SignatureError",
+    "AddResult", "AuditReport", "BlockBody", "BlockRejected", "BlockType", "Bytes", "ChainState",
+    "CreditVoucher", "DecodeError", "DepositPayload", "EncodeError", "Envelope", "ForkProof",
+    "GENESIS_HASH", "GridPayload", "Items", "Ledger", "LedgerError", "LedgerRules", "LedgerStore",
+    "Message", "MeterReading", "MintPayload", "PUBLIC_KEY_BYTES", "Problem", "RULES", "Range",
+    "SIGNATURE_BYTES", "SYNC_MODES", "Sealed", "SettlementPayload", "SignatureError",
     "SignedMessage", "SigningKey", "StoreError", "Text", "TradePayload", "audit", "check_block",
-    "check_fork_proof", "check_pair", "cost_micro", "is_valid_signature", "open_envelope", "seal",
-    "unseal", "verify",
+    "check_fork_proof", "check_pair", "cost_micro", "decode_envelope", "is_valid_signature",
+    "open_envelope", "seal", "unseal", "verify",
 ]

@@ -7,7 +7,9 @@ reported block is there with the same hash and that all chains verify.  Several 
 database file, so a writer also restarts on a chain that was cut short by the previous kill.
 
 Used by the test suite and ``benchmarks/ledger.py``; runs on the machine's real disk, so it is
-also a way to check a meter's storage.
+also a way to check a meter's storage.  ``sync`` is the store's durability mode: a SIGKILL is a
+process crash, which both ``"full"`` and ``"normal"`` must survive (a power loss, which only
+``"full"`` survives, cannot be staged this way).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ledger.block import CreditVoucher, MeterReading, SettlementPayload, TradePa
 from ledger.keys import SigningKey
 from ledger.ledger import Ledger
 from ledger.sealed import Sealed, seal
-from ledger.store import LedgerStore
+from ledger.store import SYNC_MODES, LedgerStore
 from ledger.verify import audit
 
 __all__ = ["CrashReport", "run_crash_trials"]
@@ -55,10 +57,10 @@ def _ack(conn, blocks: list[Sealed]) -> None:
         conn.send_bytes(ACK.pack(block.message.author, block.message.seq, block.hash))
 
 
-def _writer(db_path: str, tag: str, ack_fd) -> None:
+def _writer(db_path: str, tag: str, ack_fd, sync: str) -> None:
     """Trade forever between two keys, acknowledging every durable commit."""
     seller_key, buyer_key, bank = _keys(tag)
-    store = LedgerStore(db_path)
+    store = LedgerStore(db_path, sync=sync)
     seller, buyer = Ledger(store, seller_key), Ledger(store, buyer_key)
     clock = max(seller.state.time_ms, buyer.state.time_ms) + 1
     interval = max(seller.state.minted, default=1_700_000_000)
@@ -76,10 +78,11 @@ def _writer(db_path: str, tag: str, ack_fd) -> None:
         _ack(ack_fd, [proposal])
         agreement = buyer.agree(proposal.raw, clock)
         _ack(ack_fd, [proposal, agreement])
-        settle = buyer.propose_settlement(SettlementPayload(
-            trade.trade_id, trade.seller, trade.buyer, 1000, 990, 200_000), clock)
-        _ack(ack_fd, [settle])
-        _ack(ack_fd, [seller.agree(settle.raw, clock)])
+        with buyer.batch():   # one commit for two appends, acknowledged after it
+            settle = buyer.propose_settlement(SettlementPayload(
+                trade.trade_id, trade.seller, trade.buyer, 1000, 990, 200_000), clock)
+            closing = seller.agree(settle.raw, clock)
+        _ack(ack_fd, [settle, closing])
 
 
 def _read_acks(conn) -> dict[tuple[bytes, int], bytes]:
@@ -92,9 +95,9 @@ def _read_acks(conn) -> dict[tuple[bytes, int], bytes]:
         acks[(author, seq)] = digest
 
 
-def _one_trial(ctx, db_path: Path, tag: str, rng: random.Random, max_delay_s: float):
+def _one_trial(ctx, db_path: Path, tag: str, rng: random.Random, max_delay_s: float, sync: str):
     reader, writer = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_writer, args=(str(db_path), tag, writer), daemon=True)
+    process = ctx.Process(target=_writer, args=(str(db_path), tag, writer, sync), daemon=True)
     process.start()
     writer.close()
     time.sleep(rng.uniform(0.0, max_delay_s))
@@ -115,8 +118,10 @@ def _one_trial(ctx, db_path: Path, tag: str, rng: random.Random, max_delay_s: fl
 
 
 def run_crash_trials(directory: Path, trials: int = 200, *, trials_per_db: int = 10,
-                     seed: int = 0, max_delay_s: float = 0.08) -> CrashReport:
-    """Run ``trials`` kill-and-check rounds under ``directory``."""
+                     seed: int = 0, max_delay_s: float = 0.08, sync: str = "full") -> CrashReport:
+    """Run ``trials`` kill-and-check rounds under ``directory`` with stores in ``sync`` mode."""
+    if sync not in SYNC_MODES:
+        raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
     rng = random.Random(seed)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["ledger"])
@@ -125,7 +130,8 @@ def run_crash_trials(directory: Path, trials: int = 200, *, trials_per_db: int =
     for trial in range(trials):
         db_index = trial // trials_per_db
         committed, lost, invalid = _one_trial(
-            ctx, Path(directory) / f"crash-{db_index}.db", f"{seed}/{db_index}", rng, max_delay_s)
+            ctx, Path(directory) / f"crash-{db_index}.db", f"{seed}/{db_index}", rng, max_delay_s,
+            sync)
         report.trials += 1
         report.committed_blocks += committed
         report.lost_committed += lost

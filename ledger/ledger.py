@@ -3,8 +3,20 @@
 :class:`Ledger` owns one key and writes only that key's chain; counterparty half-blocks it
 receives (a seller's trade proposal, a buyer's agreement) are checked and stored beside it so
 either party can prove a trade.  Every append is validated by :mod:`ledger.rules` *before* it is
-signed and is durable when the call returns.  All calls are idempotent by trade id: agreeing to
-the same proposal twice returns the first agreement instead of spending twice.
+signed and is durable when the call returns (or, inside :meth:`Ledger.batch`, when the batch
+exits).  All calls are idempotent by trade id: agreeing to the same proposal twice returns the
+first agreement instead of spending twice.
+
+Signatures are checked once per block, never again:
+
+* the own chain is verified when the ledger is opened; after that its blocks are this node's
+  own signatures and are read back without a check;
+* a counterparty block is checked before a Ledger stores it, so bytes identical to a stored
+  block are known good (a ledger database is written through Ledgers only: the low-level
+  ``LedgerStore.add`` checks no signature);
+* a counterparty block may be passed as a ``Sealed`` whose signature the caller already checked
+  (``sealed.verified``, set by :func:`~ledger.sealed.open_envelope`): it is not checked again.
+  Raw bytes, or a ``Sealed`` that is not ``verified``, are checked here.
 
 The clock is passed in (``time_ms``), never read here.
 """
@@ -21,7 +33,7 @@ from ledger.block import (
 from ledger.errors import BlockRejected, DecodeError, StoreError
 from ledger.keys import SigningKey
 from ledger.rules import LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair
-from ledger.sealed import Sealed, open_envelope, seal
+from ledger.sealed import Sealed, decode_envelope, open_envelope, seal
 from ledger.store import AddResult, LedgerStore
 
 __all__ = ["Ledger"]
@@ -63,7 +75,9 @@ class Ledger:
         """Group appends into one durable transaction (group commit, see LedgerStore.group).
 
         Nothing appended inside is durable -- or may be acknowledged to a peer -- before the
-        block exits.  On an exception everything inside is rolled back, in memory too.
+        block exits.  On an exception everything inside is rolled back, in memory too.  Never
+        ``await`` inside a batch: another task's appends would join it, and that task could
+        acknowledge them before they are durable.
         """
         try:
             with self.store.group():
@@ -121,47 +135,69 @@ class Ledger:
         return self._append(BlockType.SETTLEMENT, settlement, time_ms,
                             counterparty=settlement.seller)
 
-    def agree(self, proposal_raw: bytes, time_ms: int) -> Block:
-        """Countersign a counterparty's TRADE or SETTLEMENT proposal (idempotent)."""
-        proposal = self._counterparty_block(proposal_raw)
+    def agree(self, proposal: bytes | Block, time_ms: int) -> Block:
+        """Countersign a counterparty's TRADE or SETTLEMENT proposal (idempotent).
+
+        ``proposal``: its raw bytes, or the ``Sealed`` block (checked here unless ``verified``).
+        """
+        proposal = self._counterparty_block(proposal)
         body = proposal.message
         if not body.is_proposal or body.link_key != self.key.public:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "not a proposal addressed to this node")])
         for raw in self.store.linked_to(body.author, body.seq):
-            agreement, _ = open_envelope(raw, BlockBody)
+            agreement = _stored_block(raw)
             if agreement.message.author == self.key.public:
                 return agreement  # already agreed: answer the retransmission with the same block
         return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,))
 
-    def accept_agreement(self, agreement_raw: bytes) -> Block:
-        """Store the counterparty's agreement to one of our proposals (idempotent)."""
-        agreement = self._counterparty_block(agreement_raw)
-        body = agreement.message
+    def accept_agreement(self, agreement: bytes | Block) -> Block:
+        """Store the counterparty's agreement to one of our proposals (idempotent).
+
+        ``agreement``: its raw bytes, or the ``Sealed`` block (checked unless ``verified``).  An
+        agreement already stored with the very same bytes is not checked or written again.
+        """
+        raw = agreement.raw if isinstance(agreement, Sealed) else agreement
+        block = _stored_block(raw)   # DecodeError if malformed; the signature is checked below
+        body = block.message
         own_raw = self.store.get(self.key.public, body.link_seq) if body.link_key == self.key.public else None
         if own_raw is None:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "does not agree to a proposal of this node")])
-        proposal, _ = open_envelope(own_raw, BlockBody)
-        problems = check_pair(proposal, agreement)
+        problems = check_pair(_stored_block(own_raw), block)
         if problems:
             raise BlockRejected(problems)
+        if self.store.get(body.author, body.seq) == raw:
+            return block   # stored before, so checked before: a retransmission
+        agreement = self._counterparty_block(agreement)
         result = self.store.add([agreement])[0]
         if result is AddResult.FORK:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "counterparty equivocated: fork proof recorded")])
         return agreement
 
-    def _counterparty_block(self, raw: bytes) -> Block:
-        block, signature_ok = open_envelope(raw, BlockBody)
+    def _counterparty_block(self, block: bytes | Block) -> Block:
+        """The counterparty's block with its signature checked (once: see the module doc)."""
+        if isinstance(block, Sealed):
+            if block.verified and isinstance(block.message, BlockBody):
+                return block
+            block = block.raw
+        sealed, signature_ok = open_envelope(block, BlockBody)
         if not signature_ok:
-            body = block.message
+            body = sealed.message
             raise BlockRejected([Problem(SIGNATURE, body.author, body.seq,
                                          "signature does not verify")])
-        return block
+        return sealed
 
     def own_block(self, seq: int) -> Block:
+        """This node's block ``seq`` (its own signature: read back without a check)."""
         raw = self.store.get(self.key.public, seq)
         if raw is None:
             raise StoreError(f"{self.store.path}: own block #{seq} is missing")
-        return open_envelope(raw, BlockBody)[0]
+        return _stored_block(raw)
+
+
+def _stored_block(raw: bytes) -> Block:
+    """Decode a block whose signature is checked elsewhere (stored blocks were checked before
+    they were stored; see the module doc).  Not ``verified``: it is never passed on as such."""
+    return decode_envelope(raw, BlockBody)[0]

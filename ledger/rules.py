@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from ledger import keys
 from ledger.block import (
     GENESIS_HASH, BlockBody, BlockType, DepositPayload, GridPayload, MintPayload,
     SettlementPayload, TradePayload, cost_micro,
 )
-from ledger.keys import is_valid_signature
 from ledger.sealed import Sealed
 
 __all__ = ["LedgerRules", "Problem", "ChainState", "check_block", "check_pair", "RULES"]
@@ -183,7 +183,7 @@ def _check_mint(body: BlockBody, state: ChainState, rules: LedgerRules):
     else:
         if reading.meter not in rules.trusted_meters:
             yield READING, "meter reading is signed by a meter that is neither the author nor trusted"
-        if not is_valid_signature(reading.meter, payload.reading_sig, reading.signing_bytes()):
+        if not keys.is_valid_signature(reading.meter, payload.reading_sig, reading.signing_bytes()):
             yield READING, "meter reading signature does not verify"
     if reading.interval_start_s in state.minted:
         yield DOUBLE_SPEND, f"interval {reading.interval_start_s} was already minted"
@@ -193,7 +193,7 @@ def _check_mint(body: BlockBody, state: ChainState, rules: LedgerRules):
 
 def _check_deposit(body: BlockBody, state: ChainState, rules: LedgerRules):
     payload, voucher = body.payload, body.payload.voucher
-    if not is_valid_signature(voucher.issuer, payload.voucher_sig, voucher.signing_bytes()):
+    if not keys.is_valid_signature(voucher.issuer, payload.voucher_sig, voucher.signing_bytes()):
         yield VOUCHER, "voucher signature does not verify"
     if voucher.account != body.author:
         yield VOUCHER, "voucher is made out to another account"

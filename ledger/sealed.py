@@ -4,6 +4,13 @@ The signature covers exactly ``signing_bytes()`` -- the canonical encoding of th
 already carries the message's type id, so a signature for one kind of message can never be
 replayed as another kind.  The envelope itself is the canonical map ``{"t", "body", "sig"}``;
 its SHA-256 is the identity of the sealed message (a block's hash, an offer's digest).
+
+A :class:`Sealed` remembers whether this process made or checked its signature
+(``sealed.verified``): :func:`seal` and a successful :func:`open_envelope`/:func:`unseal` set it,
+anything else (a hand-built ``Sealed``, :func:`decode_envelope`, a failed check) leaves it False.
+A layer that receives a verified ``Sealed`` from another (the negotiation layer handing a checked
+block to the ledger) trusts it instead of checking the same bytes again.  Every check goes
+through :func:`ledger.keys.is_valid_signature` looked up at call time: one place to count them.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ import dataclasses
 import hashlib
 from typing import Annotated, ClassVar, Generic, TypeVar
 
+from ledger import keys
 from ledger.codec import Bytes, Message
 from ledger.errors import DecodeError, EncodeError, SignatureError
-from ledger.keys import SIGNATURE_BYTES, SigningKey, is_valid_signature
+from ledger.keys import SIGNATURE_BYTES, SigningKey
 
 __all__ = [
     "SignedMessage", "Sealed", "Envelope", "decode_envelope", "open_envelope", "seal", "unseal",
@@ -63,13 +71,20 @@ class _RawDigest:
 
 @dataclasses.dataclass(frozen=True)
 class Sealed(Generic[M]):
-    """A message whose signature has been made or checked, with its envelope bytes."""
+    """A message, its signature and its envelope bytes.
+
+    ``verified`` is True only on the instance :func:`seal` made or :func:`open_envelope` /
+    :func:`unseal` checked (not a field: equality and ``dataclasses.replace`` ignore it, and a
+    replaced copy is not verified).
+    """
 
     message: M
     signature: bytes
     raw: bytes
 
     hash = _RawDigest()  # bytes (not annotated: not a dataclass field)
+    verified: ClassVar[bool] = False  # shadowed by True in the instance dict: see _verified
+
 
     def __repr__(self) -> str:
         seq = getattr(self.message, "seq", None)
@@ -84,7 +99,12 @@ def seal(message: M, key: SigningKey) -> Sealed[M]:
         raise EncodeError(f"{type(message).__name__}.{message.SIGNER} is not the signing key")
     body = message.signing_bytes()
     signature = key.sign(body)
-    return Sealed(message, signature, Envelope(body, signature).encode())
+    return _verified(Sealed(message, signature, Envelope(body, signature).encode()))
+
+
+def _verified(sealed: Sealed[M]) -> Sealed[M]:
+    sealed.__dict__["verified"] = True  # frozen dataclass: set beside the fields, like ``hash``
+    return sealed
 
 
 def unseal(raw: bytes, cls: type[M]) -> Sealed[M]:
@@ -101,15 +121,17 @@ def open_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bool]:
     For validators that report a bad signature together with every other problem of a message.
     """
     sealed, signed = decode_envelope(raw, cls)
-    return sealed, is_valid_signature(sealed.message.signer(), sealed.signature, signed)
+    if keys.is_valid_signature(sealed.message.signer(), sealed.signature, signed):
+        return _verified(sealed), True
+    return sealed, False
 
 
 def decode_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bytes]:
     """Decode a sealed ``cls`` (DecodeError if malformed) *without* checking its signature.
 
-    Returns the sealed message and the signed bytes (its canonical encoding): the caller must
-    check ``is_valid_signature(sealed.message.signer(), sealed.signature, signed)`` before
-    trusting it.  For auditors that check many signatures in one tight loop, where the
+    Returns the sealed message (not ``verified``) and the signed bytes (its canonical encoding):
+    the caller must check ``is_valid_signature(sealed.message.signer(), sealed.signature,
+    signed)`` before trusting it.  For auditors that check many signatures in one tight loop, where the
     signature code stays in the CPU caches (:func:`open_envelope` does both at once).
     """
     if type(raw) is not bytes:

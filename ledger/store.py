@@ -1,10 +1,25 @@
-"""Durable storage of blocks: one SQLite file in WAL mode with ``synchronous=FULL``.
+"""Durable storage of blocks: one SQLite file in WAL mode.
 
 A block is stored as the exact bytes that were signed and sealed; the other columns are derived
 from them and are re-checked by :mod:`ledger.verify`.  ``add`` writes a group of blocks in one
-transaction: after it returns they survive a crash or power loss at any instant (SQLite's WAL
-commit is atomic and fsync'ed).  Adding a block that is already stored is a no-op; adding a
-different block at an occupied (author, seq) stores the pair as a fork proof and keeps the first.
+transaction, and :meth:`LedgerStore.group` makes one transaction of many ``add`` calls (group
+commit).  Adding a block that is already stored is a no-op; adding a different block at an
+occupied (author, seq) stores the pair as a fork proof and keeps the first.
+
+Durability, by the ``sync`` mode (SQLite's ``synchronous`` pragma):
+
+``"full"`` (default; a meter)
+    Every commit fsyncs the WAL before it returns, so a committed block survives a process
+    crash *and* a power loss at any instant.  One fsync per commit (plus the checkpoints', every
+    ~1000 pages): group what one step writes into one transaction.
+``"normal"`` (simulations)
+    Commits are written to the WAL without an fsync (the WAL is synced at checkpoints only).  A
+    committed block survives the death of the process -- SIGKILL included, the data is in the
+    operating system's page cache -- but the last commits may be lost on a power loss or a
+    kernel crash.  The database stays consistent in both cases (WAL commits are atomic).
+
+:attr:`LedgerStore.commits` counts the transactions that wrote something (with ``"full"``: the
+fsyncs); benchmarks and tests read it.
 """
 
 from __future__ import annotations
@@ -20,9 +35,10 @@ from ledger.block import BlockBody
 from ledger.errors import StoreError
 from ledger.sealed import Sealed
 
-__all__ = ["LedgerStore", "AddResult", "SCHEMA_VERSION"]
+__all__ = ["LedgerStore", "AddResult", "SCHEMA_VERSION", "SYNC_MODES"]
 
 SCHEMA_VERSION = 1
+SYNC_MODES = {"full": "FULL", "normal": "NORMAL"}  # sync= -> PRAGMA synchronous
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
@@ -55,14 +71,17 @@ class StoredFork:
 
 
 class LedgerStore:
-    """Blocks of any number of authors in one database file."""
+    """Blocks of any number of authors in one database file; ``sync``: see the module doc."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, sync: str = "full"):
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
+        self.path, self.sync = Path(path), sync
+        self.commits = 0  # transactions that wrote something
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
             self._db.executescript(_SCHEMA)
             self._check_version()
         except sqlite3.DatabaseError as exc:
@@ -90,7 +109,7 @@ class LedgerStore:
         """One durable transaction for every ``add`` inside (group commit).
 
         Reads inside see the group's blocks; nothing is durable before the group exits; an
-        exception rolls the whole group back.
+        exception rolls the whole group back.  A group inside a group joins the outer one.
         """
         if self._db.in_transaction:
             yield
@@ -99,12 +118,19 @@ class LedgerStore:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot start a transaction ({exc})") from exc
+        changes = self._db.total_changes
         try:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:  # e.g. disk full: nothing of the group is stored
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.path}: commit failed ({exc})") from exc
+        self.commits += self._db.total_changes != changes
 
     def add(self, blocks: Iterable[Block]) -> list[AddResult]:
         """Store ``blocks`` in one transaction (durable on return unless inside a group)."""
