@@ -140,7 +140,7 @@ class ApiServer:
 
     Wraps ``node.meter`` in a :class:`~p2pnode.api_views.RecordingMeter` (same readings, the
     recent ones kept for the energy-flow view).  ``feeder``: the node's
-    :class:`~p2pnode.feeder.FeederRole`, if it runs one.
+    :class:`~p2pnode.feeder_role.FeederRole`, if it runs one.
     """
 
     def __init__(self, node, token: str, *, feeder=None, monotonic=time.monotonic):

@@ -25,7 +25,7 @@ restarts, as Prometheus counters may; those read from the ledger (``p2p_ledger_*
 ``p2p_dht_events_total{event}``      every counter of the DHT (drops, timeouts, failures)
 ==================================== =========================================================
 
-A node with the feeder role (:mod:`p2pnode.feeder`) adds, from its latest closed interval
+A node with the feeder role (:mod:`p2pnode.feeder_role`) adds, from its latest closed interval
 (absent until one is closed; loss absent when the transformer had no reading):
 
 ==================================== =========================================================
@@ -151,7 +151,7 @@ class NodeCollector:
 
 
 class FeederCollector:
-    """A prometheus_client collector reading one :class:`~p2pnode.feeder.FeederRole`."""
+    """A prometheus_client collector reading one :class:`~p2pnode.feeder_role.FeederRole`."""
 
     def __init__(self, role):
         self.role = role

@@ -9,7 +9,7 @@ integer µ (with a float in currency units beside it where a person reads it), t
 reading once its interval is closed, but the energy-flow view needs generation and consumption
 of recent intervals.  :func:`parse_constraints` turns a PUT body into a new
 :class:`~p2pnode.config.Constraints` or a :class:`BadRequest` naming the field.
-:func:`feeder_view` shows the books of a node's feeder role (:mod:`p2pnode.feeder`).
+:func:`feeder_view` shows the books of a node's feeder role (:mod:`p2pnode.feeder_role`).
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def feeder_interval_view(booked) -> dict:
 
 def feeder_view(role, limit: int) -> dict:
     """The feeder role's settings, open intervals, report counts and the last ``limit`` closed
-    intervals, oldest first (``role``: a :class:`~p2pnode.feeder.FeederRole`)."""
+    intervals, oldest first (``role``: a :class:`~p2pnode.feeder_role.FeederRole`)."""
     settings, book = role.settings, role.book
     history = list(book.history)[-limit:] if book is not None else []
     counters = book.counters if book is not None else {}

@@ -207,7 +207,7 @@ def _is_public_key(text) -> bool:
 
 @dataclass(frozen=True)
 class FeederRoleConfig:
-    """The feeder (transformer) role: members report, one node accounts (p2pnode/feeder.py).
+    """The feeder (transformer) role: members report, one node books (p2pnode/feeder_role.py).
 
     A member sets ``report_to``, the peer endpoint of the feeder node, and signs a report of
     every interval's reading to it.  The feeder node sets ``enabled``: it takes the reports,

@@ -10,7 +10,7 @@ lost).  With a :class:`~p2pnode.dht.faults.FaultPlan` it loses the request or th
 duplicates and delays them, seeded: a lost request or reply costs the full timeout, exactly as on
 a real network, and a duplicate really reaches the server twice.  Retrying is the caller's job.
 
-Other peer-to-peer routes (the feeder role's reports, :mod:`p2pnode.feeder`) are added with
+Other peer-to-peer routes (the feeder role's reports, :mod:`p2pnode.feeder_role`) are added with
 :meth:`PeerServer.add_post` before the server starts: the same socket, the same size ceiling.
 """
 

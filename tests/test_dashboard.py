@@ -20,7 +20,7 @@ from PIL import Image
 from ledger import seal
 from p2pnode.api import ApiServer
 from p2pnode.config import FeederRoleConfig, NodeConfig
-from p2pnode.feeder import FeederRole
+from p2pnode.feeder_role import FeederRole
 from p2pnode.feeder_report import FeederReport
 from tests.nodekit import INTERVAL_S, START, key, swarm
 from tests.test_api import TOKEN, serving, step

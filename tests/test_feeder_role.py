@@ -26,9 +26,8 @@ from ledger import EncodeError, SigningKey, open_envelope, seal
 from optimizer.markets import LossWatch, NodeReading, feeder_state, place_on_houses
 from p2pnode.config import config_from_dict, load_config
 from p2pnode.errors import ConfigError
-from p2pnode.feeder import (
-    MAX_MEMBER_POWER_W, CsvTransformerMeter, FeederBook, FeederRole, FeederSettings,
-)
+from p2pnode.feeder import MAX_MEMBER_POWER_W, FeederBook, FeederSettings
+from p2pnode.feeder_role import CsvTransformerMeter, FeederRole
 from p2pnode.feeder_report import (
     FEEDER_REPORT_PATH, FeederReport, FeederReporter, outcome_of, report_for,
 )

@@ -147,31 +147,17 @@ async def serve(config, meter, clock, speed: float, until: float | None,
 
     ``on_ready()`` is called once everything is up, just before trading starts (and awaited if
     it returns an awaitable: a host that starts several nodes on one clock holds each here until
-    all are up).  The feeder
-    role's tasks run beside the node's (not inside it): with ``[feeder_role] enabled`` the
-    report route, the node's own reading and the closing of intervals (:mod:`p2pnode.feeder`);
-    with ``report_to`` the reporter (:mod:`p2pnode.feeder_report`).  A failing task stops the
-    daemon with its exception; a lost report does not.
+    all are up).  The feeder role runs beside the node, not inside it (:func:`_feeder_role`).
     """
     from p2pnode.api import ApiServer
-    from p2pnode.feeder import FeederRole
-    from p2pnode.feeder_report import FeederReporter, ReportingMeter
+    from p2pnode.feeder_report import ReportingMeter
     from p2pnode.node import Node
 
     tee = ReportingMeter(meter)
     node = Node(config, tee, clock=clock)
-    role = reporter = None
-    if config.feeder_role.enabled:
-        role = FeederRole(config, node.key, clock)
-        role.attach(node.peer_server)
-        tee.listener = role.own_reading
-    elif config.feeder_role.report_to:
-        reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
-                                  node.counters)
-        tee.listener = reporter.reading
+    role, reporter = _feeder_role(config, node, tee, clock)
     async with node:
         api = ApiServer(node, token, feeder=role) if token is not None else None
-        tasks: dict[str, asyncio.Task] = {}
         try:
             if role is not None:
                 await role.start()
@@ -187,27 +173,62 @@ async def serve(config, meter, clock, speed: float, until: float | None,
                   flush=True)
             if on_ready is not None and inspect.isawaitable(waiting := on_ready()):
                 await waiting
-            tasks["trading"] = asyncio.create_task(node.run(until_s=until, speed=speed))
-            tasks["stopping"] = asyncio.create_task(stop.wait())
-            if role is not None:
-                tasks["feeder"] = asyncio.create_task(role.run(speed))
-            if reporter is not None:
-                tasks["reporting"] = asyncio.create_task(reporter.run())
-            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            await _trade(node, role, reporter, until, speed, stop)
         finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
             if role is not None and role.book is not None:
                 role.close_due()
             if reporter is not None:
-                await reporter.stop()
+                await reporter.stop()      # one bounded last attempt at what is pending
             if api is not None:
                 await api.stop()
-        failed = [t for t in tasks.values() if not t.cancelled() and t.exception() is not None]
-        if failed:
-            raise failed[0].exception()
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
         print(json.dumps({"stopped": True, "counters": counts}), flush=True)
     return 0
+
+
+def _feeder_role(config, node, tee, clock):
+    """``(role, reporter)`` of ``node``, hooked to its meter ``tee`` (at most one is not None).
+
+    ``[feeder_role] enabled``: the feeder node's role (:mod:`p2pnode.feeder_role`: the report
+    route on the peer endpoint, added before the node starts; the node's own reading; closing
+    intervals).  ``report_to``: the member's reporter (:mod:`p2pnode.feeder_report`).
+    """
+    from p2pnode.feeder_report import FeederReporter
+    from p2pnode.feeder_role import FeederRole
+
+    if config.feeder_role.enabled:
+        role = FeederRole(config, node.key, clock)
+        role.attach(node.peer_server)
+        tee.listener = role.own_reading
+        return role, None
+    if config.feeder_role.report_to:
+        reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
+                                  node.counters)
+        tee.listener = reporter.reading
+        return None, reporter
+    return None, None
+
+
+async def _trade(node, role, reporter, until: float | None, speed: float,
+                 stop: asyncio.Event) -> None:
+    """Trading and the feeder role's task until ``until`` or ``stop``.
+
+    A task that fails stops the others and its exception is raised; a lost feeder report is
+    not a failure (the reporter counts it and goes on).
+    """
+    tasks = {asyncio.create_task(node.run(until_s=until, speed=speed), name="trading"),
+             asyncio.create_task(stop.wait(), name="stopping")}
+    if role is not None:
+        tasks.add(asyncio.create_task(role.run(speed), name="feeder role"))
+    if reporter is not None:
+        tasks.add(asyncio.create_task(reporter.run(), name="feeder reports"))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
+    if failed:
+        raise failed[0].exception()
