@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import hashlib
 from typing import Annotated
 
 from ledger import (
@@ -181,6 +182,11 @@ class ReplayGuard:
     ``window_ms`` off, ``nonce_reused`` when a nonce comes back with different content,
     ``in_progress`` while the first copy is still being handled, ``busy`` when the guard is full
     of live entries (a flood) -- nothing is forgotten before its window has passed.
+
+    ``replay_of(raw, now_ms)`` answers a retransmission from its bytes alone, before they are
+    decoded or their signature checked: only the very bytes of a request that was admitted --
+    after its signature was checked -- and answered have a reply to give back, so the same
+    bytes are never checked twice.
     """
 
     def __init__(self, window_ms: int, max_entries: int = 100_000):
@@ -189,6 +195,7 @@ class ReplayGuard:
         self.window_ms, self.max_entries = window_ms, max_entries
         # nonce -> (expiry_ms, request hash, reply bytes or None while in progress), oldest first
         self._seen: collections.OrderedDict[bytes, list] = collections.OrderedDict()
+        self._answered: dict[bytes, bytes] = {}   # request hash -> nonce, once a reply is known
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -211,10 +218,19 @@ class ReplayGuard:
         self._seen[message.nonce] = [message.sent_at_ms + self.window_ms, request.hash, None]
         return None
 
+    def replay_of(self, raw: bytes, now_ms: int) -> bytes | None:
+        """The reply given to exactly these request bytes, while they are fresh; else None."""
+        digest = hashlib.sha256(raw).digest()
+        entry = self._seen.get(self._answered.get(digest, b""))
+        if entry is None or entry[1] != digest or entry[0] < now_ms:   # unknown, or stale now
+            return None
+        return entry[2]
+
     def remember(self, request: Sealed[PeerRequest], reply: bytes) -> None:
         entry = self._seen.get(request.message.nonce)
         if entry is not None and entry[1] == request.hash:
             entry[2] = reply
+            self._answered[request.hash] = request.message.nonce
 
     def forget(self, request: Sealed[PeerRequest]) -> None:
         """Drop an entry whose handling failed, so a retransmission is handled afresh."""
@@ -229,3 +245,4 @@ class ReplayGuard:
             if entry[0] >= now_ms:
                 break
             del self._seen[nonce]
+            self._answered.pop(entry[1], None)

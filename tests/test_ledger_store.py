@@ -213,3 +213,23 @@ def test_trusted_issuer_option(tmp_path, capsys):
     assert main(["ledger", "verify", str(path), "--trusted-issuer", stranger]) == 1
     assert "voucher issuer is not trusted" in capsys.readouterr().out
     assert main(["ledger", "verify", str(path), "--trusted-issuer", BANK.public.hex()]) == 0
+
+
+@pytest.mark.parametrize("sync, level", [("full", 2), ("normal", 1)])
+def test_sync_mode_sets_the_pragma_and_only_writing_commits_count(tmp_path, sync, level):
+    store = LedgerStore(tmp_path / "l.db", sync=sync)
+    assert store.sync == sync
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level  # per connection
+    seller = Ledger(store, SELLER)
+    mint = seller.mint(seal(MeterReading(SELLER.public, INTERVAL, 900, 9000, 1000), SELLER), 8000, 1)
+    with seller.batch():                                  # two appends, one commit
+        seller.propose_trade(trade_payload(1), 2)
+        seller.record_grid(grid_payload(), 3)
+    assert store.add([mint]) == [AddResult.DUPLICATE]     # wrote nothing: not a commit
+    assert store.commits == 2
+    store.close()
+
+
+def test_unknown_sync_mode_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="sync must be one of"):
+        LedgerStore(tmp_path / "l.db", sync="off")

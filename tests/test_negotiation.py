@@ -138,6 +138,24 @@ def test_replay_guard_answers_retransmissions_and_refuses_replays():
     assert len(guard) == 1
 
 
+def test_replay_guard_answers_only_the_very_bytes_it_answered_while_fresh():
+    """``replay_of`` runs before the signature check, so it must know nothing but exact copies
+    of requests that were admitted (checked) and answered."""
+    guard = ReplayGuard(window_ms=60_000)
+    first = request()
+    assert guard.replay_of(first.raw, NOW_MS) is None              # never seen
+    assert guard.admit(first, NOW_MS) is None
+    assert guard.replay_of(first.raw, NOW_MS) is None              # not answered yet
+    guard.remember(first, b"reply-1")
+    assert guard.replay_of(first.raw, NOW_MS + 10) == b"reply-1"
+    tampered = bytearray(first.raw)
+    tampered[-10] ^= 1                                             # same nonce, other bytes
+    assert guard.replay_of(bytes(tampered), NOW_MS + 10) is None
+    assert guard.replay_of(first.raw, NOW_MS + 60_001) is None     # stale: not answered
+    assert guard.admit(request(sent_at_ms=NOW_MS + 60_001), NOW_MS + 60_001) is None
+    assert guard.replay_of(first.raw, NOW_MS + 10) is None         # expired and forgotten
+
+
 def test_replay_guard_rejects_bad_settings():
     with pytest.raises(ValueError):
         ReplayGuard(window_ms=0)

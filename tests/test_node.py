@@ -9,8 +9,11 @@ import os
 import pytest
 
 from ledger import BlockBody, BlockType, cost_micro, open_envelope, seal
-from p2pnode.config import Constraints
+from p2pnode.config import Constraints, NodeConfig
+from p2pnode.errors import ConfigError
+from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
+from p2pnode.node import Node
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
@@ -131,6 +134,20 @@ def test_hostile_messages_are_dropped_counted_and_change_nothing(tmp_path):
                 await client.stop()
             assert len(own(seller, BlockType.TRADE)) == 1          # only the one good request
             assert seller.counters["trades_proposed"] == 1
+
+    run(main())
+
+
+def test_ledger_sync_reaches_the_store_and_is_checked(tmp_path):
+    config = NodeConfig(ledger=tmp_path / "n.db")
+    meter = ProfileMeter(START, 900, [0], [0])
+    with pytest.raises(ConfigError, match="ledger_sync"):
+        Node(config, meter, key=key(0), ledger_sync="off")
+
+    async def main():
+        for sync in ("normal", "full"):
+            async with Node(config, meter, key=key(0), ledger_sync=sync) as node:
+                assert node.ledger.store.sync == sync
 
     run(main())
 

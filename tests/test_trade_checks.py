@@ -1,0 +1,222 @@
+"""The trade path between real nodes: every signature checked exactly once, nothing stored twice.
+
+These tests fail if a check is dropped (a forged agreement, settlement proposal or settlement
+agreement gets through), if a check is done twice again (the count per trade), if a replayed
+message is acted on twice, or if a step's writes stop being one commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import time
+
+import msgpack
+import pytest
+
+import ledger.keys
+from ledger import (
+    BlockBody, BlockRejected, BlockType, Ledger, LedgerStore, MeterReading, Sealed,
+    SettlementPayload, decode_envelope, open_envelope, seal,
+)
+from p2pnode.config import Constraints
+from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_reply
+from p2pnode.peer import PeerClient
+from tests.chainkit import BANK, BUYER, INTERVAL, SELLER, deposit_payload, trade_payload
+from tests.nodekit import START, swarm
+
+TYPE_NAMES = {BlockBody.TYPE: "block", PeerRequest.TYPE: "request", PeerReply.TYPE: "reply"}
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=120))
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """Signature checks by kind of signed message (block, request, reply, other)."""
+    counted: collections.Counter[str] = collections.Counter()
+    real = ledger.keys.is_valid_signature
+
+    def counting(public: bytes, signature: bytes, data: bytes) -> bool:
+        counted[TYPE_NAMES.get(msgpack.unpackb(data)["t"], "other")] += 1
+        return real(public, signature, data)
+
+    monkeypatch.setattr(ledger.keys, "is_valid_signature", counting)
+    return counted
+
+
+def forged(raw: bytes) -> bytes:
+    """``raw`` with one bit of its signature flipped (the envelope ends with sig, then "t": 1)."""
+    out = bytearray(raw)
+    out[-10] ^= 1
+    return bytes(out)
+
+
+def trade_ids(node, kind: BlockType) -> list[bytes]:
+    """Trade ids of every block of ``kind`` in ``node``'s database (both halves)."""
+    out = []
+    for _, _, _, raw in node.ledger.store.raw_blocks():
+        body = decode_envelope(raw, BlockBody)[0].message
+        if body.type is kind:
+            out.append(body.payload.trade_id)
+    return out
+
+
+def test_a_trade_costs_ten_signature_checks_and_three_commits_a_side(tmp_path, checks):
+    """Three trades and one settle: 10 checks per trade (3 requests, 3 replies, 4 blocks --
+    the seller's REQUEST, CONFIRM and SETTLE, the buyer's three replies, and the trade
+    proposal, its agreement, the settlement proposal and its agreement, each once); the seller
+    commits once per step (3 per trade), the buyer once per agreement plus twice per settle."""
+    trades = 3
+
+    async def main():
+        async with swarm([[900], [-300]], tmp_path,
+                         constraints={1: Constraints(max_trade_wh=100)}) as s:
+            seller, buyer = s.nodes
+            s.clock.now_s = START + 900
+            await seller.open_interval(START)
+            await buyer.open_interval(START)
+            offer = seller.own_offers()[0]
+            s.clock.now_s += 1
+            commits = (seller.ledger.store.commits, buyer.ledger.store.commits)
+            checks.clear()
+            state = buyer._buying[START]
+            for _ in range(trades):
+                assert await buyer._negotiate(offer, state, time.perf_counter()) == 100
+            assert await buyer.settle(START) == trades
+            counted = {kind: checks[kind] for kind in ("request", "reply", "block")}
+            assert counted == {"request": 3 * trades, "reply": 3 * trades, "block": 4 * trades}
+            assert seller.ledger.store.commits - commits[0] == 3 * trades
+            assert buyer.ledger.store.commits - commits[1] == trades + 2
+            for node in (seller, buyer):   # both halves of every trade and settlement, once
+                assert collections.Counter(trade_ids(node, BlockType.TRADE)) == {
+                    tid: 2 for tid in buyer.bought}
+                assert collections.Counter(trade_ids(node, BlockType.SETTLEMENT)) == {
+                    tid: 2 for tid in buyer.bought}
+
+    run(main())
+
+
+class Buyer:
+    """The buyer's half of a negotiation, by hand: its requests can carry forged blocks."""
+
+    def __init__(self, node, seller, client: PeerClient):
+        self.node, self.seller, self.client = node, seller, client
+
+    async def send(self, kind: Kind, trade_id: bytes, offer, blocks: tuple[bytes, ...] = (),
+                   raw: bytes | None = None):
+        """(the seller's reply, the request's bytes); ``raw`` sends those bytes again."""
+        if raw is None:
+            raw = self.node._request(kind, self.seller.public, trade_id, offer.offer_id, START,
+                                     300, offer.price_micro_per_kwh, blocks).raw
+        answer = await self.client.send(self.seller.endpoint, raw, 2.0)
+        assert answer is not None, "the seller dropped the request"
+        reply = check_reply(answer, decode_envelope(raw, PeerRequest)[0].message)
+        assert not isinstance(reply, str), reply
+        return reply.message, raw
+
+
+def test_forged_blocks_are_refused_and_replays_are_answered_not_stored(tmp_path, checks):
+    async def main():
+        async with swarm([[800], [-300]], tmp_path) as s:
+            seller, buyer = s.nodes
+            s.clock.now_s = START + 900
+            await seller.open_interval(START)
+            offer = seller.own_offers()[0]
+            client = PeerClient()
+            await client.start()
+            try:
+                await exchange(seller, Buyer(buyer, seller, client), offer, checks)
+            finally:
+                await client.stop()
+
+    run(main())
+
+
+async def exchange(seller, hand: Buyer, offer, checks) -> None:
+    buyer = hand.node
+    trade_id = b"T" * 16
+    reply, _ = await hand.send(Kind.REQUEST, trade_id, offer)
+    assert reply.status is Status.ACCEPTED
+    proposal = open_envelope(reply.blocks[0], BlockBody)[0]
+    agreement = buyer.ledger.agree(proposal, int(seller.clock() * 1000))
+    stored = seller.ledger.store.count()
+
+    # a forged agreement: refused, nothing stored
+    reply, _ = await hand.send(Kind.CONFIRM, trade_id, offer, (forged(agreement.raw),))
+    assert (reply.status, reply.reason) == (Status.DENIED, "bad_agreement")
+    assert seller.ledger.store.count() == stored
+    reply, _ = await hand.send(Kind.CONFIRM, trade_id, offer, (agreement.raw,))
+    assert reply.status is Status.DONE
+    assert seller.ledger.store.count() == stored + 1
+
+    settlement = buyer.ledger.propose_settlement(SettlementPayload(
+        trade_id, seller.public, buyer.public, 300, 290, offer.price_micro_per_kwh),
+        int(seller.clock() * 1000))
+    stored = seller.ledger.store.count()
+    # the agreement is stored, but a SETTLE carrying a forged copy of it is checked, not waved
+    # through as "already stored"; a forged settlement proposal is refused too
+    for blocks, reason in (((forged(agreement.raw), settlement.raw), "bad_agreement"),
+                           ((agreement.raw, forged(settlement.raw)), "not_a_settlement")):
+        reply, _ = await hand.send(Kind.SETTLE, trade_id, offer, blocks)
+        assert (reply.status, reply.reason) == (Status.DENIED, reason)
+        assert seller.ledger.store.count() == stored
+    assert seller.counters["settlements_agreed"] == 0
+
+    reply, raw = await hand.send(Kind.SETTLE, trade_id, offer, (agreement.raw, settlement.raw))
+    assert reply.status is Status.DONE
+    closing = reply.blocks[0]
+    assert seller.ledger.store.count() == stored + 2   # the proposal and the agreement
+    stored = seller.ledger.store.count()
+
+    # the same bytes again (a retransmission): the cached reply, no check, nothing stored
+    checks.clear()
+    again, _ = await hand.send(Kind.SETTLE, trade_id, offer, raw=raw)
+    assert again.blocks == (closing,)
+    assert seller.counters["retransmissions_answered"] == 1
+    assert checks["request"] == 0 and checks["block"] == 0
+    # the same blocks in a new request (a replay past the cache): the ledger answers with the
+    # agreement it already made; nothing is stored twice, nothing is paid twice
+    credit = seller.ledger.credit_micro
+    replayed, _ = await hand.send(Kind.SETTLE, trade_id, offer, (agreement.raw, settlement.raw))
+    assert replayed.blocks == (closing,)
+    assert seller.ledger.store.count() == stored
+    assert seller.ledger.credit_micro == credit
+    assert trade_ids(seller, BlockType.SETTLEMENT) == [trade_id, trade_id]
+
+    # the buyer's side: a forged settlement agreement is refused, the real one stored once
+    with pytest.raises(BlockRejected, match="signature"):
+        buyer.ledger.accept_agreement(forged(closing))
+    buyer.ledger.accept_agreement(closing)
+    count = buyer.ledger.store.count()
+    buyer.ledger.accept_agreement(closing)
+    assert buyer.ledger.store.count() == count
+
+
+def test_only_a_checked_sealed_block_skips_the_check(tmp_path, checks):
+    """A Sealed handed to the ledger is trusted only if seal/open_envelope checked it."""
+    store = LedgerStore(tmp_path / "l.db")
+    seller, buyer = Ledger(store, SELLER), Ledger(store, BUYER)
+    seller.mint(seal(MeterReading(SELLER.public, INTERVAL, 900, 9000, 1000), SELLER), 8000, 1)
+    buyer.deposit(seal(deposit_payload(BUYER).voucher, BANK), 1)
+    proposal = seller.propose_trade(trade_payload(1), 2)
+    bad = forged(proposal.raw)
+    unchecked = (decode_envelope(bad, BlockBody)[0],               # decoded, never checked
+                 open_envelope(bad, BlockBody)[0],                 # checked: it failed
+                 Sealed(proposal.message, proposal.signature[:-1] + b"\0", bad))  # by hand
+    for sealed in unchecked:
+        assert not sealed.verified
+        with pytest.raises(BlockRejected, match="signature"):
+            buyer.agree(sealed, 3)
+    copy = dataclasses.replace(open_envelope(proposal.raw, BlockBody)[0])
+    assert not copy.verified
+    checks.clear()
+    buyer.agree(copy, 3)                     # a good block, but not known to be checked
+    assert checks["block"] == 1
+    opened = open_envelope(seller.propose_trade(trade_payload(2), 4).raw, BlockBody)[0]
+    checks.clear()
+    buyer.agree(opened, 5)                   # checked by open_envelope: not again
+    assert checks["block"] == 0
+    store.close()
