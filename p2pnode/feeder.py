@@ -229,7 +229,8 @@ class FeederBook:
             raise ValueError(f"interval {start_s} is not open")
         for earlier in [s for s in self.reports if s < start_s]:
             del self.reports[earlier]
-        self.counters["intervals_skipped"] += (start_s - self.open_from_s) // self.settings.interval_s
+        if start_s > self.open_from_s:
+            self.counters["intervals_skipped"] += (start_s - self.open_from_s) // self.settings.interval_s
         self.open_from_s = start_s + self.settings.interval_s
         reports = self.reports.pop(start_s, {})
         self.answered[start_s] = {member: sealed.hash for member, sealed in reports.items()}

@@ -153,6 +153,10 @@ class FeederRole:
             closed.append(self.book.close(start, self.transformer.read(start,
                                                                         self.settings.interval_s)))
             latest = closed[-1]
+            log.info("feeder %s interval %s: G %d Wh, C %d Wh, T %s Wh, loss %s Wh, %d members "
+                     "reporting, %d missing", self.settings.feeder, start, latest.generation_wh,
+                     latest.consumption_wh, latest.transformer_wh, latest.loss_wh,
+                     latest.members_reporting, latest.members_missing)
             if latest.alert:
                 log.warning("feeder %s: unaccounted energy %s Wh in interval %s (%d in a row "
                             "above the threshold)", self.settings.feeder, latest.loss_wh, start,

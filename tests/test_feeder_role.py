@@ -350,6 +350,9 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
     assert len(member_counts) == 3
     for counts in member_counts:
         assert counts["feeder_report_accepted"] == counts["feeder_report_queued"] == 3
+    (feeder_counts,) = [s["feeder"] for s in stopped if "feeder" in s]
+    assert feeder_counts["reports_dropped_not_member"] == 1
+    assert feeder_counts["intervals_closed"] >= 3 and "intervals_skipped" not in feeder_counts
 
 
 def check_books(books: dict, feeder_key: SigningKey, members) -> None:

@@ -183,7 +183,10 @@ async def serve(config, meter, clock, speed: float, until: float | None,
                 await api.stop()
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
-        print(json.dumps({"stopped": True, "counters": counts}), flush=True)
+        stopped = {"stopped": True, "counters": counts}
+        if role is not None and role.book is not None:
+            stopped["feeder"] = dict(sorted(role.book.counters.items()))
+        print(json.dumps(stopped), flush=True)
     return 0
 
 
