@@ -285,7 +285,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n[meter]\n'
         f'path = "meter.csv"\n{TIMING}[api]\nenabled = true\ntoken_file = "api.token"\n'
         f'[feeder_role]\nenabled = true\ntransformer_meter = "transformer.csv"\n'
-        f'loss_threshold_kwh = 0.1\npersistence = 2\ngrace_s = 300\n'
+        f'loss_threshold_kwh = 0.1\npersistence = 2\ngrace_s = 600\n'
         f'network = "kerber_dorfnetz"\nmembers = [{keys}]\n')
     clock = ReplayClock(START, SPEED, running=False)
     until = START + 3 * STEP + 1          # three intervals: START .. START + 2 * STEP
@@ -337,6 +337,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
             assert metric(text, "p2p_feeder_loss_kwh") == pytest.approx(LOSSES[2] / 1000)
             assert metric(text, "p2p_feeder_reports_dropped_total", reason="not_member") == 1
             assert metric(text, "p2p_feeder_members", state="reporting") == 4
+            assert metric(text, "p2p_feeder_alert") == 0             # 20 Wh cleared it
             limited = await client.get("feeder?limit=1")
             assert [i["interval_start_s"] for i in limited["intervals"]] == [START + 2 * STEP]
             error = await client.get("feeder?limit=0", status=400)
