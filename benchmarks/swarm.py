@@ -29,8 +29,12 @@ Per size ``m<N>_``:
   closed form of :func:`simulator.solve_optimum` without pair limits -- what ``summary.json``
   reports as ``local_match_ratio``), ``decision_ms_p50``, ``messages_per_trade`` (peer messages
   sent per settled trade).  ``no_reply``: negotiations that got no answer after every attempt;
-  ``rpc_timeout``, ``publish_timeout``, ``unexpected_reply``: DHT counters summed over the nodes
-  (late replies under CPU load show up here).
+  ``rpc_timeout``, ``publish_timeout``, ``late_reply`` (answers that came after their request was
+  given up: the time-out was shorter than the round trip under CPU load), ``unexpected_reply``
+  (duplicates, answers to an attempt after another attempt's answer): DHT counters summed over
+  the nodes.  ``udp_rcvbuf_errors``: datagrams the kernel
+  dropped during the run because a UDP socket's receive buffer was full (``RcvbufErrors`` of
+  /proc/net/snmp, the whole machine: other jobs' drops count too).
 * ``wall_per_meter_vs_100``: (wall_s / N) / (wall_s / 100 of the 100-meter run), the scaling
   against the smallest size of the same run (1 would be linear); ``cpu_per_meter_vs_100`` the
   same for cpu_s, which other load on the machine disturbs less than wall time.
@@ -139,10 +143,11 @@ def one_size(meters: int, quick: bool, progress: bool, run_dir: Path) -> dict:
     profiles = build_profiles(scenario.profile_spec())
     if quick:
         profiles = day_slice(profiles, QUICK_FIRST, QUICK_INTERVALS)
-    cpu0 = cpu_s(resource.RUSAGE_SELF)
+    cpu0, drops0 = cpu_s(resource.RUSAGE_SELF), udp_receive_buffer_errors()
     with RssSampler() as sampler:
         swarm = run_swarm(scenario, profiles, run_dir, processes=PROCESSES, progress=progress)
     cpu = cpu_s(resource.RUSAGE_SELF) - cpu0 + cpu_s(resource.RUSAGE_CHILDREN)
+    drops = udp_receive_buffer_errors() - drops0
     optimum_wh = float(max_local_match_wh(profiles.surplus_wh, profiles.deficit_wh).sum())
     delivered_wh = sum(row["delivered_wh"] for row in swarm.trades)
     decisions = [row["decision_ms"] for row in swarm.trades if row["decision_ms"] == row["decision_ms"]]
@@ -165,8 +170,20 @@ def one_size(meters: int, quick: bool, progress: bool, run_dir: Path) -> dict:
         "no_reply": swarm.counters.get("no_reply", 0),
         "discoveries": swarm.counters.get("discoveries", 0),
         **{name: swarm.counters.get(f"dht_{name}", 0)
-           for name in ("rpc_timeout", "publish_timeout", "unexpected_reply")},
+           for name in ("rpc_timeout", "publish_timeout", "late_reply", "unexpected_reply")},
+        "udp_rcvbuf_errors": drops,
     }
+
+
+def udp_receive_buffer_errors() -> int:
+    """Datagrams the kernel dropped because a UDP socket's receive buffer was full (whole
+    machine: ``RcvbufErrors`` of /proc/net/snmp); 0 where that file does not exist."""
+    try:
+        with open("/proc/net/snmp") as f:
+            header, values = [line.split() for line in f if line.startswith("Udp:")][:2]
+    except (OSError, ValueError):
+        return 0
+    return int(values[header.index("RcvbufErrors")])
 
 
 # -- the driver: every size in its own process group ------------------------------------------

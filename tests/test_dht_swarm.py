@@ -22,7 +22,7 @@ from p2pnode.dht.storage import PAGE_BUDGET_BYTES, Page
 from p2pnode.identity import node_id
 from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRejected, query_keys, record_keys
 from tests.dhtkit import (
-    FEEDER, INTERVAL, NOW, Clock, forged, key, key_near, run, sealed, settle, swarm,
+    FAST, FEEDER, INTERVAL, NOW, Clock, forged, key, key_near, run, sealed, settle, swarm,
 )
 
 
@@ -306,4 +306,21 @@ def test_settings_are_validated():
         DHTSettings(ksize=0)
     with pytest.raises(ValueError, match="rpc_timeout_s"):
         DHTSettings(rpc_timeout_s=0)
+    with pytest.raises(ValueError, match="receive_buffer_bytes"):
+        DHTSettings(receive_buffer_bytes=1024)
     assert dataclasses.replace(DHTSettings(), alpha=5).alpha == 5
+
+
+def test_the_socket_gets_the_receive_buffer_asked_for():
+    """Replies come in bursts; a small kernel buffer loses them while the loop is busy."""
+    with open("/proc/sys/net/core/rmem_max") as f:
+        kernel_cap = int(f.read())
+    asked = 1 << 19
+    settings = dataclasses.replace(FAST, receive_buffer_bytes=asked)
+
+    async def main():
+        async with swarm(1, settings=settings) as (node,):
+            sock = node.server.transport.get_extra_info("socket")
+            # Linux reports twice what it grants (bookkeeping), capped by rmem_max
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= min(asked, kernel_cap)
+    run(main())

@@ -23,7 +23,8 @@ routing table, but changes what kademlia gets wrong for signed offers:
   could claim somebody else's key -- it then sits at that key's id, can withhold records but
   cannot forge any, because every record is signed by its seller;
 * requests are explicit coroutines (no rpcudp ``__getattr__`` magic), each awaited under
-  ``asyncio.timeout`` and resent once on timeout with the same message id; every datagram from
+  ``asyncio.timeout`` from a measured round trip (:mod:`p2pnode.dht.rtt`) and resent once on
+  timeout with a new message id; every datagram from
   a peer is parsed strictly (:mod:`p2pnode.dht.wire`), and bad input is logged at debug level,
   counted in ``counters`` and dropped -- it never raises out of ``datagram_received``;
 * every background task (stores to new neighbours, pings from the routing table) is owned by
@@ -47,16 +48,19 @@ from kademlia.routing import RoutingTable
 
 from p2pnode.dht import wire
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
+from p2pnode.dht.rtt import RetransmitTimer
 from p2pnode.dht.storage import PAGE_BUDGET_BYTES, OfferStorage
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.identity import node_id
 
-__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_TIMEOUT_S"]
+__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_MAX_TIMEOUT_S", "RPC_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
-RPC_TIMEOUT_S = 0.5     # per attempt
-RPC_ATTEMPTS = 2        # first send + one resend with the same message id
+RPC_TIMEOUT_S = 0.5     # first attempt's time-out until replies are measured, and its floor
+RPC_MAX_TIMEOUT_S = 2.0 # ceiling of any attempt's time-out (see p2pnode.dht.rtt)
+RPC_ATTEMPTS = 2        # first send + one resend (with a new message id)
+MAX_GIVEN_UP = 4096     # requests remembered after giving up, to measure their late replies
 HEAD_PING_INTERVAL_S = 30.0   # a full bucket's head is pinged at most this often
 MAX_PING_MEMORY = 1024
 NO_REPLY = object()     # what a request returns when no reply came in time
@@ -134,17 +138,20 @@ class OfferProtocol(KademliaProtocol):
     def __init__(self, source_node: Node, storage: OfferStorage, ksize: int, *, public: bytes,
                  tasks: TaskRegistry, counters: collections.Counter,
                  faults: FaultPlan | None = None, rpc_timeout_s: float = RPC_TIMEOUT_S,
-                 rpc_attempts: int = RPC_ATTEMPTS):
+                 rpc_attempts: int = RPC_ATTEMPTS, rpc_max_timeout_s: float = RPC_MAX_TIMEOUT_S):
         super().__init__(source_node, storage, ksize)
         self.router = OfferRoutingTable(self, ksize, source_node)
         self.public = public
         self.tasks = tasks
         self.counters = counters
         self.faults = faults
-        self.rpc_timeout_s = rpc_timeout_s
+        self.timer = RetransmitTimer(rpc_timeout_s, max(rpc_timeout_s, rpc_max_timeout_s))
         self.rpc_attempts = rpc_attempts
         self.transport: FaultyTransport | None = None
-        self._outstanding: dict[bytes, tuple[asyncio.Future, tuple[str, int]]] = {}
+        # msg id -> (reply future, address asked, loop time sent); given up: (address, sent)
+        self._outstanding: dict[bytes, tuple[asyncio.Future, tuple[str, int], float]] = {}
+        self._given_up: collections.OrderedDict[bytes, tuple[tuple[str, int], float]] = (
+            collections.OrderedDict())
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping, "store": self.rpc_store,
             "find_node": self.rpc_find_node, "find_value": self.rpc_find_value,
@@ -185,13 +192,24 @@ class OfferProtocol(KademliaProtocol):
 
     def _accept_response(self, msg_id: bytes, payload: Any, address) -> None:
         entry = self._outstanding.get(msg_id)
-        if entry is None or entry[0].done():
-            self.counters["unexpected_reply"] += 1  # late, duplicated or never asked for
+        if entry is None:
+            late = self._given_up.pop(msg_id, None)
+            if late is not None and tuple(address[:2]) == late[0]:
+                # the request was given up: its time-out was shorter than this round trip
+                self.counters["late_reply"] += 1
+                self.timer.sample(asyncio.get_running_loop().time() - late[1])
+            else:
+                self.counters["unexpected_reply"] += 1  # duplicated or never asked for
             return
-        future, expected = entry
+        future, expected, sent_at = entry
         if tuple(address[:2]) != expected:
             self.counters["spoofed_reply"] += 1
             return
+        del self._outstanding[msg_id]          # a duplicate of this reply is unexpected
+        if future.done():                      # another attempt's reply came first
+            self.counters["unexpected_reply"] += 1
+            return
+        self.timer.sample(asyncio.get_running_loop().time() - sent_at)
         future.set_result(payload)
 
     def _send(self, datagram: bytes, address) -> None:
@@ -270,24 +288,35 @@ class OfferProtocol(KademliaProtocol):
         return self.tasks.spawn(coro)
 
     async def _call(self, address: tuple[str, int], name: str, args: list) -> Any:
-        """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries."""
+        """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries.
+
+        Each attempt has its own message id (a reply names the attempt it answers, so its round
+        trip is measured exactly) and waits :meth:`RetransmitTimer.timeout_s` for it; a reply to
+        any attempt answers the request."""
         if self.transport is None or self.transport.is_closing():
             return NO_REPLY
-        msg_id = os.urandom(20)
-        datagram = wire.encode_request(msg_id, name, args)
-        future = asyncio.get_running_loop().create_future()
-        self._outstanding[msg_id] = (future, (address[0], address[1]))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        address = (address[0], address[1])
+        sent: list[tuple[bytes, float]] = []
         try:
-            for _ in range(self.rpc_attempts):
-                self._send(datagram, address)
+            for attempt in range(self.rpc_attempts):
+                msg_id = os.urandom(20)
+                sent.append((msg_id, loop.time()))
+                self._outstanding[msg_id] = (future, address, sent[-1][1])
+                self._send(wire.encode_request(msg_id, name, args), address)
                 try:
-                    async with asyncio.timeout(self.rpc_timeout_s):
+                    async with asyncio.timeout(self.timer.timeout_s(attempt)):
                         return await asyncio.shield(future)
                 except TimeoutError:
                     self.counters["rpc_timeout"] += 1
             return NO_REPLY
         finally:
-            self._outstanding.pop(msg_id, None)
+            for msg_id, at in sent:
+                if self._outstanding.pop(msg_id, None) is not None and not future.done():
+                    self._given_up[msg_id] = (address, at)
+            while len(self._given_up) > MAX_GIVEN_UP:
+                self._given_up.popitem(last=False)
             if not future.done():
                 future.cancel()
 
@@ -356,9 +385,10 @@ class OfferProtocol(KademliaProtocol):
         return await self._ask(node_to_ask, "store", [self.public, key, records], parse)
 
     def close(self) -> None:
-        for future, _ in self._outstanding.values():
+        for future, _, _ in self._outstanding.values():
             if not future.done():
                 future.cancel()
+        self._given_up.clear()
         if self.transport is not None:
             self.transport.close()
 

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import dataclasses
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -29,7 +30,7 @@ from kademlia.node import Node
 from ledger import Sealed, SigningKey, seal
 from p2pnode.dht.crawler import NodeLookup, OfferLookup
 from p2pnode.dht.faults import FaultPlan
-from p2pnode.dht.protocol import RPC_ATTEMPTS, RPC_TIMEOUT_S, OfferProtocol
+from p2pnode.dht.protocol import RPC_ATTEMPTS, RPC_MAX_TIMEOUT_S, RPC_TIMEOUT_S, OfferProtocol
 from p2pnode.dht.storage import MAX_RECORDS_PER_SELLER, OfferStorage
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import NodeError
@@ -51,6 +52,12 @@ LOOKUP_TIMEOUT_S = 3.0       # one key's lookup
 PUBLISH_TIMEOUT_S = 5.0      # one key's lookup and stores
 REPUBLISH_INTERVAL_S = 300.0
 REFRESH_INTERVAL_S = 3600.0
+RECEIVE_BUFFER_BYTES = 1 << 20
+"""Asked of the kernel for the DHT socket (it caps the request at ``net.core.rmem_max``).  A
+lookup's replies arrive in bursts of up to ``alpha`` x 8 KB pages per key and discovery asks
+several keys at once; with the default ~200 KB buffer a node whose event loop is busy for a
+moment loses replies to a full buffer -- in a 1000-node swarm on two cores millions of them
+(``RcvbufErrors`` in /proc/net/snmp), each costing an RPC time-out."""
 MAX_OWN_OFFERS = MAX_RECORDS_PER_SELLER
 
 
@@ -62,17 +69,23 @@ class DHTError(NodeError):
 class DHTSettings:
     ksize: int = KSIZE
     alpha: int = ALPHA
-    rpc_timeout_s: float = RPC_TIMEOUT_S
+    rpc_timeout_s: float = RPC_TIMEOUT_S          # floor of the measured time-out
+    rpc_max_timeout_s: float = RPC_MAX_TIMEOUT_S  # its ceiling (p2pnode.dht.rtt)
     rpc_attempts: int = RPC_ATTEMPTS
     lookup_timeout_s: float = LOOKUP_TIMEOUT_S
     publish_timeout_s: float = PUBLISH_TIMEOUT_S
     republish_interval_s: float = REPUBLISH_INTERVAL_S
     refresh_interval_s: float = REFRESH_INTERVAL_S
+    receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
 
     def __post_init__(self) -> None:
+        if not 1 << 16 <= self.receive_buffer_bytes <= 1 << 26:
+            raise ValueError("DHTSettings.receive_buffer_bytes must be within 64 KiB..64 MiB")
         for name in ("ksize", "alpha", "rpc_attempts"):
             if not 1 <= getattr(self, name) <= 64:
                 raise ValueError(f"DHTSettings.{name} must be within 1..64")
+        if self.rpc_max_timeout_s < self.rpc_timeout_s:
+            raise ValueError("DHTSettings.rpc_max_timeout_s must be >= rpc_timeout_s")
         for name in ("rpc_timeout_s", "lookup_timeout_s", "publish_timeout_s",
                      "republish_interval_s", "refresh_interval_s"):
             if not getattr(self, name) > 0:
@@ -112,7 +125,8 @@ class OfferServer(Server):
         return self.protocol_class(
             self.node, self.storage, self.ksize, public=self.public, tasks=self.tasks,
             counters=self.counters, faults=self.faults,
-            rpc_timeout_s=self.settings.rpc_timeout_s, rpc_attempts=self.settings.rpc_attempts)
+            rpc_timeout_s=self.settings.rpc_timeout_s, rpc_attempts=self.settings.rpc_attempts,
+            rpc_max_timeout_s=self.settings.rpc_max_timeout_s)
 
     def refresh_table(self, interval: float | None = None) -> None:
         """Called by ``listen``: start the owned refresh loop (kademlia chains call_later)."""
@@ -204,6 +218,8 @@ class OfferDHT:
             await self.server.listen(port, host)
         except OSError as exc:
             raise DHTError(f"cannot bind the DHT socket to {host}:{port}: {exc.strerror}") from exc
+        sock = self.server.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.settings.receive_buffer_bytes)
         self.server.tasks.spawn(self._republish_forever(), name="republish")
         bootstrap = list(bootstrap)
         if bootstrap:
