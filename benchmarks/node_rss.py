@@ -6,8 +6,11 @@ few nodes of this process that run the same daemon loop on the same replay clock
 it (its meter alternates surplus and deficit, theirs the opposite).  After some closed
 intervals with trades settled both ways: ``node_rss_mb`` (VmRSS of the process) and
 ``node_peak_rss_mb`` (VmHWM); then SIGTERM (``node_exit_code`` must be 0;
-``node_trades_bought``/``_sold`` are what it counted).  Baseline: ``node_bare_python_rss_mb``,
-an idle interpreter of the same venv.
+``node_trades_bought``/``_sold`` are what it counted).  What it is made of, each an idle
+interpreter of the same venv: ``node_bare_python_rss_mb`` (nothing imported),
+``node_imports_rss_mb`` (the node's modules imported: numpy, and scipy through the optimizer's
+exact solver) and ``node_imports_predictor_rss_mb`` (also the default predictor loaded, as a
+buying node does at start: scikit-learn and the model).
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ DAEMON_PARTNERS = 3
 DAEMON_METER_INTERVALS = 48
 DAEMON_UP_TIMEOUT_S = 60.0
 DAEMON_BUY_DELAY_S = 120  # node seconds: covers what is left of the two clocks' skew
+
+# What parts of the daemon cost: an idle interpreter, one that imported the node's modules, one
+# that also loaded the default predictor (what a buying node loads at start).
+RSS_PARTS = {
+    "node_bare_python_rss_mb": "pass",
+    "node_imports_rss_mb": "import p2pnode.node",
+    "node_imports_predictor_rss_mb": "import p2pnode.node; p2pnode.node.default_predictor()",
+}
 
 
 def proc_status_mb(pid: int) -> dict[str, float]:
@@ -132,7 +143,8 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             await asyncio.gather(*tasks, return_exceptions=True)
             for node in partners:
                 await node.stop()
-        out["node_bare_python_rss_mb"] = await bare_python_rss_mb()
+        for key, code in RSS_PARTS.items():
+            out[key] = await python_rss_mb(code)
     return out
 
 
@@ -183,12 +195,14 @@ async def watch_daemon(pid: int, partners: list[Node], intervals: int, max_inter
         await asyncio.sleep(0.1)
 
 
-async def bare_python_rss_mb() -> float:
-    """VmRSS of an idle interpreter of the same venv (what any Python process costs)."""
+async def python_rss_mb(code: str) -> float:
+    """VmRSS of an interpreter of the same venv that ran ``code`` and waits."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; sys.stdout.write('up\\n'); sys.stdout.flush(); "
-        "sys.stdin.read()", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    await proc.stdout.readline()
+        sys.executable, "-c", f"{code}\nimport sys; sys.stdout.write('up\\n'); sys.stdout.flush(); "
+        "sys.stdin.read()", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
+    if not (await asyncio.wait_for(proc.stdout.readline(), DAEMON_UP_TIMEOUT_S)).startswith(b"up"):
+        raise SystemExit(f"python -c {code!r} failed")
     rss = proc_status_mb(proc.pid)["VmRSS"]
     proc.stdin.close()
     await proc.wait()
