@@ -46,10 +46,9 @@ from simulator.scenario import Scenario
 from simulator.sweep_engines import Evaluator, PointTask, Simulation, open_engine
 from simulator.sweep_nsga2 import evolve
 from simulator.sweep_plots import plot_pareto, plot_sensitivity
-from simulator.sweep_points import (
-    Point, expand, planned_points, point_scenario, scenario_toml, seeds,
-)
-from simulator.sweep_spec import SweepError, SweepSpec, load_sweep, scenario_to_raw
+from simulator.sweep_points import Point, expand, planned_points, point_scenario, seeds
+from simulator.sweep_scenario import scenario_to_raw, scenario_toml
+from simulator.sweep_spec import SweepError, SweepSpec, load_sweep
 from simulator.sweep_table import (
     best_config, columns, config_scores, latest, result_row, top_text,
 )
@@ -194,8 +193,8 @@ def finish(spec: SweepSpec, out: Path, *, ran: int = 0, skipped: int = 0) -> Swe
         _write_atomic(out / SENSITIVITY_PNG, png_bytes(figure))
     best = result.best
     pareto = plot_pareto(result.configs, spec.objectives,
-                         None if best is None else best["config_id"]) if len(result.configs) \
-        else None
+                         None if best is None else best["config_id"], paths=paths) \
+        if len(result.configs) else None
     _replace_or_remove(out / PARETO_PNG, None if pareto is None else png_bytes(pareto))
     scenario = result.best_scenario
     text = None if scenario is None else scenario_toml(

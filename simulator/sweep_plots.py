@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PANEL_SIZE = (3.6, 2.8)
+MAX_LABELS = 40
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -81,8 +82,10 @@ def _position(value, at: dict, options: Sequence) -> float:
 
 
 def plot_pareto(configs: pd.DataFrame, objectives: Sequence[Objective],
-                best_id: str | None = None, title: str = "") -> Figure | None:
-    """``None`` with fewer than two objectives."""
+                best_id: str | None = None, title: str = "",
+                paths: Sequence[str] = ()) -> Figure | None:
+    """``None`` with fewer than two objectives.  With ``paths`` (and at most
+    :data:`MAX_LABELS` configurations) each non-dominated point is labelled with its values."""
     if len(objectives) < 2:
         return None
     first, second = objectives[:2]
@@ -99,8 +102,21 @@ def plot_pareto(configs: pd.DataFrame, objectives: Sequence[Objective],
     if best_id is not None and best_id in set(configs["config_id"]):
         i = int(np.flatnonzero(configs["config_id"].to_numpy() == best_id)[0])
         ax.scatter([x[i]], [y[i]], marker="*", s=220, color="tab:red", zorder=3, label="best")
+    if paths and len(configs) <= MAX_LABELS:
+        for i in np.flatnonzero(front):
+            text = "(" + ", ".join(_short(configs[p].iloc[i]) for p in paths) + ")"
+            ax.annotate(text, (x[i], y[i]), textcoords="offset points", xytext=(6, 6),
+                        fontsize="small")
+        ax.text(0.99, 0.01, "labels: (" + ", ".join(paths) + ")", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize="x-small", color="0.35")
     ax.set_xlabel(f"{first.metric} ({'higher' if first.sense == 'max' else 'lower'} is better)")
     ax.set_ylabel(f"{second.metric} ({'higher' if second.sense == 'max' else 'lower'} is better)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def _short(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return str(value)

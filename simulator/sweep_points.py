@@ -16,7 +16,8 @@ import numpy as np
 
 from simulator.errors import toml_repr
 from simulator.scenario import Scenario
-from simulator.sweep_spec import Parameter, SweepSpec, apply, canonical_json
+from simulator.sweep_scenario import apply
+from simulator.sweep_spec import Parameter, SweepSpec, canonical_json
 
 ID_LENGTH = 12
 RANGE_DIGITS = 4
@@ -124,31 +125,3 @@ def point_scenario(spec: SweepSpec, point: Point) -> Scenario:
               "name": f"{spec.base['name']}-{point.id}"}
     return apply(spec.base, values, source=f"{spec.source or 'sweep'} point {point.id} "
                                            f"({point.label()})")
-
-
-# -- scenario files ----------------------------------------------------------------------------
-
-def scenario_toml(raw: dict, header: str = "") -> str:
-    """A scenario document (see :func:`simulator.sweep_spec.scenario_to_raw`) as TOML text:
-    top-level keys first, then each table, nested tables as ``[a.b]``."""
-    lines = [f"# {line}" for line in header.splitlines()]
-    lines += [f"{key} = {toml_repr(value)}" for key, value in raw.items()
-              if not isinstance(value, dict)]
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            _table(lines, key, value)
-    return "\n".join(lines) + "\n"
-
-
-def _table(lines: list[str], name: str, table: dict) -> None:
-    values = [f"{_key(k)} = {toml_repr(v)}" for k, v in table.items() if not isinstance(v, dict)]
-    if values or not table:
-        lines += ["", f"[{name}]", *values]
-    for key, value in table.items():
-        if isinstance(value, dict):
-            _table(lines, f"{name}.{_key(key)}", value)
-
-
-def _key(key: str) -> str:
-    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
-    return key if bare else toml_repr(key)

@@ -49,17 +49,13 @@ from pathlib import Path
 
 from simulator.errors import MISSING, Problem, ScenarioError, SimulatorError
 from simulator.scenario import Scenario, load_scenario, scenario_from_dict
+from simulator.sweep_scenario import RESERVED_PATHS, apply, scenario_to_raw, variable_paths
 
 METHODS = ("grid", "random", "nsga2")
 ENGINES = ("dask", "ray")
 SENSES = ("max", "min")
 MAX_POINTS = 100_000
 MAX_REPEATS = 1000
-TIME_KEYS = ("start_date", "days", "interval_s", "acceleration")
-"""Scenario fields that a scenario file keeps under ``[time]``."""
-RESERVED_PATHS = {"name": "points are named after the base scenario and their id",
-                  "seed": "use `repeats` to run each parameter set with several seeds",
-                  "processes": "use `processes_per_point`"}
 SUMMARY_METRICS = (
     "generation_kwh", "consumption_kwh", "local_match_kwh", "optimum_match_kwh",
     "local_match_ratio", "welfare", "optimum_welfare", "welfare_ratio", "self_sufficiency",
@@ -178,57 +174,6 @@ def _json_default(value):
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-# -- scenario documents ------------------------------------------------------------------------
-
-def scenario_to_raw(scenario: Scenario) -> dict:
-    """The scenario as the document a scenario file holds (``[time]`` table, frames as
-    ``[tariffs.frames.<name>]``, no ``None`` values): ``scenario_from_dict`` of it gives back an
-    equal scenario."""
-    flat = scenario.as_dict()
-    flat["start_date"] = scenario.start_date
-    raw = {key: value for key, value in flat.items()
-           if key not in TIME_KEYS and not isinstance(value, dict)}
-    raw["time"] = {key: flat[key] for key in TIME_KEYS}
-    raw.update({key: value for key, value in flat.items() if isinstance(value, dict)})
-    return _drop_none(raw)
-
-
-def _drop_none(table: dict) -> dict:
-    return {key: _drop_none(value) if isinstance(value, dict) else value
-            for key, value in table.items() if value is not None}
-
-
-def variable_paths() -> dict[str, str]:
-    """Every dotted scenario key a sweep may set -> its TOML table (``""`` at the top)."""
-    flat = Scenario.default().as_dict()
-    paths = {}
-    for key, value in flat.items():
-        if isinstance(value, dict):
-            paths.update({f"{key}.{field}": key for field, v in value.items()
-                          if not isinstance(v, (dict, list))})
-        elif key in TIME_KEYS:
-            paths[f"time.{key}"] = "time"
-        elif key not in RESERVED_PATHS:
-            paths[key] = ""
-    return paths
-
-
-def set_path(raw: dict, path: str, value) -> None:
-    """Set dotted ``path`` in the scenario document ``raw`` (tables created as needed)."""
-    *tables, key = path.split(".")
-    for name in tables:
-        raw = raw.setdefault(name, {})
-    raw[key] = value
-
-
-def apply(base: dict, values: dict, *, source: str = "") -> Scenario:
-    """The scenario ``base`` with each dotted path of ``values`` set; ScenarioError if invalid."""
-    raw = copy.deepcopy(base)
-    for path, value in values.items():
-        set_path(raw, path, value)
-    return scenario_from_dict(raw, source)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -509,4 +454,5 @@ def _hint(key: str, allowed) -> str:
 def _reject_unknown(table: dict, allowed, section: str, problems: list[Problem]) -> None:
     for key in table:
         if key not in allowed:
-            problems.append(Problem(section, key, table[key], "unknown key; " + _hint(key, allowed)))
+            problems.append(Problem(section, key, table[key],
+                                    "unknown key; " + _hint(key, allowed)))

@@ -65,8 +65,9 @@ def config_scores(table: pd.DataFrame, paths: Sequence[str],
     """One row per configuration: its parameters, ``runs``,
     ``failed`` runs, the mean of each objective over the successful runs, ``pareto`` (not
     dominated by another configuration on all objectives) and ``distance`` to the ideal
-    point (see the module docstring; NaN without scores), sorted best first (ties by
-    ``config_id``, so the order never depends on which run finished first)."""
+    point (see the module docstring; NaN without scores).  Sorted best first: the Pareto set
+    by distance, then the others by distance, ties by ``config_id`` (so the order never
+    depends on which run finished first)."""
     metrics = [o.metric for o in objectives]
     table = table.assign(**{m: math.nan for m in metrics if m not in table.columns})
     ok = table[table["status"] == "ok"]
@@ -81,7 +82,8 @@ def config_scores(table: pd.DataFrame, paths: Sequence[str],
     out["distance"] = ideal_distance(signed)
     out = out.reset_index()
     order = np.lexsort((out["config_id"].to_numpy(str),
-                        np.nan_to_num(out["distance"].to_numpy(float), nan=np.inf)))
+                        np.nan_to_num(out["distance"].to_numpy(float), nan=np.inf),
+                        ~out["pareto"].to_numpy(bool)))
     return out.iloc[order].reset_index(drop=True)
 
 

@@ -13,10 +13,9 @@ import pytest
 from p2pnode.cli import main
 from simulator import ScenarioError, load_scenario
 from simulator.sweep import SweepError, load_results, load_sweep, plan, run_sweep
-from simulator.sweep_points import (
-    Point, grid_configs, point_id, point_scenario, random_configs, scenario_toml,
-)
-from simulator.sweep_spec import SUMMARY_METRICS, Cluster, scenario_to_raw, sweep_from_dict
+from simulator.sweep_points import Point, grid_configs, point_id, point_scenario, random_configs
+from simulator.sweep_scenario import scenario_to_raw, scenario_toml
+from simulator.sweep_spec import SUMMARY_METRICS, Cluster, sweep_from_dict
 from simulator.sweep_table import pareto_mask
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -245,8 +244,8 @@ def test_a_real_sweep_resumes_and_writes_a_loadable_best_scenario(tmp_path, caps
 def test_points_run_on_a_dask_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     path = write_sweep(tmp_path, REAL_BODY)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                                  host="127.0.0.1", scheduler_port=0,
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  protocol="tcp", host="127.0.0.1", scheduler_port=0,
                                   dashboard_address=None) as cluster:
         spec = dataclasses.replace(load_sweep(path),
                                    cluster=Cluster("dask", cluster.scheduler_address))
@@ -341,7 +340,8 @@ def test_nsga2_converges_on_the_known_front_and_repeats_for_a_seed(tmp_path):
 # -- command line ------------------------------------------------------------------------------
 
 def test_dry_run_lists_points_and_bad_files_exit_2(tmp_path, capsys):
-    path = write_sweep(tmp_path, OBJECTIVES + '[parameters]\n"weights.trade_surplus" = [0.0, 1.0]\n')
+    path = write_sweep(tmp_path, OBJECTIVES +
+                       '[parameters]\n"weights.trade_surplus" = [0.0, 1.0]\n')
     assert main(["sweep", str(path), "--dry-run", "--workers", "3"]) == 0
     printed = capsys.readouterr().out
     assert "grid sweep of 2 run(s)" in printed and "3 worker(s)" in printed
