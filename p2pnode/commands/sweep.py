@@ -79,8 +79,9 @@ def _sweep(args) -> int:
     print(f"{result.ran} run(s) now, {result.skipped} finished before, {result.failed} failed; "
           f"{len(result.table)} in the table")
     print(result.top(args.top))
-    print(f"\nTable: {out / 'results.csv'}   Plots: {out / 'sensitivity.png'}, "
-          f"{out / 'pareto.png'}")
+    plots = [str(out / name) for name in ("sensitivity.png", "pareto.png")
+             if (out / name).exists()]
+    print(f"\nTable: {out / 'results.csv'}   Plots: {', '.join(plots) or 'none'}")
     if result.best_point is not None:
         print(f"Best: {result.best_point.label()}  ->  {out / 'best.toml'}")
     if result.unhealthy:
