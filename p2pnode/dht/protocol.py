@@ -85,13 +85,35 @@ class OfferRoutingTable(RoutingTable):
     def __init__(self, protocol, ksize: int, node: Node):
         super().__init__(protocol, ksize, node)
         self._head_pinged: dict[bytes, float] = {}
+        self._contacts: list[Node] | None = None   # every bucket's contacts, rebuilt on change
+
+    def flush(self) -> None:
+        super().flush()
+        self._contacts = None
+
+    def split_bucket(self, index: int) -> None:
+        super().split_bucket(index)
+        self._contacts = None
+
+    def remove_contact(self, node: Node) -> None:
+        super().remove_contact(node)
+        self._contacts = None
 
     def find_neighbors(self, node, k=None, exclude=None):
         k = k or self.ksize
+        if self._contacts is None:
+            self._contacts = [n for bucket in self.buckets for n in bucket.nodes.values()]
         target, own = node.long_id, node.id
-        contacts = [n for bucket in self.buckets for n in bucket.nodes.values()
+        # the k closest once the target itself and ``exclude`` (at most a few contacts: the
+        # caller's address) are left out; ask for more only when those were among them
+        want = k + 1 + (exclude is not None)
+        while True:
+            closest = heapq.nsmallest(want, self._contacts, key=lambda n: n.long_id ^ target)
+            kept = [n for n in closest
                     if n.id != own and (exclude is None or not n.same_home_as(exclude))]
-        return heapq.nsmallest(k, contacts, key=lambda n: n.long_id ^ target)
+            if len(kept) >= k or len(closest) < want:
+                return kept[:k]
+            want *= 2
 
     def admits(self, node: Node) -> bool:
         """True when ``add_contact(node)`` puts it in a bucket, not only in a replacement cache."""
@@ -108,6 +130,7 @@ class OfferRoutingTable(RoutingTable):
         index = self.get_bucket_for(node)
         bucket = self.buckets[index]
         if bucket.add_node(node):           # room, or already there (moved to the tail)
+            self._contacts = None
             return
         if self._may_split(bucket):
             self.split_bucket(index)
