@@ -303,14 +303,15 @@ MECHANISMS: dict[str, Callable[[MechanismSetup], IntervalMarket]] = {
 
 
 def check_names(names: Iterable[str]) -> tuple[str, ...]:
-    """``names`` validated against :data:`MECHANISMS` (unknown or repeated: MechanismError)."""
+    """``names`` validated against :data:`MECHANISMS` (unknown or repeated: MechanismError).
+    None at all is fine: the no-trading and optimum baselines are always computed."""
     names = tuple(names)
     unknown = [n for n in names if n not in MECHANISMS]
     if unknown:
         raise MechanismError(f"unknown mechanism(s) {', '.join(map(repr, unknown))}; "
                              f"valid: {', '.join(MECHANISMS)}")
-    if len(set(names)) != len(names) or not names:
-        raise MechanismError(f"mechanisms: need at least one, each once; got {list(names)}")
+    if len(set(names)) != len(names):
+        raise MechanismError(f"mechanisms: each at most once; got {list(names)}")
     return names
 
 
