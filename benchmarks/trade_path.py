@@ -25,13 +25,14 @@ the seller's settlement agreement): 3 HTTP round trips per trade.
   that wrote; with ``"full"`` each is one fsync of the WAL, checkpoints aside).
 * ``trade_audit_problems``: a full audit of every ledger afterwards.
 
-Where the time goes (``--profile``: cProfile of one round; this machine, 2 shared cores).  At
-the first measurement a trade cost 18 signature checks and 6 fsync'd commits (7 transactions)
-in the node; the SQLite ``execute`` calls -- the fsyncs of the commits, blocking the event loop
--- took 57 % of the loop's time, signature checks 9 %, signing 2 %, the DHT offer updates about
-5 %, the rest aiohttp, asyncio and the codec.  Now a trade costs 10 checks and 3 + 1 + 2/K
-commits (see :mod:`p2pnode.node`); the fsyncs are still the largest single cost with
-``"full"``, which is why the simulator runs ``"normal"``.
+Where the time goes (``--profile``: cProfile of one round of 8 x 25 trades; this machine, 2
+cores shared with other jobs).  At the first measurement a trade cost 18 signature checks and 6
+fsync'd commits (7 transactions) in the node: the SQLite ``execute`` calls -- mostly the fsyncs
+of the commits, blocking the event loop -- took 57 % of the loop's time, signature checks 9 %,
+signing 2 %, the DHT offer updates 4 %, the rest aiohttp, asyncio and the codec.  Now a trade
+costs 10 checks and 3 + 1 + 2/K commits (see :mod:`p2pnode.node`); with ``"full"`` the fsyncs
+are still the largest cost (64 % of the loop's time in a profile taken while the disk was busy
+with other jobs, checks 5 %), which is why the simulator runs ``"normal"``.
 """
 
 from __future__ import annotations
