@@ -33,10 +33,13 @@ Durability and cost of the trade path
     once when the replies are in).  A trade costs the seller 3 commits and the buyer 1 plus 2
     per :meth:`settle` call.  With ``ledger_sync="full"`` (the default) each commit is an
     fsync that survives a power loss; ``"normal"`` (simulations of many nodes in one process)
-    survives a process kill only (see :mod:`ledger.store`).
+    survives a process kill only (see :mod:`ledger.store`).  The commits stay on the loop:
+    the seller's happen inside the peer handler, which the peer endpoint calls synchronously,
+    so a thread could take only the buyer's share of the fsyncs.
     Every signature is checked once: each signed message by its receiver, each counterparty
     block once, by the ledger or by the negotiation check whose verified ``Sealed`` the ledger
-    reuses; blocks this node signed are never checked again -- 10 checks per trade.
+    reuses; blocks this node signed are never checked again, and a retransmitted request is
+    answered from its bytes without a check -- 10 checks per trade.
 """
 
 from __future__ import annotations
@@ -604,6 +607,8 @@ class Node:
         """
         due = [t for t in self._unsettled.values()
                if start_s is None or t.payload.interval_start_s <= start_s]
+        if not due:
+            return 0
         with self.ledger.batch():
             proposed = [(trade, self._propose_settlement(trade)) for trade in due]
         sending = [(trade, proposal) for trade, proposal in proposed if proposal is not None]
