@@ -16,7 +16,11 @@ a meter's node keeps the default ("full").
 The meters measure at the grid connection, after self-consumption and the house battery: a
 house's reading is its net surplus or deficit of the interval (whole Wh).  Credit comes from one
 issuer key per run (a voucher per house, deposited before trading).  Datagram faults of the
-scenario apply to the DHT and to negotiation messages alike.
+scenario apply to the DHT and to negotiation messages alike.  Churn and malicious houses
+(``[faults] churn_share``, ``malicious_share``) follow the seeded plan of
+:mod:`simulator.faults`: a churned node is stopped for its outages and restarted on its key,
+ledger and ports (see :class:`SwarmWorker`); a malicious house runs an
+:class:`~simulator.attack.Attacker` instead of a node and has no ledger.
 
 At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
 trades count) and the coordinator audits every database together.

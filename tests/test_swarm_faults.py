@@ -14,6 +14,7 @@ from ledger import BlockBody, LedgerStore, open_envelope
 from p2pnode.node import step_times
 from simulator import Scenario, build_profiles
 from simulator.faults import MAX_OUTAGE, fault_schedule, share_count
+from simulator.run import run_stats
 from simulator.settings import Faults
 from simulator.swarm import (
     SwarmWorker, WorkerSpec, audit_ledgers, house_key, node_config, run_swarm, unix_seconds,
@@ -196,3 +197,11 @@ def test_attackers_are_dropped_and_counted_and_the_honest_market_holds(tmp_path)
     calm_matched = sum(r["delivered_wh"] for r in calm.trades)
     assert calm_matched > 0
     assert matched >= 0.9 * calm_matched       # the stated bound: at most 10 % lost to attacks
+    stats = run_stats(attacked)                # what the run's summary shows
+    assert stats.extra["malicious_nodes"] == 2 and stats.extra["forged_records_held"] == 0
+    assert stats.extra["attack_flood_datagrams_sent"] == c["attack_flood_datagrams_sent"]
+    assert stats.extra["denied_unknown_offer"] == c["denied_to_peer_unknown_offer"]
+    assert stats.dropped["bad_datagram"] == c["dht_bad_datagram"]
+    assert stats.dropped["bad_signature"] == c["peer_dropped_bad_signature"]
+    assert stats.dropped["stored_expired"] == c["dht_stored_expired"]
+    assert "malicious_nodes" not in run_stats(calm).extra
