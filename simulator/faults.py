@@ -61,6 +61,16 @@ class FaultSchedule:
     def outages(self) -> int:
         return sum(len(spans) for spans in self.offline.values())
 
+    def taking_part(self, meters: int) -> np.ndarray:
+        """``[meters, intervals]`` bool: the house's honest node is up for the interval."""
+        mask = np.ones((meters, self.intervals), dtype=bool)
+        for house in self.malicious:
+            mask[house] = False
+        for house, spans in self.offline.items():
+            for first, end in spans:
+                mask[house, first:end] = False
+        return mask
+
 
 def share_count(share: float, meters: int) -> int:
     """Houses a share stands for: rounded, at least one for a non-zero share."""

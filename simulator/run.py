@@ -46,7 +46,7 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
                      plots=plots)
 
 
-def fault_stats(swarm: SwarmRun) -> dict[str, int]:
+def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     """Churn and attacks (:mod:`simulator.faults`): what happened and what the nodes did.
 
     ``attack_*`` is what the malicious houses sent and what the honest nodes accepted or
@@ -55,15 +55,22 @@ def fault_stats(swarm: SwarmRun) -> dict[str, int]:
     ``denied_unknown_offer``: honest sellers' refusals of requests for offers that do not exist
     (the flood's well-formed requests); ``unsettled_after_restart``: trades a churned buyer
     had agreed but not settled when it went down that never settled (its new node does not
-    know them)."""
+    know them); ``reachable_optimum_kwh``: the optimum over the honest nodes that are up
+    (the summary's optimum counts every house, attackers and offline intervals included), and
+    ``reachable_match_ratio`` the local match against it."""
     counters = swarm.counters
     if not (swarm.attackers or counters.get("churn_outages")):
         return {}
-    stats = {"malicious_nodes": len(swarm.attackers)}
+    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers)}
     stats.update({name: counters.get(name, 0) for name in (
         "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
         "forged_records_held")})
     stats["denied_unknown_offer"] = counters.get("denied_to_peer_unknown_offer", 0)
+    if swarm.reachable_optimum_wh is not None:
+        matched_wh = sum(row["delivered_wh"] for row in swarm.trades)
+        stats["reachable_optimum_kwh"] = round(swarm.reachable_optimum_wh / 1000, 3)
+        stats["reachable_match_ratio"] = round(matched_wh / swarm.reachable_optimum_wh, 4) \
+            if swarm.reachable_optimum_wh else 1.0
     stats.update({k: v for k, v in sorted(counters.items()) if k.startswith("attack_")})
     return stats
 

@@ -58,6 +58,7 @@ from optimizer.selection import SelectionConfig, Weights as SelectionWeights
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
+from simulator.optimum import max_local_match_wh
 from simulator.scenario import Scenario
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
@@ -101,6 +102,9 @@ class SwarmRun:
     processes: int
     step_wall_s: dict[str, float]
     attackers: tuple[str, ...] = ()     # the malicious houses' public keys (hex)
+    reachable_optimum_wh: float | None = None
+    """With churn or attackers: the most energy the honest nodes that are up could match
+    (attackers' and offline intervals' surplus and deficit left out); None without."""
 
 
 # -- node configuration from a scenario -------------------------------------------------------
@@ -469,7 +473,11 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
                         int(starts[0]), run_dir, schedule)
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
-    return asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    if schedule.malicious or schedule.offline:
+        up = schedule.taking_part(scenario.meters)
+        swarm.reachable_optimum_wh = float(max_local_match_wh(surplus * up, deficit * up).sum())
+    return swarm
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,

@@ -12,7 +12,7 @@ import pytest
 
 from ledger import BlockBody, LedgerStore, open_envelope
 from p2pnode.node import step_times
-from simulator import Scenario, build_profiles
+from simulator import Scenario, build_profiles, max_local_match_wh
 from simulator.faults import MAX_OUTAGE, fault_schedule, share_count
 from simulator.run import run_stats
 from simulator.settings import Faults
@@ -47,6 +47,12 @@ def test_the_plan_respects_the_shares_is_disjoint_and_stays_inside_the_day(meter
             assert plan.is_offline(house, first) and not plan.is_offline(house, end)
         if len(spans) == 2:
             assert spans[0][1] < spans[1][0]                           # up in between
+    up = plan.taking_part(meters)
+    assert up.shape == (meters, 96)
+    assert (~up).sum() == 96 * len(plan.malicious) + \
+        sum(e - f for spans in plan.offline.values() for f, e in spans)
+    assert all(not up[h].any() for h in plan.malicious)
+    assert all(up[h, i] != plan.is_offline(h, i) for h in plan.offline for i in range(96))
 
 
 def test_the_plan_changes_with_the_seed_and_fits_a_short_day():
@@ -204,4 +210,9 @@ def test_attackers_are_dropped_and_counted_and_the_honest_market_holds(tmp_path)
     assert stats.dropped["bad_datagram"] == c["dht_bad_datagram"]
     assert stats.dropped["bad_signature"] == c["peer_dropped_bad_signature"]
     assert stats.dropped["stored_expired"] == c["dht_stored_expired"]
-    assert "malicious_nodes" not in run_stats(calm).extra
+    assert "malicious_nodes" not in run_stats(calm).extra and calm.reachable_optimum_wh is None
+    # the attackers' meters have nothing to trade here: the reachable optimum is the optimum
+    optimum_wh = max_local_match_wh(np.floor(profiles.surplus_wh), np.floor(profiles.deficit_wh))
+    assert attacked.reachable_optimum_wh == pytest.approx(float(optimum_wh.sum()))
+    assert stats.extra["reachable_match_ratio"] == pytest.approx(
+        matched / attacked.reachable_optimum_wh, abs=1e-4)
