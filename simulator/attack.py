@@ -18,6 +18,7 @@ Every forged record carries an offer id starting with :data:`FORGED_PREFIX`, so 
 that no honest store ever held one.  The attacker counts what it sent and what the honest
 nodes accepted or answered (``attack_*`` counters); a store RPC's reply says how many records
 the node accepted, so ``attack_forged_records_accepted`` must stay 0.
+``attack_forged_records_sent`` counts deliveries: a record stored on ten nodes counts ten times.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class Attacker:
                                   for i in range(FORGED_MESSAGES_PER_INTERVAL) if self.sellers],
                                  "forged_messages")
         else:
-            await self._flood_datagrams(start_s)
+            await self._flood_datagrams()
             await self._send_all([self._bogus_request(start_s)
                                   for _ in range(FLOOD_REQUESTS_PER_INTERVAL) if self.sellers],
                                  "flood_requests")
@@ -167,7 +168,7 @@ class Attacker:
         return endpoint, Envelope(tampered.encode(), sealed.signature).encode()
 
     # -- flood ---------------------------------------------------------------------------------
-    async def _flood_datagrams(self, start_s: int) -> None:
+    async def _flood_datagrams(self) -> None:
         await self.dht.server.closest(os.urandom(20))   # learn more of the DHT
         router = self.dht.server.protocol.router
         targets = [(n.ip, n.port) for n in router.find_neighbors(self.dht.server.node,
