@@ -19,7 +19,7 @@ from simulator.scenario import Scenario
 from simulator.swarm import SwarmRun, run_swarm
 from simulator.trades import RunStats, TradeLog
 
-__all__ = ["DEFAULT_MECHANISMS", "run_stats", "simulate"]
+__all__ = ["DEFAULT_MECHANISMS", "fault_stats", "run_stats", "simulate"]
 
 DEFAULT_MECHANISMS = ("double_auction", "continuous", "pooling")
 """Compared on every run; add "nsga2" for the welfare optimisation (~15 s per 100-house day)."""
@@ -46,16 +46,47 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
                      plots=plots)
 
 
+def fault_stats(swarm: SwarmRun) -> dict[str, float]:
+    """Churn and attacks (:mod:`simulator.faults`): what happened and what the nodes did.
+
+    ``attack_*`` is what the malicious houses sent and what the honest nodes accepted or
+    answered (forged records accepted and forged messages answered must stay 0);
+    ``forged_records_held``: forged records found in honest DHT stores at the end (must be 0);
+    ``denied_unknown_offer``: honest sellers' refusals of requests for offers that do not exist
+    (the flood's well-formed requests); ``unsettled_after_restart``: trades a churned buyer
+    had agreed but not settled when it went down that never settled (its new node does not
+    know them); ``reachable_optimum_kwh``: the optimum over the honest nodes that are up
+    (the summary's optimum counts every house, attackers and offline intervals included), and
+    ``reachable_match_ratio`` the local match against it."""
+    counters = swarm.counters
+    if not (swarm.attackers or counters.get("churn_outages")):
+        return {}
+    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers)}
+    stats.update({name: counters.get(name, 0) for name in (
+        "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
+        "forged_records_held")})
+    stats["denied_unknown_offer"] = counters.get("denied_to_peer_unknown_offer", 0)
+    if swarm.reachable_optimum_wh is not None:
+        matched_wh = sum(row["delivered_wh"] for row in swarm.trades)
+        stats["reachable_optimum_kwh"] = round(swarm.reachable_optimum_wh / 1000, 3)
+        stats["reachable_match_ratio"] = round(matched_wh / swarm.reachable_optimum_wh, 4) \
+            if swarm.reachable_optimum_wh else 1.0
+    stats.update({k: v for k, v in sorted(counters.items()) if k.startswith("attack_")})
+    return stats
+
+
 def run_stats(swarm: SwarmRun) -> RunStats:
     counters = swarm.counters
     dropped = {k.removeprefix("peer_dropped_"): v for k, v in counters.items()
                if k.startswith("peer_dropped_")}
     dropped.update({k.removeprefix("dht_"): v for k, v in counters.items()
-                    if k.startswith(("dht_stored_", "dht_found_", "dht_dropped_"))})
+                    if k.startswith(("dht_stored_", "dht_found_", "dht_dropped_"))
+                    or k == "dht_bad_datagram"})
     extra = {f"{step}_wall_s": round(v, 3) for step, v in swarm.step_wall_s.items()}
     extra.update({name: counters.get(name, 0) for name in (
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
         "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
+    extra.update(fault_stats(swarm))
     return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
                     double_settlements=swarm.double_settlements,
                     ledgers_valid=not swarm.audit_problems,

@@ -16,7 +16,11 @@ a meter's node keeps the default ("full").
 The meters measure at the grid connection, after self-consumption and the house battery: a
 house's reading is its net surplus or deficit of the interval (whole Wh).  Credit comes from one
 issuer key per run (a voucher per house, deposited before trading).  Datagram faults of the
-scenario apply to the DHT and to negotiation messages alike.
+scenario apply to the DHT and to negotiation messages alike.  Churn and malicious houses
+(``[faults] churn_share``, ``malicious_share``) follow the seeded plan of
+:mod:`simulator.faults`: a churned node is stopped for its outages and restarted on its key,
+ledger and ports (see :class:`SwarmWorker`); a malicious house runs an
+:class:`~simulator.attack.Attacker` instead of a node and has no ledger.
 
 At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
 trades count) and the coordinator audits every database together.
@@ -37,18 +41,24 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, open_envelope, seal,
+    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, decode_envelope,
+    open_envelope, seal,
 )
 from p2pnode.balance import DetectionConfig
 from p2pnode.config import NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
+from p2pnode.errors import NodeError
+from p2pnode.offers import OfferRecord
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node, default_predictor, step_times
 from p2pnode.pricing import Frame, Tariffs as NodeTariffs
 from p2pnode.ranking import Location
 from optimizer.selection import SelectionConfig, Weights as SelectionWeights
+from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
+from simulator.faults import FaultSchedule, fault_schedule
+from simulator.optimum import max_local_match_wh
 from simulator.scenario import Scenario
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
@@ -91,6 +101,10 @@ class SwarmRun:
     wall_s: float
     processes: int
     step_wall_s: dict[str, float]
+    attackers: tuple[str, ...] = ()     # the malicious houses' public keys (hex)
+    reachable_optimum_wh: float | None = None
+    """With churn or attackers: the most energy the honest nodes that are up could match
+    (attackers' and offline intervals' surplus and deficit left out); None without."""
 
 
 # -- node configuration from a scenario -------------------------------------------------------
@@ -150,17 +164,58 @@ class WorkerSpec:
     deficit_wh: np.ndarray
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
+    schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
 
 
 class SwarmWorker:
-    """The nodes of one process and the steps it runs on them."""
+    """The nodes of one process and the steps it runs on them.
+
+    Churn: a house whose outage starts at an interval is stopped (DHT socket and peer endpoint
+    closed) before that interval's open step and takes part in none of its steps; when the
+    outage ends a new :class:`Node` starts with the same key, ledger file and meter, on the same
+    ports if they are free (a meter that rebooted), and joins the DHT again.  Whatever the old
+    node held only in memory is gone: its bought trades still unsettled are counted
+    (``unsettled_after_restart`` if they never settle).  A malicious house runs an
+    :class:`~simulator.attack.Attacker` instead of a node; it attacks during the buy step.
+    """
 
     def __init__(self, spec: WorkerSpec, predictor=None):
         self.spec = spec
         self.clock = VirtualClock(spec.start_s)
         self.predictor = predictor
-        self.nodes: list[Node] = []
-        self.house_of: dict[bytes, int] = {}
+        self.schedule = spec.schedule or FaultSchedule(0, {}, {})
+        self.online: dict[int, Node] = {}          # house -> its running node
+        self.offline: dict[int, Node] = {}         # house -> the node that went down
+        self.attackers: dict[int, Attacker] = {}
+        self.entries: list[tuple[str, int]] = []
+        self.retired: collections.Counter[str] = collections.Counter()
+        self.memory: dict[bytes, object] = {}      # trades bought by any incarnation
+        self.lost: set[bytes] = set()              # unsettled when their buyer went down
+        self.ports: dict[int, tuple[int, int]] = {}   # house -> (DHT, peer) ports before it went down
+
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self.online.values())
+
+    def _node(self, house: int, network=None) -> Node:
+        spec, scenario = self.spec, self.spec.scenario
+        row = spec.houses.index(house)
+        config = node_config(scenario, house, spec.run_dir)
+        if network is not None:
+            config = dataclasses.replace(config, network=network)
+        meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
+                             spec.deficit_wh[row])
+        return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
+                    predictor=self.predictor, dht_settings=SWARM_DHT,
+                    faults=fault_plan(scenario), ledger_sync="normal")
+
+    def _deposit(self, node: Node) -> None:
+        """The house's voucher (idempotent: a restarted node deposits nothing twice)."""
+        issuer = issuer_key(self.spec.scenario.seed)
+        voucher = CreditVoucher(issuer.public, node.public,
+                                hashlib.sha256(b"voucher" + node.public).digest()[:16],
+                                CREDIT_MICRO)
+        node.deposit(seal(voucher, issuer))
 
     async def start(self, bootstrap: tuple[str, int] | None) -> tuple[str, int]:
         """Start every node and join the DHT through ``bootstrap`` (or this process's first)."""
@@ -168,34 +223,45 @@ class SwarmWorker:
         if self.predictor is None:
             self.predictor = default_predictor()
         (spec.run_dir / "ledgers").mkdir(parents=True, exist_ok=True)
-        issuer, faults = issuer_key(scenario.seed), fault_plan(scenario)
-        for row, house in enumerate(spec.houses):
-            config = node_config(scenario, house, spec.run_dir)
-            meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
-                                 spec.deficit_wh[row])
-            key = house_key(scenario.seed, house)
-            node = Node(config, meter, key=key, clock=self.clock, predictor=self.predictor,
-                        dht_settings=SWARM_DHT, faults=faults, ledger_sync="normal")
+        tariffs = node_tariffs(scenario)
+        prices = Prices(tariffs.feed_in_micro_per_kwh,
+                        max(f.retail_micro_per_kwh for f in tariffs.frames))
+        for house in spec.houses:
+            kind = self.schedule.malicious.get(house)
+            if kind is not None:
+                attacker = Attacker(kind, house_key(scenario.seed, house), clock=self.clock,
+                                    feeder=scenario.feeder, interval_s=scenario.interval_s,
+                                    prices=prices, dht_settings=SWARM_DHT,
+                                    seed=scenario.seed * 100_003 + house)
+                await attacker.start()
+                self.attackers[house] = attacker
+                continue
+            node = self._node(house)
             await node.start()
-            voucher = CreditVoucher(issuer.public, key.public,
-                                    hashlib.sha256(b"voucher" + key.public).digest()[:16],
-                                    CREDIT_MICRO)
-            node.deposit(seal(voucher, issuer))
-            self.nodes.append(node)
-            self.house_of[key.public] = house
-        entry = bootstrap or self.nodes[0].dht.address
-        joiners = self.nodes if bootstrap else self.nodes[1:]
+            self._deposit(node)
+            self.online[house] = node
+        dhts = [n.dht for n in self.online.values()] + [a.dht for a in self.attackers.values()]
+        entry = bootstrap or dhts[0].address
+        joiners = dhts if bootstrap else dhts[1:]
         for chunk in range(0, len(joiners), 32):
-            await asyncio.gather(*(n.dht.bootstrap([entry]) for n in joiners[chunk:chunk + 32]))
-        return self.nodes[0].dht.address
+            await asyncio.gather(*(d.bootstrap([entry]) for d in joiners[chunk:chunk + 32]))
+        return dhts[0].address
 
     async def rejoin(self, addresses: Sequence[tuple[str, int]]) -> None:
         """Refresh routing tables once everybody is up (nodes that joined early saw few peers)."""
-        await asyncio.gather(*(n.dht.bootstrap(list(addresses)) for n in self.nodes))
+        self.entries = list(addresses)
+        dhts = [n.dht for n in self.online.values()] + [a.dht for a in self.attackers.values()]
+        await asyncio.gather(*(d.bootstrap(list(addresses)) for d in dhts))
+
+    async def set_time(self, now_s: float) -> None:
+        """Advance this process's clock before any process runs the step (see the coordinator)."""
+        self.clock.now_s = now_s
 
     async def step(self, name: str, start_s: int, now_s: float) -> int:
-        """Run one step on every node; for "buy", returns the energy bought (Wh)."""
+        """Run one step on every online node; for "buy", returns the energy bought (Wh)."""
         self.clock.now_s = now_s
+        if name == "open":
+            await self._churn((start_s - self.spec.start_s) // self.spec.scenario.interval_s)
         method: Callable = {"open": Node.open_interval, "buy": Node.buy, "settle": Node.settle,
                             "close": Node.close_interval}[name]
         gate = asyncio.Semaphore(STEP_CONCURRENCY)
@@ -204,29 +270,87 @@ class SwarmWorker:
             async with gate:
                 return await method(node, start_s)
 
-        results = await asyncio.gather(*(one(node) for node in self.nodes))
-        return sum(results) if name == "buy" else 0
+        attacks = [a.attack(start_s) for a in self.attackers.values()] if name == "buy" else []
+        results = await asyncio.gather(*(one(node) for node in self.online.values()), *attacks)
+        return sum(results[:len(self.online)]) if name == "buy" else 0
 
+    # -- churn -----------------------------------------------------------------------------
+    async def _churn(self, interval: int) -> None:
+        for house in self.schedule.going_down(interval):
+            if house in self.online:
+                await self._go_down(house)
+        back = [h for h in self.schedule.coming_back(interval) if h in self.offline]
+        await asyncio.gather(*(self._come_back(h) for h in back))
+
+    async def _go_down(self, house: int) -> None:
+        node = self.online.pop(house)
+        self.ports[house] = (node.dht.port, node.peer_server.port)
+        self.lost.update(t.payload.trade_id for t in node.unsettled())
+        self._retire(node)
+        await node.stop()
+        self.offline[house] = node
+        self.retired["churn_outages"] += 1
+
+    def _retire(self, node: Node) -> None:
+        self.retired.update(node.counters)
+        self.retired.update({f"dht_{k}": v for k, v in node.dht.counters().items()})
+        self.memory.update(node.bought)
+
+    async def _come_back(self, house: int) -> None:
+        old = self.offline.pop(house)
+        dht_port, peer_port = self.ports[house]
+        node = self._node(house, dataclasses.replace(old.config.network, dht_port=dht_port,
+                                                     peer_port=peer_port))
+        try:
+            await node.start()
+        except NodeError:   # a port was taken meanwhile: the OS picks new ones
+            self.retired["restarts_on_new_ports"] += 1
+            node = self._node(house)
+            await node.start()
+        self._deposit(node)
+        await node.dht.bootstrap(self.entries or [n.dht.address for n in self.online.values()])
+        self.online[house] = node
+        self.retired["node_restarts"] += 1
+
+    # -- the end ---------------------------------------------------------------------------
     async def finish(self) -> dict:
         """Settle what is pending, stop the nodes, read the trades back from their ledgers."""
-        await asyncio.gather(*(node.settle() for node in self.nodes))
-        counters: collections.Counter[str] = collections.Counter()
-        memory = {}
-        for node in self.nodes:
+        await asyncio.gather(*(node.settle() for node in self.online.values()))
+        counters: collections.Counter[str] = collections.Counter(self.retired)
+        memory = dict(self.memory)
+        for node in self.online.values():
             counters.update(node.counters)
             counters.update({f"dht_{k}": v for k, v in node.dht.counters().items()})
             counters["unsettled_trades"] += len(node.unsettled())
             memory.update(node.bought)
-        for node in self.nodes:
+        for attacker in self.attackers.values():
+            counters.update(attacker.counters)
+            counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
+        counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
+        for node in self.online.values():
             await node.stop()
-        house_of = {house_key(self.spec.scenario.seed, h).public: h
-                    for h in range(self.spec.scenario.meters)}
+        for attacker in self.attackers.values():
+            await attacker.stop()
+        seed = self.spec.scenario.seed
+        house_of = {house_key(seed, h).public: h for h in range(self.spec.scenario.meters)}
         trades = []
-        for node in self.nodes:
+        for node in self.online.values():
             trades += settled_trades(LedgerStore(node.config.ledger), node.public, memory,
                                      house_of, self.spec)
+        settled = {bytes.fromhex(row["trade_id"]) for row in trades}
+        counters["unsettled_after_restart"] = len(self.lost - settled)
         return {"trades": trades, "counters": dict(counters),
-                "ledgers": [str(n.config.ledger) for n in self.nodes]}
+                "ledgers": [str(n.config.ledger) for n in self.online.values()],
+                "attackers": [house_key(seed, h).public.hex() for h in self.attackers]}
+
+
+def forged_held(node: Node) -> int:
+    """Records an attacker forged (offer id :data:`~simulator.attack.FORGED_PREFIX`) that the
+    node holds in its DHT store or found in its latest discovery: must be 0."""
+    found = [s.message for s in node.last_discovery.offers] if node.last_discovery else []
+    for _, raws in node.dht.storage:
+        found += [decode_envelope(raw, OfferRecord)[0].message for raw in raws]
+    return sum(1 for record in found if record.offer_id.startswith(FORGED_PREFIX))
 
 
 def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dict,
@@ -343,17 +467,19 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     if profiles.houses != scenario.meters or profiles.interval_s != scenario.interval_s:
         raise SimulatorError("the profiles were not built for this scenario "
                              f"({profiles.houses} houses of {profiles.interval_s} s intervals)")
-    if scenario.faults.churn_share or scenario.faults.malicious_share:
-        raise SimulatorError("[faults] churn_share and malicious_share are not supported by the "
-                             "swarm runner yet; set them to 0")
     run_dir = Path(run_dir)
     starts = unix_seconds(profiles.interval_start)
+    schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
-                        int(starts[0]), run_dir)
+                        int(starts[0]), run_dir, schedule)
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
-    return asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    if schedule.malicious or schedule.offline:
+        up = schedule.taking_part(scenario.meters)
+        swarm.reachable_optimum_wh = float(max_local_match_wh(surplus * up, deficit * up).sum())
+    return swarm
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
@@ -378,6 +504,9 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             began = time.perf_counter()
             for step, now in step_times(config, int(start)).items():
                 t0 = time.perf_counter()
+                if len(drivers) > 1:   # every clock first: a process that starts the step
+                    # early must not reach one still at the previous step's time ("future")
+                    await asyncio.gather(*(d.call("set_time", now) for d in drivers))
                 results = await asyncio.gather(*(d.call("step", step, int(start), now)
                                                  for d in drivers))
                 step_wall[step] += time.perf_counter() - t0
@@ -397,8 +526,9 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
         counters.update(result["counters"])
     ledgers = [Path(p) for result in results for p in result["ledgers"]]
     problems, doubles = audit_ledgers(ledgers)
+    attackers = tuple(key for result in results for key in result["attackers"])
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
-                    time.perf_counter() - wall0, processes, step_wall)
+                    time.perf_counter() - wall0, processes, step_wall, attackers)
 
 
 def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:
