@@ -115,19 +115,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def day_slice(profiles, first: int, count: int):
-    """The intervals ``first .. first + count`` of ``profiles`` (what the swarm runner reads)."""
-    cut = slice(first, first + count)
-    net = profiles.net
-    return dataclasses.replace(
-        profiles, interval_start=profiles.interval_start[cut],
-        generation_wh=profiles.generation_wh[:, cut], consumption_wh=profiles.consumption_wh[:, cut],
-        net=dataclasses.replace(net, surplus_wh=net.surplus_wh[:, cut],
-                                deficit_wh=net.deficit_wh[:, cut], charge_wh=net.charge_wh[:, cut],
-                                discharge_wh=net.discharge_wh[:, cut],
-                                soc_wh=net.soc_wh[:, first:first + count + 1]))
-
-
 def cpu_s(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -142,7 +129,7 @@ def one_size(meters: int, quick: bool, progress: bool, run_dir: Path) -> dict:
                                    acceleration=ACCELERATION)
     profiles = build_profiles(scenario.profile_spec())
     if quick:
-        profiles = day_slice(profiles, QUICK_FIRST, QUICK_INTERVALS)
+        profiles = profiles.window(QUICK_FIRST, QUICK_INTERVALS)
     cpu0, drops0 = cpu_s(resource.RUSAGE_SELF), udp_receive_buffer_errors()
     with RssSampler() as sampler:
         swarm = run_swarm(scenario, profiles, run_dir, processes=PROCESSES, progress=progress)
@@ -191,7 +178,8 @@ def udp_receive_buffer_errors() -> int:
 def run_child(meters: int, quick: bool, progress: bool, timeout_s: float) -> dict:
     """One size in a fresh interpreter (own session: killed as a group on time-out)."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=ROOT) as run_dir:   # removed even if the child is killed
+    (ROOT / "runs").mkdir(exist_ok=True)                  # git-ignored, on the repo's disk
+    with tempfile.TemporaryDirectory(dir=ROOT / "runs") as run_dir:  # removed even if killed
         command = [sys.executable, __file__, "--one", str(meters), "--run-dir", run_dir] \
             + ["--quick"] * quick + ["--progress"] * progress
         child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,

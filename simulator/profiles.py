@@ -177,6 +177,19 @@ class Profiles:
     def deficit_wh(self) -> np.ndarray:
         return self.net.deficit_wh
 
+    def window(self, first: int, count: int) -> Profiles:
+        """Intervals ``first .. first + count`` only (a short run on the same houses: tests,
+        quick benchmarks); the battery's state of charge keeps its extra closing column."""
+        cut, net = slice(first, first + count), self.net
+        return dataclasses.replace(
+            self, interval_start=self.interval_start[cut],
+            generation_wh=self.generation_wh[:, cut], consumption_wh=self.consumption_wh[:, cut],
+            net=dataclasses.replace(net, surplus_wh=net.surplus_wh[:, cut],
+                                    deficit_wh=net.deficit_wh[:, cut],
+                                    charge_wh=net.charge_wh[:, cut],
+                                    discharge_wh=net.discharge_wh[:, cut],
+                                    soc_wh=net.soc_wh[:, first:first + count + 1]))
+
     def house(self, index: int) -> HouseInfo:
         return HouseInfo(index=index, annual_kwh=float(self.annual_kwh[index]),
                          time_shift_s=float(self.time_shift_s[index]),

@@ -47,6 +47,16 @@ def test_shapes_and_times(summer):
         assert getattr(summer, name).shape == (60,)
 
 
+def test_a_window_keeps_the_houses_and_cuts_the_intervals(summer):
+    part = summer.window(44, 8)
+    assert part.houses == summer.houses and part.intervals == 8
+    assert (part.interval_start == summer.interval_start[44:52]).all()
+    for name in ("surplus_wh", "deficit_wh", "charge_wh", "discharge_wh"):
+        assert np.array_equal(getattr(part.net, name), getattr(summer.net, name)[:, 44:52])
+    assert np.array_equal(part.generation_wh, summer.generation_wh[:, 44:52])
+    assert np.array_equal(part.net.soc_wh, summer.net.soc_wh[:, 44:53])   # closing state too
+
+
 def test_arrays_are_non_negative_finite_and_read_only(summer):
     for array in (summer.generation_wh, summer.consumption_wh, summer.surplus_wh,
                   summer.deficit_wh, summer.net.soc_wh):

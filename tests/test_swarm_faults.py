@@ -67,17 +67,6 @@ def test_the_plan_changes_with_the_seed_and_fits_a_short_day():
 
 # -- real nodes ----------------------------------------------------------------------------
 
-def day_slice(profiles, first: int, count: int):
-    cut, net = slice(first, first + count), profiles.net
-    return dataclasses.replace(
-        profiles, interval_start=profiles.interval_start[cut],
-        generation_wh=profiles.generation_wh[:, cut], consumption_wh=profiles.consumption_wh[:, cut],
-        net=dataclasses.replace(net, surplus_wh=net.surplus_wh[:, cut],
-                                deficit_wh=net.deficit_wh[:, cut], charge_wh=net.charge_wh[:, cut],
-                                discharge_wh=net.discharge_wh[:, cut],
-                                soc_wh=net.soc_wh[:, first:first + count + 1]))
-
-
 def without(profiles, houses):
     """``profiles`` with nothing to trade for ``houses`` (the attackers' meters)."""
     surplus, deficit = profiles.net.surplus_wh.copy(), profiles.net.deficit_wh.copy()
@@ -96,7 +85,7 @@ def scenario(meters: int, **faults) -> Scenario:
 
 @functools.cache
 def midday(meters: int):
-    return day_slice(build_profiles(scenario(meters).profile_spec()), FIRST, COUNT)
+    return build_profiles(scenario(meters).profile_spec()).window(FIRST, COUNT)
 
 
 def authors(path) -> set[bytes]:
