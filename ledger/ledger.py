@@ -88,7 +88,8 @@ class Ledger:
 
     # -- appending ----------------------------------------------------------------------------
     def _append(self, kind: BlockType, payload, time_ms: int, *, link: Block | None = None,
-                counterparty: bytes = b"", extra: tuple[Block, ...] = ()) -> Block:
+                counterparty: bytes = b"", extra: tuple[Block, ...] = (),
+                endpoint: str | None = None) -> Block:
         body = BlockBody(
             author=self.key.public, seq=self.state.seq + 1, prev=self.state.head, type=kind,
             payload=payload, link_key=link.message.author if link else counterparty,
@@ -101,7 +102,10 @@ class Ledger:
             problems += check_pair(link, block)
         if problems:
             raise BlockRejected(problems)
-        self.store.add((*extra, block))
+        with self.store.group():   # the blocks and the endpoint: one transaction
+            self.store.add((*extra, block))
+            if endpoint is not None:
+                self.store.set_endpoint(payload.trade_id, body.link_key, endpoint)
         self.state.apply(block)
         return block
 
@@ -135,10 +139,14 @@ class Ledger:
         return self._append(BlockType.SETTLEMENT, settlement, time_ms,
                             counterparty=settlement.seller)
 
-    def agree(self, proposal: bytes | Block, time_ms: int) -> Block:
+    def agree(self, proposal: bytes | Block, time_ms: int, *, endpoint: str | None = None
+              ) -> Block:
         """Countersign a counterparty's TRADE or SETTLEMENT proposal (idempotent).
 
         ``proposal``: its raw bytes, or the ``Sealed`` block (checked here unless ``verified``).
+        ``endpoint``: where the proposer answers (``host:port``), stored in the same
+        transaction as the agreement (:meth:`LedgerStore.set_endpoint`), so a restarted node
+        can still reach it to settle.
         """
         proposal = self._counterparty_block(proposal)
         body = proposal.message
@@ -148,8 +156,11 @@ class Ledger:
         for raw in self.store.linked_to(body.author, body.seq):
             agreement = _stored_block(raw)
             if agreement.message.author == self.key.public:
+                if endpoint is not None:
+                    self.store.set_endpoint(body.payload.trade_id, body.author, endpoint)
                 return agreement  # already agreed: answer the retransmission with the same block
-        return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,))
+        return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,),
+                            endpoint=endpoint)
 
     def accept_agreement(self, agreement: bytes | Block) -> Block:
         """Store the counterparty's agreement to one of our proposals (idempotent).

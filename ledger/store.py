@@ -6,6 +6,13 @@ transaction, and :meth:`LedgerStore.group` makes one transaction of many ``add``
 commit).  Adding a block that is already stored is a no-op; adding a different block at an
 occupied (author, seq) stores the pair as a fork proof and keeps the first.
 
+Beside the blocks, ``peer_endpoints`` keeps where a trade's counterparty was reached
+(:meth:`LedgerStore.set_endpoint`): a routing hint a restarted node needs to finish the trade,
+not ledger data -- it is not hashed, signed or audited, and a wrong one can only make a
+message go unanswered (every reply is checked against the counterparty's key).  The table is
+created on open when missing, so ledger files written before it existed open unchanged (the
+schema version stays 1: older code ignores the table).
+
 Durability, by the ``sync`` mode (SQLite's ``synchronous`` pragma):
 
 ``"full"`` (default; a meter)
@@ -50,6 +57,9 @@ CREATE INDEX IF NOT EXISTS blocks_by_link ON blocks (link_key, link_seq);
 CREATE TABLE IF NOT EXISTS forks (
     author BLOB NOT NULL, seq INTEGER NOT NULL, raw_kept BLOB NOT NULL, raw_other BLOB NOT NULL,
     PRIMARY KEY (author, seq, raw_other)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS peer_endpoints (
+    trade_id BLOB PRIMARY KEY, peer BLOB NOT NULL, endpoint TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -157,7 +167,20 @@ class LedgerStore:
         )
         return AddResult.ADDED
 
+    def set_endpoint(self, trade_id: bytes, peer: bytes, endpoint: str) -> None:
+        """Remember ``peer``'s ``host:port`` for ``trade_id`` (the last one set wins).
+
+        Inside a :meth:`group` it commits with the group's blocks (the buyer's agreement).
+        """
+        with self.group():
+            self._db.execute("INSERT OR REPLACE INTO peer_endpoints VALUES (?, ?, ?)",
+                             (trade_id, peer, endpoint))
+
     # -- reading --------------------------------------------------------------------------
+    def endpoint(self, trade_id: bytes) -> str | None:
+        rows = self._rows("SELECT endpoint FROM peer_endpoints WHERE trade_id=?", (trade_id,))
+        return rows[0][0] if rows else None
+
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
             return self._db.execute(sql, args).fetchall()

@@ -20,6 +20,13 @@ meter reading exists (node time, ``e = t + interval_s``):
                       (co-signed SETTLEMENT pair; pending settlements are retried next time)
 ``e + close``         :meth:`close_interval`: the rest goes to the grid (FR-08), recorded as GRID
 
+A restart loses no trade: :meth:`start` reloads the pending settlements from the ledger
+(:mod:`p2pnode.recovery`: bought trades the seller has not co-settled, a settlement proposal
+already written is resent as it is) with the seller's endpoint, stored beside the agreement in
+the same commit.  A seller that came back on another endpoint is reached once a discovery has
+seen its new offer; until then the trade stays in :meth:`unsettled`.  A seller needs nothing
+reloaded: it answers a SETTLE from its ledger.
+
 The swarm simulator calls these four steps itself on a shared simulated clock; :meth:`run`
 sleeps to the moments above on the node's clock.  Counters (:attr:`counters`) count every
 dropped or refused message by reason.
@@ -73,6 +80,7 @@ from p2pnode.negotiation import (
 from p2pnode.offers import OfferRecord, OfferRejected, query_keys
 from p2pnode.peer import PeerClient, PeerServer
 from p2pnode.pricing import dynamic_price
+from p2pnode.recovery import pending_purchases
 from p2pnode.ranking import (
     Location, MarketContext, SellerHistory, best_offer_per_seller, candidates_from_offers, rank,
 )
@@ -217,6 +225,11 @@ class Node:
                              rules)
         for path in self.config.credit.vouchers:
             self.deposit_file(path)
+        for item in pending_purchases(self.ledger):   # a restart: finish what was pending
+            self._unsettled[item.payload.trade_id] = Trade(
+                item.payload, item.endpoint or "", item.agreement_raw, 0.0, 0)
+        if self._unsettled:
+            self.counters["settlements_recovered"] += len(self._unsettled)
         net = self.config.network
         try:
             await self.dht.start(net.host, net.dht_port)
@@ -403,7 +416,8 @@ class Node:
             state.excluded.add(record.seller)
             return 0
         try:
-            agreement = self.ledger.agree(proposal, self._now_ms())  # checked: not again
+            agreement = self.ledger.agree(proposal, self._now_ms(),   # checked: not again
+                                          endpoint=record.endpoint)  # for a restart: recovery
         except BlockRejected as exc:
             self.counters["agreement_refused"] += 1
             log.info("not agreeing to %s: %s", proposal.message.payload.trade_id.hex(), exc)
@@ -610,8 +624,13 @@ class Node:
         if not due:
             return 0
         with self.ledger.batch():
+            self._follow_sellers(due)
             proposed = [(trade, self._propose_settlement(trade)) for trade in due]
-        sending = [(trade, proposal) for trade, proposal in proposed if proposal is not None]
+        sending = [(trade, proposal) for trade, proposal in proposed
+                   if proposal is not None and trade.endpoint]
+        if len(sending) < len(proposed):   # trades agreed before endpoints were stored
+            self.counters["settlement_no_endpoint"] += sum(
+                1 for trade, proposal in proposed if proposal is not None and not trade.endpoint)
         replies = await asyncio.gather(*(self._exchange(trade.endpoint, self._settle_request(
             trade, proposal)) for trade, proposal in sending))
         with self.ledger.batch():
@@ -622,9 +641,30 @@ class Node:
                 self._settled(trade, proposal.message.payload.delivered_wh)
         return sum(accepted)
 
+    def _follow_sellers(self, trades: list[Trade]) -> None:
+        """A seller that came back on another endpoint is reached there: its offer in the
+        latest discovery (signed by the seller, newer than the trade) names it; stored too."""
+        if self.last_discovery is None:
+            return
+        current = {r.message.seller: r.message.endpoint for r in self.last_discovery.offers}
+        for trade in trades:
+            endpoint = current.get(trade.payload.seller)
+            if endpoint and endpoint != trade.endpoint:
+                trade.endpoint = endpoint
+                self.ledger.store.set_endpoint(trade.payload.trade_id, trade.payload.seller,
+                                               endpoint)
+                self.counters["settlement_endpoint_moved"] += 1
+
     def _propose_settlement(self, trade: Trade) -> Sealed[BlockBody] | None:
-        """Append the settlement proposal of ``trade`` with the delivered energy measured."""
+        """Append the settlement proposal of ``trade`` with the delivered energy measured.
+
+        A proposal already written (a retry, or pending across a restart) is resent as it
+        is: the delivered energy is measured once, and a trade is settled once.
+        """
         payload = trade.payload
+        state = self.ledger.state.trades.get(payload.trade_id)
+        if state is not None and state.settled:
+            return self.ledger.own_block(state.settlement_seq)
         delivered = max(0, min(int(self.delivery(trade)), payload.energy_wh))
         settlement = SettlementPayload(payload.trade_id, payload.seller, payload.buyer,
                                        payload.energy_wh, delivered, payload.price_micro_per_kwh)
