@@ -209,6 +209,13 @@ class LedgerStore:
         rows = self._rows("SELECT raw FROM blocks WHERE link_key=? AND link_seq=?", (author, seq))
         return [row[0] for row in rows]
 
+    def agreed_seqs(self, author: bytes) -> set[int]:
+        """Seqs of ``author``'s blocks that another author's stored block links to: its
+        proposals the counterparty agreed to (one query, for a chain of any length)."""
+        rows = self._rows("SELECT link_seq FROM blocks WHERE link_key=? AND link_seq>0 "
+                          "AND author<>?", (author, author))
+        return {row[0] for row in rows}
+
     def head(self, author: bytes) -> int:
         rows = self._rows("SELECT max(seq) FROM blocks WHERE author=?", (author,))
         return rows[0][0] or 0

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 
 from ledger import Ledger, TradePayload
-from ledger.sealed import decode_envelope
-from ledger.block import BlockBody
 
 __all__ = ["PendingPurchase", "pending_purchases"]
 
@@ -32,22 +30,14 @@ class PendingPurchase:
 
 
 def pending_purchases(ledger: Ledger) -> list[PendingPurchase]:
-    """Trades ``ledger``'s owner bought that the seller has not co-settled, in chain order."""
+    """Trades ``ledger``'s owner bought that the seller has not co-settled, in chain order.
+
+    A stored block linking to our settlement proposal is the seller's agreement: counterparty
+    agreements are stored only after :func:`ledger.rules.check_pair` (by the named seller).
+    """
     me, store = ledger.key.public, ledger.store
-    pending = []
-    for trade in ledger.state.trades.values():
-        payload = trade.payload
-        if payload.buyer != me:
-            continue
-        if trade.settled and _cosigned(ledger, trade.settlement_seq, payload.seller):
-            continue
-        pending.append(PendingPurchase(payload, ledger.own_block(trade.seq).raw,
-                                       store.endpoint(payload.trade_id), trade.settlement_seq))
-    return pending
-
-
-def _cosigned(ledger: Ledger, settlement_seq: int, seller: bytes) -> bool:
-    """Whether ``seller``'s agreement to our proposal ``settlement_seq`` is stored (a stored
-    counterparty block was checked before it was stored)."""
-    return any(decode_envelope(raw, BlockBody)[0].message.author == seller
-               for raw in ledger.store.linked_to(ledger.key.public, settlement_seq))
+    agreed = store.agreed_seqs(me)
+    return [PendingPurchase(trade.payload, ledger.own_block(trade.seq).raw,
+                            store.endpoint(trade.payload.trade_id), trade.settlement_seq)
+            for trade in ledger.state.trades.values()
+            if trade.payload.buyer == me and trade.settlement_seq not in agreed]

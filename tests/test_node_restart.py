@@ -7,8 +7,13 @@ import asyncio
 import dataclasses
 import sqlite3
 
-from ledger import BlockBody, BlockType, LedgerStore, cost_micro, open_envelope
+from ledger import (
+    BlockBody, BlockType, CreditVoucher, Ledger, LedgerStore, MeterReading, cost_micro,
+    open_envelope, seal,
+)
 from p2pnode.node import Node
+from p2pnode.recovery import pending_purchases
+from tests import chainkit
 from simulator.swarm import audit_ledgers
 from tests.nodekit import CREDIT_MICRO, DHT, INTERVAL_S, START, TIMING, swarm
 
@@ -218,3 +223,42 @@ def test_ledger_file_from_before_the_endpoint_table_opens_and_works(tmp_path):
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())
+
+
+def test_pending_purchases_are_the_bought_trades_the_seller_has_not_co_settled(tmp_path):
+    """Pure: two Ledgers, three trades -- one settled and co-signed, one with our proposal
+    only, one not settled -- and a trade the buyer sold to the seller, pending for the seller
+    only (agreed without an endpoint, as before endpoints were stored)."""
+    seller_key, buyer_key = chainkit.SELLER, chainkit.BUYER
+    seller = Ledger(LedgerStore(tmp_path / "s.db"), seller_key)
+    buyer = Ledger(LedgerStore(tmp_path / "b.db"), buyer_key)
+    for ledger, n in ((seller, 1), (buyer, 2)):
+        ledger.deposit(seal(CreditVoucher(chainkit.BANK.public, ledger.key.public,
+                                          bytes([n]) * 16, 10_000_000), chainkit.BANK), 1)
+    for ledger in (seller, buyer):
+        reading = seal(MeterReading(ledger.key.public, chainkit.INTERVAL, 900, 5000, 0),
+                       ledger.key)
+        ledger.mint(reading, 5000, 2)
+    trades = [chainkit.trade_payload(n, energy=500) for n in (1, 2, 3)]
+    for trade in trades:
+        proposal = seller.propose_trade(trade, 3)
+        endpoint, commits = f"127.0.0.1:{trade.trade_id[-1]}", buyer.store.commits
+        seller.accept_agreement(buyer.agree(proposal, 4, endpoint=endpoint))
+        assert buyer.store.commits == commits + 1    # the agreement and its endpoint: one commit
+    sold = chainkit.TradePayload(chainkit.tid(9), buyer_key.public, seller_key.public,
+                                 chainkit.INTERVAL, 100, chainkit.PRICE, b"offer")
+    buyer.accept_agreement(seller.agree(buyer.propose_trade(sold, 5), 6))
+    settled, proposed_only = (buyer.propose_settlement(chainkit.settlement_payload(
+        n, agreed=500, delivered=400), 7) for n in (1, 2))
+    buyer.accept_agreement(seller.agree(settled, 8))
+    pending = pending_purchases(buyer)
+    assert [p.payload for p in pending] == trades[1:]
+    assert [p.endpoint for p in pending] == ["127.0.0.1:2", "127.0.0.1:3"]
+    assert pending[0].settlement_seq == proposed_only.message.seq
+    assert pending[1].settlement_seq == 0
+    agreement = buyer.own_block(buyer.state.trades[trades[1].trade_id].seq)
+    assert pending[0].agreement_raw == agreement.raw
+    [bought_back] = pending_purchases(seller)         # trades 1-3 it sold: never pending
+    assert bought_back.payload == sold and bought_back.endpoint is None   # agreed without one
+    seller.store.close()
+    buyer.store.close()
