@@ -166,11 +166,19 @@ def test_seller_back_on_another_port_is_found_through_its_next_offer(tmp_path):
 
 
 def test_seller_restarted_between_trade_and_settlement_answers_from_its_ledger(tmp_path):
+    """Nothing to fix on the seller's side: it answers a SETTLE from its reloaded ledger, even
+    without the buyer's agreement (the SETTLE carries it)."""
     async def main():
         async with swarm([[800], [-300]], tmp_path) as s:
             seller, buyer = s.nodes
             await trade_agreed(s, seller, buyer)
             credit = seller.ledger.credit_micro
+            await go_down(s, 0)
+            db = sqlite3.connect(seller.config.ledger)   # as if the CONFIRM had been lost:
+            assert db.execute("DELETE FROM blocks WHERE author=?",   # the SETTLE carries it
+                              (buyer.public,)).rowcount == 1
+            db.commit()
+            db.close()
             seller = await restart(s, 0)
             assert seller.unsettled() == []               # a seller has nothing to retry
             assert await buyer.settle() == 1
