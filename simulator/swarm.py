@@ -173,9 +173,9 @@ class SwarmWorker:
     Churn: a house whose outage starts at an interval is stopped (DHT socket and peer endpoint
     closed) before that interval's open step and takes part in none of its steps; when the
     outage ends a new :class:`Node` starts with the same key, ledger file and meter, on the same
-    ports if they are free (a meter that rebooted), and joins the DHT again.  Whatever the old
-    node held only in memory is gone: its bought trades still unsettled are counted
-    (``unsettled_after_restart`` if they never settle).  A malicious house runs an
+    ports if they are free (a meter that rebooted), and joins the DHT again.  The new node
+    rebuilds its pending settlements from its ledger (:mod:`p2pnode.recovery`); bought trades
+    that still never settle are counted (``unsettled_after_restart``).  A malicious house runs an
     :class:`~simulator.attack.Attacker` instead of a node; it attacks during the buy step.
     """
 
