@@ -47,8 +47,12 @@ def test_other_examples_load():
     assert large.meters == 1000 and large.processes == 2
     winter = load_scenario(EXAMPLES / "winter.toml")
     assert winter.start_date == date(2023, 1, 3)
-    for path in EXAMPLES.glob("*.toml"):
-        load_scenario(path)
+    from simulator.sweep import load_sweep
+    for path in EXAMPLES.glob("*.toml"):           # every example is a scenario or a sweep
+        if path.name.startswith("sweep"):
+            assert load_sweep(path).base_scenario.meters > 0
+        else:
+            load_scenario(path)
 
 
 def test_absent_keys_take_defaults(tmp_path):
