@@ -19,7 +19,7 @@ from ledger.keys import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, is_valid_
 from ledger.ledger import Ledger
 from ledger.rules import RULES, ChainState, LedgerRules, Problem, check_block, check_pair
 from ledger.sealed import (
-    Envelope, Sealed, SignedMessage, decode_envelope, open_envelope, seal, unseal,
+    Envelope, Sealed, SignedMessage, decode_envelope, open_checked, open_envelope, seal, unseal,
 )
 from ledger.store import SYNC_MODES, AddResult, LedgerStore
 from ledger.verify import AuditReport, ForkProof, audit, check_fork_proof
@@ -32,5 +32,5 @@ __all__ = [
     "SIGNATURE_BYTES", "SYNC_MODES", "Sealed", "SettlementPayload", "SignatureError",
     "SignedMessage", "SigningKey", "StoreError", "Text", "TradePayload", "audit", "check_block",
     "check_fork_proof", "check_pair", "cost_micro", "decode_envelope", "is_valid_signature",
-    "open_envelope", "seal", "unseal", "verify",
+    "open_checked", "open_envelope", "seal", "unseal", "verify",
 ]

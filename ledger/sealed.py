@@ -25,7 +25,8 @@ from ledger.errors import DecodeError, EncodeError, SignatureError
 from ledger.keys import SIGNATURE_BYTES, SigningKey
 
 __all__ = [
-    "SignedMessage", "Sealed", "Envelope", "decode_envelope", "open_envelope", "seal", "unseal",
+    "SignedMessage", "Sealed", "Envelope", "decode_envelope", "open_checked", "open_envelope",
+    "seal", "unseal",
 ]
 
 ENVELOPE_OVERHEAD = 96  # map header, keys, bin headers and the signature
@@ -124,6 +125,19 @@ def open_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bool]:
     if keys.is_valid_signature(sealed.message.signer(), sealed.signature, signed):
         return _verified(sealed), True
     return sealed, False
+
+
+def open_checked(raw: bytes, cls: type[M], max_bytes: int) -> Sealed[M] | str:
+    """The sealed ``cls`` in ``raw`` with a valid signature, or why not, as a drop reason for a
+    counter: "oversize" (over ``max_bytes``), "malformed" or "bad_signature".  For endpoints that
+    drop and count bad input from peers."""
+    if len(raw) > max_bytes:
+        return "oversize"
+    try:
+        sealed, signature_ok = open_envelope(raw, cls)
+    except DecodeError:
+        return "malformed"
+    return sealed if signature_ok else "bad_signature"
 
 
 def decode_envelope(raw: bytes, cls: type[M]) -> tuple[Sealed[M], bytes]:

@@ -36,7 +36,7 @@ import dataclasses
 import json
 import logging
 
-from ledger import DecodeError, Sealed, open_envelope
+from ledger import Sealed, open_checked
 from optimizer.markets import (
     LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses, share_pool,
 )
@@ -180,14 +180,9 @@ class FeederBook:
         return Answer.accepted(start)
 
     def _check(self, raw: bytes, now_s: float) -> Sealed[FeederReport] | str:
-        if len(raw) > MAX_REPORT_BYTES:
-            return "oversize"
-        try:
-            sealed, signature_ok = open_envelope(raw, FeederReport)
-        except DecodeError:
-            return "malformed"
-        if not signature_ok:
-            return "bad_signature"
+        sealed = open_checked(raw, FeederReport, MAX_REPORT_BYTES)
+        if isinstance(sealed, str):
+            return sealed
         report, settings = sealed.message, self.settings
         if report.feeder != settings.feeder:
             return "wrong_feeder"

@@ -40,7 +40,7 @@ from typing import Annotated
 
 from ledger import (
     PUBLIC_KEY_BYTES, BlockBody, BlockType, Bytes, DecodeError, Items, Range, Sealed,
-    SignedMessage, Text, TradePayload, open_envelope,
+    SignedMessage, Text, TradePayload, open_checked, open_envelope,
 )
 from ledger.block import MAX_BLOCK_BYTES
 
@@ -120,25 +120,14 @@ class PeerReply(SignedMessage):
 
 def parse_request(raw: bytes) -> Sealed[PeerRequest] | str:
     """The sealed request in ``raw``, or the name of the reason it is dropped."""
-    if len(raw) > MAX_PEER_MESSAGE_BYTES:
-        return "oversize"
-    try:
-        sealed, signature_ok = open_envelope(raw, PeerRequest)
-    except DecodeError:
-        return "malformed"
-    return sealed if signature_ok else "bad_signature"
+    return open_checked(raw, PeerRequest, MAX_PEER_MESSAGE_BYTES)
 
 
 def check_reply(raw: bytes, request: PeerRequest) -> Sealed[PeerReply] | str:
     """The reply to ``request`` in ``raw``, or why it is not one (forged, for another request)."""
-    if len(raw) > MAX_PEER_MESSAGE_BYTES:
-        return "oversize"
-    try:
-        sealed, signature_ok = open_envelope(raw, PeerReply)
-    except DecodeError:
-        return "malformed"
-    if not signature_ok:
-        return "bad_signature"
+    sealed = open_checked(raw, PeerReply, MAX_PEER_MESSAGE_BYTES)
+    if isinstance(sealed, str):
+        return sealed
     reply = sealed.message
     if (reply.sender, reply.recipient, reply.trade_id, reply.nonce) != (
             request.recipient, request.sender, request.trade_id, request.nonce):
