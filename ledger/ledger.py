@@ -27,7 +27,8 @@ import contextlib
 from collections.abc import Iterator
 
 from ledger.block import (
-    BlockBody, BlockType, CreditVoucher, DepositPayload, GridPayload, MeterReading, MintPayload,
+    BlockBody, BlockType, CreditVoucher, DeliveryPayload, DepositPayload, GridPayload, MeterReading,
+    MintPayload,
     SettlementPayload, TradePayload,
 )
 from ledger.errors import BlockRejected, DecodeError, StoreError
@@ -129,15 +130,17 @@ class Ledger:
             return self.own_block(existing.seq)
         return self._append(BlockType.TRADE, trade, time_ms, counterparty=trade.buyer)
 
-    def propose_settlement(self, settlement: SettlementPayload, time_ms: int) -> Block:
-        """The buyer's half of a settlement: it measured ``delivered_wh``."""
+    def propose_settlement(self, settlement: SettlementPayload | DeliveryPayload, time_ms: int
+                           ) -> Block:
+        """Our half of a settlement: a seller's DELIVERY (its meter measured the delivery) or,
+        in ledgers of the ex-post market, the buyer's SettlementPayload."""
         trade = self.state.trades.get(settlement.trade_id)
         if trade is not None and trade.settled:
             own = self.own_block(trade.settlement_seq)
             if own.message.payload == settlement:
                 return own
-        return self._append(BlockType.SETTLEMENT, settlement, time_ms,
-                            counterparty=settlement.seller)
+        counterparty = settlement.buyer if settlement.seller == self.key.public else settlement.seller
+        return self._append(BlockType.SETTLEMENT, settlement, time_ms, counterparty=counterparty)
 
     def agree(self, proposal: bytes | Block, time_ms: int, *, endpoint: str | None = None
               ) -> Block:

@@ -17,6 +17,8 @@ them into the ledger's integer µ per kWh.  Layout::
                    opt_out = "none" | "selling" | "buying" | "all"          (FR-14)
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
+    [market]       mode = "ex_post" | "real_time", lead_intervals, substep_s,
+                   latitude, longitude (for the forecasts' clear-sky irradiance)
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
     [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
@@ -42,7 +44,8 @@ from p2pnode.errors import ConfigError
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
-    "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MeterConfig", "NetworkConfig",
+    "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MARKET_MODES", "MarketConfig",
+    "MeterConfig", "NetworkConfig",
     "NodeConfig", "Timing", "load_config", "micro", "OPT_OUT",
 ]
 
@@ -162,6 +165,35 @@ class Timing:
         _number("timing", "request_timeout_s", self.request_timeout_s, 0.001, 600)
         _number("timing", "attempts", self.attempts, 1, 20, integer=True)
         _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
+
+
+MARKET_MODES = ("ex_post", "real_time")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """When an interval is traded (see :mod:`p2pnode.trading.schedule`).
+
+    ``mode``: ``"real_time"`` trades interval ``t`` during ``t - lead_intervals`` on the node's
+    forecast and measures the delivery during ``t`` in ``substep_s`` sub-steps; ``"ex_post"``
+    trades ``t`` after it ended, on metered energy (the comparison baseline).
+    ``latitude``/``longitude``: the node's place, for the clear-sky irradiance its generation
+    forecast uses (default: the shipped weather file's site).
+    """
+
+    mode: str = "real_time"
+    lead_intervals: int = 1
+    substep_s: int = 60
+    latitude: float = 36.1
+    longitude: float = -79.9
+
+    def __post_init__(self):
+        if self.mode not in MARKET_MODES:
+            _fail("market", "mode", self.mode, f"must be one of {', '.join(MARKET_MODES)}")
+        _number("market", "lead_intervals", self.lead_intervals, 1, 96, integer=True)
+        _number("market", "substep_s", self.substep_s, 1, 86400, integer=True)
+        _number("market", "latitude", self.latitude, -90, 90)
+        _number("market", "longitude", self.longitude, -180, 180)
 
 
 @dataclass(frozen=True)
@@ -300,6 +332,7 @@ class NodeConfig:
     constraints: Constraints = field(default_factory=Constraints)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     timing: Timing = field(default_factory=Timing)
+    market: MarketConfig = field(default_factory=MarketConfig)
     credit: CreditConfig = field(default_factory=CreditConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     feeder_role: FeederRoleConfig = field(default_factory=FeederRoleConfig)
@@ -315,6 +348,9 @@ class NodeConfig:
         if self.timing.window_s > self.interval_s:
             _fail("timing", "window_s", self.timing.window_s,
                   f"must not exceed interval_s ({self.interval_s})")
+        if self.interval_s % self.market.substep_s:
+            _fail("market", "substep_s", self.market.substep_s,
+                  f"must divide interval_s ({self.interval_s}) evenly")
         if self.feeder_role.grace_s >= self.interval_s:
             _fail("feeder_role", "grace_s", self.feeder_role.grace_s,
                   f"must be less than interval_s ({self.interval_s})")
@@ -346,6 +382,7 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
         "constraints": _build(Constraints, raw.pop("constraints", {}), "constraints", base),
         "selection": _selection(raw.pop("selection", {})),
         "timing": _build(Timing, raw.pop("timing", {}), "timing", base),
+        "market": _build(MarketConfig, raw.pop("market", {}), "market", base),
         "credit": _build(CreditConfig, raw.pop("credit", {}), "credit", base),
         "api": _build(ApiConfig, raw.pop("api", {}), "api", base),
         "feeder_role": _feeder_role(raw.pop("feeder_role", {}), base),

@@ -12,9 +12,13 @@ The exchange (SRS 3.2.7), always started by the buyer, one HTTP request/response
     check the proposal, agree to it on the own ledger (spends credit, FR-10)
     CONFIRM(agreement block)        ->      store the agreement: the trade is co-signed
                                     <-      DONE
-    ... after the interval, with the delivered energy measured ...
-    SETTLE(agreement, SETTLEMENT proposal)  ->  store the agreement if it was missed, agree
-                                    <-      DONE(settlement agreement block)
+    ... after the interval, the seller measured the delivery ...
+    DONE(DELIVERY agreement)        <-      DELIVER(DELIVERY proposal, MINT block): sent by
+    (the buyer checks it: see               the seller to the endpoint the buyer named in its
+    p2pnode.trading.settlement)             REQUEST (``reply_to``)
+
+A SETTLE (the buyer proposes the settlement) is what nodes before forward trading sent; it is
+still answered, so a buyer's pending ex-post settlement from an old ledger completes.
 
 Idempotency and replays
     Every request carries a fresh random ``nonce``, the ``trade_id`` and the sender's clock
@@ -55,6 +59,7 @@ MAX_BLOCKS = 2
 MAX_SEALED_BLOCK_BYTES = MAX_BLOCK_BYTES + 96  # envelope and signature
 MAX_PEER_MESSAGE_BYTES = 8192
 MAX_REASON_CHARS = 64
+MAX_ENDPOINT_CHARS = 256
 U63 = Annotated[int, Range(0, 2**63 - 1)]
 PubKey = Annotated[bytes, Bytes(PUBLIC_KEY_BYTES)]
 Blocks = Annotated[tuple[Annotated[bytes, Bytes(max=MAX_SEALED_BLOCK_BYTES)], ...],
@@ -65,12 +70,13 @@ class Kind(enum.IntEnum):
     REQUEST = 1   # buy energy_wh of offer_id at price: the seller proposes or denies
     CONFIRM = 2   # blocks = (buyer's agreement to the seller's trade proposal,)
     SETTLE = 3    # blocks = (buyer's trade agreement, buyer's settlement proposal)
+    DELIVER = 4   # from the seller: blocks = (DELIVERY settlement proposal, seller's MINT block)
 
 
 class Status(enum.IntEnum):
     ACCEPTED = 1  # REQUEST accepted: blocks = (seller's trade proposal,), energy_wh granted
     DENIED = 2    # refused; reason says why (the buyer moves on)
-    DONE = 3      # CONFIRM stored / SETTLE agreed: blocks = (settlement agreement,) for SETTLE
+    DONE = 3      # CONFIRM stored / SETTLE or DELIVER agreed: blocks = (its agreement,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +95,12 @@ class PeerRequest(SignedMessage):
     energy_wh: U63
     price_micro_per_kwh: U63
     blocks: Blocks = ()
+    reply_to: Annotated[str, Text(MAX_ENDPOINT_CHARS)] = ""   # the sender's peer endpoint
 
     def validate(self) -> str | None:
         if self.sender == self.recipient:
             return "sender and recipient are the same key"
-        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2}[self.kind]
+        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2}[self.kind]
         if len(self.blocks) != expected:
             return f"a {self.kind.name} carries {expected} block(s), got {len(self.blocks)}"
         if self.kind is Kind.REQUEST and self.energy_wh == 0:

@@ -80,6 +80,10 @@ class SellerHistory:
             self.duration_s.setdefault(seller, []).append(duration_s)
             del self.duration_s[seller][:-50]
 
+    def record_duration(self, seller: bytes, duration_s: float) -> None:
+        self.duration_s.setdefault(seller, []).append(duration_s)
+        del self.duration_s[seller][:-50]
+
     def record_settlement(self, seller: bytes, agreed_wh: int, delivered_wh: int) -> None:
         self.agreed_wh[seller] = self.agreed_wh.get(seller, 0) + agreed_wh
         self.delivered_wh[seller] = self.delivered_wh.get(seller, 0) + delivered_wh

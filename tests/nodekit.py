@@ -13,6 +13,10 @@ from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node
+from p2pnode.trading.schedule import events
+
+STEP_METHODS = {"open": "open_interval", "buy": "buy", "settle": "settle",
+                "close": "close_interval"}
 from simulator.swarm import VirtualClock
 
 START = 1_782_907_200           # 2026-07-01 12:00 UTC: "normal" tariff frame
@@ -27,6 +31,21 @@ def key(i: int) -> SigningKey:
     return SigningKey.from_seed(hashlib.sha256(f"test node {i}".encode()).digest())
 
 
+class PerfectForesight:
+    """A forecaster that knows the meter's future: trading tests see exactly the energy the
+    meter will measure (the forecasts' own quality is tested in tests/test_forecast.py)."""
+
+    def __init__(self, meter):
+        self.meter = meter
+
+    def observe(self, interval_start_s: int, generation_wh: int, consumption_wh: int) -> None:
+        pass
+
+    def predict(self, target_start_s: int, issued_at_s: float) -> tuple[int, int]:
+        reading = self.meter.read(target_start_s, INTERVAL_S)
+        return reading.generation_wh, reading.consumption_wh
+
+
 @dataclasses.dataclass
 class Swarm:
     nodes: list[Node]
@@ -34,12 +53,15 @@ class Swarm:
 
     async def interval(self, index: int) -> None:
         """Open, buy, settle and close interval ``index`` on every node, in step."""
-        start = START + index * INTERVAL_S
-        end = start + INTERVAL_S
-        for offset, step in ((0, Node.open_interval), (TIMING.buy_delay_s, Node.buy),
-                             (TIMING.window_s, Node.settle), (TIMING.window_s + 1, Node.close_interval)):
-            self.clock.now_s = end + offset
-            await asyncio.gather(*(step(node, start) for node in self.nodes))
+        await self.intervals([index])
+
+    async def intervals(self, indices) -> None:
+        """The steps of the intervals ``indices`` on every node, in time order."""
+        config = self.nodes[0].config
+        for at, step, start in events(config, [START + i * INTERVAL_S for i in indices]):
+            self.clock.now_s = max(self.clock.now_s, at)
+            await asyncio.gather(*(getattr(node, STEP_METHODS[step])(start)
+                                   for node in self.nodes))
 
     def rows(self) -> list:
         out = []
@@ -52,7 +74,7 @@ class Swarm:
 async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None = None,
                 constraints: dict[int, Constraints] | None = None):
     """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit)."""
-    clock = VirtualClock(START)
+    clock = VirtualClock(START - 2 * INTERVAL_S)   # before the first interval opens
     nodes = []
     try:
         for i, nets in enumerate(nets_wh):
@@ -61,7 +83,8 @@ async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None 
                                 constraints=(constraints or {}).get(i, Constraints()))
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
                                  [max(-n, 0) for n in nets])
-            node = Node(config, meter, key=key(i), clock=clock, dht_settings=DHT, faults=faults)
+            node = Node(config, meter, key=key(i), clock=clock, dht_settings=DHT, faults=faults,
+                        forecaster=PerfectForesight(meter))
             await node.start()
             nodes.append(node)
             node.deposit(seal(CreditVoucher(ISSUER.public, node.public, bytes([i % 256]) * 16,

@@ -13,7 +13,7 @@ from p2pnode.config import Constraints, NodeConfig
 from p2pnode.errors import ConfigError
 from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
-from p2pnode.node import Node
+from p2pnode.node import Node, step_times
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
@@ -93,7 +93,7 @@ def test_hostile_messages_are_dropped_counted_and_change_nothing(tmp_path):
     async def main():
         async with swarm([[800], [-300]], tmp_path) as s:
             seller, buyer = s.nodes
-            s.clock.now_s = START + 900
+            s.clock.now_s = step_times(seller.config, START)["open"]
             await seller.open_interval(START)
             record = seller.own_offers()[0]
             client = PeerClient()
