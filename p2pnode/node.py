@@ -240,7 +240,10 @@ class Node(BuyerSide, SellerSide):
         if reading is None:
             reading = self._readings[start_s] = self.meter.read(start_s, self.config.interval_s)
         if self.forecaster is not None and start_s > self._observed_s:
-            self.forecaster.observe(start_s, reading.generation_wh, reading.consumption_wh)
+            try:
+                self.forecaster.observe(start_s, reading.generation_wh, reading.consumption_wh)
+            except ValueError as exc:   # models.errors.ReadingError: out of order, duplicate
+                self.counters[f"reading_refused_{getattr(exc, 'reason', 'invalid')}"] += 1
             self._observed_s = start_s
         return reading
 

@@ -13,6 +13,7 @@ key is an error)::
     [tariffs]     retail_per_kwh, feed_in_per_kwh, currency, export_limit_kw
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
     [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds
+    [market]      mode = "real_time" | "ex_post"
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
 ``quickstart.toml: [faults] loss = 1.5: must be between 0 and 1``.
@@ -30,7 +31,7 @@ from pathlib import Path
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
 from simulator.profiles import DAY_S, MAX_DAYS, MAX_HOUSES, MIN_INTERVAL_S, ProfileSpec
-from simulator.settings import Faults, Households, Selection, Weights
+from simulator.settings import Faults, Households, Market, Selection, Weights
 from simulator.tariffs import Tariffs, TimeFrame
 
 FEEDERS = ("kerber_dorfnetz", "kerber_landnetz_freileitung_1", "kerber_landnetz_freileitung_2",
@@ -42,7 +43,7 @@ MAX_PROCESSES = 256
 MAX_ACCELERATION = 1e6
 
 _SECTIONS = {"households": Households, "weights": Weights, "selection": Selection,
-             "tariffs": Tariffs, "faults": Faults}
+             "tariffs": Tariffs, "faults": Faults, "market": Market}
 _TOP_KEYS = ("name", "seed", "meters", "feeder", "processes")
 _TIME_KEYS = ("start_date", "days", "interval_s", "acceleration")
 
@@ -65,6 +66,7 @@ class Scenario:
     selection: Selection = field(default_factory=Selection)
     tariffs: Tariffs = field(default_factory=Tariffs)
     faults: Faults = field(default_factory=Faults)
+    market: Market = field(default_factory=Market)
     source: str = field(default="", compare=False)
 
     def __post_init__(self):

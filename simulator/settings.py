@@ -86,6 +86,21 @@ class Selection:
 
 
 @dataclass(frozen=True)
+class Market:
+    """``[market]``: when intervals are traded: ``real_time`` (ahead of delivery, on the nodes'
+    forecasts, delivery measured in one-minute sub-steps) or ``ex_post`` (after the interval,
+    on metered energy: the comparison baseline)."""
+
+    mode: str = "real_time"
+
+    def __post_init__(self):
+        from p2pnode.config import MARKET_MODES
+        check = Checker("market")
+        check.choice("mode", self.mode, MARKET_MODES)
+        check.done()
+
+
+@dataclass(frozen=True)
 class Faults:
     """``[faults]``: what the simulated network and population do wrong.
 

@@ -45,13 +45,14 @@ from ledger import (
     open_envelope, seal,
 )
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import NodeConfig, Timing
+from p2pnode.config import MarketConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
 from p2pnode.offers import OfferRecord
 from p2pnode.meter import ProfileMeter
-from p2pnode.node import Node, default_predictor, step_times
+from p2pnode.node import Node, default_predictor
+from p2pnode.trading.schedule import STEPS, events
 from p2pnode.pricing import Frame, Tariffs as NodeTariffs
 from p2pnode.ranking import Location
 from optimizer.selection import SelectionConfig, Weights as SelectionWeights
@@ -63,7 +64,6 @@ from simulator.scenario import Scenario
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
-STEPS = ("open", "buy", "settle", "close")
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
 SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
                       max_rounds=6)
@@ -105,6 +105,8 @@ class SwarmRun:
     reachable_optimum_wh: float | None = None
     """With churn or attackers: the most energy the honest nodes that are up could match
     (attackers' and offline intervals' surplus and deficit left out); None without."""
+    optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
+    forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 # -- node configuration from a scenario -------------------------------------------------------
@@ -142,7 +144,8 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
         timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
                                                               scenario.interval_s / 3),
                                    buy_delay_s=min(SWARM_TIMING.buy_delay_s,
-                                                   scenario.interval_s / 30)))
+                                                   scenario.interval_s / 30)),
+        market=MarketConfig(mode=scenario.market.mode))
 
 
 def fault_plan(scenario: Scenario) -> FaultPlan | None:
@@ -165,6 +168,9 @@ class WorkerSpec:
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
     schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
+    substeps: tuple[np.ndarray, np.ndarray] | None = None   # [house, interval, sub-step] Wh
+    history: tuple[int, np.ndarray, np.ndarray] | None = None   # first start, past surplus,
+    # past deficit [house, interval]: what each node's forecaster saw before the run
 
 
 class SwarmWorker:
@@ -181,7 +187,7 @@ class SwarmWorker:
 
     def __init__(self, spec: WorkerSpec, predictor=None):
         self.spec = spec
-        self.clock = VirtualClock(spec.start_s)
+        self.clock = VirtualClock(spec.start_s - 2 * spec.scenario.interval_s)   # before any open
         self.predictor = predictor
         self.schedule = spec.schedule or FaultSchedule(0, {}, {})
         self.online: dict[int, Node] = {}          # house -> its running node
@@ -203,11 +209,33 @@ class SwarmWorker:
         config = node_config(scenario, house, spec.run_dir)
         if network is not None:
             config = dataclasses.replace(config, network=network)
+        substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
         meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
-                             spec.deficit_wh[row])
+                             spec.deficit_wh[row], substeps_wh=substeps)
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
-                    predictor=self.predictor, dht_settings=SWARM_DHT,
-                    faults=fault_plan(scenario), ledger_sync="normal")
+                    predictor=self.predictor, forecaster=self._forecaster(row),
+                    dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
+
+    def _forecaster(self, row: int):
+        """The house's forecaster, having seen its readings before the run (and, for a node
+        restarted after churn, the run's readings before now: a rebooted meter keeps them)."""
+        spec = self.spec
+        if spec.scenario.market.mode == "ex_post":
+            return None
+        from models.forecast import DEFAULT_UTC_OFFSET_S, NodeForecaster
+        forecaster = NodeForecaster(interval_s=spec.scenario.interval_s,
+                                    utc_offset_s=DEFAULT_UTC_OFFSET_S)
+        interval = spec.scenario.interval_s
+        if spec.history is not None:
+            first, surplus, deficit = spec.history
+            for i in range(surplus.shape[1]):
+                forecaster.observe(first + i * interval, int(surplus[row, i]),
+                                   int(deficit[row, i]))
+        done = int(max(0, (self.clock() - spec.start_s) // interval - 1))
+        for i in range(min(done, spec.surplus_wh.shape[1])):
+            forecaster.observe(spec.start_s + i * interval, int(spec.surplus_wh[row, i]),
+                               int(spec.deficit_wh[row, i]))
+        return forecaster
 
     def _deposit(self, node: Node) -> None:
         """The house's voucher (idempotent: a restarted node deposits nothing twice)."""
@@ -327,6 +355,7 @@ class SwarmWorker:
             counters.update(attacker.counters)
             counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
         counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
+        errors = forecast_errors(list(self.online.values()))
         for node in self.online.values():
             await node.stop()
         for attacker in self.attackers.values():
@@ -339,9 +368,22 @@ class SwarmWorker:
                                      house_of, self.spec)
         settled = {bytes.fromhex(row["trade_id"]) for row in trades}
         counters["unsettled_after_restart"] = len(self.lost - settled)
-        return {"trades": trades, "counters": dict(counters),
+        return {"trades": trades, "counters": dict(counters), "forecast_errors": errors,
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
                 "attackers": [house_key(seed, h).public.hex() for h in self.attackers]}
+
+
+def forecast_errors(nodes: Sequence[Node]) -> tuple[float, float]:
+    """Summed absolute error of the nodes' net forecasts and of persistence at the same lead
+    (the last reading a node had when it traded), over their intervals."""
+    model = persistence = 0.0
+    for node in nodes:
+        lead = node.config.market.lead_intervals + 1
+        actual = [r.surplus_wh - r.deficit_wh for r in node.reports]
+        for i in range(lead, len(actual)):
+            model += abs(node.reports[i].forecast_net_wh - actual[i])
+            persistence += abs(actual[i - lead] - actual[i])
+    return model, persistence
 
 
 def forged_held(node: Node) -> int:
@@ -355,20 +397,21 @@ def forged_held(node: Node) -> int:
 
 def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dict,
                    spec: WorkerSpec) -> list[dict]:
-    """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each."""
+    """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each:
+    its agreements to its sellers' DELIVERY settlements (and, in ledgers of the ex-post market
+    before them, its own settlement proposals the seller countersigned)."""
     rows, intervals = [], {}
     try:
         for raw in store.chain(buyer):
             body = open_envelope(raw, BlockBody)[0].message
             if body.type is BlockType.TRADE:
                 intervals[body.payload.trade_id] = body.payload.interval_start_s
-            if body.type is not BlockType.SETTLEMENT or not body.is_proposal \
-                    or body.payload.buyer != buyer:
+            if body.type is not BlockType.SETTLEMENT or body.payload.buyer != buyer:
                 continue
             settlement = body.payload
-            countersigned = any(open_envelope(r, BlockBody)[0].message.author == settlement.seller
-                                for r in store.linked_to(buyer, body.seq))
-            if not countersigned:
+            if body.is_proposal and not any(
+                    open_envelope(r, BlockBody)[0].message.author == settlement.seller
+                    for r in store.linked_to(buyer, body.seq)):
                 continue  # the seller never agreed: not settled (yet)
             trade = memory.get(settlement.trade_id)
             rows.append({
@@ -379,6 +422,8 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
                 "decision_ms": trade.decision_ms if trade else float("nan"),
                 "messages": trade.messages if trade else 0,
                 "trade_id": settlement.trade_id.hex(),
+                "duration_s": getattr(settlement, "duration_ms", 0) / 1000,
+                "imbalance_micro": getattr(settlement, "imbalance_micro", 0),
             })
     finally:
         store.close()
@@ -461,8 +506,12 @@ def unix_seconds(interval_start: np.ndarray) -> np.ndarray:
 
 
 def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | None = None,
-              progress: bool = True, predictor=None) -> SwarmRun:
-    """Trade every interval of ``profiles`` with one real node per house; see the module doc."""
+              progress: bool = True, predictor=None, history=None) -> SwarmRun:
+    """Trade every interval of ``profiles`` with one real node per house; see the module doc.
+
+    ``history``: profiles of the days before (same houses), which the nodes' forecasters have
+    seen when the run starts (real-time market); without it they start with no past.
+    """
     processes = processes or scenario.processes
     if profiles.houses != scenario.meters or profiles.interval_s != scenario.interval_s:
         raise SimulatorError("the profiles were not built for this scenario "
@@ -472,14 +521,38 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
+    steps = delivery_substeps(scenario, surplus, deficit, starts)
+    past = None
+    if history is not None:
+        past = (int(unix_seconds(history.interval_start)[0]),
+                np.floor(history.surplus_wh).astype(np.int64),
+                np.floor(history.deficit_wh).astype(np.int64))
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
-                        int(starts[0]), run_dir, schedule)
+                        int(starts[0]), run_dir, schedule,
+                        substeps=(steps[0][chunk], steps[1][chunk]),
+                        history=past and (past[0], past[1][chunk], past[2][chunk]))
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
     swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm.optimum_wh = float(max_local_match_wh(surplus, deficit).sum())
     if schedule.malicious or schedule.offline:
         up = schedule.taking_part(scenario.meters)
         swarm.reachable_optimum_wh = float(max_local_match_wh(surplus * up, deficit * up).sum())
     return swarm
+
+
+def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarray,
+                      starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The meters' one-minute readings, derived from the interval data with seeded variability
+    (:mod:`simulator.substeps`: clouds over PV, appliance spikes in the load), summing to it."""
+    from models.forecast import DEFAULT_LATITUDE, DEFAULT_LONGITUDE, DEFAULT_UTC_OFFSET_S
+    from simulator.substeps import clear_sky_substeps, substeps
+
+    per_interval = scenario.interval_s // MarketConfig().substep_s
+    clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
+                                   per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
+    rng = np.random.default_rng([scenario.seed, 0x5E7])
+    return substeps(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
+                    clear_sky_wh_m2=clear_sky)
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
@@ -496,25 +569,26 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
                                                          for d in drivers[1:])))
         await asyncio.gather(*(d.call("rejoin", entries) for d in drivers))
         config = node_config(scenario, 0, specs[0].run_dir)
-        pace_s = scenario.interval_s / scenario.acceleration
         bar = tqdm(total=len(starts), unit="interval", disable=not progress,
                    desc=f"{scenario.meters} nodes", dynamic_ncols=True)
-        bought_wh = 0
-        for start in starts:
-            began = time.perf_counter()
-            for step, now in step_times(config, int(start)).items():
-                t0 = time.perf_counter()
-                if len(drivers) > 1:   # every clock first: a process that starts the step
-                    # early must not reach one still at the previous step's time ("future")
-                    await asyncio.gather(*(d.call("set_time", now) for d in drivers))
-                results = await asyncio.gather(*(d.call("step", step, int(start), now)
-                                                 for d in drivers))
-                step_wall[step] += time.perf_counter() - t0
-                if step == "buy":
-                    bought_wh += sum(results)
-            bar.update(1)
-            bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
-            await asyncio.sleep(max(0.0, pace_s - (time.perf_counter() - began)))
+        bought_wh, began = 0, time.perf_counter()
+        timeline = events(config, starts)
+        first_s = timeline[0][0]
+        for now, step, start in timeline:
+            await asyncio.sleep(max(0.0, began + (now - first_s) / scenario.acceleration
+                                    - time.perf_counter()))
+            t0 = time.perf_counter()
+            if len(drivers) > 1:   # every clock first: a process that starts the step
+                # early must not reach one still at the previous step's time ("future")
+                await asyncio.gather(*(d.call("set_time", now) for d in drivers))
+            results = await asyncio.gather(*(d.call("step", step, int(start), now)
+                                             for d in drivers))
+            step_wall[step] += time.perf_counter() - t0
+            if step == "buy":
+                bought_wh += sum(results)
+            elif step == "close":
+                bar.update(1)
+                bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
         bar.close()
         results = await asyncio.gather(*(d.call("finish") for d in drivers))
     finally:
@@ -527,8 +601,13 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
     ledgers = [Path(p) for result in results for p in result["ledgers"]]
     problems, doubles = audit_ledgers(ledgers)
     attackers = tuple(key for result in results for key in result["attackers"])
+    model = sum(r["forecast_errors"][0] for r in results)
+    persistence = sum(r["forecast_errors"][1] for r in results)
+    skill = {"forecast_skill_next_interval": round(1 - model / persistence, 4)} \
+        if persistence and scenario.market.mode != "ex_post" else {}
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
-                    time.perf_counter() - wall0, processes, step_wall, attackers)
+                    time.perf_counter() - wall0, processes, step_wall, attackers,
+                    forecast_skill=skill)
 
 
 def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:

@@ -164,8 +164,7 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
 
     async def main():
         async with swarm(nets, tmp_path, faults=faults) as s:
-            for index in range(3):
-                await s.interval(index)
+            await s.intervals(range(3))
             await asyncio.gather(*(n.settle() for n in s.nodes))   # retry pending settlements
             held = {n.public: blocks(n) for n in s.nodes}
             return s.nodes, [n.config.ledger for n in s.nodes], held
@@ -191,7 +190,7 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
         seller = by_key[payload.seller]
         seller_settlements = [b for b in held[seller.public] if b.type is BlockType.SETTLEMENT
                               and b.payload.trade_id == trade_id]
-        assert len(seller_settlements) == 2               # the buyer's proposal and its agreement
+        assert len(seller_settlements) == 2               # the seller's DELIVERY, the agreement
         sold[payload.seller] += payload.delivered_wh
         bought[payload.buyer] += payload.delivered_wh
     for i, node in enumerate(nodes):
