@@ -4,7 +4,7 @@
     ├── FeatureError        feature input has the wrong shape or a value out of range (named)
     ├── SchemaError         a model file's feature schema differs from this code's
     └── ModelFileError      a model file is missing, corrupt, or holds unexpected types
-        └── ModelVersionError  it was written by another format or scikit-learn version
+        └── ModelVersionError  it was written in another format version
 """
 
 from __future__ import annotations
@@ -27,4 +27,4 @@ class ModelFileError(ModelError):
 
 
 class ModelVersionError(ModelFileError):
-    """The model file was written by an incompatible format or library version."""
+    """The model file was written in another format version."""
