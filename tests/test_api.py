@@ -30,6 +30,7 @@ from p2pnode.errors import ConfigError
 from p2pnode.identity import create_key_file
 from p2pnode.meter import ProfileMeter
 from p2pnode.negotiation import Kind, PeerRequest
+from tests.dhtkit import run as strict_run
 from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
 
 TOKEN = "t0ken-for-tests-0123456789abcdef"
@@ -40,7 +41,7 @@ _DEFAULT = object()
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def schema_for(route: str, method: str, status: int) -> dict:

@@ -32,6 +32,7 @@ from p2pnode.feeder_report import (
     FEEDER_REPORT_PATH, FeederReport, FeederReporter, outcome_of, report_for,
 )
 from p2pnode.meter import Reading
+from tests.dhtkit import run as strict_run
 from tests.test_api import ApiClient, metric
 
 START = 1_782_907_200            # 2026-07-01 12:00 UTC
@@ -235,7 +236,7 @@ def test_a_reporter_without_a_feeder_keeps_only_the_last_intervals(tmp_path):
             await asyncio.gather(task, return_exceptions=True)
             await asyncio.wait_for(reporter.stop(), 3)          # one bounded last attempt
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    strict_run(main(), timeout_s=60)
 
 
 # -- feeder and members as daemons on loopback --------------------------------------------------
@@ -345,7 +346,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         stop.set()
         assert await asyncio.wait_for(feeder, 60) == 0
 
-    asyncio.run(asyncio.wait_for(main(), 280))
+    strict_run(main(), timeout_s=280)
     stopped = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"stopped"' in x]
     member_counts = [s["counters"] for s in stopped if "feeder_report_queued" in s["counters"]]
     assert len(member_counts) == 3
@@ -433,4 +434,4 @@ def test_a_bus_that_the_network_lacks_is_named_when_the_role_starts(tmp_path):
     assert config.feeder_role.transformer_meter == tmp_path / "t.csv"
     role = FeederRole(config, B, lambda: START)
     with pytest.raises(ConfigError, match=r"\[feeder_role.buses\] .*4000.* on network 'case33bw'"):
-        asyncio.run(role.start())
+        strict_run(role.start(), timeout_s=60)

@@ -15,13 +15,14 @@ from p2pnode.node import Node
 from p2pnode.recovery import pending_purchases
 from tests import chainkit
 from simulator.swarm import audit_ledgers
+from tests.dhtkit import run as strict_run
 from tests.nodekit import CREDIT_MICRO, DHT, INTERVAL_S, START, TIMING, swarm
 
 END = START + INTERVAL_S
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def settlements(node, author=None):
