@@ -57,7 +57,8 @@ def test_node_layers_never_import_the_simulator_nor_heavy_libraries_at_module_le
 def test_a_node_process_loads_no_simulator_nor_heavy_library():
     probe = (
         "import sys, json\n"
-        "import p2pnode.node, p2pnode.commands.run, p2pnode.cli\n"
+        "import p2pnode.node, p2pnode.commands.run, p2pnode.cli, p2pnode.api\n"
+        "import p2pnode.feeder_role, p2pnode.feeder_report, p2pnode.feeder\n"
         "from optimizer.selection import select_offers\n"
         "p2pnode.node.default_predictor()\n"
         "p2pnode.cli.build_parser(['run'])\n"
