@@ -393,30 +393,32 @@ def check_books(books: dict, feeder_key: SigningKey, members) -> None:
 # -- configuration -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("table, message", [
-    ({"enabled": True}, "[feeder_role] transformer_meter = None: is required when enabled = true"),
+    ({"enabled": True}, "[feeder_role] transformer_meter: is required when enabled = true"),
     ({"report_to": "127.0.0.1:8470"},
-     "[feeder_role] report_to = '127.0.0.1:8470': must be the feeder node's peer endpoint as "
+     '[feeder_role] report_to = "127.0.0.1:8470": must be'
+     " the feeder node's peer endpoint as "
      "http://host:port"),
-    ({"report_to": "http://feeder/"}, "[feeder_role] report_to = 'http://feeder/': must be"),
+    ({"report_to": "http://feeder/"}, '[feeder_role] report_to = "http://feeder/": must be'),
     ({"enabled": True, "transformer_meter": "t.csv", "report_to": "http://f:1"},
-     "[feeder_role] report_to = 'http://f:1': is for members"),
+     '[feeder_role] report_to = "http://f:1": is for members'),
     ({"enabled": True, "transformer_meter": "t.csv", "loss_threshold_kwh": -1},
      "[feeder_role] loss_threshold_kwh = -1: must be between 0"),
     ({"enabled": True, "transformer_meter": "t.csv", "persistence": 0},
      "[feeder_role] persistence = 0: must be between 1"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "atlantis"},
-     "[feeder_role] network = 'atlantis': must be one of case33bw, kerber_dorfnetz"),
+     '[feeder_role] network = "atlantis": must be one of'
+     " case33bw, kerber_dorfnetz"),
     ({"enabled": True, "transformer_meter": "t.csv", "members": ["abc"]},
-     "[feeder_role] members = 'abc': must be 64 hex digits"),
+     '[feeder_role] members = "abc": must be 64 hex digits'),
     ({"enabled": True, "transformer_meter": "t.csv", "grace_s": 900},
      "[feeder_role] grace_s = 900: must be less than interval_s (900)"),
     ({"enabled": True, "transformer_meter": "t.csv", "buses": {"ab" * 32: 3}},
-     "[feeder_role] buses = {'abab"),
+     "[feeder_role] buses = {abab"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "case33bw",
       "members": ["cd" * 32], "buses": {"ab" * 32: 3}},
      f"[feeder_role.buses] {'ab' * 32} = 3: is not one of [feeder_role] members"),
-    ({"network": "case33bw"}, "[feeder_role] network = 'case33bw': is only used with enabled = true"),
-    ({"enabeld": True}, '[feeder_role] enabeld = True: unknown key; did you mean "enabled"?'),
+    ({"network": "case33bw"}, '[feeder_role] network = "case33bw": is only used with enabled = true'),
+    ({"enabeld": True}, '[feeder_role] enabeld = true: unknown key; did you mean "enabled"?'),
 ])
 def test_config_errors_name_the_table_and_key(table, message):
     with pytest.raises(ConfigError) as info:
