@@ -6,7 +6,10 @@
 
 Modules: :mod:`~models.features` (the schema), :mod:`~models.dataset` (the seeded synthetic
 history), :mod:`~models.train` (fit and held-out evaluation vs baselines),
-:mod:`~models.store` (skops files, versioned and checked), :mod:`~models.predictor`.
+:mod:`~models.trees` (tree ensembles as numpy arrays, exported from scikit-learn),
+:mod:`~models.store` (``.npz`` files, versioned and checked), :mod:`~models.predictor`.
+
+At run time only numpy is needed; :mod:`~models.train` needs the ``[train]`` extra.
 
 Errors::
 
@@ -14,7 +17,7 @@ Errors::
     ├── FeatureError        bad feature input (names the feature)
     ├── SchemaError         the file's feature schema differs from this code's
     └── ModelFileError      missing, corrupt or unexpected model file
-        └── ModelVersionError  another format or scikit-learn version
+        └── ModelVersionError  another format version
 """
 
 from models.dataset import Dataset, generate
@@ -25,10 +28,11 @@ from models.features import (
 )
 from models.predictor import DEFAULT_MODEL_PATH, Predictor
 from models.train import Evaluation, Scores, evaluate, train
+from models.trees import TreeEnsemble, export
 
 __all__ = [
     "CURRENT_SCHEMA", "DEFAULT_MODEL_PATH", "Dataset", "Evaluation", "FEATURES", "FeatureError",
     "FeatureSchema", "ModelError", "ModelFileError", "ModelVersionError", "Predictor",
-    "SCHEMA_VERSION", "SchemaError", "Scores", "TransactionFeatures", "ZONES", "evaluate",
-    "feature_matrix", "generate", "train",
+    "SCHEMA_VERSION", "SchemaError", "Scores", "TransactionFeatures", "TreeEnsemble", "ZONES",
+    "evaluate", "export", "feature_matrix", "generate", "train",
 ]

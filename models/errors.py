@@ -4,7 +4,7 @@
     ├── FeatureError        feature input has the wrong shape or a value out of range (named)
     ├── SchemaError         a model file's feature schema differs from this code's
     ├── ModelFileError      a model file is missing, corrupt, or holds unexpected types
-    │   └── ModelVersionError  it was written by another format or scikit-learn version
+    │   └── ModelVersionError  it was written in another format version
     └── ForecastError       the forecaster cannot take a reading or answer a request
         ├── ReadingError           a reading refused (``reason``: duplicate, out_of_order,
         │                          misaligned, bad_value), for the node to count
@@ -31,7 +31,7 @@ class ModelFileError(ModelError):
 
 
 class ModelVersionError(ModelFileError):
-    """The model file was written by an incompatible format or library version."""
+    """The model file was written in another format version."""
 
 
 class ForecastError(ModelError):

@@ -30,9 +30,7 @@ them into the ledger's integer µ per kWh.  Layout::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from pathlib import Path
 
 from optimizer.selection import STRATEGIES, SelectionConfig, Weights
 from p2pnode.balance import DetectionConfig
+from p2pnode.checks import Checker, Problem, TomlFileError, read_toml, toml_repr, unknown_keys
 from p2pnode.errors import ConfigError
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
@@ -59,18 +58,19 @@ def micro(per_kwh: float) -> int:
 
 
 def _fail(section: str, key: str, value, reason: str) -> typing.NoReturn:
-    where = f"[{section}] " if section else ""
-    raise ConfigError(f"{where}{key} = {value!r}: {reason}")
+    raise ConfigError(Problem(section, key, value, reason).render())
 
 
 def _number(section: str, key: str, value, low: float = 0.0, high: float = math.inf,
             integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        _fail(section, key, value, "must be an integer" if integer else "must be a number")
-    if not (math.isfinite(value) and low <= value <= high):
-        _fail(section, key, value, f"must be between {low} and {high}" if high != math.inf
-              else f"must be at least {low}")
+    """The shared field check (:class:`p2pnode.checks.Checker`), raising at once."""
+    check = Checker(section)
+    bound = None if high == math.inf else high
+    if integer:
+        check.integer(key, value, low, bound)
+    else:
+        check.number(key, value, low, bound)
+    check.done()
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class NetworkConfig:
 def parse_hostport(text: str, where: str) -> tuple[str, int]:
     host, sep, port = str(text).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"{where} = {text!r}: must be host:port with a port in 1..65535")
+        raise ConfigError(f"{where} = {toml_repr(text)}: must be host:port with a port in 1..65535")
     return host, int(port)
 
 
@@ -362,11 +362,9 @@ def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file; relative paths are relative to the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         return config_from_dict(raw, base=path.parent)
     except ConfigError as exc:
@@ -480,8 +478,6 @@ def _selection(table) -> SelectionConfig:
 
 
 def _reject_unknown(table: dict, allowed, section: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(sorted(allowed))
-            _fail(section, key, table[key], f"unknown key; {hint}")
+    """The shared unknown-key check (:func:`p2pnode.checks.unknown_keys`), raising the first."""
+    for problem in unknown_keys(table, sorted(allowed), section)[:1]:
+        raise ConfigError(problem.render())

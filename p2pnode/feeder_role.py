@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ledger import SigningKey
 from optimizer.markets import LossWatch
-from optimizer.powerflow import PowerFlowError
+from optimizer.powerflow.errors import PowerFlowError
 from p2pnode.config import NodeConfig
 from p2pnode.errors import ConfigError
 from p2pnode.feeder import Answer, FeederBook, FeederInterval, FeederSettings

@@ -22,12 +22,11 @@ Every problem in a file is reported at once, each naming the file, table and key
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from p2pnode.checks import TomlFileError, read_toml, unknown_keys
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
 from simulator.profiles import DAY_S, MAX_DAYS, MAX_HOUSES, MIN_INTERVAL_S, ProfileSpec
@@ -124,15 +123,9 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem in it."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError([Problem("", "file", MISSING, f"cannot be read: {exc}")],
-                            source) from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError([Problem("", "file", MISSING, f"is not valid TOML: {exc}")],
-                            source) from exc
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise ScenarioError([exc.problem], source) from exc
     return scenario_from_dict(raw, source)
 
 
@@ -212,12 +205,7 @@ def _table(raw: dict, name: str, section: str, problems: list[Problem]) -> dict:
 
 
 def _reject_unknown(table: dict, allowed, section: str, problems: list[Problem]) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else \
-                "allowed: " + ", ".join(allowed)
-            problems.append(Problem(section, key, table[key], f"unknown key; {hint}"))
+    problems.extend(unknown_keys(table, allowed, section))
 
 
 def _parse_date(text: str) -> date | str:

@@ -30,6 +30,7 @@ from p2pnode.errors import ConfigError
 from p2pnode.identity import create_key_file
 from p2pnode.meter import ProfileMeter
 from p2pnode.negotiation import Kind, PeerRequest
+from tests.dhtkit import run as strict_run
 from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
 
 TOKEN = "t0ken-for-tests-0123456789abcdef"
@@ -40,7 +41,7 @@ _DEFAULT = object()
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def schema_for(route: str, method: str, status: int) -> dict:
@@ -493,11 +494,11 @@ def test_the_api_section_of_the_config_is_checked(tmp_path):
     assert config_from_dict({}).api == ApiConfig(enabled=False, host="127.0.0.1", port=0)
     for table, message in (
             ({"prot": 1}, '[api] prot = 1: unknown key; did you mean "port"?'),
-            ({"enabled": True}, "[api] token_file = None: is required when the API is enabled"),
+            ({"enabled": True}, "[api] token_file: is required when the API is enabled"),
             ({"port": 70000}, "[api] port = 70000: must be between 0 and 65535"),
-            ({"enabled": "yes"}, "[api] enabled = 'yes': must be true or false"),
+            ({"enabled": "yes"}, '[api] enabled = "yes": must be true or false'),
             ({"host": 5}, "[api] host = 5: must be a string"),
-            ({"token_file": ""}, "[api] token_file = '': must be a path (a non-empty string)")):
+            ({"token_file": ""}, '[api] token_file = "": must be a path (a non-empty string)')):
         with pytest.raises(ConfigError) as info:
             config_from_dict({"api": table})
         assert str(info.value) == message

@@ -22,6 +22,7 @@ from p2pnode.api import ApiServer
 from p2pnode.config import FeederRoleConfig, NodeConfig
 from p2pnode.feeder_role import FeederRole
 from p2pnode.feeder_report import FeederReport
+from tests.dhtkit import run as strict_run
 from tests.nodekit import INTERVAL_S, START, key, swarm
 from tests.test_api import TOKEN, serving, step
 
@@ -45,7 +46,7 @@ NETS = [[900, 700, -400, 600, -300, 800, -250, 500, 650],
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 async def chromium(tmp_path, url: str, *args: str) -> str:

@@ -27,12 +27,13 @@ import yaml
 
 from ledger import CreditVoucher, unseal
 from p2pnode.cli import build_parser, main
-from p2pnode.commands import meternode
+from simulator.cli import meternode
 from p2pnode.config import NetworkConfig, load_config
 from p2pnode.errors import ConfigError
 from p2pnode.meter import CsvReplayMeter
 from p2pnode.peer import PATH, PeerServer
 from tests import netnskit
+from tests.dhtkit import run as strict_run
 from tests.netnskit import DOCKER, ROOT
 
 EPOCH = "1782907200"
@@ -524,7 +525,7 @@ def test_health_probe_tells_a_serving_node_from_a_dead_port():
             None, main, ["health", "--peer", f"127.0.0.1:{server.port}", "--timeout", "1"])
         return alive, dead
 
-    assert asyncio.run(probe()) == (0, 1)
+    assert strict_run(probe(), timeout_s=60) == (0, 1)
 
 
 def test_a_node_started_after_its_run_stays_until_sigterm(tmp_path, scenario_and_profiles):

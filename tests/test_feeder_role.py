@@ -32,6 +32,7 @@ from p2pnode.feeder_report import (
     FEEDER_REPORT_PATH, FeederReport, FeederReporter, outcome_of, report_for,
 )
 from p2pnode.meter import Reading
+from tests.dhtkit import run as strict_run
 from tests.test_api import ApiClient, metric
 
 START = 1_782_907_200            # 2026-07-01 12:00 UTC
@@ -235,7 +236,7 @@ def test_a_reporter_without_a_feeder_keeps_only_the_last_intervals(tmp_path):
             await asyncio.gather(task, return_exceptions=True)
             await asyncio.wait_for(reporter.stop(), 3)          # one bounded last attempt
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    strict_run(main(), timeout_s=60)
 
 
 # -- feeder and members as daemons on loopback --------------------------------------------------
@@ -345,7 +346,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         stop.set()
         assert await asyncio.wait_for(feeder, 60) == 0
 
-    asyncio.run(asyncio.wait_for(main(), 280))
+    strict_run(main(), timeout_s=280)
     stopped = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"stopped"' in x]
     member_counts = [s["counters"] for s in stopped if "feeder_report_queued" in s["counters"]]
     assert len(member_counts) == 3
@@ -392,30 +393,32 @@ def check_books(books: dict, feeder_key: SigningKey, members) -> None:
 # -- configuration -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("table, message", [
-    ({"enabled": True}, "[feeder_role] transformer_meter = None: is required when enabled = true"),
+    ({"enabled": True}, "[feeder_role] transformer_meter: is required when enabled = true"),
     ({"report_to": "127.0.0.1:8470"},
-     "[feeder_role] report_to = '127.0.0.1:8470': must be the feeder node's peer endpoint as "
+     '[feeder_role] report_to = "127.0.0.1:8470": must be'
+     " the feeder node's peer endpoint as "
      "http://host:port"),
-    ({"report_to": "http://feeder/"}, "[feeder_role] report_to = 'http://feeder/': must be"),
+    ({"report_to": "http://feeder/"}, '[feeder_role] report_to = "http://feeder/": must be'),
     ({"enabled": True, "transformer_meter": "t.csv", "report_to": "http://f:1"},
-     "[feeder_role] report_to = 'http://f:1': is for members"),
+     '[feeder_role] report_to = "http://f:1": is for members'),
     ({"enabled": True, "transformer_meter": "t.csv", "loss_threshold_kwh": -1},
      "[feeder_role] loss_threshold_kwh = -1: must be between 0"),
     ({"enabled": True, "transformer_meter": "t.csv", "persistence": 0},
      "[feeder_role] persistence = 0: must be between 1"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "atlantis"},
-     "[feeder_role] network = 'atlantis': must be one of case33bw, kerber_dorfnetz"),
+     '[feeder_role] network = "atlantis": must be one of'
+     " case33bw, kerber_dorfnetz"),
     ({"enabled": True, "transformer_meter": "t.csv", "members": ["abc"]},
-     "[feeder_role] members = 'abc': must be 64 hex digits"),
+     '[feeder_role] members = "abc": must be 64 hex digits'),
     ({"enabled": True, "transformer_meter": "t.csv", "grace_s": 900},
      "[feeder_role] grace_s = 900: must be less than interval_s (900)"),
     ({"enabled": True, "transformer_meter": "t.csv", "buses": {"ab" * 32: 3}},
-     "[feeder_role] buses = {'abab"),
+     "[feeder_role] buses = {abab"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "case33bw",
       "members": ["cd" * 32], "buses": {"ab" * 32: 3}},
      f"[feeder_role.buses] {'ab' * 32} = 3: is not one of [feeder_role] members"),
-    ({"network": "case33bw"}, "[feeder_role] network = 'case33bw': is only used with enabled = true"),
-    ({"enabeld": True}, '[feeder_role] enabeld = True: unknown key; did you mean "enabled"?'),
+    ({"network": "case33bw"}, '[feeder_role] network = "case33bw": is only used with enabled = true'),
+    ({"enabeld": True}, '[feeder_role] enabeld = true: unknown key; did you mean "enabled"?'),
 ])
 def test_config_errors_name_the_table_and_key(table, message):
     with pytest.raises(ConfigError) as info:
@@ -433,4 +436,4 @@ def test_a_bus_that_the_network_lacks_is_named_when_the_role_starts(tmp_path):
     assert config.feeder_role.transformer_meter == tmp_path / "t.csv"
     role = FeederRole(config, B, lambda: START)
     with pytest.raises(ConfigError, match=r"\[feeder_role.buses\] .*4000.* on network 'case33bw'"):
-        asyncio.run(role.start())
+        strict_run(role.start(), timeout_s=60)

@@ -17,11 +17,12 @@ from p2pnode.node import Node, step_times
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
+from tests.dhtkit import run as strict_run
 from tests.nodekit import CREDIT_MICRO, START, key, swarm
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def blocks(node, kind=None):
@@ -169,7 +170,7 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
             held = {n.public: blocks(n) for n in s.nodes}
             return s.nodes, [n.config.ledger for n in s.nodes], held
 
-    nodes, paths, held = asyncio.run(asyncio.wait_for(main(), timeout=280))
+    nodes, paths, held = strict_run(main(), timeout_s=280)
     problems, doubles = audit_ledgers(paths)
     assert problems == [] and doubles == 0
     counters = collections.Counter()

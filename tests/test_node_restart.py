@@ -12,11 +12,12 @@ from p2pnode.node import Node
 from p2pnode.recovery import undelivered_sales
 from p2pnode.trading.schedule import step_times
 from simulator.swarm import audit_ledgers
+from tests.dhtkit import run as strict_run
 from tests.nodekit import CREDIT_MICRO, DHT, START, PerfectForesight, swarm
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def settlements(node, author=None):

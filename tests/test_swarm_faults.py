@@ -19,6 +19,7 @@ from simulator.settings import Faults
 from simulator.swarm import (
     SwarmWorker, WorkerSpec, audit_ledgers, house_key, node_config, run_swarm, unix_seconds,
 )
+from tests.dhtkit import run as strict_run
 
 FIRST, COUNT = 44, 6          # 11:00 .. 12:30 of a sunny day: plenty of surplus and deficit
 
@@ -145,7 +146,7 @@ def test_churned_nodes_are_down_while_offline_come_back_on_their_ledger_and_trad
         result = await worker.finish()
         return result, traded_after
 
-    result, traded_after = asyncio.run(main())
+    result, traded_after = strict_run(main(), timeout_s=280)
     counters = result["counters"]
     assert checked["down"] == sum(e - f for spans in plan.offline.values() for f, e in spans)
     assert checked["back"] == plan.outages == counters["node_restarts"] == counters["churn_outages"]

@@ -25,13 +25,14 @@ from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_repl
 from p2pnode.peer import PeerClient
 from tests.chainkit import BANK, BUYER, INTERVAL, SELLER, deposit_payload, trade_payload
 from p2pnode.trading.schedule import step_times
+from tests.dhtkit import run as strict_run
 from tests.nodekit import START, swarm
 
 TYPE_NAMES = {BlockBody.TYPE: "block", PeerRequest.TYPE: "request", PeerReply.TYPE: "reply"}
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=120))
+    return strict_run(coro, timeout_s=120)
 
 
 @pytest.fixture
