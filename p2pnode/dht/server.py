@@ -28,6 +28,7 @@ from kademlia.network import Server
 from kademlia.node import Node
 
 from ledger import Sealed, SigningKey, seal
+from p2pnode.dht.admission import AdmissionPolicy
 from p2pnode.dht.crawler import NodeLookup, OfferLookup
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.protocol import RPC_ATTEMPTS, RPC_MAX_TIMEOUT_S, RPC_TIMEOUT_S, OfferProtocol
@@ -77,6 +78,7 @@ class DHTSettings:
     republish_interval_s: float = REPUBLISH_INTERVAL_S
     refresh_interval_s: float = REFRESH_INTERVAL_S
     receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
+    admission: AdmissionPolicy = AdmissionPolicy()   # which offers are held for others
 
     def __post_init__(self) -> None:
         if not 1 << 16 <= self.receive_buffer_bytes <= 1 << 26:
@@ -112,7 +114,7 @@ class OfferServer(Server):
     def __init__(self, key: SigningKey, settings: DHTSettings, clock: Callable[[], float],
                  cache: RecordCache, faults: FaultPlan | None = None):
         super().__init__(ksize=settings.ksize, alpha=settings.alpha, node_id=node_id(key.public),
-                         storage=OfferStorage(clock, cache))
+                         storage=OfferStorage(clock, cache, settings.admission))
         if self.node.id != node_id(key.public):  # the id is bound to the key, never chosen
             raise ValueError("node id is not derived from the node's key")
         self.public = key.public
@@ -256,10 +258,16 @@ class OfferDHT:
         """Store our own record on the closest nodes of its keys; returns how many accepted it.
 
         Raises :class:`OfferRejected` when the record is not ours, invalid, expired, older than
-        the version already published, or moves an offer id to another price band.
+        the version already published, or moves an offer id to another price band -- and
+        (reason ``not_stored``) when no node, this one included, stored it under one of its
+        keys: it stays ours and the next republish tries again, but nobody can find it yet.
         """
         self._adopt(sealed)
-        return await self._store_everywhere(sealed)
+        accepted = await self._store_everywhere(sealed)
+        if accepted == 0:
+            self.server.counters["publish_not_stored"] += 1
+            raise OfferRejected("not_stored", "no node stored the record")
+        return accepted
 
     async def withdraw(self, offer_id: bytes) -> Sealed[OfferRecord]:
         """Replace our offer by a tombstone (next seq, 0 Wh) and publish it."""
