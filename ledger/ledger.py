@@ -166,13 +166,13 @@ class Ledger:
         if not body.is_proposal or body.link_key != self.key.public:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "not a proposal addressed to this node")])
+        self._refuse_equivocator(proposal)
         for raw in self.store.linked_to(body.author, body.seq):
             agreement = _stored_block(raw)
             if agreement.message.author == self.key.public:
                 if endpoint is not None:
                     self.store.set_endpoint(body.payload.trade_id, body.author, endpoint)
                 return agreement  # already agreed: answer the retransmission with the same block
-        self._refuse_equivocator(proposal)
         return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,),
                             endpoint=endpoint)
 
