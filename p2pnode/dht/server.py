@@ -54,6 +54,7 @@ PUBLISH_TIMEOUT_S = 5.0      # one key's lookup and stores
 REPUBLISH_INTERVAL_S = 300.0
 REFRESH_INTERVAL_S = 3600.0
 RECEIVE_BUFFER_BYTES = 1 << 20
+MAX_CONTACTS_PER_HOST = 2
 """Asked of the kernel for the DHT socket (it caps the request at ``net.core.rmem_max``).  A
 lookup's replies arrive in bursts of up to ``alpha`` x 8 KB pages per key and discovery asks
 several keys at once; with the default ~200 KB buffer a node whose event loop is busy for a
@@ -79,6 +80,9 @@ class DHTSettings:
     refresh_interval_s: float = REFRESH_INTERVAL_S
     receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
     admission: AdmissionPolicy = AdmissionPolicy()   # which offers are held for others
+    # contacts of one IP address per bucket, find_node reply and lookup (p2pnode.dht.protocol);
+    # None for swarms that share one address on purpose (every node on 127.0.0.1)
+    max_contacts_per_host: int | None = MAX_CONTACTS_PER_HOST
 
     def __post_init__(self) -> None:
         if not 1 << 16 <= self.receive_buffer_bytes <= 1 << 26:
@@ -86,6 +90,8 @@ class DHTSettings:
         for name in ("ksize", "alpha", "rpc_attempts"):
             if not 1 <= getattr(self, name) <= 64:
                 raise ValueError(f"DHTSettings.{name} must be within 1..64")
+        if self.max_contacts_per_host is not None and not 1 <= self.max_contacts_per_host <= 64:
+            raise ValueError("DHTSettings.max_contacts_per_host must be within 1..64 or None")
         if self.rpc_max_timeout_s < self.rpc_timeout_s:
             raise ValueError("DHTSettings.rpc_max_timeout_s must be >= rpc_timeout_s")
         for name in ("rpc_timeout_s", "lookup_timeout_s", "publish_timeout_s",
@@ -128,7 +134,8 @@ class OfferServer(Server):
             self.node, self.storage, self.ksize, public=self.public, tasks=self.tasks,
             counters=self.counters, faults=self.faults,
             rpc_timeout_s=self.settings.rpc_timeout_s, rpc_attempts=self.settings.rpc_attempts,
-            rpc_max_timeout_s=self.settings.rpc_max_timeout_s)
+            rpc_max_timeout_s=self.settings.rpc_max_timeout_s,
+            max_per_host=self.settings.max_contacts_per_host)
 
     def refresh_table(self, interval: float | None = None) -> None:
         """Called by ``listen``: start the owned refresh loop (kademlia chains call_later)."""
