@@ -78,7 +78,8 @@ INTERVAL_S = 900
 TRADE_WH = 10                        # one trade; every node's max_trade_wh
 TRADE_START_S = 1_782_907_200        # 2026-07-01 12:00 UTC: the "normal" tariff frame
 TRADE_TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=2.0, attempts=4, max_rounds=4)
-TRADE_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0)
+TRADE_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0,
+                        max_contacts_per_host=None)   # every node shares 127.0.0.1
 ROUND_TRIPS_PER_TRADE = 3            # request, confirm, settle
 ECHO_BODY_BYTES = 400                # about a sealed PeerRequest with one block
 CREDIT_MICRO = 100_000_000

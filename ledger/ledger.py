@@ -32,8 +32,11 @@ from ledger.block import (
     SettlementPayload, TradePayload,
 )
 from ledger.errors import BlockRejected, DecodeError, StoreError
+from ledger.headmark import LostTail
 from ledger.keys import SigningKey
-from ledger.rules import LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair
+from ledger.rules import (
+    FORK, LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair,
+)
 from ledger.sealed import Sealed, decode_envelope, open_envelope, seal
 from ledger.store import AddResult, LedgerStore
 
@@ -61,6 +64,9 @@ class Ledger:
             if problems:
                 raise StoreError(f"{self.store.path}: own chain is invalid: {problems[0]}")
             self.state.apply(block)
+        marked = self.store.marks.get(self.key.public, 0)
+        if marked > self.state.seq:
+            raise LostTail(self.store.path, self.key.public, self.state.seq, marked)
 
     # -- balances ---------------------------------------------------------------------------
     @property
@@ -105,6 +111,7 @@ class Ledger:
             raise BlockRejected(problems)
         with self.store.group():   # the blocks and the endpoint: one transaction
             self.store.add((*extra, block))
+            self.store.mark_head(self.key.public, body.seq)
             if endpoint is not None:
                 self.store.set_endpoint(payload.trade_id, body.link_key, endpoint)
         self.state.apply(block)
@@ -150,12 +157,19 @@ class Ledger:
         ``endpoint``: where the proposer answers (``host:port``), stored in the same
         transaction as the agreement (:meth:`LedgerStore.set_endpoint`), so a restarted node
         can still reach it to settle.
+
+        Refused (``fork``) when the proposer equivocated: a fork proof of it is stored, or this
+        proposal takes a (author, seq) slot another of its blocks holds (the proof is stored
+        then).  A chain that forked -- e.g. a node that lost its tail and wrote on -- gets no
+        countersignature, so the honest chain never links to a block that conflicts with one
+        it holds.
         """
         proposal = self._counterparty_block(proposal)
         body = proposal.message
         if not body.is_proposal or body.link_key != self.key.public:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "not a proposal addressed to this node")])
+        self._refuse_equivocator(proposal)
         for raw in self.store.linked_to(body.author, body.seq):
             agreement = _stored_block(raw)
             if agreement.message.author == self.key.public:
@@ -164,6 +178,15 @@ class Ledger:
                 return agreement  # already agreed: answer the retransmission with the same block
         return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,),
                             endpoint=endpoint)
+
+    def _refuse_equivocator(self, proposal: Block) -> None:
+        body = proposal.message
+        held = self.store.get(body.author, body.seq)
+        if held is not None and held != proposal.raw:
+            self.store.add([proposal])   # records the fork proof (and keeps the first block)
+        if self.store.has_fork(body.author):
+            raise BlockRejected([Problem(FORK, body.author, body.seq,
+                                         "the proposer equivocated: a fork proof is held")])
 
     def accept_agreement(self, agreement: bytes | Block) -> Block:
         """Store the counterparty's agreement to one of our proposals (idempotent).

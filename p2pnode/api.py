@@ -47,6 +47,7 @@ from ledger.verify import ForkProof
 from p2pnode import api_views as views
 from p2pnode.api_metrics import CONTENT_TYPE_LATEST, metrics_text, node_registry
 from p2pnode.api_schema import API_PREFIX, openapi_document
+from p2pnode.connguard import ConnectionLimits, GuardedSite, SiteRef
 from p2pnode.errors import ConfigError, NodeError
 
 __all__ = ["ApiError", "ApiServer", "DASHBOARD_DIR", "MIN_TOKEN_CHARS", "create_token_file",
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 MIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_NUMBER_CHARS = 32      # a longer number in a body is refused, never converted
+API_CONNECTIONS = ConnectionLimits(max_connections=64, idle_s=15.0, request_s=30.0)
 DEFAULT_PAGE = 50
 PUBLIC_PATHS = frozenset({"/", f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json"})
 SECURITY_HEADERS = {
@@ -125,6 +128,31 @@ def _bearer_ok(header: str | None, token: bytes) -> bool:
     return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token)
 
 
+def parse_json_body(raw: bytes):
+    """A request body as JSON, or :class:`~p2pnode.api_views.BadRequest` (a 400) saying why.
+
+    Numbers longer than :data:`MAX_JSON_NUMBER_CHARS` and ``NaN``/``Infinity`` are refused
+    before any conversion (Python refuses integers over 4300 digits with a ValueError, which
+    was a 500), and nesting too deep for the parser is a 400, not a RecursionError.
+    """
+    def number(text: str, kind):
+        if len(text) > MAX_JSON_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters (at most "
+                             f"{MAX_JSON_NUMBER_CHARS})")
+        return kind(text)
+
+    def constant(name: str):
+        raise ValueError(f"{name} is not a number")
+
+    try:
+        return json.loads(raw.decode("utf-8"), parse_int=lambda t: number(t, int),
+                          parse_float=lambda t: number(t, float), parse_constant=constant)
+    except (UnicodeDecodeError, ValueError) as exc:   # JSONDecodeError is a ValueError
+        raise views.BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise views.BadRequest("body is not valid JSON: nested too deeply") from None
+
+
 def _json(data, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
 
@@ -161,8 +189,10 @@ class ApiServer:
         self.app = self._build_app()
 
     def _build_app(self) -> web.Application:
+        self._site_ref = SiteRef()
         app = web.Application(client_max_size=MAX_BODY_BYTES,
-                              middlewares=[self._headers, self._errors, self._auth])
+                              middlewares=[self._site_ref.middleware, self._headers,
+                                           self._errors, self._auth])
         get = {"status": self.status, "reading": self.reading, "intervals": self.intervals,
                "balance": self.balance, "offers": self.offers, "trades": self.trades,
                "blocks": self.blocks, "ledger": self.ledger, "market": self.market,
@@ -180,7 +210,8 @@ class ApiServer:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
         try:
-            await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+            await GuardedSite(self.runner, host, port, ref=self._site_ref,
+                              limits=API_CONNECTIONS, reuse_address=True).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.runner = None
@@ -335,10 +366,7 @@ class ApiServer:
 
     async def put_settings(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise views.BadRequest(f"body is not valid JSON: {exc}") from None
+        body = parse_json_body(await request.read())
         constraints = views.parse_constraints(body)
         try:
             config = dataclasses.replace(self.node.config, constraints=constraints)

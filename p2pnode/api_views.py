@@ -79,7 +79,7 @@ def query_int(query: Mapping[str, str], name: str, default: int, low: int, high:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not text.isdigit() or len(text) > 18 or not low <= int(text) <= high:
         raise BadRequest(f"{name} = {text!r}: must be an integer between {low} and {high}", name)
     return int(text)
 

@@ -176,8 +176,16 @@ class ReplayGuard:
     calls ``remember`` with its reply), the cached reply bytes for a retransmission of a request
     already answered, or a drop reason: ``stale``/``future`` when the sender's clock is more than
     ``window_ms`` off, ``nonce_reused`` when a nonce comes back with different content,
-    ``in_progress`` while the first copy is still being handled, ``busy`` when the guard is full
-    of live entries (a flood) -- nothing is forgotten before its window has passed.
+    ``in_progress`` while the first copy is still being handled, ``busy`` when *this sender*
+    already has ``max_per_sender`` live entries (a flood from one key).
+
+    A flood from many keys cannot lock honest senders out: when the guard holds
+    ``max_entries``, the oldest entry is forgotten (counted in ``evicted``) to admit the new
+    request.  A forgotten request could be replayed while still fresh -- and is then answered by
+    the ledger, which is idempotent by trade id (a replayed REQUEST is denied
+    ``trade_id_reused``, a replayed CONFIRM or SETTLE changes nothing), so nothing is settled
+    twice; before, a full guard answered every honest request ``busy`` (about 420 signed requests
+    per second from fresh keys kept it full).
 
     ``replay_of(raw, now_ms)`` answers a retransmission from its bytes alone, before they are
     decoded or their signature checked: only the very bytes of a request that was admitted --
@@ -185,13 +193,16 @@ class ReplayGuard:
     bytes are never checked twice.
     """
 
-    def __init__(self, window_ms: int, max_entries: int = 100_000):
-        if window_ms <= 0 or max_entries <= 0:
-            raise ValueError("ReplayGuard needs window_ms > 0 and max_entries > 0")
+    def __init__(self, window_ms: int, max_entries: int = 100_000, max_per_sender: int = 256):
+        if window_ms <= 0 or max_entries <= 0 or max_per_sender <= 0:
+            raise ValueError("ReplayGuard needs window_ms, max_entries and max_per_sender > 0")
         self.window_ms, self.max_entries = window_ms, max_entries
-        # nonce -> (expiry_ms, request hash, reply bytes or None while in progress), oldest first
+        self.max_per_sender = max_per_sender
+        self.evicted = 0
+        # nonce -> [expiry_ms, request hash, reply bytes or None while in progress, sender]
         self._seen: collections.OrderedDict[bytes, list] = collections.OrderedDict()
         self._answered: dict[bytes, bytes] = {}   # request hash -> nonce, once a reply is known
+        self._per_sender: collections.Counter[bytes] = collections.Counter()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -208,10 +219,15 @@ class ReplayGuard:
                 return "nonce_reused"
             return entry[2] if entry[2] is not None else "in_progress"
         self._expire(now_ms)
-        if len(self._seen) >= self.max_entries:
+        if self._per_sender[message.sender] >= self.max_per_sender:
             return "busy"
+        while len(self._seen) >= self.max_entries:
+            self._drop(next(iter(self._seen)))
+            self.evicted += 1
         # kept until no copy of this request can be fresh any more
-        self._seen[message.nonce] = [message.sent_at_ms + self.window_ms, request.hash, None]
+        self._seen[message.nonce] = [message.sent_at_ms + self.window_ms, request.hash, None,
+                                     message.sender]
+        self._per_sender[message.sender] += 1
         return None
 
     def replay_of(self, raw: bytes, now_ms: int) -> bytes | None:
@@ -232,7 +248,14 @@ class ReplayGuard:
         """Drop an entry whose handling failed, so a retransmission is handled afresh."""
         entry = self._seen.get(request.message.nonce)
         if entry is not None and entry[1] == request.hash and entry[2] is None:
-            del self._seen[request.message.nonce]
+            self._drop(request.message.nonce)
+
+    def _drop(self, nonce: bytes) -> None:
+        entry = self._seen.pop(nonce)
+        self._answered.pop(entry[1], None)
+        self._per_sender[entry[3]] -= 1
+        if not self._per_sender[entry[3]]:
+            del self._per_sender[entry[3]]
 
     def _expire(self, now_ms: int) -> None:
         # entries are inserted in arrival order; expiry follows sent_at_ms, close to that order
@@ -240,5 +263,4 @@ class ReplayGuard:
             nonce, entry = next(iter(self._seen.items()))
             if entry[0] >= now_ms:
                 break
-            del self._seen[nonce]
-            self._answered.pop(entry[1], None)
+            self._drop(nonce)

@@ -131,6 +131,9 @@ class Node(BuyerSide, SellerSide):
         self._predictor = predictor
         self.forecaster = forecaster if forecaster is not None or config.market.mode == "ex_post" \
             else default_forecaster(config)
+        dht_settings = dht_settings or DHTSettings()   # a node holds offers of its feeder only
+        dht_settings = dataclasses.replace(dht_settings, admission=dataclasses.replace(
+            dht_settings.admission, feeder=config.feeder))
         self.dht = OfferDHT(key, settings=dht_settings, clock=clock, faults=faults)
         self.peer_server = PeerServer(self._handle_peer)
         self.client = PeerClient(faults, stream=key.public.hex())

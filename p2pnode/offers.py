@@ -92,6 +92,9 @@ class Drop(enum.StrEnum):
     KEY_FULL = "key_full"              # the key already holds MAX_RECORDS_PER_KEY offers
     SELLER_FULL = "seller_full"        # the seller already has MAX_RECORDS_PER_SELLER here
     STORAGE_FULL = "storage_full"      # the node already holds MAX_KEYS keys
+    SELLER_KEY_FULL = "seller_key_full"  # the seller already has a few offers under this key
+    WRONG_FEEDER = "wrong_feeder"      # a record of a feeder this node does not hold offers of
+    OUT_OF_HORIZON = "out_of_horizon"  # its interval is too far ahead or behind to be traded
 
 
 class OfferRejected(NodeError, ValueError):

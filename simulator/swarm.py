@@ -68,7 +68,8 @@ CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
 SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
                       max_rounds=6)
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
-                        publish_timeout_s=5.0)
+                        publish_timeout_s=5.0,
+                        max_contacts_per_host=None)   # every node shares 127.0.0.1
 DETECTION = DetectionConfig(enter_wh=2, exit_wh=1)
 STEP_CONCURRENCY = 48
 """Nodes of one process that run a step at the same moment.  All of a process's nodes share one

@@ -23,7 +23,8 @@ START = 1_782_907_200           # 2026-07-01 12:00 UTC: "normal" tariff frame
 INTERVAL_S = 900
 CREDIT_MICRO = 50_000_000
 TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=0.3, attempts=4, max_rounds=4)
-DHT = DHTSettings(ksize=10, rpc_timeout_s=0.3, lookup_timeout_s=3.0, publish_timeout_s=3.0)
+DHT = DHTSettings(ksize=10, rpc_timeout_s=0.3, lookup_timeout_s=3.0, publish_timeout_s=3.0,
+                  max_contacts_per_host=None)   # every node shares 127.0.0.1
 ISSUER = SigningKey.from_seed(hashlib.sha256(b"test issuer").digest())
 
 

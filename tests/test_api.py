@@ -423,11 +423,17 @@ def test_settings_are_replaced_whole_or_not_at_all(tmp_path):
                     assert node.config is before
                 for data, message in (("{", "not valid JSON"), ("", "not valid JSON"),
                                       ("[1, 2]", "must be a JSON object"),
-                                      ('"none"', "must be a JSON object")):
+                                      ('"none"', "must be a JSON object"),
+                                      ('{"reserve_wh": %s}' % ("9" * 5000), "5000 characters"),
+                                      ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+                                      ('{"reserve_wh": NaN}', "NaN is not a number")):
                     _, error = await client.call("PUT", f"{API_PREFIX}/settings", data=data,
                                                  status=400)
                     assert message in error["error"] and error["field"] is None
                     assert node.config is before
+                _, error = await client.call("GET", f"{API_PREFIX}/trades?limit={'9' * 5000}",
+                                             status=400)
+                assert error["field"] == "limit"
                 _, error = await client.call("PUT", f"{API_PREFIX}/settings?x=1", body=SETTINGS,
                                              status=400)
                 assert error["field"] == "x" and node.config is before
