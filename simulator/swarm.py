@@ -45,7 +45,7 @@ from ledger import (
     open_envelope, seal,
 )
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import NodeConfig, Timing
+from p2pnode.config import CreditConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
@@ -143,7 +143,8 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
         timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
                                                               scenario.interval_s / 3),
                                    buy_delay_s=min(SWARM_TIMING.buy_delay_s,
-                                                   scenario.interval_s / 30)))
+                                                   scenario.interval_s / 30)),
+        credit=CreditConfig(trusted_issuers=(issuer_key(scenario.seed).public.hex(),)))
 
 
 def fault_plan(scenario: Scenario) -> FaultPlan | None:
