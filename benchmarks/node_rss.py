@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from ledger import BlockBody, SigningKey, open_envelope  # noqa: E402
 from p2pnode.commands.run import ReplayClock  # noqa: E402
-from p2pnode.config import NodeConfig, Timing  # noqa: E402
+from p2pnode.config import CreditConfig, NetworkConfig, NodeConfig, Timing  # noqa: E402
 from p2pnode.identity import create_key_file  # noqa: E402
 from p2pnode.meter import ProfileMeter  # noqa: E402
 from p2pnode.node import Node  # noqa: E402
@@ -102,9 +102,9 @@ def daemon_files(workdir: Path, bootstrap: list[str], rng: random.Random) -> Pat
     config = workdir / "node.toml"
     config.write_text(
         f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n\n'
-        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\n\n'
+        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\nmax_peers_per_host = 0\n\n'
         f'[meter]\nkind = "csv"\npath = "meter.csv"\n\n'
-        f'[credit]\nvouchers = ["credit.voucher"]\n\n'
+        f'[credit]\nvouchers = ["credit.voucher"]\ntrusted_issuers = ["{issuer.public.hex()}"]\n\n'
         f'[timing]\nbuy_delay_s = {DAEMON_BUY_DELAY_S}\n')
     return config
 
@@ -120,7 +120,9 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
     for i in range(DAEMON_PARTNERS):
         meter = ProfileMeter(DAEMON_FIRST_S, INTERVAL_S, generation, consumption)
         config = NodeConfig(ledger=workdir / f"partner-{i}.db", feeder=FEEDER,
-                            timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S))
+                            network=NetworkConfig(max_peers_per_host=0),   # all on 127.0.0.1
+                            timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S),
+                            credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
         node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                     predictor=predictor)
         await node.start()

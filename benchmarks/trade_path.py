@@ -61,7 +61,7 @@ from ledger import (  # noqa: E402
     BlockBody, CreditVoucher, Ledger, LedgerStore, MeterReading, SigningKey, TradePayload, audit,
     seal,
 )
-from p2pnode.config import Constraints, NodeConfig, Timing  # noqa: E402
+from p2pnode.config import Constraints, CreditConfig, NodeConfig, Timing  # noqa: E402
 from p2pnode.dht.server import DHTSettings  # noqa: E402
 from p2pnode.meter import ProfileMeter  # noqa: E402
 from p2pnode.negotiation import PeerReply, PeerRequest  # noqa: E402
@@ -111,7 +111,8 @@ class Traders:
             meter = ProfileMeter(TRADE_START_S, INTERVAL_S, net if seller else zero,
                                  zero if seller else net)
             config = NodeConfig(ledger=workdir / f"{ledger_sync}-{i}.db", feeder=FEEDER,
-                                timing=TRADE_TIMING, constraints=Constraints(max_trade_wh=TRADE_WH))
+                                timing=TRADE_TIMING, constraints=Constraints(max_trade_wh=TRADE_WH),
+                                credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
             node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                         dht_settings=TRADE_DHT, ledger_sync=ledger_sync)
             nodes.append(node)

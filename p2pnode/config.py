@@ -19,7 +19,8 @@ them into the ledger's integer µ per kWh.  Layout::
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
     [market]       mode = "ex_post" | "real_time", lead_intervals, substep_s,
                    latitude, longitude (for the forecasts' clear-sky irradiance)
-    [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
+    [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
+                   trust_any_issuer = false (true: any issuer's voucher counts; tests only)
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
     [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
                    or enabled = true, transformer_meter (CSV: interval_start_s,transformer_wh),
@@ -80,10 +81,14 @@ class NetworkConfig:
     peer_port: int = 0
     advertise: str = ""        # "host:port" of the peer endpoint as others reach it
     bootstrap: tuple[str, ...] = ()
+    # DHT contacts of one IP address per bucket and lookup (p2pnode.dht.protocol); 0: no limit,
+    # for several daemons on one machine.  Used when the Node is given no DHTSettings.
+    max_peers_per_host: int = 2
 
     def __post_init__(self):
         for key in ("dht_port", "peer_port"):
             _number("network", key, getattr(self, key), 0, 65535, integer=True)
+        _number("network", "max_peers_per_host", self.max_peers_per_host, 0, 64, integer=True)
         for key, value in [("advertise", self.advertise)] * bool(self.advertise) + \
                 [("bootstrap", b) for b in self.bootstrap]:
             parse_hostport(value, f"[network] {key}")
@@ -198,10 +203,29 @@ class MarketConfig:
 
 @dataclass(frozen=True)
 class CreditConfig:
+    """Credit: vouchers to deposit, and whose vouchers count.
+
+    A voucher is credit only when its issuer is trusted: listed in ``trusted_issuers``.  With
+    none listed no voucher counts (the node warns on start) -- anybody can make a key and sign
+    vouchers with it, so trusting any issuer lets a buyer pay with credit it printed itself.
+    ``trust_any_issuer = true`` restores that for tests and closed experiments.
+    """
+
     vouchers: tuple[Path, ...] = ()          # sealed CreditVoucher files to deposit on start
-    trusted_issuers: tuple[str, ...] = ()    # hex public keys; empty: any issuer
+    trusted_issuers: tuple[str, ...] = ()    # hex public keys of the issuers whose credit counts
+    trust_any_issuer: bool = False
+
+    def issuer_keys(self) -> frozenset[bytes] | None:
+        """The trusted issuer keys for the ledger rules (None: any issuer)."""
+        if self.trust_any_issuer:
+            return None
+        return frozenset(bytes.fromhex(issuer) for issuer in self.trusted_issuers)
 
     def __post_init__(self):
+        if not isinstance(self.trust_any_issuer, bool):
+            _fail("credit", "trust_any_issuer", self.trust_any_issuer, "must be true or false")
+        if self.trust_any_issuer and self.trusted_issuers:
+            _fail("credit", "trust_any_issuer", True, "contradicts the trusted_issuers listed")
         for issuer in self.trusted_issuers:
             try:
                 ok = len(bytes.fromhex(issuer)) == 32

@@ -131,8 +131,10 @@ class Node(BuyerSide, SellerSide):
         self._predictor = predictor
         self.forecaster = forecaster if forecaster is not None or config.market.mode == "ex_post" \
             else default_forecaster(config)
-        dht_settings = dht_settings or DHTSettings()   # a node holds offers of its feeder only
-        dht_settings = dataclasses.replace(dht_settings, admission=dataclasses.replace(
+        if dht_settings is None:
+            dht_settings = DHTSettings(
+                max_contacts_per_host=config.network.max_peers_per_host or None)
+        dht_settings = dataclasses.replace(dht_settings, admission=dataclasses.replace(  # feeder
             dht_settings.admission, feeder=config.feeder))
         self.dht = OfferDHT(key, settings=dht_settings, clock=clock, faults=faults)
         self.peer_server = PeerServer(self._handle_peer)
@@ -166,9 +168,11 @@ class Node(BuyerSide, SellerSide):
         if self._started:
             raise RuntimeError("the node is already started")
         self._started = True
-        issuers = self.config.credit.trusted_issuers
-        rules = LedgerRules(trusted_issuers=frozenset(bytes.fromhex(i) for i in issuers)
-                            if issuers else None)
+        issuers = self.config.credit.issuer_keys()
+        if issuers == frozenset():
+            log.warning("[credit] trusted_issuers is empty: no voucher counts as credit (list "
+                        "the issuers you trust, e.g. the utility's key)")
+        rules = LedgerRules(trusted_issuers=issuers)
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
                              rules)
         for path in self.config.credit.vouchers:
@@ -234,6 +238,10 @@ class Node(BuyerSide, SellerSide):
             raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
         except LedgerError as exc:
             raise ConfigError(f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
+        trusted = self.config.credit.issuer_keys()
+        if trusted is not None and voucher.message.issuer not in trusted:
+            raise ConfigError(f"[credit] vouchers: {path}: issuer {voucher.message.issuer.hex()} "
+                              f"is not in [credit] trusted_issuers")
         self.deposit(voucher)
 
     # -- the meter and the forecast ----------------------------------------------------------

@@ -45,7 +45,7 @@ from ledger import (
     open_envelope, seal,
 )
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import MarketConfig, NodeConfig, Timing
+from p2pnode.config import CreditConfig, MarketConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
@@ -146,7 +146,8 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
                                                               scenario.interval_s / 3),
                                    buy_delay_s=min(SWARM_TIMING.buy_delay_s,
                                                    scenario.interval_s / 30)),
-        market=MarketConfig(mode=scenario.market.mode))
+        market=MarketConfig(mode=scenario.market.mode),
+        credit=CreditConfig(trusted_issuers=(issuer_key(scenario.seed).public.hex(),)))
 
 
 def fault_plan(scenario: Scenario) -> FaultPlan | None:

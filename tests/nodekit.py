@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 
 from ledger import CreditVoucher, LedgerStore, SigningKey, audit, seal
-from p2pnode.config import Constraints, NodeConfig, Timing
+from p2pnode.config import Constraints, CreditConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
@@ -26,6 +26,7 @@ TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=0.3, attempts=4, m
 DHT = DHTSettings(ksize=10, rpc_timeout_s=0.3, lookup_timeout_s=3.0, publish_timeout_s=3.0,
                   max_contacts_per_host=None)   # every node shares 127.0.0.1
 ISSUER = SigningKey.from_seed(hashlib.sha256(b"test issuer").digest())
+CREDIT = CreditConfig(trusted_issuers=(ISSUER.public.hex(),))
 
 
 def key(i: int) -> SigningKey:
@@ -79,7 +80,7 @@ async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None 
     nodes = []
     try:
         for i, nets in enumerate(nets_wh):
-            config = NodeConfig(ledger=tmp_path / f"node-{i}.db", timing=TIMING,
+            config = NodeConfig(ledger=tmp_path / f"node-{i}.db", timing=TIMING, credit=CREDIT,
                                 location=f"0/{10 * i}/0",
                                 constraints=(constraints or {}).get(i, Constraints()))
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
