@@ -10,7 +10,9 @@ them into the ledger's integer µ per kWh.  Layout::
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
                    bootstrap = ["host:port", ...]
-    [meter]        kind = "csv" | "profile", path (CSV: interval_start_s,generation_wh,consumption_wh)
+    [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
+                   or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
+                   username, password_file, stale_after_s, keepalive_s, reconnect_max_s
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
+METER_KINDS = ("csv", "mqtt")
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -98,14 +101,55 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class MeterConfig:
+    """``[meter]``: a CSV replay (``path``) or a live meter over MQTT (p2pnode/meter_mqtt.py).
+
+    MQTT: the broker at ``host:port``, the meter's register samples on ``topic`` in ``format``
+    ("json" or "senml", see p2pnode/meter_feed.py); a reading older than ``stale_after_s`` does
+    not stand for an interval boundary; reconnects back off up to ``reconnect_max_s``.
+    """
+
     kind: str = "csv"
     path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic: str = ""
+    format: str = "json"
+    client_id: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    stale_after_s: float = 300.0
+    keepalive_s: int = 30
+    reconnect_max_s: float = 30.0
 
     def __post_init__(self):
-        if self.kind not in ("csv",):
-            _fail("meter", "kind", self.kind, 'must be "csv" (other meters are built in code)')
-        if self.path is None:
-            _fail("meter", "path", None, "is required for a csv meter")
+        if self.kind not in METER_KINDS:
+            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)} "
+                  "(other meters are built in code)")
+        if self.kind == "csv":
+            if self.path is None:
+                _fail("meter", "path", None, "is required for a csv meter")
+            return
+        self._check_mqtt()
+
+    def _check_mqtt(self) -> None:
+        if self.path is not None:
+            _fail("meter", "path", str(self.path), "is for kind = \"csv\"")
+        if not isinstance(self.host, str) or not self.host or not self.host.isprintable():
+            _fail("meter", "host", self.host, "must be the broker's host name or address")
+        _number("meter", "port", self.port, 1, 65535, integer=True)
+        if not isinstance(self.topic, str) or not self.topic or "#" in self.topic \
+                or "+" in self.topic or len(self.topic.encode()) > 1024:
+            _fail("meter", "topic", self.topic, "is required: the meter's topic (no wildcards)")
+        from p2pnode.meter_feed import FORMATS
+        if self.format not in FORMATS:
+            _fail("meter", "format", self.format, f"must be one of {', '.join(FORMATS)}")
+        for key in ("client_id", "username"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or len(value) > 128 or not value.isprintable():
+                _fail("meter", key, value, "must be a printable string of at most 128 characters")
+        _number("meter", "stale_after_s", self.stale_after_s, 1, 86400)
+        _number("meter", "keepalive_s", self.keepalive_s, 5, 3600, integer=True)
+        _number("meter", "reconnect_max_s", self.reconnect_max_s, 0.5, 3600)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ def register(sub) -> None:
         "run", help="run a meter node (DHT, peer endpoint, ledger) until stopped",
         description="Start a node from a TOML configuration (see p2pnode/config.py for every "
                     "key): join the offer DHT through [network] bootstrap, serve the peer "
-                    "endpoint, and trade every interval with the readings of the [meter] CSV. "
+                    "endpoint, and trade every interval with the readings of the [meter] (a CSV "
+                    "replay, or a live meter over MQTT). "
                     "With [feeder_role] report_to the node also reports every interval's "
                     "reading to its feeder node; with [feeder_role] enabled it is the feeder "
                     "node, booking generation, consumption, transformer supply and losses "
@@ -108,14 +109,24 @@ def _run(args) -> int:
         from p2pnode.api import load_token
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = parse_time(args.start)
-    meter = CsvReplayMeter(config.meter.path, config.interval_s)
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
         first_end = (int(start) // config.interval_s + 1) * config.interval_s
         until = first_end + (args.intervals - 1) * config.interval_s + 1
+    if config.meter.kind == "mqtt":
+        return asyncio.run(_serve_live(config, clock, args.speed, until, token))
+    meter = CsvReplayMeter(config.meter.path, config.interval_s)
     return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
                               on_ready=clock.start))
+
+
+async def _serve_live(config, clock, speed: float, until: float | None, token: str | None) -> int:
+    """:func:`_serve` with a live MQTT meter, subscribed for as long as the node runs."""
+    from p2pnode.meter_mqtt import MqttMeter
+
+    async with MqttMeter(config.meter, clock) as meter:
+        return await _serve(config, meter, clock, speed, until, token, on_ready=clock.start)
 
 
 def parse_time(text: str | None) -> float:
@@ -184,6 +195,8 @@ async def serve(config, meter, clock, speed: float, until: float | None,
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
         stopped = {"stopped": True, "counters": counts}
+        if hasattr(meter, "stats"):          # a live meter's connection and sample counters
+            stopped["meter"] = meter.stats()
         if role is not None and role.book is not None:
             stopped["feeder"] = dict(sorted(role.book.counters.items()))
         print(json.dumps(stopped), flush=True)
