@@ -18,7 +18,8 @@ them into the ledger's integer µ per kWh.  Layout::
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
                    opt_out = "none" | "selling" | "buying" | "all"          (FR-14)
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
-    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
+    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
+                   failsafe_intervals
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
     [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
@@ -188,7 +189,9 @@ class Timing:
     ``buy_delay_s``: buyers start after sellers had this long to publish; ``window_s``: the
     window closes, trades are settled and the rest goes to the grid; ``request_timeout_s`` and
     ``attempts``: per negotiation message (wall seconds); ``max_rounds``: select-and-negotiate
-    rounds a buyer runs per interval while offers remain and progress is made.
+    rounds a buyer runs per interval while offers remain and progress is made;
+    ``failsafe_intervals``: intervals in a row with no reachable peer before the node trades
+    grid-only until a peer answers again (p2pnode/failsafe.py).
     """
 
     buy_delay_s: float = 5.0
@@ -196,6 +199,7 @@ class Timing:
     request_timeout_s: float = 2.0
     attempts: int = 4
     max_rounds: int = 6
+    failsafe_intervals: int = 3
 
     def __post_init__(self):
         _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)
@@ -206,6 +210,7 @@ class Timing:
         _number("timing", "request_timeout_s", self.request_timeout_s, 0.001, 600)
         _number("timing", "attempts", self.attempts, 1, 20, integer=True)
         _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
+        _number("timing", "failsafe_intervals", self.failsafe_intervals, 1, 10_000, integer=True)
 
 
 @dataclass(frozen=True)

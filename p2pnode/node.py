@@ -72,6 +72,8 @@ from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
+from p2pnode.failsafe import FailSafe
+from p2pnode.liveness import observe_interval
 from p2pnode.identity import load_key_file
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import (
@@ -212,6 +214,7 @@ class Node:
         self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
         self._started = False
         self._speed = 1.0
+        self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
 
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -296,6 +299,8 @@ class Node:
         self._readings[start_s] = reading
         net = reading.net_wh
         self.balance = next_balance(self.balance, net, config.detection)
+        if self.failsafe.health.grid_only:      # fail-safe: the grid takes the whole interval
+            return self.balance
         if self.balance is Balance.SURPLUS and net > 0:
             await self._open_selling(reading)
         elif self.balance is Balance.DEFICIT and net < 0 and config.constraints.buys:
@@ -749,6 +754,7 @@ class Node:
             start = end - interval
             at = step_times(self.config, start)
             try:
+                await observe_interval(self, start)   # peers reachable? (the fail-safe)
                 await self._sleep_until(at["open"])
                 await self.open_interval(start)
                 await self._sleep_until(at["buy"])
