@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -163,12 +164,20 @@ async def serve(config, meter, clock, speed: float, until: float | None,
     from p2pnode.api import ApiServer
     from p2pnode.feeder_report import ReportingMeter
     from p2pnode.node import Node
+    from p2pnode.settings_store import SettingsStore, settings_path
 
+    settings = SettingsStore(settings_path(config.ledger))
+    saved = settings.load()               # what the owner last set through the API
+    if saved is not None and saved != config.constraints:
+        logging.getLogger(__name__).warning(
+            "constraints from %s (set through the local API) replace the configuration "
+            "file's [constraints]", settings.path)
+        config = dataclasses.replace(config, constraints=saved)
     tee = ReportingMeter(meter)
     node = Node(config, tee, clock=clock)
     role, reporter = _feeder_role(config, node, tee, clock)
     async with node:
-        api = ApiServer(node, token, feeder=role) if token is not None else None
+        api = ApiServer(node, token, feeder=role, settings=settings) if token is not None else None
         try:
             if role is not None:
                 await role.start()
