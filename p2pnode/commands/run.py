@@ -197,6 +197,8 @@ async def serve(config, meter, clock, speed: float, until: float | None,
         finally:
             if role is not None and role.book is not None:
                 role.close_due()
+            if role is not None:
+                role.close()
             if reporter is not None:
                 await reporter.stop()      # one bounded last attempt at what is pending
             if api is not None:
