@@ -19,8 +19,9 @@ JSON under ``/api/v1`` (described by :mod:`p2pnode.api_schema`, built by
 settings health``, and ``feeder`` on a node that runs the feeder role (404 elsewhere).
 ``PUT /api/v1/settings`` replaces the user constraints (FR-14) as a whole:
 the body is validated completely before ``node.config`` is replaced (one assignment of a new
-frozen config), so a bad value gets 400 naming the field and changes nothing.  Settings changed
-here last until the daemon restarts (the configuration file is not rewritten).  Prometheus
+frozen config), so a bad value gets 400 naming the field and changes nothing.  With a
+``settings`` store (``p2pnode run`` passes one, :mod:`p2pnode.settings_store`) the new
+constraints are saved before the node uses them and survive a restart.  Prometheus
 metrics are at ``/metrics`` (:mod:`p2pnode.api_metrics`).
 
 Errors: :class:`ApiError` (a :class:`~p2pnode.errors.NodeError`) when the API cannot start --
@@ -171,10 +172,11 @@ class ApiServer:
     :class:`~p2pnode.feeder_role.FeederRole`, if it runs one.
     """
 
-    def __init__(self, node, token: str, *, feeder=None, monotonic=time.monotonic):
+    def __init__(self, node, token: str, *, feeder=None, settings=None, monotonic=time.monotonic):
         if len(token) < MIN_TOKEN_CHARS:
             raise ApiError(f"the API token must have at least {MIN_TOKEN_CHARS} characters")
         self.node, self.feeder = node, feeder
+        self.settings = settings     # a p2pnode.settings_store.SettingsStore: PUTs survive restarts
         self._token = token.encode("utf-8")
         if not isinstance(node.meter, views.RecordingMeter):
             node.meter = views.RecordingMeter(node.meter)
@@ -283,7 +285,8 @@ class ApiServer:
         views.check_query(request.query, ())
         dht = self.node.dht.server.transport is not None
         peer = self.node.peer_server.runner is not None and self.node.peer_server.port > 0
-        return _json({"ok": dht and peer, "dht": dht, "peer": peer}, 200 if dht and peer else 503)
+        body = views.health_view(self.node, dht, peer)
+        return _json(body, 200 if body["ok"] else 503)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(self.url.rstrip("/")))
@@ -372,6 +375,11 @@ class ApiServer:
             config = dataclasses.replace(self.node.config, constraints=constraints)
         except ConfigError as exc:
             raise views.BadRequest(str(exc)) from None
+        if self.settings is not None:
+            try:
+                self.settings.save(constraints)      # durable before the node uses it
+            except OSError as exc:
+                return _error(500, f"cannot save the settings to {self.settings.path}: {exc}")
         self.node.config = config   # one assignment: the node sees the old or the new, whole
         log.info("constraints set through the local API: %s", views.settings_view(constraints))
         return _json(views.settings_view(constraints))

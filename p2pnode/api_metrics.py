@@ -21,6 +21,12 @@ restarts, as Prometheus counters may; those read from the ledger (``p2p_ledger_*
 ``p2p_last_discovery_offers``        offers the last discovery found
 ``p2p_negotiation_seconds``          histogram: discovery start to agreed trade, bought trades
 ``p2p_dropped_messages_total``       invalid messages dropped, by source and reason
+``p2p_failsafe_grid_only``           1 while the node trades grid-only (no peer reachable for
+                                     ``[timing] failsafe_intervals``), else 0
+``p2p_failsafe_entered_total``       times the node went grid-only since it started
+``p2p_peers_reachable``              peers that answered the latest probe (one per interval)
+``p2p_intervals_without_peers``      intervals in a row without a reachable peer
+``p2p_overdue_settlements``          bought trades of earlier intervals not settled yet
 ``p2p_node_events_total{event}``     every counter of the node (trades, denials, drops, ...)
 ``p2p_dht_events_total{event}``      every counter of the DHT (drops, timeouts, failures)
 ==================================== =========================================================
@@ -75,7 +81,22 @@ class NodeCollector:
         yield from self._energy()
         yield from self._dht()
         yield from self._negotiation()
+        yield from self._failsafe()
         yield from self._events()
+
+    def _failsafe(self):
+        health = self.node.failsafe.health
+        yield GaugeMetricFamily("p2p_failsafe_grid_only", "1 while the node trades grid-only "
+                                "(no peer reachable)", value=int(health.grid_only))
+        yield CounterMetricFamily("p2p_failsafe_entered", "times the node went grid-only",
+                                  value=health.entered)
+        if health.peers_reachable is not None:
+            yield GaugeMetricFamily("p2p_peers_reachable", "peers that answered the latest "
+                                    "probe", value=health.peers_reachable)
+        yield GaugeMetricFamily("p2p_intervals_without_peers", "intervals in a row without a "
+                                "reachable peer", value=health.intervals_without_peers)
+        yield GaugeMetricFamily("p2p_overdue_settlements", "bought trades of earlier intervals "
+                                "not settled yet", value=health.overdue_settlements)
 
     def _ledger(self):
         node = self.node

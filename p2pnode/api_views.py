@@ -29,7 +29,8 @@ from p2pnode.offers import OfferRecord
 
 __all__ = [
     "BadRequest", "RecordingMeter", "RECENT_READINGS", "MAX_PAGE", "FEEDER_PAGE", "MAX_FEEDER_PAGE",
-    "balance_view", "blocks_view", "check_query", "drop_counters", "feeder_view", "intervals_view", "ledger_view", "market_view", "offer_view",
+    "balance_view", "blocks_view", "check_query", "drop_counters", "feeder_view", "health_view",
+    "intervals_view", "ledger_view", "market_view", "offer_view",
     "offers_view", "parse_constraints", "query_int", "reading_view", "settings_view",
     "status_view", "trades_view",
 ]
@@ -108,6 +109,17 @@ def status_view(node, uptime_s: float) -> dict:
         "balance_state": node.balance.value, "credit_micro": state.credit_micro,
         "ledger_head_seq": state.seq,
     }
+
+
+def health_view(node, dht_up: bool, peer_up: bool) -> dict:
+    """Sockets up, and the fail-safe's view (:mod:`p2pnode.failsafe`): ``ok`` only when both
+    sockets serve and the node is not grid-only."""
+    health = node.failsafe.health
+    return {"ok": dht_up and peer_up and not health.grid_only, "dht": dht_up, "peer": peer_up,
+            "mode": health.mode.value, "peers_reachable": health.peers_reachable,
+            "intervals_without_peers": health.intervals_without_peers,
+            "trades_settled": health.trades_settled,
+            "overdue_settlements": health.overdue_settlements}
 
 
 def _reading(reading: Reading | None) -> dict | None:

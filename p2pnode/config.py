@@ -10,13 +10,16 @@ them into the ledger's integer µ per kWh.  Layout::
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
                    bootstrap = ["host:port", ...]
-    [meter]        kind = "csv" | "profile", path (CSV: interval_start_s,generation_wh,consumption_wh)
+    [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
+                   or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
+                   username, password_file, stale_after_s, keepalive_s, reconnect_max_s
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
                    opt_out = "none" | "selling" | "buying" | "all"          (FR-14)
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
-    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
+    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
+                   failsafe_intervals
     [market]       mode = "ex_post" | "real_time", lead_intervals, substep_s,
                    latitude, longitude (for the forecasts' clear-sky irradiance)
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
@@ -50,6 +53,7 @@ __all__ = [
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
+METER_KINDS = ("csv", "mqtt")
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -106,14 +110,55 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class MeterConfig:
+    """``[meter]``: a CSV replay (``path``) or a live meter over MQTT (p2pnode/meter_mqtt.py).
+
+    MQTT: the broker at ``host:port``, the meter's register samples on ``topic`` in ``format``
+    ("json" or "senml", see p2pnode/meter_feed.py); a reading older than ``stale_after_s`` does
+    not stand for an interval boundary; reconnects back off up to ``reconnect_max_s``.
+    """
+
     kind: str = "csv"
     path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic: str = ""
+    format: str = "json"
+    client_id: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    stale_after_s: float = 300.0
+    keepalive_s: int = 30
+    reconnect_max_s: float = 30.0
 
     def __post_init__(self):
-        if self.kind not in ("csv",):
-            _fail("meter", "kind", self.kind, 'must be "csv" (other meters are built in code)')
-        if self.path is None:
-            _fail("meter", "path", None, "is required for a csv meter")
+        if self.kind not in METER_KINDS:
+            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)} "
+                  "(other meters are built in code)")
+        if self.kind == "csv":
+            if self.path is None:
+                _fail("meter", "path", None, "is required for a csv meter")
+            return
+        self._check_mqtt()
+
+    def _check_mqtt(self) -> None:
+        if self.path is not None:
+            _fail("meter", "path", str(self.path), "is for kind = \"csv\"")
+        if not isinstance(self.host, str) or not self.host or not self.host.isprintable():
+            _fail("meter", "host", self.host, "must be the broker's host name or address")
+        _number("meter", "port", self.port, 1, 65535, integer=True)
+        if not isinstance(self.topic, str) or not self.topic or "#" in self.topic \
+                or "+" in self.topic or len(self.topic.encode()) > 1024:
+            _fail("meter", "topic", self.topic, "is required: the meter's topic (no wildcards)")
+        from p2pnode.meter_feed import FORMATS
+        if self.format not in FORMATS:
+            _fail("meter", "format", self.format, f"must be one of {', '.join(FORMATS)}")
+        for key in ("client_id", "username"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or len(value) > 128 or not value.isprintable():
+                _fail("meter", key, value, "must be a printable string of at most 128 characters")
+        _number("meter", "stale_after_s", self.stale_after_s, 1, 86400)
+        _number("meter", "keepalive_s", self.keepalive_s, 5, 3600, integer=True)
+        _number("meter", "reconnect_max_s", self.reconnect_max_s, 0.5, 3600)
 
 
 @dataclass(frozen=True)
@@ -152,7 +197,9 @@ class Timing:
     ``buy_delay_s``: buyers start after sellers had this long to publish; ``window_s``: the
     window closes, trades are settled and the rest goes to the grid; ``request_timeout_s`` and
     ``attempts``: per negotiation message (wall seconds); ``max_rounds``: select-and-negotiate
-    rounds a buyer runs per interval while offers remain and progress is made.
+    rounds a buyer runs per interval while offers remain and progress is made;
+    ``failsafe_intervals``: intervals in a row with no reachable peer before the node trades
+    grid-only until a peer answers again (p2pnode/failsafe.py).
     """
 
     buy_delay_s: float = 5.0
@@ -160,6 +207,7 @@ class Timing:
     request_timeout_s: float = 2.0
     attempts: int = 4
     max_rounds: int = 6
+    failsafe_intervals: int = 3
 
     def __post_init__(self):
         _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)
@@ -170,6 +218,7 @@ class Timing:
         _number("timing", "request_timeout_s", self.request_timeout_s, 0.001, 600)
         _number("timing", "attempts", self.attempts, 1, 20, integer=True)
         _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
+        _number("timing", "failsafe_intervals", self.failsafe_intervals, 1, 10_000, integer=True)
 
 
 MARKET_MODES = ("ex_post", "real_time")

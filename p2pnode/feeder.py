@@ -154,6 +154,39 @@ class FeederBook:
             maxlen=settings.history_intervals)
         self.streak = 0
         self.counters: collections.Counter[str] = collections.Counter()
+        self.last_accepted: Sealed[FeederReport] | None = None
+
+    @classmethod
+    def restore(cls, settings: FeederSettings, now_s: float, grid: Feeder | None,
+                stored) -> FeederBook:
+        """The book as it was stored (a :class:`~p2pnode.feeder_store.StoredBooks`): open
+        intervals with their reports, closed ones, the loss streak and the counters.  Intervals
+        that ended while the node was down are closed by :meth:`due` as usual (with the
+        reports stored before the stop).  Raises ValueError when a stored value is damaged."""
+        book = cls(settings, now_s, grid)
+        reports = []
+        for raw in stored.reports:
+            sealed = open_checked(raw, FeederReport, MAX_REPORT_BYTES)
+            if isinstance(sealed, str):
+                raise ValueError(f"a stored report does not open: {sealed}")
+            reports.append(sealed)
+        # the stored position rules: what was open at the stop is open now
+        book.open_from_s = stored.open_from_s or min(
+            [r.message.interval_start_s for r in reports] + [book.open_from_s])
+        book.streak, book.counters = stored.streak, collections.Counter(stored.counters)
+        for member in stored.members:
+            book.known.setdefault(member, None)
+        for sealed in reports:
+            report = sealed.message
+            if report.interval_start_s >= book.open_from_s:
+                book.reports.setdefault(report.interval_start_s, {})[report.member] = sealed
+        for booked, answered in stored.closed:
+            book.history.append(_interval_from_dict(booked))
+            book.answered[booked["interval_start_s"]] = {
+                bytes.fromhex(m): bytes.fromhex(h) for m, h in answered.items()}
+        for old in sorted(book.answered)[:-ANSWERED_INTERVALS]:
+            del book.answered[old]
+        return book
 
     # -- reports ---------------------------------------------------------------------------------
     def submit(self, raw: bytes, now_s: float) -> Answer:
@@ -177,6 +210,7 @@ class FeederBook:
         self.reports.setdefault(start, {})[member] = checked
         self.known.setdefault(member, None)
         self.counters["reports_accepted"] += 1
+        self.last_accepted = checked          # the shell stores it (p2pnode/feeder_store.py)
         return Answer.accepted(start)
 
     def _check(self, raw: bytes, now_s: float) -> Sealed[FeederReport] | str:
@@ -283,3 +317,12 @@ class FeederBook:
             trafo_loading_percent=max(state.trafo_loading_percent, default=0.0),
             technical_loss_wh=state.technical_loss_kwh * 1000,
             expected_transformer_wh=state.expected_transformer_kwh * 1000)
+
+
+def _interval_from_dict(data: dict) -> FeederInterval:
+    """A :class:`FeederInterval` from ``dataclasses.asdict`` (the books file)."""
+    network = data.get("network")
+    if network is not None:
+        network = NetworkState(**{**network, "buses_outside_limits":
+                                  tuple(network["buses_outside_limits"])})
+    return FeederInterval(**{**data, "network": network})

@@ -56,6 +56,8 @@ from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
+from p2pnode.failsafe import FailSafe
+from p2pnode.liveness import observe_interval
 from p2pnode.identity import load_key_file
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
@@ -162,6 +164,7 @@ class Node(BuyerSide, SellerSide):
         self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
         self._started = False
         self._speed = 1.0
+        self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
 
     # -- life cycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -278,6 +281,8 @@ class Node(BuyerSide, SellerSide):
     async def open_interval(self, start_s: int) -> Balance:
         net = self._forecast_net[start_s] = self._expected_net(start_s)
         self.balance = next_balance(self.balance, net, self.config.detection)
+        if self.failsafe.health.grid_only:      # fail-safe: the grid takes the whole interval
+            return self.balance
         if self.balance is Balance.SURPLUS and net > 0:
             await self._open_selling(start_s, net)
         elif self.balance is Balance.DEFICIT and net < 0 and self.config.constraints.buys:
@@ -381,6 +386,8 @@ class Node(BuyerSide, SellerSide):
             at, name, start = pending.pop(0)
             await self._sleep_until(at)
             try:
+                if name == "open":
+                    await observe_interval(self, start)   # peers reachable? (the fail-safe)
                 await getattr(self, _STEP_METHODS[name])(start)
             except (NodeError, LedgerError) as exc:
                 log.error("interval %s, %s failed: %s", start, name, exc)
