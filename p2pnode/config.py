@@ -9,6 +9,7 @@ them into the ledger's integer µ per kWh.  Layout::
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
+                   transport = "http" | "libp2p" (peer links; see p2pnode.transport),
                    bootstrap = ["host:port", ...]
     [meter]        kind = "csv" | "profile", path (CSV: interval_start_s,generation_wh,consumption_wh)
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
+TRANSPORTS = ("http", "libp2p")
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -77,8 +79,11 @@ class NetworkConfig:
     peer_port: int = 0
     advertise: str = ""        # "host:port" of the peer endpoint as others reach it
     bootstrap: tuple[str, ...] = ()
+    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux)
 
     def __post_init__(self):
+        if self.transport not in TRANSPORTS:
+            _fail("network", "transport", self.transport, f"must be one of {', '.join(TRANSPORTS)}")
         for key in ("dht_port", "peer_port"):
             _number("network", key, getattr(self, key), 0, 65535, integer=True)
         for key, value in [("advertise", self.advertise)] * bool(self.advertise) + \

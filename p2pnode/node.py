@@ -78,7 +78,7 @@ from p2pnode.negotiation import (
     Kind, PeerReply, PeerRequest, ReplayGuard, Status, check_proposal, check_reply, parse_request,
 )
 from p2pnode.offers import OfferRecord, OfferRejected, query_keys
-from p2pnode.peer import PeerClient, PeerServer
+from p2pnode.transport import make_peer_transport
 from p2pnode.pricing import dynamic_price
 from p2pnode.recovery import pending_purchases
 from p2pnode.ranking import (
@@ -193,8 +193,7 @@ class Node:
         self.faults = faults
         self.ledger_sync = ledger_sync
         self.dht = OfferDHT(key, settings=dht_settings, clock=clock, faults=faults)
-        self.peer_server = PeerServer(self._handle_peer)
-        self.client = PeerClient(faults, stream=key.public.hex())
+        self.peer_server, self.client = make_peer_transport(config, key, self._handle_peer, faults)
         self.guard = ReplayGuard(REPLAY_WINDOW_MS)
         self.counters: collections.Counter[str] = collections.Counter()
         self.history = SellerHistory()
@@ -261,8 +260,9 @@ class Node:
 
     @property
     def endpoint(self) -> str:
-        """``host:port`` of the peer endpoint, as written into offers."""
-        return self.config.network.advertise or f"{self.config.network.host}:{self.peer_server.port}"
+        """The peer endpoint as written into offers (``host:port``, or a libp2p multiaddr)."""
+        net = self.config.network
+        return self.peer_server.endpoint(net.advertise or f"{net.host}:{self.peer_server.port}")
 
     @property
     def predictor(self):
