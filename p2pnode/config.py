@@ -9,6 +9,7 @@ them into the ledger's integer µ per kWh.  Layout::
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
+                   transport = "http" | "libp2p" (peer links; see p2pnode.transport),
                    bootstrap = ["host:port", ...]
     [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
                    or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
@@ -54,6 +55,7 @@ __all__ = [
 
 OPT_OUT = ("none", "selling", "buying", "all")
 METER_KINDS = ("csv", "mqtt")
+TRANSPORTS = ("http", "libp2p")
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -88,8 +90,11 @@ class NetworkConfig:
     # DHT contacts of one IP address per bucket and lookup (p2pnode.dht.protocol); 0: no limit,
     # for several daemons on one machine.  Used when the Node is given no DHTSettings.
     max_peers_per_host: int = 2
+    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux)
 
     def __post_init__(self):
+        if self.transport not in TRANSPORTS:
+            _fail("network", "transport", self.transport, f"must be one of {', '.join(TRANSPORTS)}")
         for key in ("dht_port", "peer_port"):
             _number("network", key, getattr(self, key), 0, 65535, integer=True)
         _number("network", "max_peers_per_host", self.max_peers_per_host, 0, 64, integer=True)

@@ -63,12 +63,12 @@ from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
 from p2pnode.node_buyer import BuyerSide
 from p2pnode.node_seller import SellerSide
-from p2pnode.peer import PeerClient, PeerServer
 from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.schedule import STEPS, events, step_times
 from p2pnode.trading.seller import SellerBook
+from p2pnode.transport import make_peer_transport
 
 __all__ = ["Node", "Purchase", "IntervalReport", "step_times"]
 
@@ -139,8 +139,7 @@ class Node(BuyerSide, SellerSide):
         dht_settings = dataclasses.replace(dht_settings, admission=dataclasses.replace(  # feeder
             dht_settings.admission, feeder=config.feeder))
         self.dht = OfferDHT(key, settings=dht_settings, clock=clock, faults=faults)
-        self.peer_server = PeerServer(self._handle_peer)
-        self.client = PeerClient(faults, stream=key.public.hex())
+        self.peer_server, self.client = make_peer_transport(config, key, self._handle_peer, faults)
         self.guard = ReplayGuard(REPLAY_WINDOW_MS)
         self.counters: collections.Counter[str] = collections.Counter()
         self.history = SellerHistory()
@@ -215,8 +214,10 @@ class Node(BuyerSide, SellerSide):
 
     @property
     def endpoint(self) -> str:
-        """``host:port`` of the peer endpoint, as written into offers and requests."""
-        return self.config.network.advertise or f"{self.config.network.host}:{self.peer_server.port}"
+        """The peer endpoint as written into offers and requests (``host:port``, or a libp2p
+        multiaddr)."""
+        net = self.config.network
+        return self.peer_server.endpoint(net.advertise or f"{net.host}:{self.peer_server.port}")
 
     @property
     def predictor(self):

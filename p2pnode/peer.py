@@ -93,6 +93,10 @@ class PeerServer:
             raise PeerError(f"cannot bind the peer endpoint to {host}:{port}: {exc.strerror}") from exc
         self.port = self.runner.addresses[0][1]
 
+    def endpoint(self, hostport: str) -> str:
+        """The endpoint written into offers for ``host:port``: that, for HTTP."""
+        return hostport
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 
 from ledger import CreditVoucher, LedgerStore, SigningKey, audit, seal
-from p2pnode.config import Constraints, CreditConfig, NodeConfig, Timing
+from p2pnode.config import Constraints, CreditConfig, NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
@@ -74,14 +74,15 @@ class Swarm:
 
 @contextlib.asynccontextmanager
 async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None = None,
-                constraints: dict[int, Constraints] | None = None):
-    """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit)."""
+                constraints: dict[int, Constraints] | None = None, transport: str = "http"):
+    """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit); peer links
+    over ``transport`` ("http" or "libp2p")."""
     clock = VirtualClock(START - 2 * INTERVAL_S)   # before the first interval opens
     nodes = []
     try:
         for i, nets in enumerate(nets_wh):
             config = NodeConfig(ledger=tmp_path / f"node-{i}.db", timing=TIMING, credit=CREDIT,
-                                location=f"0/{10 * i}/0",
+                                location=f"0/{10 * i}/0", network=NetworkConfig(transport=transport),
                                 constraints=(constraints or {}).get(i, Constraints()))
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
                                  [max(-n, 0) for n in nets])
