@@ -21,7 +21,8 @@ them into the ledger's integer µ per kWh.  Layout::
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
                    failsafe_intervals
-    [market]       mode = "ex_post" | "real_time", lead_intervals, substep_s,
+    [market]       mode = "real_time" | "day_ahead" | "ex_post", lead_intervals, gate_hour,
+                   substep_s,
                    latitude, longitude (for the forecasts' clear-sky irradiance)
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
                    trust_any_issuer = false (true: any issuer's voucher counts; tests only)
@@ -226,7 +227,7 @@ class Timing:
         _number("timing", "failsafe_intervals", self.failsafe_intervals, 1, 10_000, integer=True)
 
 
-MARKET_MODES = ("ex_post", "real_time")
+MARKET_MODES = ("ex_post", "real_time", "day_ahead")
 
 
 @dataclass(frozen=True)
@@ -234,14 +235,17 @@ class MarketConfig:
     """When an interval is traded (see :mod:`p2pnode.trading.schedule`).
 
     ``mode``: ``"real_time"`` trades interval ``t`` during ``t - lead_intervals`` on the node's
-    forecast and measures the delivery during ``t`` in ``substep_s`` sub-steps; ``"ex_post"``
-    trades ``t`` after it ended, on metered energy (the comparison baseline).
+    forecast and measures the delivery during ``t`` in ``substep_s`` sub-steps; ``"day_ahead"``
+    also trades the next day's intervals before ``gate_hour`` (local) on day-ahead forecasts,
+    the real-time market then trading the difference; ``"ex_post"`` trades ``t`` after it
+    ended, on metered energy (the comparison baseline).
     ``latitude``/``longitude``: the node's place, for the clear-sky irradiance its generation
     forecast uses (default: the shipped weather file's site).
     """
 
     mode: str = "real_time"
     lead_intervals: int = 1
+    gate_hour: int = 12
     substep_s: int = 60
     latitude: float = 36.1
     longitude: float = -79.9
@@ -250,6 +254,7 @@ class MarketConfig:
         if self.mode not in MARKET_MODES:
             _fail("market", "mode", self.mode, f"must be one of {', '.join(MARKET_MODES)}")
         _number("market", "lead_intervals", self.lead_intervals, 1, 96, integer=True)
+        _number("market", "gate_hour", self.gate_hour, 1, 23, integer=True)
         _number("market", "substep_s", self.substep_s, 1, 86400, integer=True)
         _number("market", "latitude", self.latitude, -90, 90)
         _number("market", "longitude", self.longitude, -180, 180)

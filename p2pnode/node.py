@@ -66,7 +66,7 @@ from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
-from p2pnode.trading.schedule import STEPS, events, step_times
+from p2pnode.trading.schedule import event_order, events, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -75,6 +75,7 @@ __all__ = ["Node", "Purchase", "IntervalReport", "step_times"]
 log = logging.getLogger(__name__)
 
 REPLAY_WINDOW_MS = 120_000
+DAY_AHEAD_PUBLISHES = 8   # day-ahead offers of one node being published at once
 
 
 @functools.cache
@@ -151,9 +152,10 @@ class Node(BuyerSide, SellerSide):
         self.book = SellerBook(sells=config.constraints.sells,
                                max_trade_wh=config.constraints.max_trade_wh)
         self._buying: dict[int, Buying] = {}
+        self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
         self._readings: dict[int, Reading] = {}
         self._forecast_net: dict[int, int] = {}
-        self._refreshing: dict[int, asyncio.Task] = {}
+        self._refreshing: dict[bytes, asyncio.Task] = {}   # offer id -> its republishing
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
         self._observed_s = -1                     # the last reading the forecaster saw
@@ -275,8 +277,7 @@ class Node(BuyerSide, SellerSide):
             reading = self._reading(start_s)
             self._mint(reading)
             return reading.net_wh
-        generation, consumption = self.forecaster.predict(start_s, self.clock())
-        return int(round(generation - consumption))
+        return self._forecast(start_s)
 
     # -- 1. open: forecast (or read), detect, price, publish -------------------------------
     async def open_interval(self, start_s: int) -> Balance:
@@ -284,11 +285,43 @@ class Node(BuyerSide, SellerSide):
         self.balance = next_balance(self.balance, net, self.config.detection)
         if self.failsafe.health.grid_only:      # fail-safe: the grid takes the whole interval
             return self.balance
-        if self.balance is Balance.SURPLUS and net > 0:
-            await self._open_selling(start_s, net)
-        elif self.balance is Balance.DEFICIT and net < 0 and self.config.constraints.buys:
-            self._buying[start_s] = Buying(-net, -net)
+        # in the day-ahead market, what is left to trade after the day-ahead position
+        residual = net - self.book.sold_ahead_wh(start_s) + self._bought_ahead_wh(start_s)
+        if self.balance is Balance.SURPLUS and residual > 0:
+            await self._open_selling(start_s, residual)
+        elif self.balance is Balance.DEFICIT and residual < 0 and self.config.constraints.buys:
+            self._buying[start_s] = Buying(-residual, -residual)
         return self.balance
+
+    # -- the day-ahead market ----------------------------------------------------------------
+    async def open_day(self, day_start_s: int) -> int:
+        """The day-ahead market's open step: forecast every interval of the day; offer the
+        forecast surpluses, note the deficits to buy.  Returns how many offers it opened."""
+        if self.failsafe.health.grid_only:
+            return 0
+        enter, interval = self.config.detection.enter_wh, self.config.interval_s
+        nets = {start: self._forecast(start) for start in range(day_start_s, day_start_s + 86400,
+                                                                 interval)}
+        selling = [s for s, net in nets.items() if net >= enter]
+        for start, net in nets.items():
+            if net <= -enter and self.config.constraints.buys:
+                self._buying_ahead[start] = Buying(-net, -net)
+        gate = asyncio.Semaphore(DAY_AHEAD_PUBLISHES)
+
+        async def one(start: int) -> None:
+            async with gate:
+                await self._open_selling(start, nets[start], day_ahead=True)
+
+        await asyncio.gather(*(one(s) for s in selling))
+        return len(selling)
+
+    def _bought_ahead_wh(self, start_s: int) -> int:
+        state = self._buying_ahead.get(start_s)
+        return sum(p.payload.energy_wh for p in state.trades) if state is not None else 0
+
+    def _forecast(self, start_s: int) -> int:
+        generation, consumption = self.forecaster.predict(start_s, self.clock())
+        return int(round(generation - consumption))
 
     # -- the peer endpoint: every message from a peer ----------------------------------------
     def _handle_peer(self, raw: bytes) -> bytes | None:
@@ -341,17 +374,22 @@ class Node(BuyerSide, SellerSide):
     async def close_interval(self, start_s: int) -> IntervalReport:
         reading = self._reading(start_s)
         self._readings.pop(start_s, None)
-        offer, buying = self.book.close(start_s), self._buying.pop(start_s, None)
-        task = self._refreshing.pop(start_s, None)
-        if task is not None:
-            task.cancel()
+        for book in (self.book.offers, self.book.ahead):   # no more republishing
+            offer = book.get(start_s)
+            task = self._refreshing.pop(offer.record.message.offer_id, None) \
+                if offer is not None and offer.record is not None else None
+            if task is not None:
+                task.cancel()
+        offer = self.book.close(start_s)
+        purchases = [p for state in (self._buying.pop(start_s, None),
+                                     self._buying_ahead.pop(start_s, None))
+                     if state is not None for p in state.trades]
         sold = self._sold_wh.pop(start_s, 0)
         if offer is not None:
             self._market_view = (offer.available_wh + sum(offer.proposed.values()),
                                  offer.requested_wh)
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
-        bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh
-                     for t in buying.trades) if buying is not None else 0
+        bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
         surplus, deficit = max(reading.net_wh, 0), max(-reading.net_wh, 0)
         export = max(0, surplus - sold) + max(0, bought - deficit)
         imported = max(0, deficit - bought)
@@ -378,21 +416,29 @@ class Node(BuyerSide, SellerSide):
         first = (int(self.clock()) // interval + 1) * interval   # the next interval boundary
         if self.config.market.mode == "ex_post":
             first -= interval
-        pending, next_start = [], first
+        day = first - first % 86400 + 86400
+        pending = [e for e in events(self.config, range(first, day, interval))
+                   if not (e[1].startswith("day_") and e[0] < self.clock())]   # gate passed
+        upcoming = events(self.config, range(day, day + 86400, interval))
         while until_s is None or self.clock() < until_s:
-            while not pending or step_times(self.config, next_start)["open"] <= pending[0][0]:
-                pending = events(self.config, [next_start]) + pending
-                pending.sort(key=lambda e: (e[0], STEPS.index(e[1]), e[2]))
-                next_start += interval
+            while not pending or upcoming[0][0] <= pending[0][0]:   # the next day's first
+                pending = sorted(pending + upcoming, key=event_order)   # events come earlier
+                day += 86400
+                upcoming = events(self.config, range(day, day + 86400, interval))
             at, name, start = pending.pop(0)
             await self._sleep_until(at)
             try:
                 if name == "open":
                     await observe_interval(self, start)   # peers reachable? (the fail-safe)
-                await getattr(self, _STEP_METHODS[name])(start)
+                await self.step(name, start)
             except (NodeError, LedgerError) as exc:
                 log.error("interval %s, %s failed: %s", start, name, exc)
                 self.counters["intervals_failed"] += 1
+
+    async def step(self, name: str, start_s: int):
+        """Run one step (:data:`~p2pnode.trading.schedule.STEPS`) of the interval (or, for the
+        day-ahead steps, of the day) starting at ``start_s``."""
+        return await getattr(self, _STEP_METHODS[name])(start_s)
 
     async def _sleep_until(self, node_time_s: float) -> None:
         delay = node_time_s - self.clock()
@@ -407,5 +453,5 @@ class Node(BuyerSide, SellerSide):
         return [offer.record.message for offer in self.book.offers.values() if offer.record]
 
 
-_STEP_METHODS = {"open": "open_interval", "buy": "buy", "settle": "settle",
-                 "close": "close_interval"}
+_STEP_METHODS = {"day_open": "open_day", "day_buy": "buy_day", "open": "open_interval",
+                 "buy": "buy", "settle": "settle", "close": "close_interval"}

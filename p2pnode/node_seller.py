@@ -26,7 +26,7 @@ from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status
 from p2pnode.offers import OfferRecord, OfferRejected
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
-from p2pnode.trading.schedule import gate_s
+from p2pnode.trading.schedule import day_gate_s, gate_s
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
 
@@ -41,7 +41,10 @@ class SellerSide:
     """Selling: offers, the answers to REQUEST/CONFIRM, and :meth:`settle` (deliveries)."""
 
     # -- publishing --------------------------------------------------------------------------
-    async def _open_selling(self, start: int, surplus_wh: int) -> None:
+    async def _open_selling(self, start: int, surplus_wh: int, *, day_ahead: bool = False
+                            ) -> None:
+        """Price ``surplus_wh`` of the interval and publish a signed offer for it; in the
+        day-ahead market the offer's gate is the day's (:func:`day_gate_s`)."""
         config = self.config
         offered = max(0, surplus_wh - config.constraints.reserve_wh)
         if start in self.ledger.state.minted:   # ex post: what the reading minted, unsold
@@ -52,11 +55,12 @@ class SellerSide:
             supply = demand = 1
         price = dynamic_price(supply, demand, hour, config.tariffs,
                               micro(config.constraints.min_sell_price_per_kwh))
-        offer = self.book.open(start, surplus_wh, offered, price or 0)
+        gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
+        offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
+                               day_ahead=day_ahead)
         if not config.constraints.sells or price is None or offered <= 0:
             offer.available_wh = 0
             return
-        gate = gate_s(config, start)
         record = OfferRecord(
             seller=self.public, offer_id=os.urandom(16), seq=1, energy_wh=offered,
             price_micro_per_kwh=price, feeder=config.feeder, interval_start_s=start,
@@ -86,9 +90,10 @@ class SellerSide:
 
     def _schedule_refresh(self, offer: Offer) -> None:
         """Republish the offer with what is left (a newer seq; 0 Wh withdraws it), coalesced."""
-        task = self._refreshing.get(offer.interval_start_s)
+        key = offer.record.message.offer_id
+        task = self._refreshing.get(key)
         if task is None or task.done():
-            self._refreshing[offer.interval_start_s] = self.tasks.spawn(
+            self._refreshing[key] = self.tasks.spawn(
                 self._refresh_offer(offer), name=f"refresh {offer.interval_start_s}")
 
     async def _refresh_offer(self, offer: Offer) -> None:
@@ -111,8 +116,7 @@ class SellerSide:
         if request.interval_start_s in self.ledger.state.minted:
             tokens = self.ledger.tokens_wh(request.interval_start_s)
         decision = self.book.decide(
-            request, now_s=self.clock(), gate_s=gate_s(self.config, request.interval_start_s),
-            trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
+            request, now_s=self.clock(), trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
         if isinstance(decision, str):
             return self._reply(request, Status.DENIED, decision)
         payload = TradePayload(request.trade_id, self.public, request.sender,
@@ -125,9 +129,9 @@ class SellerSide:
             return self._reply(request, Status.DENIED, "ledger_refused")
         if request.reply_to:   # where to deliver: stored with the proposal, in its commit
             self.ledger.store.set_endpoint(request.trade_id, request.sender, request.reply_to)
-        self.book.granted(request, decision, self._now_ms())
+        offer = self.book.granted(request, decision, self._now_ms())
         self.counters["trades_proposed"] += 1
-        self._schedule_refresh(self.book.offers[request.interval_start_s])
+        self._schedule_refresh(offer)
         return self._reply(request, Status.ACCEPTED, energy_wh=decision, blocks=(proposal.raw,))
 
     def _answer_confirm(self, request: PeerRequest) -> PeerReply:

@@ -189,7 +189,7 @@ class SwarmWorker:
 
     def __init__(self, spec: WorkerSpec, predictor=None):
         self.spec = spec
-        self.clock = VirtualClock(spec.start_s - 2 * spec.scenario.interval_s)   # before any open
+        self.clock = VirtualClock(spec.start_s - 86400)   # before any step (day-ahead: the day before)
         self.predictor = predictor
         self.schedule = spec.schedule or FaultSchedule(0, {}, {})
         self.online: dict[int, Node] = {}          # house -> its running node
@@ -292,17 +292,15 @@ class SwarmWorker:
         self.clock.now_s = now_s
         if name == "open":
             await self._churn((start_s - self.spec.start_s) // self.spec.scenario.interval_s)
-        method: Callable = {"open": Node.open_interval, "buy": Node.buy, "settle": Node.settle,
-                            "close": Node.close_interval}[name]
         gate = asyncio.Semaphore(STEP_CONCURRENCY)
 
         async def one(node: Node):
             async with gate:
-                return await method(node, start_s)
+                return await node.step(name, start_s)
 
         attacks = [a.attack(start_s) for a in self.attackers.values()] if name == "buy" else []
         results = await asyncio.gather(*(one(node) for node in self.online.values()), *attacks)
-        return sum(results[:len(self.online)]) if name == "buy" else 0
+        return sum(results[:len(self.online)]) if name in ("buy", "day_buy") else 0
 
     # -- churn -----------------------------------------------------------------------------
     async def _churn(self, interval: int) -> None:
@@ -586,7 +584,7 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             results = await asyncio.gather(*(d.call("step", step, int(start), now)
                                              for d in drivers))
             step_wall[step] += time.perf_counter() - t0
-            if step == "buy":
+            if step in ("buy", "day_buy"):
                 bought_wh += sum(results)
             elif step == "close":
                 bar.update(1)

@@ -9,16 +9,17 @@ import os
 import pytest
 
 from ledger import BlockBody, BlockType, cost_micro, open_envelope, seal
-from p2pnode.config import Constraints, NodeConfig
+from p2pnode.config import Constraints, MarketConfig, NodeConfig
 from p2pnode.errors import ConfigError
 from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.node import Node, step_times
+from p2pnode.trading.schedule import day_gate_s
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
 from tests.dhtkit import run as strict_run
-from tests.nodekit import CREDIT_MICRO, START, key, swarm
+from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
 
 
 def run(coro):
@@ -58,6 +59,34 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
             assert (grid.import_wh, grid.export_wh) == (0, 500)
             assert own(buyer, BlockType.GRID) == []           # fully covered by the trade
             assert buyer.reports[0].bought_wh == 300 and seller.reports[0].sold_wh == 300
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+def test_day_ahead_positions_then_real_time_for_the_difference(tmp_path):
+    """Day ahead (perfect forecasts): the buyer takes 300 and 500 Wh for two intervals before
+    the gate the day before; in real time only the difference is traded (the seller offers its
+    remaining 500 Wh of the first interval, the buyer's last 200 Wh of the second come from the
+    grid: nobody sells then); every trade is delivered, measured and co-signed once."""
+    market = MarketConfig(mode="day_ahead")
+
+    async def main():
+        async with swarm([[800, 500], [-300, -700]], tmp_path, market=market) as s:
+            await s.intervals([0, 1])
+            seller, buyer = s.nodes
+            gate = day_gate_s(seller.config, START - START % 86400) * 1000
+            trades = [b for b in own(seller, BlockType.TRADE)]
+            assert sorted(t.payload.energy_wh for t in trades) == [300, 500]
+            assert all(t.time_ms <= gate for t in trades)              # all day-ahead
+            assert {t.payload.interval_start_s for t in trades} == {START, START + INTERVAL_S}
+            deliveries = own(seller, BlockType.SETTLEMENT)
+            assert sorted(d.payload.delivered_wh for d in deliveries) == [300, 500]
+            assert len(blocks(buyer, BlockType.SETTLEMENT)) == 4        # both halves, both trades
+            first, second = buyer.reports
+            assert (first.bought_wh, first.grid_import_wh) == (300, 0)
+            assert (second.bought_wh, second.grid_import_wh) == (500, 200)
+            assert seller.reports[0].grid_export_wh == 500            # offered again in real time
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())

@@ -39,6 +39,7 @@ class Offer:
     surplus_wh: int                 # forecast (real time) or metered (ex post) surplus
     available_wh: int
     price_micro_per_kwh: int
+    gate_s: float = 0.0             # no REQUEST accepted from then on
     record: object | None = None    # the Sealed[OfferRecord] published, if any
     proposed: dict[bytes, int] = dataclasses.field(default_factory=dict)     # trade id -> Wh
     proposed_at_ms: dict[bytes, int] = dataclasses.field(default_factory=dict)
@@ -58,28 +59,44 @@ class SellerBook:
 
     def __init__(self, *, sells: bool, max_trade_wh: int, new_buyer_share: float = NEW_BUYER_SHARE):
         self.sells, self.max_trade_wh, self.new_buyer_share = sells, max_trade_wh, new_buyer_share
-        self.offers: dict[int, Offer] = {}
+        self.offers: dict[int, Offer] = {}      # the real-time (or ex-post) offer of an interval
+        self.ahead: dict[int, Offer] = {}       # the day-ahead offer of an interval
         self.known_buyers: set[bytes] = set()   # keys with a confirmed trade with us
 
-    def open(self, interval_start_s: int, surplus_wh: int, offered_wh: int, price: int) -> Offer:
-        offer = Offer(interval_start_s, surplus_wh, max(0, offered_wh), price)
-        self.offers[interval_start_s] = offer
+    def open(self, interval_start_s: int, surplus_wh: int, offered_wh: int, price: int, *,
+             gate_s: float, day_ahead: bool = False) -> Offer:
+        offer = Offer(interval_start_s, surplus_wh, max(0, offered_wh), price, gate_s)
+        (self.ahead if day_ahead else self.offers)[interval_start_s] = offer
         return offer
 
-    def decide(self, request: PeerRequest, *, now_s: float, gate_s: float,
+    def find(self, interval_start_s: int, offer_id: bytes) -> Offer | None:
+        """The offer of that interval a REQUEST names (real-time or day-ahead)."""
+        for book in (self.offers, self.ahead):
+            offer = book.get(interval_start_s)
+            if offer is not None and offer.record is not None \
+                    and offer.record.message.offer_id == offer_id:
+                return offer
+        return None
+
+    def sold_ahead_wh(self, interval_start_s: int) -> int:
+        """Energy of the interval sold (confirmed) in the day-ahead market: the position."""
+        offer = self.ahead.get(interval_start_s)
+        return sum(offer.confirmed.values()) if offer is not None else 0
+
+    def decide(self, request: PeerRequest, *, now_s: float,
                trade_known: bool, tokens_wh: int | None) -> int | str:
         """Energy to grant ``request`` (a REQUEST), or the reason it is denied.
 
         ``tokens_wh``: unsold minted tokens of the interval (ex post), None when the interval is
         sold forward (its energy is measured on delivery).
         """
-        offer = self.offers.get(request.interval_start_s)
+        offer = self.find(request.interval_start_s, request.offer_id)
         if not self.sells:
             return "not_selling"
-        if offer is None or offer.record is None or offer.record.message.offer_id != request.offer_id:
+        if offer is None:
             return "unknown_offer"
         offer.requested_wh += request.energy_wh
-        if offer.closed or now_s >= gate_s:
+        if offer.closed or now_s >= offer.gate_s:
             return "gate_closed"
         if request.price_micro_per_kwh < offer.price_micro_per_kwh:
             return "price_below_ask"
@@ -100,19 +117,22 @@ class SellerBook:
                    if offer.buyer_of[tid] == buyer and tid not in offer.released)
         return max(0, int(offer.surplus_wh * self.new_buyer_share) - held)
 
-    def granted(self, request: PeerRequest, grant_wh: int, now_ms: int) -> None:
+    def granted(self, request: PeerRequest, grant_wh: int, now_ms: int) -> Offer:
         """The proposal for ``request`` is committed: reserve its energy."""
-        offer = self.offers[request.interval_start_s]
+        offer = self.find(request.interval_start_s, request.offer_id)
         offer.available_wh -= grant_wh
         offer.proposed[request.trade_id] = grant_wh
         offer.proposed_at_ms[request.trade_id] = now_ms
         offer.buyer_of[request.trade_id] = request.sender
+        return offer
 
     def confirmed(self, interval_start_s: int, trade_id: bytes, buyer: bytes, energy_wh: int
                   ) -> bool:
         """The buyer's agreement is stored; True when it came after the interval closed."""
         self.known_buyers.add(buyer)
-        offer = self.offers.get(interval_start_s)
+        offer = next((o for o in (self.offers.get(interval_start_s),
+                                  self.ahead.get(interval_start_s))
+                      if o is not None and trade_id in o.proposed), None)
         if offer is None or trade_id in offer.confirmed:
             return offer is None
         offer.confirmed[trade_id] = energy_wh
@@ -124,7 +144,7 @@ class SellerBook:
     def expire(self, now_ms: int) -> int:
         """Give back the energy of proposals unconfirmed for RESERVATION_MS; returns how many."""
         count = 0
-        for offer in self.offers.values():
+        for offer in (*self.offers.values(), *self.ahead.values()):
             for tid, at in offer.proposed_at_ms.items():
                 if tid in offer.confirmed or tid in offer.released or now_ms - at < RESERVATION_MS:
                     continue
@@ -134,6 +154,10 @@ class SellerBook:
         return count
 
     def close(self, interval_start_s: int) -> Offer | None:
+        """Forget the interval's offers; returns its real-time one."""
+        ahead = self.ahead.pop(interval_start_s, None)
+        if ahead is not None:
+            ahead.closed = True
         offer = self.offers.pop(interval_start_s, None)
         if offer is not None:
             offer.closed = True
