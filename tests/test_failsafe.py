@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from p2pnode.config import NetworkConfig, NodeConfig
+from p2pnode.config import MarketConfig, NetworkConfig, NodeConfig
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.failsafe import FailSafe, Mode, Observation
 from p2pnode.liveness import observe_interval
@@ -44,7 +44,8 @@ def test_a_cut_off_node_goes_grid_only_and_comes_back_when_a_peer_answers(tmp_pa
     nets = [[800] * intervals, [-500] * intervals]
 
     async def main():
-        async with nodekit.swarm(nets, tmp_path) as swarm:
+        # interval by interval: the ex-post market (its steps do not overlap the next interval's)
+        async with nodekit.swarm(nets, tmp_path, market=MarketConfig(mode="ex_post")) as swarm:
             seller, buyer = swarm.nodes
             host, port = seller.dht.address
             buyer.config = dataclasses.replace(
@@ -95,7 +96,8 @@ def test_the_daemon_loop_observes_every_interval(tmp_path):
 
     speed = 9000.0          # an interval in 0.1 s
     config = NodeConfig(ledger=tmp_path / "alone.db", timing=dataclasses.replace(
-        nodekit.TIMING, failsafe_intervals=1, window_s=300), feeder="F")
+        nodekit.TIMING, failsafe_intervals=1, window_s=300), feeder="F",
+        market=MarketConfig(mode="ex_post"))   # one interval after another, on the meter
     meter = ProfileMeter(START - INTERVAL_S, INTERVAL_S, [0] * 8, [300] * 8)
 
     async def main():
@@ -103,7 +105,7 @@ def test_the_daemon_loop_observes_every_interval(tmp_path):
         async with Node(config, meter, key=nodekit.key(9), clock=clock,
                         dht_settings=nodekit.DHT) as node:
             clock.start()
-            await node.run(until_s=START + 2 * INTERVAL_S + 1, speed=speed)
+            await node.run(until_s=START + 2 * INTERVAL_S + 700, speed=speed)   # 3 closed
             return node.failsafe.health, list(node.reports)
 
     health, reports = _run(main)
