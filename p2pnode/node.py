@@ -66,6 +66,7 @@ from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
+from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
@@ -159,6 +160,7 @@ class Node(BuyerSide, SellerSide):
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
         self._observed_s = -1                     # the last reading the forecaster saw
+        self.error_scale = ErrorScale()           # recent forecast error: how much to hedge
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
@@ -262,6 +264,8 @@ class Node(BuyerSide, SellerSide):
             except ValueError as exc:   # models.errors.ReadingError: out of order, duplicate
                 self.counters[f"reading_refused_{getattr(exc, 'reason', 'invalid')}"] += 1
             self._observed_s = start_s
+            if start_s in self._forecast_net:
+                self.error_scale.add(self._forecast_net[start_s], reading.net_wh)
         return reading
 
     def _surplus_substeps(self, start_s: int) -> list[int]:

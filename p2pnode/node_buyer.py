@@ -17,6 +17,7 @@ from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_prop
 from p2pnode.offers import OfferRecord, query_keys
 from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
+from p2pnode.trading.hedging import buyer_quantity_wh
 from p2pnode.trading.settlement import check_delivery
 
 __all__ = ["BuyerSide"]
@@ -57,6 +58,11 @@ class BuyerSide:
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
+        if records:   # how much to buy on the forecast, at these prices (trading.hedging)
+            retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
+            state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
+                                          min(r.price_micro_per_kwh for r in records), retail,
+                                          floor))
         bought = 0
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]

@@ -27,6 +27,7 @@ from p2pnode.offers import OfferRecord, OfferRejected
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
+from p2pnode.trading.hedging import seller_quantity_wh
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
 
@@ -55,6 +56,10 @@ class SellerSide:
             supply = demand = 1
         price = dynamic_price(supply, demand, hour, config.tariffs,
                               micro(config.constraints.min_sell_price_per_kwh))
+        if price is not None:   # how much to offer on the forecast, at this price
+            retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
+            offered = min(offered, seller_quantity_wh(offered, self.error_scale.value, price,
+                                                      retail, config.tariffs.feed_in_micro_per_kwh))
         gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
         offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
                                day_ahead=day_ahead)

@@ -162,12 +162,12 @@ def test_mqtt_meter_config_is_checked_and_names_the_key():
                                          "port": 8883, "stale_after_s": 120}})
     assert (config.meter.topic, config.meter.format, config.meter.port) == ("a/b", "senml", 8883)
     for table, message in [
-        ({"kind": "mqtt"}, "[meter] topic = '': is required"),
+        ({"kind": "mqtt"}, "[meter] topic = \"\": is required"),
         ({"kind": "mqtt", "topic": "a/#"}, "no wildcards"),
-        ({"kind": "mqtt", "topic": "a", "format": "xml"}, "[meter] format = 'xml': must be one of"),
+        ({"kind": "mqtt", "topic": "a", "format": "xml"}, '[meter] format = "xml": must be one of'),
         ({"kind": "mqtt", "topic": "a", "port": 0}, "[meter] port = 0"),
         ({"kind": "mqtt", "topic": "a", "path": "m.csv"}, '[meter] path = '),
-        ({"kind": "modbus"}, "[meter] kind = 'modbus': must be one of csv, mqtt"),
+        ({"kind": "modbus"}, '[meter] kind = "modbus": must be one of csv, mqtt'),
         ({"kind": "mqtt", "topic": "a", "stale_after_s": 0}, "[meter] stale_after_s = 0"),
         ({"kind": "mqtt", "topic": "a", "qos": 2}, '[meter] qos = 2: unknown key'),
     ]:

@@ -42,7 +42,7 @@ def test_saved_constraints_load_back_and_the_file_is_replaced_whole(tmp_path):
     ('{"version": 1, "constraints": {"reserve_wh": -5}}',
      "[constraints] reserve_wh = -5: must be between 0"),
     ('{"version": 1, "constraints": {"opt_out": "sometimes"}}', "[constraints] opt_out = "),
-    ('{"version": 1, "constraints": {"max_trade_wh": "lots"}}', "max_trade_wh = 'lots'"),
+    ('{"version": 1, "constraints": {"max_trade_wh": "lots"}}', 'max_trade_wh = "lots"'),
     (" " * (MAX_SETTINGS_BYTES + 1), "bytes (at most"),
 ])
 def test_a_hand_edited_settings_file_is_a_clear_error(tmp_path, text, message):
