@@ -24,8 +24,6 @@ forecasts start from the first reading and sharpen as days of history accumulate
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
 from models.clearsky import clear_sky_energy_wh_m2
@@ -42,7 +40,8 @@ WEEK_DAYS = 7
 
 
 class ClearSkyCache:
-    """Clear-sky irradiation per interval index, computed a day at a time and cached."""
+    """Clear-sky irradiation per interval index, in a ring of ``days_kept`` whole days that are
+    computed when first asked for (a day at a time)."""
 
     def __init__(self, latitude: float, longitude: float, interval_s: int, utc_offset_s: int,
                  days_kept: int):
@@ -50,34 +49,29 @@ class ClearSkyCache:
         self.interval_s, self.utc_offset_s = interval_s, utc_offset_s
         self.per_day = 86_400 // interval_s
         self.days_kept = days_kept
-        self.days: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.ring = np.zeros(days_kept * self.per_day)
+        self.ring_day = np.full(days_kept, np.iinfo(np.int64).min)
 
     @property
     def nbytes(self) -> int:
-        return sum(day.nbytes for day in self.days.values())
+        return self.ring.nbytes + self.ring_day.nbytes
 
     def energy(self, indices) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         days = indices // self.per_day
-        out = np.empty(indices.shape)
-        for day in np.unique(days):
-            hit = days == day
-            out[hit] = self._day(int(day))[indices[hit] - day * self.per_day]
-        return out
+        missing = self.ring_day[days % self.days_kept] != days
+        if missing.any():
+            for day in np.unique(days[missing]):
+                self._compute(int(day))
+        return self.ring[indices % self.ring.size]
 
-    def _day(self, day: int) -> np.ndarray:
-        cached = self.days.get(day)
-        if cached is None:
-            starts = (day * self.per_day + np.arange(self.per_day)) * self.interval_s \
-                - self.utc_offset_s
-            cached = clear_sky_energy_wh_m2(starts, self.interval_s, self.latitude,
-                                            self.longitude)
-            self.days[day] = cached
-            while len(self.days) > self.days_kept:
-                self.days.popitem(last=False)
-        else:
-            self.days.move_to_end(day)
-        return cached
+    def _compute(self, day: int) -> None:
+        starts = (day * self.per_day + np.arange(self.per_day)) * self.interval_s \
+            - self.utc_offset_s
+        at = (day % self.days_kept) * self.per_day
+        self.ring[at:at + self.per_day] = clear_sky_energy_wh_m2(
+            starts, self.interval_s, self.latitude, self.longitude)
+        self.ring_day[day % self.days_kept] = day
 
 
 class FeatureMaker:
@@ -102,12 +96,13 @@ class FeatureMaker:
         if cs_target < self.sun_min_wh_m2:
             fallback = _mean(slot_gen[:WEEK_DAYS]) if cs_target > 0 else 0.0
             return None, 0.0, 0.0 if np.isnan(fallback) else fallback
-        cap = self._capacity(slot_gen / self._sunny(self.clear_sky.energy(same_slot)), cutoff)
+        slot_ratios = slot_gen / self._sunny(self.clear_sky.energy(same_slot))
+        cap = self._capacity(slot_ratios, cutoff)
         if cap is None:
             return None, 0.0, 0.0
         recent = np.arange(cutoff - self.per_day, cutoff)
         k_recent = self._clear_sky_index(recent, cutoff)
-        k_slot = _mean(slot_gen / self._sunny(self.clear_sky.energy(same_slot)) / cap)
+        k_slot = _mean(slot_ratios / cap)
         k_day = _mean(k_recent)
         k_hour = _mean(k_recent[-self.hour:])
         k_last = k_recent[-1]
@@ -150,9 +145,9 @@ class FeatureMaker:
         if np.isnan(level) or level <= 0:
             return None, 0.0
         first_back = max(1, -(-(target - cutoff + 1) // self.per_day))
-        days = first_back + np.arange(WEEK_DAYS)
-        _, slot = self.history.values(target - self.per_day * days, cutoff)
-        _, week = self.history.values([target - self.per_day * WEEK_DAYS], cutoff)
+        back = np.append(first_back + np.arange(WEEK_DAYS), WEEK_DAYS)
+        _, both = self.history.values(target - self.per_day * back, cutoff)
+        slot, week = both[:WEEK_DAYS], both[WEEK_DAYS:]
         x = _filled([recent[-1], _mean(recent[-self.hour:]), slot[0], week[0], _mean(slot)],
                     (4, 1), level)
         return np.append(x / level, 1.0), level
@@ -168,12 +163,11 @@ def _filled(values: list[float], order: tuple[int, ...], default: float) -> np.n
     return np.array([substitute if np.isnan(v) else v for v in values])
 
 
-def _mean(values: np.ndarray, axis=None):
-    values = np.asarray(values, dtype=np.float64)
-    count = np.sum(~np.isnan(values), axis=axis)
-    total = np.nansum(values, axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)[()]
+def _mean(values: np.ndarray) -> float:
+    """Mean of the non-NaN values (NaN if there are none)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    known = values[~np.isnan(values)]
+    return float(known.mean()) if known.size else np.nan
 
 
 def _max(values: np.ndarray, axis=None):
