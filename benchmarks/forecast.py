@@ -54,6 +54,8 @@ EVAL_DAYS = 14
 GATE_HOUR = 12
 SEED = 2024
 HORIZONS = ("next_interval", "real_time", "day_ahead")
+SUBSTEP_HOUSES = 1000
+SUBSTEP_REPEATS = 5
 
 
 def house_series(start: date, houses: int, days: int):
@@ -129,6 +131,23 @@ def results(errors: Errors, nbytes: int, houses: int, seasons: int, eval_days: i
     return out
 
 
+def substeps_ms(times, generation, consumption) -> float:
+    """Median time of one sub-step derivation for 1000 houses x one day x 15 sub-steps."""
+    from simulator.substeps import clear_sky_substeps, substeps
+
+    day = slice(0, 86_400 // int(times[1] - times[0]))
+    rows = np.arange(SUBSTEP_HOUSES) % generation.shape[0]
+    gen, con = generation[rows, day], consumption[rows, day]
+    clear = clear_sky_substeps(times[day] - DEFAULT_UTC_OFFSET_S, int(times[1] - times[0]), 15,
+                               DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
+    elapsed = []
+    for seed in range(SUBSTEP_REPEATS):
+        started = time.perf_counter()
+        substeps(gen, con, np.random.default_rng(seed), 15, clear_sky_wh_m2=clear)
+        elapsed.append((time.perf_counter() - started) * 1000)
+    return statistics.median(elapsed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one season, 4 houses, 10+3 days")
@@ -142,7 +161,9 @@ def main() -> None:
         times, generation, consumption = house_series(start, houses, warmup + eval_days)
         for house in range(houses):
             nbytes = run_house(errors, times, generation[house], consumption[house], warmup)
-    emit(results(errors, nbytes, houses, len(starts), eval_days), args.json)
+    out = results(errors, nbytes, houses, len(starts), eval_days)
+    out["substeps_ms"] = substeps_ms(times, generation, consumption)
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

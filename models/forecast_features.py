@@ -15,8 +15,9 @@ mean of the same slot over the last days.
 
 **Load** works relative to the level ``m`` = mean consumption over the last day.  Features (each
 divided by ``m``): the newest reading, the mean of the last hour, the same slot on the newest day
-available (same time yesterday), the same slot a week before the target, the mean of the same
-slot over the last seven available days, 1.  The prediction is ``m * max(w . x, 0)``.
+available (same time yesterday), the mean of the same slot on the last ``SAME_TYPE_DAYS`` days of
+the target's day type (the calendar: Monday-Friday, Saturday, Sunday, as the BDEW profiles
+distinguish them), the mean of the same slot over the last seven available days, 1.  The prediction is ``m * max(w . x, 0)``.
 
 A feature that cannot be computed (a gap, no history yet) falls back to a coarser one, so
 forecasts start from the first reading and sharpen as days of history accumulate.
@@ -30,13 +31,21 @@ from models.clearsky import clear_sky_energy_wh_m2
 from models.forecast_history import ReadingHistory
 
 PV_FEATURES = ("k_last", "k_hour", "k_day", "k_slot", "bias")
-LOAD_FEATURES = ("last", "hour", "yesterday", "week_ago", "slot_mean", "bias")
+LOAD_FEATURES = ("last", "hour", "yesterday", "same_day_type", "slot_mean", "bias")
 SUN_MIN_W_M2 = 50.0
 """Below this mean clear-sky irradiance an interval is dawn/dusk/night: no clear-sky index."""
 K_MAX = 1.2
 DEFAULT_K = 0.7
 HOUR_S = 3600
 WEEK_DAYS = 7
+SAME_TYPE_DAYS = 4
+
+
+def day_type(day):
+    """0 Monday to Friday, 1 Saturday, 2 Sunday, for days since 1970-01-01 (a Thursday) on
+    the node's clock."""
+    weekday = (np.asarray(day) + 3) % 7
+    return np.clip(weekday - 4, 0, 2)
 
 
 class ClearSkyCache:
