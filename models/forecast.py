@@ -52,6 +52,8 @@ DEFAULT_UTC_OFFSET_S = -5 * 3600
 """The shipped data's site and clock (Greensboro NC, local standard time UTC-5)."""
 HISTORY_DAYS = 21
 LOOKBACK_DAYS = 14
+MAX_HORIZON_DAYS = 2
+"""Furthest target: two days after the issue time (day-ahead needs at most 36 hours)."""
 DAY_S = 86_400
 METHODS = ("learned", "persistence", "yesterday")
 HORIZON_EDGES = (1, 2, 4, 8, 16, 48)
@@ -161,6 +163,9 @@ class NodeForecaster:
         if target < cutoff:
             raise ForecastRequestError(f"target_start_s={target_start_s}: that interval had "
                                        f"ended by issued_at_s={issued_at_s}")
+        if target - cutoff >= MAX_HORIZON_DAYS * self.per_day:
+            raise ForecastRequestError(f"target_start_s={target_start_s}: more than "
+                                       f"{MAX_HORIZON_DAYS} days after issued_at_s={issued_at_s}")
         oldest = self.history.oldest
         if self.first_index is not None and self.first_index < oldest \
                 and cutoff - LOOKBACK_DAYS * self.per_day < oldest:

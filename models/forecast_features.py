@@ -68,6 +68,9 @@ class ClearSkyCache:
     def energy(self, indices) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         days = indices // self.per_day
+        if days.size and days.max() - days.min() >= self.days_kept:     # wider than the ring
+            return clear_sky_energy_wh_m2(indices * self.interval_s - self.utc_offset_s,
+                                          self.interval_s, self.latitude, self.longitude)
         missing = self.ring_day[days % self.days_kept] != days
         if missing.any():
             for day in np.unique(days[missing]):

@@ -62,6 +62,17 @@ def test_declination_equation_of_time_and_hour_angle_on_known_dates():
     assert clearsky.clear_sky_ghi(noon - 12 * HOUR, 0.0, 0.0) == 0.0
 
 
+def test_clear_sky_cache_answers_spans_wider_than_its_ring():
+    from models.forecast_features import ClearSkyCache
+
+    cache = ClearSkyCache(36.1, -79.95, 900, 0, days_kept=3)
+    indices = T0 // 900 + np.array([0, 40, 96 * 2 + 40, 96 * 5 + 40, 40])
+    expected = clearsky.clear_sky_energy_wh_m2(indices * 900, 900, 36.1, -79.95)
+    assert np.array_equal(cache.energy(indices), expected)
+    assert np.array_equal(cache.energy(indices[:3]), expected[:3])
+    assert np.array_equal(cache.energy(indices[3:]), expected[3:])
+
+
 def test_interval_energy_is_the_integral_of_the_irradiance():
     starts = T0 + np.arange(96) * 900
     fine = clearsky.clear_sky_ghi(T0 + np.arange(0, DAY, 10) + 5, 36.1, -79.95)
@@ -212,6 +223,8 @@ def test_bad_requests_are_refused():
         forecaster.predict(T0 + HOUR, T0 + 2 * HOUR)
     with pytest.raises(ForecastRequestError, match="target_start_s"):
         forecaster.predict(T0 + 10, T0)
+    with pytest.raises(ForecastRequestError, match="more than 2 days"):
+        forecaster.predict(T0 + 3 * HOUR + 2 * DAY, T0 + 3 * HOUR)
     with pytest.raises(ForecastRequestError, match="method"):
         forecaster.predict(T0 + 3 * HOUR, T0 + 3 * HOUR, "magic")
     with pytest.raises(ValueError, match="latitude"):
@@ -224,9 +237,9 @@ def test_a_forecast_issued_before_the_kept_history_is_refused():
     starts, generation, consumption = synthetic_house(HISTORY_DAYS + 5, interval_s=HOUR)
     forecaster = fed(starts, generation, consumption)
     newest = int(starts[-1])
-    forecaster.predict(newest + HOUR, newest - 6 * DAY)         # within the window: fine
+    forecaster.predict(newest - 6 * DAY, newest - 6 * DAY)     # within the window: fine
     with pytest.raises(ForecastRequestError, match="older than the history"):
-        forecaster.predict(newest + HOUR, newest - 9 * DAY)
+        forecaster.predict(newest - 9 * DAY, newest - 9 * DAY)
 
 
 # -- memory and leakage ----------------------------------------------------------------------
