@@ -150,6 +150,52 @@ def test_learned_beats_same_time_yesterday(synthetic_scores, quantity):
         assert mae[quantity, horizon, "learned"] < mae[quantity, horizon, "yesterday"]
 
 
+@pytest.mark.parametrize("interval_s", [900, HOUR])
+def test_the_daily_batch_learns_what_learning_each_reading_on_arrival_would(interval_s):
+    """observe() only stores; the first reading of a day adds the previous day's readings to the
+    ridge statistics in one batch (features for many (target, cutoff) pairs at once, weights
+    aged by the readings that followed).  Checked against the straightforward way: one feature
+    row per (reading, horizon bucket) as the reading arrives, decaying before each reading;
+    with gaps, one across a day boundary and one of two whole days."""
+    from models.forecast import TRAIN_HORIZONS
+
+    per_day = DAY // interval_s
+    starts, generation, consumption = synthetic_house(12, interval_s=interval_s, seed=3)
+    missing = {*range(3 * per_day + 2, 3 * per_day + 6), *range(5 * per_day - 3, 5 * per_day + 4),
+               *range(8 * per_day + 5, 10 * per_day + 1)}
+    forecaster = NodeForecaster(DEFAULT_LATITUDE, DEFAULT_LONGITUDE, interval_s)
+    models = {"pv": forecaster.pv_model, "load": forecaster.load_model}
+    xtx = {name: np.zeros_like(model.xtx) for name, model in models.items()}
+    xty = {name: np.zeros_like(model.xty) for name, model in models.items()}
+    checked = 0
+    for i in sorted(set(range(starts.size)) - missing):
+        newest = forecaster.history.newest
+        new_day = newest is not None and starts[i] // interval_s // per_day != newest // per_day
+        forecaster.observe(int(starts[i]), float(generation[i]), float(consumption[i]))
+        if new_day:                                 # the statistics before reading i
+            for name, model in models.items():
+                assert np.allclose(model.xtx, xtx[name], rtol=1e-9, atol=1e-12)
+                assert np.allclose(model.xty, xty[name], rtol=1e-9, atol=1e-12)
+            checked += 1
+        target = forecaster.history.newest
+        for name in models:
+            xtx[name] *= models[name].forget
+            xty[name] *= models[name].forget
+        for bucket, horizon in enumerate(TRAIN_HORIZONS):
+            pv = forecaster.features.pv([target], [target - horizon + 1])
+            if pv.ok[0]:
+                weight = pv.scale[0] / interval_s
+                xtx["pv"][bucket] += weight * np.outer(pv.x[0], pv.x[0])
+                xty["pv"][bucket] += weight * generation[i] / pv.scale[0] * pv.x[0]
+            load = forecaster.features.load([target], [target - horizon + 1])
+            if load.ok[0]:
+                xtx["load"][bucket] += np.outer(load.x[0], load.x[0])
+                xty["load"][bucket] += consumption[i] / load.level[0] * load.x[0]
+    assert checked == 10
+    for name in models:
+        assert np.all(np.trace(xtx[name], axis1=1, axis2=2) > 0)      # every bucket learned
+
+
 # -- baselines, exactly ----------------------------------------------------------------------
 
 def hourly(values_g, values_c, start=T0) -> NodeForecaster:
