@@ -185,12 +185,15 @@ class FeatureMaker:
         ok = level > 0
         level = np.where(ok, level, np.nan)
         first_back = np.maximum(1, -(-(targets - cutoffs + 1) // self.per_day))
-        back = np.column_stack([first_back[:, None] + np.arange(WEEK_DAYS),
-                                np.full(targets.size, WEEK_DAYS)])
-        _, both = self.history.values(targets[:, None] - self.per_day * back, cutoffs[:, None])
-        slot, week = both[:, :WEEK_DAYS], both[:, WEEK_DAYS]
-        x = _features([recent[:, -1], _row_mean(recent[:, -self.hour:]), slot[:, 0], week,
-                       _row_mean(slot)], (4, 1), level)
+        back = first_back[:, None] + np.arange(self.lookback_days)
+        _, slot = self.history.values(targets[:, None] - self.per_day * back, cutoffs[:, None])
+        target_day = targets // self.per_day
+        same = (day_type(target_day[:, None] - back) == day_type(target_day)[:, None]) \
+            & ~np.isnan(slot)
+        same &= np.cumsum(same, axis=1) <= SAME_TYPE_DAYS
+        x = _features([recent[:, -1], _row_mean(recent[:, -self.hour:]), slot[:, 0],
+                       _row_mean(np.where(same, slot, np.nan)), _row_mean(slot[:, :WEEK_DAYS])],
+                      (4, 1), level)
         x[:, :-1] /= level[:, None]
         return LoadRows(x, np.where(ok, level, 0.0), ok)
 
