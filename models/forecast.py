@@ -128,7 +128,8 @@ class NodeForecaster:
         self.unlearned.append(index)
 
     def _index(self, interval_start_s: int) -> int:
-        if not isinstance(interval_start_s, (int, np.integer)) or interval_start_s % self.interval_s:
+        if not isinstance(interval_start_s, (int, np.integer)) \
+                or interval_start_s % self.interval_s:
             raise ReadingError("misaligned", f"reading interval_start_s={interval_start_s!r}: "
                                f"must be an integer multiple of interval_s={self.interval_s}")
         return int(interval_start_s) // self.interval_s

@@ -17,7 +17,8 @@ mean of the same slot over the last days.
 divided by ``m``): the newest reading, the mean of the last hour, the same slot on the newest day
 available (same time yesterday), the mean of the same slot on the last ``SAME_TYPE_DAYS`` days of
 the target's day type (the calendar: Monday-Friday, Saturday, Sunday, as the BDEW profiles
-distinguish them), the mean of the same slot over the last seven available days, 1.  The prediction is ``m * max(w . x, 0)``.
+distinguish them), the mean of the same slot over the last seven available days, 1.  The
+prediction is ``m * max(w . x, 0)``.
 
 A feature that cannot be computed (a gap, no history yet) falls back to a coarser one, so
 forecasts start from the first reading and sharpen as days of history accumulate.

@@ -54,7 +54,8 @@ class OnlineRidge:
     def fit(self) -> np.ndarray:
         """Coefficients [bucket, feature] from the statistics so far."""
         eye = np.eye(self.prior.shape[1]) * self.strength
-        return np.linalg.solve(self.xtx + eye, (self.xty + self.strength * self.prior)[..., None])[..., 0]
+        rhs = (self.xty + self.strength * self.prior)[..., None]
+        return np.linalg.solve(self.xtx + eye, rhs)[..., 0]
 
     def snapshot(self, valid_from: int) -> None:
         """Refit and date the coefficients: they hold for cutoffs at or after ``valid_from``."""

@@ -13,7 +13,7 @@
   (:func:`settle_profiles`), scored by
   :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
 
-* Sub-interval readings: :func:`substeps` (:mod:`simulator.substeps`) spreads each interval's
+* Sub-interval readings: :func:`substep_readings` (:mod:`simulator.substeps`) spreads each interval's
   whole Wh over one-minute sub-steps (clouds, appliance spikes), summing exactly.
 
 The swarm runner that drives real nodes is :mod:`simulator.swarm`; :mod:`simulator.run` runs a
@@ -38,7 +38,7 @@ from simulator.optimum import (
 from simulator.outcome import Outcome, settle, trade_arrays
 from simulator.profiles import HouseInfo, ProfileSpec, Profiles, build_profiles, compose_profiles
 from simulator.report import ScoredRun, print_summary, score_run, summarize, write_run
-from simulator.substeps import clear_sky_substeps, substeps
+from simulator.substeps import clear_sky_substeps, substep_readings
 from simulator.scenario import FEEDERS, Scenario, load_scenario, scenario_from_dict
 from simulator.settings import Faults, Households, Selection, Weights
 from simulator.tariffs import Tariffs, TimeFrame
@@ -57,5 +57,5 @@ __all__ = [
     "RunStats", "ScoredRun", "TradeLog", "print_summary", "score_run", "summarize", "write_run",
     "MECHANISMS", "Comparison", "MechanismError", "MechanismSetup", "compare_mechanisms",
     "comparison_table", "format_table", "scenario_feeder",
-    "clear_sky_substeps", "substeps",
+    "clear_sky_substeps", "substep_readings",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.clearsky import clear_sky_energy_wh_m2
-from simulator.substeps import allocate, clear_sky_substeps, substeps
+from simulator.substeps import allocate, clear_sky_substeps, substep_readings
 
 DAY0_UTC = 1_686_542_400          # 2023-06-12 04:00 UTC = 00:00 local standard time at UTC-4
 LAT, LON = 36.1, -79.95
@@ -28,7 +28,7 @@ def day_of_data(houses=40, seed=3):
 def data():
     starts, generation, consumption = day_of_data()
     clear = clear_sky_substeps(starts, 900, 15, LAT, LON)
-    pv, load = substeps(generation, consumption, np.random.default_rng(11), 15,
+    pv, load = substep_readings(generation, consumption, np.random.default_rng(11), 15,
                         clear_sky_wh_m2=clear)
     return generation, consumption, clear, pv, load
 
@@ -57,9 +57,11 @@ def test_sums_are_exact_for_random_totals_and_weights():
 def test_seeded_and_deterministic():
     starts, generation, consumption = day_of_data(houses=10)
     clear = clear_sky_substeps(starts, 900, 15, LAT, LON)
-    first = substeps(generation, consumption, np.random.default_rng(5), 15, clear_sky_wh_m2=clear)
-    again = substeps(generation, consumption, np.random.default_rng(5), 15, clear_sky_wh_m2=clear)
-    other = substeps(generation, consumption, np.random.default_rng(6), 15, clear_sky_wh_m2=clear)
+    def run(seed):
+        return substep_readings(generation, consumption, np.random.default_rng(seed), 15,
+                                clear_sky_wh_m2=clear)
+
+    first, again, other = run(5), run(5), run(6)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0]) and not np.array_equal(first[1], other[1])
 
@@ -113,7 +115,7 @@ def test_load_has_appliance_spikes_above_an_even_base(data):
 
 def test_without_clear_sky_pv_is_a_smooth_ramp():
     generation = np.array([[0, 100, 300, 300, 100, 0]])
-    pv, _ = substeps(generation, np.zeros_like(generation), np.random.default_rng(0), 5)
+    pv, _ = substep_readings(generation, np.zeros_like(generation), np.random.default_rng(0), 5)
     assert np.array_equal(pv.sum(axis=2), generation)
     assert np.all(np.diff(pv[0, 1]) >= 0) and np.all(np.diff(pv[0, 4]) <= 0)   # ramps up, down
     assert pv[0, 0].sum() == 0
@@ -129,4 +131,5 @@ def test_without_clear_sky_pv_is_a_smooth_ramp():
 ])
 def test_bad_input_names_the_field(generation, consumption, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        substeps(np.array(generation), np.array(consumption), np.random.default_rng(0), **kwargs)
+        substep_readings(np.array(generation), np.array(consumption),
+                         np.random.default_rng(0), **kwargs)
