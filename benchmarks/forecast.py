@@ -23,7 +23,9 @@ Skill = 1 - MAE_learned / MAE_persistence: ``pv_next_interval_skill``, ``pv_day_
 the same against same-time-yesterday, the harder baseline: ``*_skill_vs_yesterday``; the MAEs
 themselves (``*_mae_wh_<method>``).  ``forecast_ms``: median wall time of one learned
 ``predict`` (generation and consumption of one interval on one node); ``observe_ms``: of one
-``observe`` (which also updates the fit); ``forecaster_kb``: arrays held by one forecaster.
+``observe``, ``observe_ms_mean``: its mean, which is what a day of readings costs (the first
+reading of a day learns from the previous day's readings in one batch and refits, the others
+only store); ``forecaster_kb``: arrays held by one forecaster.
 
 Targets (issue 12): ``pv_day_ahead_skill >= 0.2``, ``pv_next_interval_skill >= 0.1``.
 ``--quick`` (under a minute): one season, four houses, 10 + 3 days.
@@ -54,6 +56,8 @@ EVAL_DAYS = 14
 GATE_HOUR = 12
 SEED = 2024
 HORIZONS = ("next_interval", "real_time", "day_ahead")
+SUBSTEP_HOUSES = 1000
+SUBSTEP_REPEATS = 5
 
 
 def house_series(start: date, houses: int, days: int):
@@ -125,8 +129,27 @@ def results(errors: Errors, nbytes: int, houses: int, seasons: int, eval_days: i
                 out[f"{quantity}_{horizon}_mae_wh_{method}"] = value
     out["forecast_ms"] = statistics.median(errors.predict_ms)
     out["observe_ms"] = statistics.median(errors.observe_ms)
+    out["observe_ms_mean"] = statistics.fmean(errors.observe_ms)
     out["forecaster_kb"] = nbytes / 1024
     return out
+
+
+def substeps_ms(times, generation, consumption) -> dict[str, float]:
+    """Median wall and CPU time of one sub-step derivation, 1000 houses x a day x 15 steps."""
+    from simulator.substeps import clear_sky_substeps, substep_readings
+
+    day = slice(0, 86_400 // int(times[1] - times[0]))
+    rows = np.arange(SUBSTEP_HOUSES) % generation.shape[0]
+    gen, con = generation[rows, day], consumption[rows, day]
+    clear = clear_sky_substeps(times[day] - DEFAULT_UTC_OFFSET_S, int(times[1] - times[0]), 15,
+                               DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
+    elapsed, cpu = [], []
+    for seed in range(SUBSTEP_REPEATS):
+        started, started_cpu = time.perf_counter(), time.process_time()
+        substep_readings(gen, con, np.random.default_rng(seed), 15, clear_sky_wh_m2=clear)
+        elapsed.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    return {"substeps_ms": statistics.median(elapsed), "substeps_cpu_ms": statistics.median(cpu)}
 
 
 def main() -> None:
@@ -142,7 +165,9 @@ def main() -> None:
         times, generation, consumption = house_series(start, houses, warmup + eval_days)
         for house in range(houses):
             nbytes = run_house(errors, times, generation[house], consumption[house], warmup)
-    emit(results(errors, nbytes, houses, len(starts), eval_days), args.json)
+    out = results(errors, nbytes, houses, len(starts), eval_days)
+    out.update(substeps_ms(times, generation, consumption))
+    emit(out, args.json)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from simulator.trades import TRADE_FIELDS, RunStats, TradeLog
 
 __all__ = ["DEFAULT_MECHANISMS", "fault_stats", "run_stats", "simulate"]
 
-WARMUP_DAYS = 3
+WARMUP_DAYS = 7
 """Days of readings each node's forecaster has seen before a real-time run starts."""
 DEFAULT_MECHANISMS = ("double_auction", "continuous", "pooling")
 """Compared on every run; add "nsga2" for the welfare optimisation (~15 s per 100-house day)."""
@@ -49,8 +49,9 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     rows = within_deficits(swarm.trades, profiles)
     trades = TradeLog.from_rows([{k: v for k, v in row.items() if k in TRADE_FIELDS}
                                  for row in rows]) if rows else TradeLog.empty()
-    return write_run(Path(out_dir), scenario, profiles, baselines, trades, run_stats(swarm, rows),
-                     plots=plots)
+    optimum_wh = float(np.nansum(baselines.optimum.matched_wh))
+    return write_run(Path(out_dir), scenario, profiles, baselines, trades,
+                     run_stats(swarm, rows, optimum_wh), plots=plots)
 
 
 def within_deficits(rows: list[dict], profiles) -> list[dict]:
@@ -143,7 +144,8 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     return stats
 
 
-def run_stats(swarm: SwarmRun, matched: list[dict] | None = None) -> RunStats:
+def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
+              optimum_wh: float | None = None) -> RunStats:
     counters = swarm.counters
     dropped = {k.removeprefix("peer_dropped_"): v for k, v in counters.items()
                if k.startswith("peer_dropped_")}
@@ -156,7 +158,7 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None) -> RunStats:
         "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
     extra.update(fault_stats(swarm))
     extra.update(forward_stats(swarm, swarm.trades if matched is None else matched,
-                               swarm.optimum_wh))
+                               swarm.optimum_wh if optimum_wh is None else optimum_wh))
     return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
                     double_settlements=swarm.double_settlements,
                     ledgers_valid=not swarm.audit_problems,

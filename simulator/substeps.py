@@ -26,8 +26,9 @@ arrays and a ``numpy.random.Generator`` in, integer arrays ``[house, interval, s
    broken clouds (``k`` near 0.5), where the index swings between shade and full sun.
 4. *Exact energy.* The interval's energy is split in proportion to envelope x index, any share
    above a sub-step's envelope moved to the other sub-steps in proportion to their headroom
-   (so no sub-step exceeds its envelope), then rounded to whole Wh by largest remainders.  The
-   envelope therefore holds to within the 1 Wh of rounding.
+   (so no sub-step exceeds its envelope), then rounded to whole Wh on the running sum (each
+   part within 1 Wh of its share).  The envelope therefore holds to within the 1 Wh of
+   rounding.
 
 Without ``clear_sky_wh_m2`` there is no cloud model: PV follows the interval energies linearly
 interpolated between interval midpoints (a smooth ramp) and is rounded the same way.
@@ -59,7 +60,7 @@ MAX_SPIKES = 3
 SPIKE_MAX_S = 360
 
 
-def substeps(generation_wh, consumption_wh, rng: np.random.Generator,
+def substep_readings(generation_wh, consumption_wh, rng: np.random.Generator,
              substeps_per_interval: int = DEFAULT_SUBSTEPS, *, interval_s: int = 900,
              clear_sky_wh_m2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sub-step generation and consumption, int64 arrays ``[house, interval, sub-step]``.
@@ -143,14 +144,15 @@ def appliance_load(consumption: np.ndarray, steps: int, rng: np.random.Generator
 
 def allocate(total_wh: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Whole-Wh split of each ``total_wh[h, i]`` over the last axis of ``weights``: in
-    proportion to the weights (evenly where they are all zero), rounded by largest remainders,
-    so the parts sum exactly to the total."""
+    proportion to the weights (evenly where they are all zero), rounded on the running sum
+    (each part is the difference of consecutive rounded partial sums), so every part is within
+    1 Wh of its exact share, none is negative, a zero weight gets nothing and the parts sum
+    exactly to the total."""
     total = np.asarray(total_wh, dtype=np.int64)
-    shares = _proportional(total.astype(np.float64), weights)
-    whole = np.floor(shares)
-    rest = np.clip(total - whole.sum(axis=-1).astype(np.int64), 0, weights.shape[-1])
-    rank = np.argsort(np.argsort(whole - shares, axis=-1, kind="stable"), axis=-1, kind="stable")
-    return whole.astype(np.int64) + (rank < rest[..., None])
+    running = np.cumsum(_proportional(total.astype(np.float64), weights), axis=-1)
+    rounded = np.floor(running + 0.5).astype(np.int64)
+    rounded[..., -1] = total                    # the float sum may be off by far less than 0.5
+    return np.diff(rounded, axis=-1, prepend=0)
 
 
 def _proportional(total: np.ndarray, weights: np.ndarray) -> np.ndarray:

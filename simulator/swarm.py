@@ -545,13 +545,13 @@ def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarr
     """The meters' one-minute readings, derived from the interval data with seeded variability
     (:mod:`simulator.substeps`: clouds over PV, appliance spikes in the load), summing to it."""
     from models.forecast import DEFAULT_LATITUDE, DEFAULT_LONGITUDE, DEFAULT_UTC_OFFSET_S
-    from simulator.substeps import clear_sky_substeps, substeps
+    from simulator.substeps import clear_sky_substeps, substep_readings
 
     per_interval = scenario.interval_s // MarketConfig().substep_s
     clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
                                    per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
     rng = np.random.default_rng([scenario.seed, 0x5E7])
-    return substeps(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
+    return substep_readings(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
                     clear_sky_wh_m2=clear_sky)
 
 
