@@ -188,18 +188,20 @@ def _countersigned(store, author: bytes, seq: int, counterparty: bytes) -> bool:
 def trade_view(node, trade) -> dict:
     """One trade of the ledger (``trade``: its TradeState) with where it stands.
 
-    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``,
-    then ``settled`` once the seller countersigned the buyer's settlement.  A buyer's is
-    ``agreed`` (it signed), ``settling`` (it proposed the settlement) and ``settled`` (the
-    seller's countersignature came back).
+    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``; a
+    buyer's is ``agreed`` once it signed.  After the interval the side that measured the delivery
+    proposes the settlement (the seller's DELIVERY; the buyer in ledgers of the ex-post market
+    before it): its trade is ``settling`` until the other side's countersignature is stored,
+    then ``settled``; the countersigning side's trade is ``settled`` when it signs.
     """
     payload, me, store = trade.payload, node.public, node.ledger.store
     seller = payload.seller == me
     other = payload.buyer if seller else payload.seller
     delivered = settled = None
     if trade.settled:
-        delivered = node.ledger.own_block(trade.settlement_seq).message.payload.delivered_wh
-        settled = seller or _countersigned(store, me, trade.settlement_seq, other)
+        block = node.ledger.own_block(trade.settlement_seq).message
+        delivered = block.payload.delivered_wh
+        settled = block.is_agreement or _countersigned(store, me, trade.settlement_seq, other)
     if settled:
         status = "settled"
     elif trade.settled:

@@ -67,7 +67,7 @@ from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.hedging import ErrorScale
-from p2pnode.trading.schedule import event_order, events, step_times
+from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -150,8 +150,7 @@ class Node(BuyerSide, SellerSide):
         self.ledger: Ledger | None = None
         self.balance = Balance.BALANCED
         self.reports: list[IntervalReport] = []
-        self.book = SellerBook(sells=config.constraints.sells,
-                               max_trade_wh=config.constraints.max_trade_wh)
+        self.book = SellerBook()
         self._buying: dict[int, Buying] = {}
         self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
         self._readings: dict[int, Reading] = {}
@@ -394,6 +393,7 @@ class Node(BuyerSide, SellerSide):
                                  offer.requested_wh)
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
         bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
+        self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
         surplus, deficit = max(reading.net_wh, 0), max(-reading.net_wh, 0)
         export = max(0, surplus - sold) + max(0, bought - deficit)
         imported = max(0, deficit - bought)
@@ -417,9 +417,7 @@ class Node(BuyerSide, SellerSide):
         """
         self._speed = speed
         interval = self.config.interval_s
-        first = (int(self.clock()) // interval + 1) * interval   # the next interval boundary
-        if self.config.market.mode == "ex_post":
-            first -= interval
+        first = first_interval(self.config, self.clock())
         day = first - first % 86400 + 86400
         pending = [e for e in events(self.config, range(first, day, interval))
                    if not (e[1].startswith("day_") and e[0] < self.clock())]   # gate passed

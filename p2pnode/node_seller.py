@@ -120,8 +120,10 @@ class SellerSide:
         tokens = None
         if request.interval_start_s in self.ledger.state.minted:
             tokens = self.ledger.tokens_wh(request.interval_start_s)
+        limits = self.config.constraints
         decision = self.book.decide(
-            request, now_s=self.clock(), trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
+            request, now_s=self.clock(), sells=limits.sells, max_trade_wh=limits.max_trade_wh,
+            trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
         if isinstance(decision, str):
             return self._reply(request, Status.DENIED, decision)
         payload = TradePayload(request.trade_id, self.public, request.sender,

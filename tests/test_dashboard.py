@@ -23,7 +23,10 @@ from p2pnode.config import FeederRoleConfig, NodeConfig
 from p2pnode.feeder_role import FeederRole
 from p2pnode.feeder_report import FeederReport
 from tests.dhtkit import run as strict_run
+from p2pnode.config import MarketConfig
 from tests.nodekit import INTERVAL_S, START, key, swarm
+
+EX_POST = MarketConfig(mode="ex_post")   # the API shows state: one interval after another
 from tests.test_api import TOKEN, serving, step
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -81,7 +84,7 @@ def text_of(dom: str, element_id: str) -> str:
 
 def test_the_page_shows_the_node_with_the_token_from_the_fragment(tmp_path):
     async def main():
-        async with swarm(NETS, tmp_path) as s:
+        async with swarm(NETS, tmp_path, market=EX_POST) as s:
             node = s.nodes[0]
             async with serving([node]) as (apis, _):
                 for index in range(len(NETS[0]) - 1):
@@ -142,7 +145,7 @@ def check_screenshot(png) -> None:
 
 def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(tmp_path):
     async def main():
-        async with swarm([[100]], tmp_path) as s:
+        async with swarm([[100]], tmp_path, market=EX_POST) as s:
             async with serving(s.nodes) as (apis, _):
                 url = apis[0].url
                 dom = await chromium(tmp_path, url, "--dump-dom")
@@ -204,7 +207,7 @@ def feed(role: FeederRole, clock) -> None:
 
 def test_the_feeder_panel_shows_the_books_of_a_feeder_node(tmp_path):
     async def main():
-        async with swarm(NETS, tmp_path) as s:
+        async with swarm(NETS, tmp_path, market=EX_POST) as s:
             node = s.nodes[0]
             s.clock.now_s = START
             role = await feeder_role(tmp_path, node, s.clock)

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from p2pnode.errors import ConfigError
+from p2pnode.trading.schedule import first_interval, step_times
 
 
 def register(sub) -> None:
@@ -113,8 +114,8 @@ def _run(args) -> int:
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
-        first_end = (int(start) // config.interval_s + 1) * config.interval_s
-        until = first_end + (args.intervals - 1) * config.interval_s + 1
+        last = first_interval(config, start) + (args.intervals - 1) * config.interval_s
+        until = step_times(config, last)["close"] + 1   # the last interval closed
     if config.meter.kind == "mqtt":
         return asyncio.run(_serve_live(config, clock, args.speed, until, token))
     meter = CsvReplayMeter(config.meter.path, config.interval_s)
