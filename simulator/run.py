@@ -77,17 +77,16 @@ def within_deficits(rows: list[dict], profiles) -> list[dict]:
 
 
 def run_profiles(scenario: Scenario):
-    """The run's profiles and, for the real-time market, the :data:`WARMUP_DAYS` before them
-    (what the nodes' forecasters learned from before the run; the same houses)."""
-    if scenario.market.mode == "ex_post":
-        return build_profiles(scenario.profile_spec()), None
+    """The run's profiles (the scenario's days, the same in every market mode) and, ahead of
+    delivery, the :data:`WARMUP_DAYS` before them on the same houses (what the nodes'
+    forecasters learned from before the run)."""
     spec = scenario.profile_spec()
-    longer = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
-                                 days=spec.days + WARMUP_DAYS)
-    both = build_profiles(longer)
-    per_day = 86400 // scenario.interval_s
-    warm = WARMUP_DAYS * per_day
-    return both.window(warm, scenario.intervals), both.window(0, warm)
+    profiles = build_profiles(spec)
+    if scenario.market.mode == "ex_post":
+        return profiles, None
+    before = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
+                                 days=WARMUP_DAYS)
+    return profiles, build_profiles(before)
 
 
 def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> dict[str, float]:
