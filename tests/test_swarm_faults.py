@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ledger import BlockBody, LedgerStore, open_envelope
-from p2pnode.node import step_times
+from p2pnode.trading.schedule import events
 from simulator import Scenario, build_profiles, max_local_match_wh
 from simulator.faults import MAX_OUTAGE, fault_schedule, share_count
 from simulator.run import run_stats
@@ -122,11 +122,10 @@ def test_churned_nodes_are_down_while_offline_come_back_on_their_ledger_and_trad
         await worker.rejoin([await worker.start(None)])
         ports = {h: (n.dht.port, n.peer_server.port) for h, n in worker.online.items()}
         trades_before = {h: len(n.ledger.state.trades) for h, n in worker.online.items()}
-        for index, start in enumerate(starts):
-            for step, now in step_times(config, int(start)).items():
-                await worker.step(step, int(start), now)
-                if step != "open":
-                    continue
+        for now, step, start in events(config, starts):   # every step in time order
+            index = (start - int(starts[0])) // config.interval_s
+            await worker.step(step, start, now)
+            if step == "open":
                 for house in plan.offline:
                     if plan.is_offline(house, index):
                         assert house not in worker.online
