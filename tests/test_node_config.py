@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,13 @@ def test_unreadable_and_invalid_files(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "key = [unclosed"))
+
+
+def test_the_exact_strategy_without_scipy_names_the_extra(tmp_path):
+    code = ("import sys; sys.modules['scipy'] = None\n"
+            "from p2pnode.config import load_config\n"
+            f"load_config({str(write(tmp_path, '[selection]' + chr(10) + 'strategy = \"exact\"'))!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "[selection] strategy = \"exact\": the exact solver needs scipy" in out.stderr
+    assert "pip install 'p2p-energy[sim]'" in out.stderr
