@@ -128,10 +128,12 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 
 def test_the_exact_strategy_without_scipy_names_the_extra(tmp_path):
-    code = ("import sys; sys.modules['scipy'] = None\n"
+    path = write(tmp_path, '[selection]\nstrategy = "exact"')
+    code = ("import sys; sys.modules['scipy'] = None\n"      # as if scipy were not installed
             "from p2pnode.config import load_config\n"
-            f"load_config({str(write(tmp_path, '[selection]' + chr(10) + 'strategy = \"exact\"'))!r})")
+            f"load_config({str(path)!r})")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 1
-    assert "[selection] strategy = \"exact\": the exact solver needs scipy" in out.stderr
+    assert '[selection] strategy = "exact": the exact solver needs scipy' in out.stderr
     assert "pip install 'p2p-energy[sim]'" in out.stderr
+    assert load_config(path).selection.strategy == "exact"      # here scipy is installed
