@@ -108,7 +108,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
     ("[detection]\nenter_wh = 10\nexit_wh = 10", "detection.exit_wh = 10"),
     ("[tariffs]\nfeed_in_per_kwh = 0.5", "below the feed-in tariff"),
     ("[tariffs.frames.day]\nstart_hour = 0\nend_hour = 12\nretail_per_kwh = 0.3",
-     "hour 12 is covered by 0 frames"),
+     "hours 12-23 belong to no frame"),
     ('[credit]\ntrusted_issuers = ["zz"]', '[credit] trusted_issuers = "zz": must be 64 hex digits'),
     ("[meter]\nkind = \"csv\"", "[meter] path: is required"),
     ("network = 5", "network = 5: must be a table"),
