@@ -136,7 +136,7 @@ def test_the_image_gets_every_package_and_the_example_scenarios():
     assert needed <= allowed, f"the build context lacks {needed - allowed}"
     assert all((ROOT / name).exists() for name in allowed)
     run = " ".join(instructions()["RUN"])
-    assert "pip install ." in run and "cp -r examples /opt/p2p-energy/examples" in run
+    assert "pip install '.[sim]'" in run and "cp -r examples /opt/p2p-energy/examples" in run
 
 
 # -- compose ----------------------------------------------------------------------------------
