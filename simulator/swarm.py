@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, decode_envelope,
+    BlockBody, BlockType, CreditVoucher, LedgerStore, audit, decode_envelope,
     open_envelope, seal,
 )
 from p2pnode.dht.server import DHTSettings
