@@ -312,10 +312,8 @@ async def measure(python: Path, modules: list[str], run) -> dict:
     out.update(await run())
     out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(modules), python)
     out["node_overhead_ratio"] = out["node_rss_mb"] / out["deps_floor_rss_mb"]
-    top_level = sorted({name.partition(".")[0] for name in modules if "." not in name
-                        and not name.startswith("_")})
     out["deps_floor_top_level_rss_mb"] = await python_rss_mb(
-        floor_code([name for name in top_level if name in TOP_LEVEL_DEPS]), python)
+        "\n".join(f"import {name}" for name in TOP_LEVEL_DEPS), python)
     return out
 
 

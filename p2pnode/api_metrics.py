@@ -226,7 +226,7 @@ class FeederCollector:
             yield voltage
             yield GaugeMetricFamily("p2p_feeder_trafo_loading_percent", "transformer loading of "
                                     "the latest closed interval",
-                                    value=booked.network.trafo_loading_percent)
+                                    value=booked.network.max_trafo_loading_percent)
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

@@ -298,8 +298,19 @@ def feeder_interval_view(booked) -> dict:
     """One closed interval of the feeder's books (a :class:`~p2pnode.feeder.FeederInterval`)."""
     out = dataclasses.asdict(booked)
     if booked.network is not None:
-        out["network"]["buses_outside_limits"] = list(booked.network.buses_outside_limits)
+        out["network"] = network_view(booked.network)
     return out
+
+
+def network_view(state) -> dict:
+    """The load flow of an interval (:class:`optimizer.markets.FeederState`, kWh) in the API's
+    Wh, with the most loaded transformer."""
+    return {"converged": state.converged, "vm_min_pu": state.vm_min_pu,
+            "vm_min_bus": state.vm_min_bus, "vm_max_pu": state.vm_max_pu,
+            "vm_max_bus": state.vm_max_bus, "buses_outside_limits": list(state.buses_outside_limits),
+            "trafo_loading_percent": state.max_trafo_loading_percent,
+            "technical_loss_wh": state.technical_loss_kwh * 1000,
+            "expected_transformer_wh": state.expected_transformer_kwh * 1000}
 
 
 def feeder_view(role, limit: int) -> dict:

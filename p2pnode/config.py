@@ -36,16 +36,18 @@ them into the ledger's integer µ per kWh.  Layout::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optimizer.selection import STRATEGIES, SelectionConfig, Weights
+from optimizer.selection import STRATEGIES, SelectionConfig, SelectionConfigError, Weights
 from p2pnode.balance import DetectionConfig
 from p2pnode.checks import Checker, Problem, TomlFileError, read_toml, toml_repr, unknown_keys
 from p2pnode.errors import ConfigError
+from p2pnode.extras import MissingExtra
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
@@ -548,16 +550,18 @@ def _selection(table) -> SelectionConfig:
     strategy = table.get("strategy", "ga")
     if strategy not in STRATEGIES:
         _fail("selection", "strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    if strategy == "exact" and importlib.util.find_spec("scipy") is None:
+        _fail("selection", "strategy", strategy, "the exact solver needs scipy, which the base "
+              f"install lacks: {MissingExtra('scipy', 'sim').install}")
     weights = table.get("weights", {})
     if not isinstance(weights, dict):
         _fail("selection", "weights", weights, "must be a table ([selection.weights])")
-    _reject_unknown(weights, {f.name for f in dataclasses.fields(Weights)}, "selection.weights")
-    for key, value in weights.items():
-        _number("selection.weights", key, value, 0)
+    _reject_unknown(weights, Weights.names(), "selection.weights")
     try:
         return SelectionConfig(weights=Weights(**weights), strategy=strategy)
-    except ValueError as exc:
-        raise ConfigError(f"[selection.weights] {exc}") from None
+    except SelectionConfigError as exc:     # the one check of the six weights
+        key, value, reason = exc.problems[0]
+        _fail("selection.weights", key, value, reason)
 
 
 def _reject_unknown(table: dict, allowed, section: str) -> None:

@@ -38,13 +38,14 @@ import logging
 
 from ledger import Sealed, open_checked
 from optimizer.markets import (
-    LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses, share_pool,
+    FeederState, LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses,
+    share_pool,
 )
 from optimizer.powerflow import Feeder, PowerFlowError
 from p2pnode.feeder_report import MAX_REPORT_BYTES, FeederReport
 
 __all__ = [
-    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "NetworkState", "HISTORY_S",
+    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "HISTORY_S",
     "MAX_MEMBERS", "MAX_MEMBER_POWER_W",
 ]
 
@@ -104,21 +105,6 @@ class FeederSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkState:
-    """The load flow of one closed interval (see :class:`optimizer.markets.FeederState`)."""
-
-    converged: bool
-    vm_min_pu: float
-    vm_min_bus: int
-    vm_max_pu: float
-    vm_max_bus: int
-    buses_outside_limits: tuple[int, ...]
-    trafo_loading_percent: float          # the most loaded transformer
-    technical_loss_wh: float
-    expected_transformer_wh: float
-
-
-@dataclasses.dataclass(frozen=True)
 class FeederInterval:
     """One closed interval of the feeder's books (Wh); ``transformer_wh`` and ``loss_wh`` are
     None when the transformer meter had no reading (the alert then stays as it was)."""
@@ -137,7 +123,7 @@ class FeederInterval:
     loss_wh: int | None
     alert: bool
     loss_streak: int
-    network: NetworkState | None
+    network: FeederState | None     # the load flow, when the role has a network
 
 
 class FeederBook:
@@ -302,7 +288,7 @@ class FeederBook:
         ids = [m.hex() for m in self.known] + list(buses)   # every explicit bus is checked
         return place_on_houses(list(dict.fromkeys(ids)), buses, self.grid)
 
-    def _network(self, readings: list[NodeReading]) -> NetworkState | None:
+    def _network(self, readings: list[NodeReading]) -> FeederState | None:
         try:
             state = feeder_state(readings, self.placement(), self.grid,
                                  hours=self.settings.interval_s / 3600)
@@ -310,19 +296,14 @@ class FeederBook:
             log.error("feeder load flow failed: %s", exc)
             self.counters["network_failed"] += 1
             return None
-        return NetworkState(
-            converged=state.converged, vm_min_pu=state.vm_min_pu, vm_min_bus=state.vm_min_bus,
-            vm_max_pu=state.vm_max_pu, vm_max_bus=state.vm_max_bus,
-            buses_outside_limits=state.buses_outside_limits,
-            trafo_loading_percent=max(state.trafo_loading_percent, default=0.0),
-            technical_loss_wh=state.technical_loss_kwh * 1000,
-            expected_transformer_wh=state.expected_transformer_kwh * 1000)
+        return state
 
 
 def _interval_from_dict(data: dict) -> FeederInterval:
     """A :class:`FeederInterval` from ``dataclasses.asdict`` (the books file)."""
     network = data.get("network")
     if network is not None:
-        network = NetworkState(**{**network, "buses_outside_limits":
-                                  tuple(network["buses_outside_limits"])})
+        network = FeederState(**{**network, **{
+            name: tuple(network[name]) for name in ("buses_outside_limits",
+                                                    "trafo_loading_percent")}})
     return FeederInterval(**{**data, "network": network})

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from optimizer.selection import SelectionConfigError
 from p2pnode.checks import TomlFileError, read_toml, unknown_keys
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
@@ -169,6 +170,9 @@ def _build_section(kind: type, name: str, table: dict, problems: list[Problem]):
         return kind(**values)
     except ScenarioError as exc:
         problems.extend(exc.problems)
+        return None
+    except SelectionConfigError as exc:      # the weights: optimizer.selection.Weights
+        problems.extend(Problem(name, key, value, reason) for key, value, reason in exc.problems)
         return None
 
 

@@ -1,4 +1,6 @@
-"""The sections of a scenario other than tariffs: households, weights, selection, faults.
+"""The sections of a scenario other than tariffs and weights: households, selection, faults.
+
+``[weights]`` is :class:`optimizer.selection.Weights`, the one definition of the six weights.
 
 Each is a frozen dataclass that validates itself when built and reports every bad field with the
 TOML table it belongs to, e.g. ``[faults] loss = 1.5: must be between 0 and 1``.
@@ -8,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["Faults", "Households", "STRATEGIES", "Selection", "Weights"]
+
+from optimizer.selection import Weights
 from simulator.checks import Checker
 from simulator.load import LOAD_PROFILES
 from simulator.pv import WEATHER_SITES
@@ -37,40 +42,6 @@ class Households:
         check.choice("load_profile", self.load_profile, LOAD_PROFILES)
         check.choice("weather", self.weather, WEATHER_SITES)
         check.done()
-
-
-@dataclass(frozen=True)
-class Weights:
-    """``[weights]``: the six criteria weights C1..C6 of the offer-selection objective.
-
-    f(X) = C1*X1 * sum(Ci*Xi, i=2..6) (SRS 3.2.5), so C1 (surplus availability) must be positive
-    and at least one of C2..C6 must be positive, or every offer scores zero.
-    """
-
-    surplus_availability: float = 1.0
-    trade_surplus: float = 1.0
-    transfer_efficiency: float = 1.0
-    transaction_duration: float = 1.0
-    transaction_quality: float = 1.0
-    market_participation: float = 1.0
-
-    def __post_init__(self):
-        check = Checker("weights")
-        check.number("surplus_availability", self.surplus_availability, 0, low_open=True)
-        rest_ok = [check.number(name, getattr(self, name), 0) for name in self.names()[1:]]
-        if all(rest_ok) and not any(getattr(self, name) > 0 for name in self.names()[1:]):
-            check.fail("market_participation", self.market_participation,
-                       "at least one of the weights C2..C6 must be positive")
-        check.done()
-
-    @staticmethod
-    def names() -> tuple[str, ...]:
-        return ("surplus_availability", "trade_surplus", "transfer_efficiency",
-                "transaction_duration", "transaction_quality", "market_participation")
-
-    def as_tuple(self) -> tuple[float, ...]:
-        """C1..C6 in SRS order."""
-        return tuple(float(getattr(self, name)) for name in self.names())
 
 
 @dataclass(frozen=True)

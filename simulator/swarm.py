@@ -41,11 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, decode_envelope,
+    BlockBody, BlockType, CreditVoucher, LedgerStore, audit, decode_envelope,
     open_envelope, seal,
 )
-from p2pnode.balance import DetectionConfig
-from p2pnode.config import CreditConfig, MarketConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
@@ -53,31 +51,27 @@ from p2pnode.offers import OfferRecord
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node, default_predictor
 from p2pnode.trading.schedule import STEPS, events
-from p2pnode.pricing import Frame, Tariffs as NodeTariffs
-from p2pnode.ranking import Location
-from optimizer.selection import SelectionConfig, Weights as SelectionWeights
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
 from simulator.optimum import max_local_match_wh
+from simulator.nodes import (
+    fault_plan, house_key, issuer_key, node_config, node_tariffs,
+)
 from simulator.scenario import Scenario
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
-SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
-                      max_rounds=6)
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
                         publish_timeout_s=5.0,
                         max_contacts_per_host=None)   # every node shares 127.0.0.1
-DETECTION = DetectionConfig(enter_wh=2, exit_wh=1)
 STEP_CONCURRENCY = 48
 """Nodes of one process that run a step at the same moment.  All of a process's nodes share one
 event loop, which also answers every DHT and peer request addressed to them; started all at
 once, a few hundred nodes' lookups and signatures delay those answers past the RPC time-outs
 (measured at 1000 meters: discoveries found 2 of ~240 offers).  The rest wait their turn, as
 real meters would be spread over the trading window."""
-STREET_SPACING_M = 15.0               # house positions on a synthetic street grid
 
 
 class VirtualClock:
@@ -108,55 +102,6 @@ class SwarmRun:
     (attackers' and offline intervals' surplus and deficit left out); None without."""
     optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
     forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
-# -- node configuration from a scenario -------------------------------------------------------
-
-def node_tariffs(scenario: Scenario) -> NodeTariffs:
-    """The scenario's tariffs in the node's integer µ/kWh."""
-    tariffs = scenario.tariffs
-    frames = tuple(Frame(f.name, f.start_hour, f.end_hour % 24,
-                         int(round(tariffs.retail_per_kwh * f.multiplier * 1e6)))
-                   for f in tariffs.frames)
-    return NodeTariffs(int(round(tariffs.feed_in_per_kwh * 1e6)), frames)
-
-
-def house_key(seed: int, house: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/house/{house}".encode()).digest())
-
-
-def issuer_key(seed: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/issuer".encode()).digest())
-
-
-def house_location(house: int) -> Location:
-    row, column = divmod(house, 10)
-    return Location(zone=(house // 10) % 16, x_m=column * STREET_SPACING_M,
-                    y_m=row * 2 * STREET_SPACING_M)
-
-
-def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
-    weights = SelectionWeights(**dataclasses.asdict(scenario.weights))
-    return NodeConfig(
-        ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
-        location=str(house_location(house)), interval_s=scenario.interval_s,
-        detection=DETECTION, tariffs=node_tariffs(scenario),
-        selection=SelectionConfig(weights=weights, strategy=scenario.selection.strategy),
-        timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
-                                                              scenario.interval_s / 3),
-                                   buy_delay_s=min(SWARM_TIMING.buy_delay_s,
-                                                   scenario.interval_s / 30)),
-        market=MarketConfig(mode=scenario.market.mode),
-        credit=CreditConfig(trusted_issuers=(issuer_key(scenario.seed).public.hex(),)))
-
-
-def fault_plan(scenario: Scenario) -> FaultPlan | None:
-    faults = scenario.faults
-    if not (faults.loss or faults.duplication or faults.delay_ms):
-        return None
-    delay = faults.delay_ms / 1000
-    return FaultPlan(loss=faults.loss, duplicate=faults.duplication, delay_min_s=delay,
-                     delay_max_s=delay, seed=scenario.seed)
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -547,7 +492,7 @@ def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarr
     from models.forecast import DEFAULT_LATITUDE, DEFAULT_LONGITUDE, DEFAULT_UTC_OFFSET_S
     from simulator.substeps import clear_sky_substeps, substep_readings
 
-    per_interval = scenario.interval_s // MarketConfig().substep_s
+    per_interval = scenario.interval_s // node_config(scenario, 0, Path(".")).market.substep_s
     clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
                                    per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
     rng = np.random.default_rng([scenario.seed, 0x5E7])

@@ -22,6 +22,8 @@ from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node
 from p2pnode.trading.schedule import events
 
+from dhtkit import run   # the strict runner (this script runs from tests/, outside the package)
+
 START = 1_782_907_200            # 2026-07-01 12:00 UTC
 INTERVAL_S = 900
 TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=0.5, attempts=4, max_rounds=4)
@@ -75,7 +77,7 @@ async def trade(workdir: Path) -> dict:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(asyncio.wait_for(trade(Path(tmp)), 120))
+        result = run(trade(Path(tmp)), timeout_s=120)
     result["modules"] = sorted({name.partition(".")[0] for name in sys.modules})
     result["p2pnode_file"] = sys.modules["p2pnode"].__file__
     print(json.dumps(result))

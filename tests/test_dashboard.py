@@ -244,7 +244,7 @@ def check_feeder_dom(dom: str, role) -> None:
         f"T {last.transformer_wh / 1000:.2f} kWh, loss 0.48 kWh")
     assert text_of(dom, "feeder-members") == "6 reporting, 1 missing of 7 configured"   # the node itself: not wired here
     net = last.network
-    assert text_of(dom, "feeder-loading").startswith(f"{net.trafo_loading_percent:.1f} % loaded")
+    assert text_of(dom, "feeder-loading").startswith(f"{net.max_trafo_loading_percent:.1f} % loaded")
     assert text_of(dom, "feeder-voltage").startswith(f"{net.vm_min_pu:.3f} (bus {net.vm_min_bus})")
     rows = re.findall(r'<tr class="feeder-row">(.*?)</tr>', dom, re.S)
     assert len(rows) == 8 and ">ALERT<" in rows[0] and ">480<" in rows[0]

@@ -136,7 +136,7 @@ def test_the_image_gets_every_package_and_the_example_scenarios():
     assert needed <= allowed, f"the build context lacks {needed - allowed}"
     assert all((ROOT / name).exists() for name in allowed)
     run = " ".join(instructions()["RUN"])
-    assert "pip install ." in run and "cp -r examples /opt/p2p-energy/examples" in run
+    assert "pip install '.[sim]'" in run and "cp -r examples /opt/p2p-energy/examples" in run
 
 
 # -- compose ----------------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def scenario_and_profiles(tmp_path_factory):
 
 
 def test_prepare_writes_the_house_as_the_swarm_runner_sees_it(tmp_path, scenario_and_profiles):
-    from simulator.swarm import node_config
+    from simulator.nodes import node_config
 
     _, scenario, profiles = scenario_and_profiles
     network = NetworkConfig(bootstrap=("127.0.0.1:7400",))

@@ -5,7 +5,7 @@ shell): it prepares the house's files in a swarm directory shared by all nodes a
 ``p2pnode run``'s code (:func:`p2pnode.commands.run._serve`) on a replay clock shared through
 ``--epoch``.  :data:`DESCRIPTION` (the ``--help`` text) describes the directory and the clock.
 The house's node is the swarm runner's node for that house
-(:func:`simulator.swarm.node_config`), with ``[timing]`` scaled to ``--speed``.
+(:func:`simulator.nodes.node_config`), with ``[timing]`` scaled to ``--speed``.
 
 ``health`` asks a node's peer endpoint over HTTP: the negotiation route answers a GET with 405
 (POST only) when the node's event loop is serving.
@@ -309,7 +309,7 @@ def _replace(path: Path, data: str | bytes) -> None:
 
 def _house_config(scenario, house: int, house_dir: Path, network, speed: float):
     from dataclasses import replace
-    from simulator.swarm import node_config
+    from simulator.nodes import node_config
 
     config = node_config(scenario, house, house_dir)
     return replace(config, ledger=house_dir / "node.db",
