@@ -428,6 +428,8 @@ class Node(BuyerSide, SellerSide):
                 day += 86400
                 upcoming = events(self.config, range(day, day + 86400, interval))
             at, name, start = pending.pop(0)
+            if until_s is not None and at >= until_s:
+                break
             await self._sleep_until(at)
             try:
                 if name == "open":
