@@ -455,6 +455,7 @@ class OfferProtocol(KademliaProtocol):
             log.debug("bad %s reply from %s: %s", name, node, exc)
             self.router.remove_contact(node)  # penalty: forget a contact that talks garbage
             return None
+        self._verified_at.pop((node.ip, node.port), None)   # it answered: ping it again later
         self.welcome_if_new(node)
         return value
 
