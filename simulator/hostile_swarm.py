@@ -312,6 +312,7 @@ ATTACKS = {cls.name: cls for cls in (StorageFill, Amplification, GroundIds, WalL
 
 async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
     """Trade ``shape.intervals`` intervals, the attack active after the warm-up."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
     swarm = HostileSwarm(workdir, shape)
     await swarm.start()
     trades, extra = [], {}
