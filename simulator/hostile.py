@@ -39,6 +39,7 @@ from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRecord, record_keys
 __all__ = [
     "Blackhole", "UdpProbe", "copy_without_wal", "flood_records", "ground_keys",
     "open_idle_connections", "ping_flood", "put_back", "send_stores", "start_ground_node",
+    "store_datagrams",
 ]
 
 PROBE_RECEIVE_BUFFER_BYTES = 8 << 20
@@ -109,15 +110,22 @@ def flood_records(rng: random.Random, feeder: str, interval_start_s: int, *, ban
     return out
 
 
-async def send_stores(probe: UdpProbe, targets: list[tuple[str, int]],
-                      records: dict[bytes, list[bytes]], rng: random.Random) -> int:
-    """Store every record on every target with the DHT's store RPC; datagrams sent."""
+def store_datagrams(targets: list[tuple[str, int]], records: dict[bytes, list[bytes]],
+                    rng: random.Random) -> list[tuple[bytes, tuple[str, int]]]:
+    """Store requests (the DHT's store RPC) for every record, to every target."""
     datagrams = []
     for key, raws in records.items():
         for i in range(0, len(raws), RECORDS_PER_STORE):
             request = wire.encode_request(rng.randbytes(20), "store",
                                           [fresh_key(rng).public, key, raws[i:i + RECORDS_PER_STORE]])
             datagrams += [(request, address) for address in targets]
+    return datagrams
+
+
+async def send_stores(probe: UdpProbe, targets: list[tuple[str, int]],
+                      records: dict[bytes, list[bytes]], rng: random.Random) -> int:
+    """Store every record on every target; datagrams sent."""
+    datagrams = store_datagrams(targets, records, rng)
     await probe.send(datagrams)
     return len(datagrams)
 
@@ -143,7 +151,10 @@ def ground_keys(target: bytes, count: int, bits: int, rng: random.Random) -> lis
 class Blackhole(OfferStorage):
     """Storage of an eclipse node: says it stored every record and never returns one."""
 
+    swallowed = 0
+
     def offer(self, key: bytes, raw: bytes):
+        self.swallowed += 1
         return None
 
     def records(self, key: bytes) -> tuple[bytes, ...]:
