@@ -293,16 +293,18 @@ class OfferProtocol(KademliaProtocol):
     def _contact(self, sender, public: Any) -> Node:
         """The caller as a routing contact, its id derived from its public key.
 
-        A known contact (same id, same address) is refreshed; an unknown one is only checked
-        with a ping (see the module doc): it enters the table when it answers.
+        A known contact (same id, same address) stays as it is; an unknown one that would enter
+        a bucket is only checked with a ping (see the module doc): it enters when it answers.
         """
         contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
         if contact.id == self.source_node.id:
             raise wire.WireError("a peer claims our own key")
         if self._is_known(contact):
-            self.router.add_contact(contact)   # moves it to its bucket's tail
-        else:
+            return contact
+        if self.router.admits(contact):
             self._verify(contact)
+        else:   # it would only wait in a full bucket's replacement cache: no records, no ping
+            self.router.add_contact(contact)
         return contact
 
     def _is_known(self, contact: Node) -> bool:
