@@ -18,7 +18,8 @@ from simulator.load import LOAD_PROFILES
 from simulator.pv import WEATHER_SITES
 
 STRATEGIES = ("ga", "exact", "greedy")
-MALICIOUS_KINDS = ("forge", "flood")
+MALICIOUS_KINDS = ("forge", "flood")      # the default kinds
+ATTACK_KINDS = ("forge", "flood", "storage_fill", "ground_ids")   # every kind an attacker runs
 MAX_DELAY_MS = 60_000
 
 
@@ -79,7 +80,10 @@ class Faults:
     ``delay_ms``: extra one-way delay of every datagram; ``churn_share``: share of nodes that go
     offline and come back during the run; ``malicious_share``: share of nodes that misbehave in
     the ways listed in ``malicious_kinds`` (``forge``: forged or tampered records and messages,
-    ``flood``: request and record flooding).
+    ``flood``: request and record flooding, ``storage_fill``: offers signed by fresh keys for
+    the next interval's keys and many others, ``ground_ids``: DHT nodes at ids ground next to
+    the next interval's offer keys that swallow what is stored on them; see
+    :mod:`simulator.attack`).
     """
 
     loss: float = 0.0
@@ -104,10 +108,10 @@ class Faults:
         if not isinstance(kinds, tuple) or not all(isinstance(k, str) for k in kinds):
             check.fail("malicious_kinds", kinds, "must be a list of strings")
             return
-        unknown = [k for k in kinds if k not in MALICIOUS_KINDS]
+        unknown = [k for k in kinds if k not in ATTACK_KINDS]
         if unknown:
             check.fail("malicious_kinds", list(kinds),
-                       f"unknown kind(s) {unknown}; allowed: {list(MALICIOUS_KINDS)}")
+                       f"unknown kind(s) {unknown}; allowed: {list(ATTACK_KINDS)}")
         elif len(set(kinds)) != len(kinds):
             check.fail("malicious_kinds", list(kinds), "must not repeat a kind")
         elif not kinds and isinstance(self.malicious_share, (int, float)) \

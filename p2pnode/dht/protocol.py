@@ -15,8 +15,8 @@ routing table, but changes what kademlia gets wrong for signed offers:
   the wrong keys or none);
 * no amplification: an unknown caller is not welcomed on its word -- its claimed address may be
   somebody else's (UDP source addresses are not checked by anybody).  It gets the reply to its
-  request and, at most once per :data:`VERIFY_MEMORY_S` per address and at most
-  :data:`VERIFY_PINGS_PER_S` in all, one ping: only when it answers (from that address, with the
+  request and one ping, sent once (no resend), unless a ping to that address is already out,
+  at most :data:`VERIFY_PINGS_PER_S` in all: only when it answers (from that address, with the
   key that hashes to its id) is it added to the routing table and handed records.  So a
   request from an unknown contact draws at most its reply and one ping (a ping: under 3x its
   bytes; kademlia's package and this module before sent every record held close to the
@@ -85,8 +85,7 @@ MAX_PING_MEMORY = 1024
 NO_REPLY = object()     # what a request returns when no reply came in time
 VERIFY_PINGS_PER_S = 100.0     # pings to unknown callers (address checks), all callers together
 VERIFY_BURST = 200
-VERIFY_MEMORY_S = 30.0         # an address is pinged at most once in this long
-MAX_VERIFY_MEMORY = 4096
+MAX_VERIFYING = 4096           # address checks in flight at once
 HANDOVER_KEYS_PER_S = 4096.0   # keys scanned per second for hand-overs to new contacts
 HANDOVER_BURST_KEYS = 8192
 MAX_HANDOVER_RECORDS = 512     # records handed to one new contact
@@ -223,7 +222,7 @@ class OfferProtocol(KademliaProtocol):
         self._given_up: collections.OrderedDict[bytes, tuple[tuple[str, int], float]] = (
             collections.OrderedDict())
         self._verify_budget = TokenBucket(VERIFY_PINGS_PER_S, VERIFY_BURST)
-        self._verified_at: dict[tuple[str, int], float] = {}   # address -> when last pinged
+        self._verifying: set[tuple[str, int]] = set()   # addresses with a check ping out
         self._handover_budget = TokenBucket(HANDOVER_KEYS_PER_S, HANDOVER_BURST_KEYS)
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping, "store": self.rpc_store,
@@ -293,16 +292,18 @@ class OfferProtocol(KademliaProtocol):
     def _contact(self, sender, public: Any) -> Node:
         """The caller as a routing contact, its id derived from its public key.
 
-        A known contact (same id, same address) is refreshed; an unknown one is only checked
-        with a ping (see the module doc): it enters the table when it answers.
+        A known contact (same id, same address) stays as it is; an unknown one that would enter
+        a bucket is only checked with a ping (see the module doc): it enters when it answers.
         """
         contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
         if contact.id == self.source_node.id:
             raise wire.WireError("a peer claims our own key")
         if self._is_known(contact):
-            self.router.add_contact(contact)   # moves it to its bucket's tail
-        else:
+            return contact
+        if self.router.admits(contact):
             self._verify(contact)
+        else:   # it would only wait in a full bucket's replacement cache: no records, no ping
+            self.router.add_contact(contact)
         return contact
 
     def _is_known(self, contact: Node) -> bool:
@@ -312,22 +313,22 @@ class OfferProtocol(KademliaProtocol):
 
     def _verify(self, contact: Node) -> None:
         """Ping an unknown caller once (rate-limited); it is welcomed if it answers."""
-        now = time.monotonic()
         address = (contact.ip, contact.port)
-        if now - self._verified_at.get(address, -VERIFY_MEMORY_S) < VERIFY_MEMORY_S:
+        if address in self._verifying:
             return
-        if not self._verify_budget.take(1, now):
+        if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(
+                1, time.monotonic()):
             self.counters["verify_skipped"] += 1
             return
-        if len(self._verified_at) >= MAX_VERIFY_MEMORY:
-            self._verified_at = {a: t for a, t in self._verified_at.items()
-                                 if now - t < VERIFY_MEMORY_S}
-            if len(self._verified_at) >= MAX_VERIFY_MEMORY:
-                self.counters["verify_skipped"] += 1
-                return
-        self._verified_at[address] = now
+        self._verifying.add(address)
         self.counters["verify_pings"] += 1
-        self.call_ping(contact)
+        self.spawn(self._check_caller(contact, address))
+
+    async def _check_caller(self, contact: Node, address: tuple[str, int]) -> None:
+        try:
+            await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
+        finally:
+            self._verifying.discard(address)
 
     def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
@@ -404,7 +405,8 @@ class OfferProtocol(KademliaProtocol):
             return done
         return self.tasks.spawn(coro)
 
-    async def _call(self, address: tuple[str, int], name: str, args: list) -> Any:
+    async def _call(self, address: tuple[str, int], name: str, args: list,
+                    attempts: int | None = None) -> Any:
         """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries.
 
         Each attempt has its own message id (a reply names the attempt it answers, so its round
@@ -417,7 +419,7 @@ class OfferProtocol(KademliaProtocol):
         address = (address[0], address[1])
         sent: list[tuple[bytes, float]] = []
         try:
-            for attempt in range(self.rpc_attempts):
+            for attempt in range(attempts or self.rpc_attempts):
                 msg_id = os.urandom(20)
                 sent.append((msg_id, loop.time()))
                 self._outstanding[msg_id] = (future, address, sent[-1][1])
@@ -437,9 +439,10 @@ class OfferProtocol(KademliaProtocol):
             if not future.done():
                 future.cancel()
 
-    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any]):
+    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any],
+                   attempts: int | None = None):
         """Call ``node``; parse the reply; update the routing table.  None when it failed."""
-        payload = await self._call((node.ip, node.port), name, args)
+        payload = await self._call((node.ip, node.port), name, args, attempts)
         if payload is NO_REPLY:
             self.counters["no_reply"] += 1
             self.router.remove_contact(node)
