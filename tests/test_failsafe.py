@@ -8,6 +8,8 @@ import logging
 
 import pytest
 
+from p2pnode.api_metrics import metrics_text, node_registry
+from p2pnode.api_views import health_view
 from p2pnode.config import NetworkConfig, NodeConfig
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.failsafe import FailSafe, Mode, Observation
@@ -61,9 +63,19 @@ def test_a_cut_off_node_goes_grid_only_and_comes_back_when_a_peer_answers(tmp_pa
                 health = await observe_interval(buyer, start)
                 modes.append((health.mode.value, health.peers_reachable))
                 await swarm.interval(index)
-            return modes, list(buyer.reports), dict(buyer.counters), buyer.failsafe.health
+                if index == 3:      # what the owner sees while the node is grid-only
+                    shown = (health_view(buyer, True, True),
+                             metrics_text(node_registry(buyer)).decode())
+            return modes, list(buyer.reports), dict(buyer.counters), buyer.failsafe.health, shown
 
-    modes, reports, counters, health = _run(main)
+    modes, reports, counters, health, (view, metrics) = _run(main)
+    assert view == {"ok": False, "dht": True, "peer": True, "mode": "grid_only",
+                    "peers_reachable": 0, "intervals_without_peers": 3, "trades_settled": True,
+                    "overdue_settlements": 0}
+    for line in ("p2p_failsafe_grid_only 1.0", "p2p_failsafe_entered_total 1.0",
+                 "p2p_peers_reachable 0.0", "p2p_intervals_without_peers 3.0",
+                 "p2p_overdue_settlements 0.0"):
+        assert line in metrics.splitlines(), line
     assert modes == [("trading", 1), ("trading", 0), ("grid_only", 0), ("grid_only", 0),
                      ("grid_only", 0), ("trading", 1), ("trading", 1)]
     bought = [r.bought_wh for r in reports]

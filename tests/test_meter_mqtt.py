@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 
 import aiomqtt
 import pytest
 
+from p2pnode.api_metrics import NodeCollector
+from p2pnode.api_views import RecordingMeter
 from p2pnode.config import MeterConfig, config_from_dict
+from p2pnode.feeder_report import ReportingMeter
 from p2pnode.errors import ConfigError
 from p2pnode.meter_feed import MeterNoData, MeterStale
 from p2pnode.meter_mqtt import MqttMeter
@@ -57,9 +61,13 @@ def test_readings_arrive_and_bad_payloads_are_counted(broker):
             await until(lambda: sum(meter.feed.counters.values()) == 7, "7 payloads")
             reading = meter.read(T0, 900)
             stats = meter.stats()
-        return reading, stats
+            wrapped = SimpleNamespace(meter=RecordingMeter(ReportingMeter(meter)))
+            families = list(NodeCollector(wrapped)._meter())
+        return reading, stats, families
 
-    reading, stats = _run(main)
+    reading, stats, families = _run(main)
+    assert [(f.name, {s.labels["event"]: s.value for s in f.samples if s.name.endswith("_total")})
+            for f in families] == [("p2p_meter_events", stats)]
     # at T0: 1000 + 100/550 * 550 = 1100 / 5000 + 100/550 * 400; at T0 + 900: 2000 / 5750
     assert (reading.generation_wh, reading.consumption_wh) == (900, 5750 - 5072)
     assert stats == {"mqtt_connects": 1, "samples_accepted": 4, "samples_duplicate": 1,
