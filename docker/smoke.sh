@@ -30,7 +30,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 METERS=${SMOKE_METERS:-5}
 INTERVALS=${SMOKE_INTERVALS:-4}
-DELAY=${SMOKE_DELAY:-45}                 # seconds from the swarm's start to its epoch
+DELAY=${SMOKE_DELAY:-90}                 # seconds from the swarm's start to its epoch
 WORK=${SMOKE_WORK:-/var/tmp/p2p-smoke}
 MIRROR=${SMOKE_MIRROR:-http://deb.debian.org/debian}
 BASE=p2p-energy-base:bookworm
