@@ -105,7 +105,7 @@ def test_the_daemon_loop_observes_every_interval(tmp_path):
     and records its deficit as grid import."""
     from p2pnode.commands.run import ReplayClock
 
-    speed = 9000.0          # an interval in 0.1 s
+    speed = 1800.0          # an interval in 0.5 s
     config = NodeConfig(ledger=tmp_path / "alone.db", timing=dataclasses.replace(
         nodekit.TIMING, failsafe_intervals=1, window_s=300), feeder="F")
     meter = ProfileMeter(START - INTERVAL_S, INTERVAL_S, [0] * 8, [300] * 8)
@@ -119,5 +119,7 @@ def test_the_daemon_loop_observes_every_interval(tmp_path):
             return node.failsafe.health, list(node.reports)
 
     health, reports = _run(main)
-    assert health.mode is Mode.GRID_ONLY and health.observed == 3 and health.entered == 1
-    assert [r.grid_import_wh for r in reports] == [300, 300, 300]
+    # every interval the loop ran was observed first (a loaded machine may make it skip one)
+    assert health.observed == len(reports) >= 2
+    assert health.mode is Mode.GRID_ONLY and health.entered == 1
+    assert [r.grid_import_wh for r in reports] == [300] * len(reports)
