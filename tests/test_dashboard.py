@@ -179,7 +179,8 @@ async def feeder_role(tmp_path, node, clock) -> FeederRole:
         c = sum(MEMBERS[m][k][1] for m in present)
         rows.append(f"{START + k * INTERVAL_S},{c - g + LOSS_WH[k]}\n")
     (tmp_path / "transformer.csv").write_text("interval_start_s,transformer_wh\n" + "".join(rows))
-    config = NodeConfig(feeder=node.config.feeder, interval_s=INTERVAL_S, feeder_role=FeederRoleConfig(
+    config = NodeConfig(feeder=node.config.feeder, interval_s=INTERVAL_S,
+                        ledger=tmp_path / "feeder.db", feeder_role=FeederRoleConfig(
         enabled=True, transformer_meter=tmp_path / "transformer.csv", loss_threshold_kwh=0.3,
         persistence=2, grace_s=60, network="kerber_dorfnetz",
         members=tuple(key(100 + m).public.hex() for m in range(6))))
