@@ -28,7 +28,7 @@ import yaml
 
 from ledger import CreditVoucher, unseal
 from p2pnode.cli import build_parser, main
-from p2pnode.commands import meternode
+from simulator.cli import meternode
 from p2pnode.config import NetworkConfig, load_config
 from p2pnode.errors import ConfigError
 from p2pnode.meter import CsvReplayMeter
