@@ -98,7 +98,7 @@ def test_dockerfile_base_user_entrypoint_and_health_check():
     steps = netnskit.dockerfile()
     found = instructions()
     assert found["FROM"] == ["${BASE_IMAGE}"] and steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
-    assert 'EXTRAS=""' in found["ARG"]          # the one line that picks the install's extras
+    assert 'EXTRAS="sim"' in found["ARG"]       # the one line that picks the install's extras
     users = found["USER"]
     assert users[-1] not in ("root", "0") and users[-1] in " ".join(found["RUN"])  # created
     last_user = max(i for i, (w, _) in enumerate(steps) if w == "USER")
