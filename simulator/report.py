@@ -146,7 +146,10 @@ def summarize(run: ScoredRun) -> dict:
         **run.metrics.as_dict(),
         "trades": count,
         "agreed_kwh": agreed / 1000, "delivered_kwh": delivered / 1000,
-        "transaction_quality": delivered / agreed if agreed else math.nan,
+        # delivered / agreed as the sellers' meters measured it (ahead of delivery the trade
+        # log counts only what met a buyer's real deficit: delivered_kwh)
+        "transaction_quality": stats.extra.get("delivered_share",
+                                               delivered / agreed if agreed else math.nan),
         "messages_per_trade": float(trades.messages.mean()) if count else math.nan,
         "peer_messages": stats.peer_messages,
         "peer_messages_per_trade": stats.peer_messages / count if count else math.nan,
