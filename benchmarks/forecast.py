@@ -22,10 +22,15 @@ Skill = 1 - MAE_learned / MAE_persistence: ``pv_next_interval_skill``, ``pv_day_
 ``load_next_interval_skill``, ``load_day_ahead_skill`` (the issue's keys), ``*_real_time_skill``;
 the same against same-time-yesterday, the harder baseline: ``*_skill_vs_yesterday``; the MAEs
 themselves (``*_mae_wh_<method>``).  ``forecast_ms``: median wall time of one learned
-``predict`` (generation and consumption of one interval on one node); ``observe_ms``: of one
-``observe``, ``observe_ms_mean``: its mean, which is what a day of readings costs (the first
-reading of a day learns from the previous day's readings in one batch and refits, the others
-only store); ``forecaster_kb``: arrays held by one forecaster.
+``predict`` (generation and consumption of one interval on one node); ``forecast_day_ms``: of
+one learned ``predict_many`` for the next day's intervals (the day-ahead schedule at the gate);
+``observe_ms``: of one ``observe``, ``observe_ms_mean``: its mean, which is what a day of
+readings costs (the first reading of a day learns from the previous day's readings in one batch
+and refits, the others only store); ``forecaster_kb``: arrays held by one forecaster.
+``substeps_ms``: one call of :func:`simulator.substeps.substep_readings` with the cloud model on
+1000 houses x 96 intervals x 15 one-minute sub-steps (the benchmark's houses repeated to 1000
+rows), median of ``SUBSTEP_REPEATS``; ``substeps_cpu_ms``: the process CPU time of the same calls,
+which load from other jobs on the machine disturbs less.
 
 Targets (issue 12): ``pv_day_ahead_skill >= 0.2``, ``pv_next_interval_skill >= 0.1``.
 ``--quick`` (under a minute): one season, four houses, 10 + 3 days.
@@ -79,6 +84,7 @@ class Errors:
         self.abs = {(q, h, m): [] for q in ("pv", "load") for h in HORIZONS for m in METHODS}
         self.predict_ms: list[float] = []
         self.observe_ms: list[float] = []
+        self.day_ms: list[float] = []
 
     def add(self, forecaster, horizon, target_s, issued_s, actual_pv, actual_load):
         for method in METHODS:
@@ -88,6 +94,16 @@ class Errors:
                 self.predict_ms.append((time.perf_counter() - started) * 1000)
             self.abs["pv", horizon, method].append(abs(forecast.generation_wh - actual_pv))
             self.abs["load", horizon, method].append(abs(forecast.consumption_wh - actual_load))
+
+    def add_day(self, forecaster, targets_s, issued_s, actual_pv, actual_load):
+        """A day-ahead schedule: every target in one :meth:`NodeForecaster.predict_many`."""
+        for method in METHODS:
+            started = time.perf_counter()
+            generation, consumption = forecaster.predict_many(targets_s, int(issued_s), method)
+            if method == "learned":
+                self.day_ms.append((time.perf_counter() - started) * 1000)
+            self.abs["pv", "day_ahead", method].extend(np.abs(generation - actual_pv))
+            self.abs["load", "day_ahead", method].extend(np.abs(consumption - actual_load))
 
     def mae(self, quantity, horizon, method) -> float:
         return float(np.mean(self.abs[quantity, horizon, method]))
@@ -109,9 +125,8 @@ def run_house(errors: Errors, starts, generation, consumption, warmup_days: int)
                            consumption[i + 1])
         next_day = i - i % per_day + per_day
         if i % per_day == gate_slot and first_eval <= next_day < len(starts):
-            for t in range(next_day, next_day + per_day):
-                errors.add(forecaster, "day_ahead", starts[t], start, generation[t],
-                           consumption[t])
+            day = slice(next_day, next_day + per_day)
+            errors.add_day(forecaster, starts[day], start, generation[day], consumption[day])
         began = time.perf_counter()
         forecaster.observe(int(start), float(generation[i]), float(consumption[i]))
         errors.observe_ms.append((time.perf_counter() - began) * 1000)
@@ -128,6 +143,7 @@ def results(errors: Errors, nbytes: int, houses: int, seasons: int, eval_days: i
             for method, value in mae.items():
                 out[f"{quantity}_{horizon}_mae_wh_{method}"] = value
     out["forecast_ms"] = statistics.median(errors.predict_ms)
+    out["forecast_day_ms"] = statistics.median(errors.day_ms)
     out["observe_ms"] = statistics.median(errors.observe_ms)
     out["observe_ms_mean"] = statistics.fmean(errors.observe_ms)
     out["forecaster_kb"] = nbytes / 1024
