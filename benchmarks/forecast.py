@@ -32,6 +32,11 @@ and refits, the others only store); ``forecaster_kb``: arrays held by one foreca
 rows), median of ``SUBSTEP_REPEATS``; ``substeps_cpu_ms``: the process CPU time of the same calls,
 which load from other jobs on the machine disturbs less.
 
+``--net``: the same on the net surplus and deficit after self-consumption and batteries (one
+house in ten has one), the quantities :class:`p2pnode.meter.ProfileMeter` hands the swarm's nodes
+today as "generation" and "consumption"; the ``pv_*`` keys are then the surplus, ``load_*`` the
+deficit.
+
 Targets (issue 12): ``pv_day_ahead_skill >= 0.2``, ``pv_next_interval_skill >= 0.1``.
 ``--quick`` (under a minute): one season, four houses, 10 + 3 days.
 """
@@ -62,19 +67,22 @@ GATE_HOUR = 12
 SEED = 2024
 HORIZONS = ("next_interval", "real_time", "day_ahead")
 SUBSTEP_HOUSES = 1000
+NET_BATTERY_SHARE = 0.1
 SUBSTEP_REPEATS = 5
 
 
-def house_series(start: date, houses: int, days: int):
-    """Interval starts (unix s on the local-standard-time clock), generation and consumption."""
+def house_series(start: date, houses: int, days: int, net: bool = False):
+    """Interval starts (unix s on the local-standard-time clock), generation and consumption
+    (``net``: the surplus and deficit after self-consumption and batteries instead)."""
     from simulator import ProfileSpec, build_profiles
     from simulator.swarm import unix_seconds
 
-    spec = ProfileSpec(houses=houses, day=start, days=days, pv_share=1.0, battery_share=0.0,
-                       seed=SEED)
+    spec = ProfileSpec(houses=houses, day=start, days=days, pv_share=1.0,
+                       battery_share=NET_BATTERY_SHARE if net else 0.0, seed=SEED)
     profiles = build_profiles(spec)
-    return (unix_seconds(profiles.interval_start), np.floor(profiles.generation_wh),
-            np.floor(profiles.consumption_wh))
+    first, second = ((profiles.surplus_wh, profiles.deficit_wh) if net
+                     else (profiles.generation_wh, profiles.consumption_wh))
+    return unix_seconds(profiles.interval_start), np.floor(first), np.floor(second)
 
 
 class Errors:
@@ -172,17 +180,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one season, 4 houses, 10+3 days")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--net", action="store_true",
+                        help="forecast the net surplus and deficit (what the swarm's meters "
+                             "report today) instead of generation and consumption")
     args = parser.parse_args()
     starts, houses, warmup, eval_days = STARTS, HOUSES, WARMUP_DAYS, EVAL_DAYS
     if args.quick:
         starts, houses, warmup, eval_days = STARTS[1:2], 4, 10, 3
     errors, nbytes = Errors(), 0
     for start in starts:
-        times, generation, consumption = house_series(start, houses, warmup + eval_days)
+        times, generation, consumption = house_series(start, houses, warmup + eval_days,
+                                                      args.net)
         for house in range(houses):
             nbytes = run_house(errors, times, generation[house], consumption[house], warmup)
     out = results(errors, nbytes, houses, len(starts), eval_days)
-    out.update(substeps_ms(times, generation, consumption))
+    if not args.net:
+        out.update(substeps_ms(times, generation, consumption))
     emit(out, args.json)
 
 
