@@ -16,7 +16,8 @@ arrays and a ``numpy.random.Generator`` in, integer arrays ``[house, interval, s
    ``SUNNY_SHARE`` of the run's peak), so on the clearest interval of the run the house is at
    its envelope.  The envelope of a sub-step is ``c_h * clear_sky_wh_m2[i, j]``, raised for an
    interval to that interval's own energy where the roof's orientation makes it produce more
-   than ``c_h`` times the horizontal clear sky.
+   than ``c_h`` times the horizontal clear sky.  The capacity is learnt from the run itself, so
+   a run of a single overcast day has a low envelope and flickers little.
 2. *Clear-sky index.* ``k = E / envelope`` of the interval (0 overcast .. 1 clear).
 3. *Clouds.* A standard normal AR(1) process per house over the sub-steps of the whole run,
    correlation time ``CLOUD_CORRELATION_S`` (cloud passages last minutes), continuous across
@@ -36,11 +37,12 @@ interpolated between interval midpoints (a smooth ramp) and is rounded the same 
 **Load: base plus appliance spikes.**  A house's base load (fridge, standby) is its
 ``BASE_QUANTILE`` quantile of interval energy over the run, spread evenly; the rest of an
 interval's energy comes from ``1 + Poisson(SPIKES_MEAN)`` appliance events (at most
-``MAX_SPIKES``), each switched on at a uniform sub-step for 1 to ``SPIKE_MAX_S`` seconds (cut at
-the interval's end) with a uniform random share of that energy at constant power: a kettle, an
+``MAX_SPIKES``), each switched on at a uniform sub-step for a uniform whole number of sub-steps
+up to ``SPIKE_MAX_S`` (one to six minutes at one-minute sub-steps; cut at the interval's end) with a uniform random share of that energy at constant power: a kettle, an
 oven cycle, a washing-machine heater.  Then the same exact rounding.
 
-Speed: 1000 houses x 96 intervals x 15 sub-steps in about 0.5 s.
+Speed: 1000 houses x 96 intervals x 15 sub-steps take about 0.2-0.3 s of CPU
+(``substeps_cpu_ms`` of ``benchmarks/forecast.py``).
 """
 
 from __future__ import annotations
