@@ -39,8 +39,9 @@ interpolated between interval midpoints (a smooth ramp) and is rounded the same 
 ``BASE_QUANTILE`` quantile of interval energy over the run, spread evenly; the rest of an
 interval's energy comes from ``1 + Poisson(SPIKES_MEAN)`` appliance events (at most
 ``MAX_SPIKES``), each switched on at a uniform sub-step for a uniform whole number of sub-steps
-up to ``SPIKE_MAX_S`` (one to six minutes at one-minute sub-steps; cut at the interval's end) with a uniform random share of that energy at constant power: a kettle, an
-oven cycle, a washing-machine heater.  Then the same exact rounding.
+up to ``SPIKE_MAX_S`` (one to six minutes at one-minute sub-steps; cut at the interval's end)
+with a uniform random share of that energy at constant power: a kettle, an oven cycle, a
+washing-machine heater.  Then the same exact rounding.
 
 Speed: 1000 houses x 96 intervals x 15 sub-steps take about 0.2-0.3 s of CPU
 (``substeps_cpu_ms`` of ``benchmarks/forecast.py``).
