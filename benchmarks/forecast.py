@@ -21,7 +21,9 @@ mean absolute error over every (house, interval) of the evaluation days, nights 
 Skill = 1 - MAE_learned / MAE_persistence: ``pv_next_interval_skill``, ``pv_day_ahead_skill``,
 ``load_next_interval_skill``, ``load_day_ahead_skill`` (the issue's keys), ``*_real_time_skill``;
 the same against same-time-yesterday, the harder baseline: ``*_skill_vs_yesterday``; the MAEs
-themselves (``*_mae_wh_<method>``).  ``forecast_ms``: median wall time of one learned
+themselves (``*_mae_wh_<method>``).  ``net_*``: the same for the net position (generation minus
+consumption) netted from the two forecasts of each method (there are no batteries in this data,
+so that is exactly what the house exports or imports).  ``forecast_ms``: median wall time of one learned
 ``predict`` (generation and consumption of one interval on one node); ``forecast_day_ms``: of
 one learned ``predict_many`` for the next day's intervals (the day-ahead schedule at the gate);
 ``observe_ms``: of one ``observe``, ``observe_ms_mean``: its mean, which is what a day of
@@ -35,7 +37,8 @@ which load from other jobs on the machine disturbs less.
 ``--net``: the same on the net surplus and deficit after self-consumption and batteries (one
 house in ten has one), the quantities :class:`p2pnode.meter.ProfileMeter` hands the swarm's nodes
 today as "generation" and "consumption"; the ``pv_*`` keys are then the surplus, ``load_*`` the
-deficit.
+deficit, and ``net_*`` the net position forecast directly, to compare with the netted forecasts
+of the default run.
 
 Targets (issue 12): ``pv_day_ahead_skill >= 0.2``, ``pv_next_interval_skill >= 0.1``.
 ``--quick`` (under a minute): one season, four houses, 10 + 3 days.
@@ -66,6 +69,7 @@ EVAL_DAYS = 14
 GATE_HOUR = 12
 SEED = 2024
 HORIZONS = ("next_interval", "real_time", "day_ahead")
+QUANTITIES = ("pv", "load", "net")
 SUBSTEP_HOUSES = 1000
 NET_BATTERY_SHARE = 0.1
 SUBSTEP_REPEATS = 5
@@ -89,7 +93,7 @@ class Errors:
     """Absolute errors per (quantity, horizon, method), and the time of learned forecasts."""
 
     def __init__(self):
-        self.abs = {(q, h, m): [] for q in ("pv", "load") for h in HORIZONS for m in METHODS}
+        self.abs = {(q, h, m): [] for q in QUANTITIES for h in HORIZONS for m in METHODS}
         self.predict_ms: list[float] = []
         self.observe_ms: list[float] = []
         self.day_ms: list[float] = []
@@ -102,6 +106,8 @@ class Errors:
                 self.predict_ms.append((time.perf_counter() - started) * 1000)
             self.abs["pv", horizon, method].append(abs(forecast.generation_wh - actual_pv))
             self.abs["load", horizon, method].append(abs(forecast.consumption_wh - actual_load))
+            self.abs["net", horizon, method].append(abs(
+                forecast.generation_wh - forecast.consumption_wh - (actual_pv - actual_load)))
 
     def add_day(self, forecaster, targets_s, issued_s, actual_pv, actual_load):
         """A day-ahead schedule: every target in one :meth:`NodeForecaster.predict_many`."""
@@ -112,6 +118,8 @@ class Errors:
                 self.day_ms.append((time.perf_counter() - started) * 1000)
             self.abs["pv", "day_ahead", method].extend(np.abs(generation - actual_pv))
             self.abs["load", "day_ahead", method].extend(np.abs(consumption - actual_load))
+            self.abs["net", "day_ahead", method].extend(
+                np.abs(generation - consumption - (actual_pv - actual_load)))
 
     def mae(self, quantity, horizon, method) -> float:
         return float(np.mean(self.abs[quantity, horizon, method]))
@@ -143,7 +151,7 @@ def run_house(errors: Errors, starts, generation, consumption, warmup_days: int)
 
 def results(errors: Errors, nbytes: int, houses: int, seasons: int, eval_days: int) -> dict:
     out: dict[str, float] = {"houses": houses, "seasons": seasons, "eval_days": eval_days}
-    for quantity in ("pv", "load"):
+    for quantity in QUANTITIES:
         for horizon in HORIZONS:
             mae = {m: errors.mae(quantity, horizon, m) for m in METHODS}
             out[f"{quantity}_{horizon}_skill"] = 1 - mae["learned"] / mae["persistence"]
