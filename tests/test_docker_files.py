@@ -98,7 +98,7 @@ def test_dockerfile_base_user_entrypoint_and_health_check():
     steps = netnskit.dockerfile()
     found = instructions()
     assert found["FROM"] == ["${BASE_IMAGE}"] and steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
-    assert 'EXTRAS=""' in found["ARG"]          # the one line that picks the install's extras
+    assert 'EXTRAS="sim"' in found["ARG"]       # the one line that picks the install's extras
     users = found["USER"]
     assert users[-1] not in ("root", "0") and users[-1] in " ".join(found["RUN"])  # created
     last_user = max(i for i, (w, _) in enumerate(steps) if w == "USER")
@@ -178,6 +178,7 @@ def test_compose_services_volumes_and_dependencies():
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
     assert build["network"] == "host" and set(build["args"]) == {"BASE_IMAGE", "EXTRAS"}
     assert netnskit.interpolate(build["args"]["BASE_IMAGE"], {}) == "python:3.11-slim"
+    assert netnskit.interpolate(build["args"]["EXTRAS"], {}) == "sim"      # as the Dockerfile
     for name, spec in services.items():
         assert spec["image"] == "p2p-energy:latest"
         if name != "bootstrap":
