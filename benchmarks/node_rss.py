@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -57,6 +58,7 @@ from trade_path import FEEDER, INTERVAL_S, TRADE_START_S, voucher_for  # noqa: E
 __all__ = ["daemon_memory"]
 
 OLD_COMMIT = "d9915c0"
+EX_POST = "ex_post"
 TOP_LEVEL_DEPS = ("aiohttp", "cryptography", "msgpack", "kademlia", "deap", "numpy")
 OUR_PACKAGES = frozenset({"p2pnode", "ledger", "optimizer", "models", "simulator", "tests"})
 
@@ -104,7 +106,24 @@ def daemon_files(workdir: Path, bootstrap: list[str], rng: random.Random) -> Pat
         f'[meter]\nkind = "csv"\npath = "meter.csv"\n\n'
         f'[credit]\nvouchers = ["credit.voucher"]\n\n'
         f'[timing]\nbuy_delay_s = {DAEMON_BUY_DELAY_S}\n')
+    if market_modes():
+        with config.open("a") as out:
+            out.write(f'\n[market]\nmode = "{EX_POST}"\n')
     return config
+
+
+def market_modes() -> bool:
+    """Whether this code's node config has a ``[market]`` table (newer code: trading ahead on
+    forecasts by default).  The benchmark trades ex post, on the metered energy, so that its
+    nodes trade from the first interval, with no forecast history, as the older code did."""
+    return "market" in {f.name for f in dataclasses.fields(NodeConfig)}
+
+
+def ex_post(config: NodeConfig) -> NodeConfig:
+    if not market_modes():
+        return config
+    from p2pnode.config import MarketConfig
+    return dataclasses.replace(config, market=MarketConfig(mode=EX_POST))
 
 
 async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node]:
@@ -119,6 +138,7 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
         meter = ProfileMeter(DAEMON_FIRST_S, INTERVAL_S, generation, consumption)
         config = NodeConfig(ledger=workdir / f"partner-{i}.db", feeder=FEEDER,
                             timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S))
+        config = ex_post(config)
         node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                     predictor=predictor)
         await node.start()
