@@ -111,8 +111,8 @@ class SwarmRun:
 class WorkerSpec:
     scenario: Scenario
     houses: tuple[int, ...]
-    surplus_wh: np.ndarray       # [len(houses), intervals], whole Wh
-    deficit_wh: np.ndarray
+    generation_wh: np.ndarray    # [len(houses), intervals], whole Wh: the meters' registers,
+    consumption_wh: np.ndarray   # generation - consumption = the house's net at the connection
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
     schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
@@ -158,8 +158,8 @@ class SwarmWorker:
         if network is not None:
             config = dataclasses.replace(config, network=network)
         substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
-        meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
-                             spec.deficit_wh[row], substeps_wh=substeps)
+        meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.generation_wh[row],
+                             spec.consumption_wh[row], substeps_wh=substeps)
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
                     predictor=self.predictor, forecaster=self._forecaster(row),
                     dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
@@ -180,9 +180,9 @@ class SwarmWorker:
                 forecaster.observe(first + i * interval, int(surplus[row, i]),
                                    int(deficit[row, i]))
         done = int(max(0, (self.clock() - spec.start_s) // interval - 1))
-        for i in range(min(done, spec.surplus_wh.shape[1])):
-            forecaster.observe(spec.start_s + i * interval, int(spec.surplus_wh[row, i]),
-                               int(spec.deficit_wh[row, i]))
+        for i in range(min(done, spec.generation_wh.shape[1])):
+            forecaster.observe(spec.start_s + i * interval, int(spec.generation_wh[row, i]),
+                               int(spec.consumption_wh[row, i]))
         return forecaster
 
     def _deposit(self, node: Node) -> None:
@@ -483,13 +483,13 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
-    steps = delivery_substeps(scenario, surplus, deficit, starts)
+    generation, consumption = meter_registers(profiles)
+    steps = delivery_substeps(scenario, generation, consumption, starts)
     past = None
     if history is not None:
-        past = (int(unix_seconds(history.interval_start)[0]),
-                np.floor(history.surplus_wh).astype(np.int64),
-                np.floor(history.deficit_wh).astype(np.int64))
-    specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
+        past = (int(unix_seconds(history.interval_start)[0]), *meter_registers(history))
+    specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), generation[chunk],
+                        consumption[chunk],
                         int(starts[0]), run_dir, schedule,
                         substeps=(steps[0][chunk], steps[1][chunk]),
                         history=past and (past[0], past[1][chunk], past[2][chunk]))
@@ -502,7 +502,18 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     return swarm
 
 
-def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarray,
+def meter_registers(profiles) -> tuple[np.ndarray, np.ndarray]:
+    """What each house's meter reads per interval (whole Wh): its PV generation and what the
+    house drew (its load, plus what the battery charged, less what it discharged), so that
+    generation - consumption is exactly the net surplus or deficit the trades settle on.  A
+    node forecasts the two registers, not their difference (a battery's net is the node's)."""
+    net = np.floor(profiles.surplus_wh).astype(np.int64) \
+        - np.floor(profiles.deficit_wh).astype(np.int64)
+    generation = np.maximum(np.floor(profiles.generation_wh).astype(np.int64), net)
+    return generation, generation - net
+
+
+def delivery_substeps(scenario: Scenario, generation: np.ndarray, consumption: np.ndarray,
                       starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The meters' one-minute readings, derived from the interval data with seeded variability
     (:mod:`simulator.substeps`: clouds over PV, appliance spikes in the load), summing to it."""
@@ -513,8 +524,8 @@ def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarr
     clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
                                    per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
     rng = np.random.default_rng([scenario.seed, 0x5E7])
-    return substep_readings(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
-                    clear_sky_wh_m2=clear_sky)
+    return substep_readings(generation, consumption, rng, per_interval,
+                            interval_s=scenario.interval_s, clear_sky_wh_m2=clear_sky)
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
