@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
-from libp2p.network.config import ConnectionConfig
+from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -192,12 +192,15 @@ class Libp2pHost:
                     key_pair=key_pair, sec_opt={NOISE_PROTOCOL_ID: noise},
                     muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
                     connection_config=ConnectionConfig(
+                        min_connections=0, low_watermark=0,
                         max_connections=MAX_CONNECTIONS,
                         max_connections_per_peer=MAX_CONNECTIONS_PER_PEER,
                         inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
                         outbound_upgrade_timeout=UPGRADE_TIMEOUT_S))
                 network = self._host.get_network()
                 network.upgrader = _CountingUpgrader(network.upgrader, self.counters)
+                network.retry_config = RetryConfig(max_retries=0)   # the node retries itself
+                network.auto_connector.maybe_connect = _never   # no dialling of known peers
                 listen = multiaddr.Multiaddr(f"/{_ip(host)}/{host}/tcp/{port}")
                 async with self._host.run(listen_addrs=[listen]):
                     for protocol, handler in self.handlers.items():
@@ -205,6 +208,8 @@ class Libp2pHost:
                     bound = int(self._host.get_addrs()[0].value_for_protocol("tcp"))
                     task_status.started(bound)
                     await self._stopping.wait()
+                    for peer in list(network.get_connections_map()):
+                        await network.close_peer(peer)
         finally:
             self._finished.set()
 
@@ -290,9 +295,8 @@ class Libp2pHost:
             if fresh:
                 self.counters["libp2p_dials"] += 1
             stream = await self._host.new_stream(info.peer_id, [protocol])
-        except Exception as exc:
-            reason = _failure_reason(exc)
-            self.counters[f"libp2p_dial_{'peer_id_mismatch' if reason == 'peer_id_mismatch' else 'failed'}"] += 1
+        except Exception as exc:   # the upgrader counted why, when it got that far
+            self.counters["libp2p_dial_failed"] += 1
             log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
             return None
         try:
@@ -304,6 +308,11 @@ class Libp2pHost:
             await _reset(stream)
             return None
         return reply or None
+
+
+async def _never() -> None:
+    """py-libp2p's auto-connector would dial up to 150 peers from the peerstore to keep a
+    connection count up; a node dials only the sellers it trades with."""
 
 
 async def _read_exactly(stream, size: int) -> bytes:
