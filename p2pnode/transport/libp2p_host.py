@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.host.ping import PingService
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -169,7 +170,30 @@ class Libp2pHost:
         except bridge.BridgeClosed:
             return None
 
+    async def ping(self, endpoint: str, timeout_s: float) -> float | None:
+        """Round-trip time in seconds of a libp2p ping (``/ipfs/ping/1.0.0``), or None."""
+        if self._thread is None:
+            raise RuntimeError("the libp2p host is not started")
+        if isinstance(parse_libp2p_endpoint(endpoint), str):
+            return None
+        try:
+            return await self._thread.run(self._ping, endpoint, timeout_s)
+        except bridge.BridgeClosed:
+            return None
+
     # -- Trio side ---------------------------------------------------------------------------
+    async def _ping(self, endpoint: str, timeout_s: float) -> float | None:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(endpoint))
+        with trio.move_on_after(timeout_s):
+            try:
+                await self._host.connect(info)
+                rtts_ms = await PingService(self._host).ping(info.peer_id)
+            except Exception as exc:
+                log.debug("libp2p ping of %s failed: %s", info.peer_id, exc)
+                return None
+            return rtts_ms[0] / 1000
+        return None
+
     async def _start(self, host: str, port: int) -> int:
         self._finished, self._stopping = trio.Event(), trio.Event()
         return await self._thread._nursery.start(self._serve, host, port)
