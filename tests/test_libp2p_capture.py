@@ -13,6 +13,7 @@ import msgpack
 import pytest
 
 from ledger import BlockBody, BlockType, open_envelope
+from tests.dhtkit import run
 from tests.nodekit import swarm
 
 TCPDUMP = shutil.which("tcpdump")
@@ -68,7 +69,13 @@ def test_no_field_of_a_trade_crosses_the_wire_in_clear(tmp_path, transport, in_c
             assert seller.reports[0].sold_wh == 300
             return the_trade(seller)
 
-    trade = asyncio.run(asyncio.wait_for(main(), 120))
+    trades = []
+
+    async def record():
+        trades.append(await main())
+
+    run(asyncio.wait_for(record(), 120))
+    trade = trades[0]
     wire = pcap.read_bytes()
     assert len(wire) > 3000, "the capture holds the REQUEST/CONFIRM/SETTLE exchanges"
     found = {name for name, needle in fields_in_msgpack_form(trade).items() if needle in wire}

@@ -97,6 +97,7 @@ def host_peer_id(node):
 def test_hostile_peers_are_dropped_and_counted_and_the_node_keeps_trading(tmp_path, monkeypatch):
     monkeypatch.setattr(libp2p_host, "READ_TIMEOUT_S", 0.5)
     monkeypatch.setattr(libp2p_host, "MAX_STREAMS_PER_PEER", 4)
+    monkeypatch.setattr(libp2p_host, "MAX_IDLE_STREAMS_PER_PEER", 1)
 
     async def main():
         async with swarm([[800], [-300]], tmp_path, transport="libp2p") as s:

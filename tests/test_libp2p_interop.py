@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from p2pnode.identity import peer_id
+from tests.dhtkit import run
 from tests.nodekit import swarm
 
 INTEROP = Path(__file__).parent / "interop"
@@ -78,4 +79,4 @@ def test_a_js_libp2p_peer_and_our_node_dial_identify_and_ping_each_other(tmp_pat
             assert proc.returncode == 0
             assert ours.peer_server.counters["libp2p_handshake_failed"] == 0
 
-    asyncio.run(asyncio.wait_for(main(), 90))
+    run(asyncio.wait_for(main(), 90))
