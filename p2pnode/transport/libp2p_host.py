@@ -63,7 +63,8 @@ IDLE_TIMEOUT_S = 30.0           # a stream with no request for this long is clos
 CLIENT_IDLE_S = 10.0            # a dialler reuses a stream idle for less than this
 MAX_IDLE_STREAMS_PER_PEER = 4   # streams a dialler keeps open for reuse, per peer
 MAX_STREAMS_PER_PEER = 16       # our protocol streams open at once with one peer, each way
-MAX_CONNECTIONS_PER_PEER = 2
+MAX_CONNECTIONS_PER_PEER = 1     # yamux multiplexes; and py-libp2p 0.8.1 ends a dial at once only
+                                 # when it reaches this (else it waits its 250 ms happy-eyeballs delay)
 MAX_CONNECTIONS = 300          # py-libp2p wants >= its high watermark (200)
 CLOSE_TIMEOUT_S = 5.0
 UPGRADE_TIMEOUT_S = 5.0         # Noise + yamux negotiation of one connection
