@@ -45,7 +45,7 @@ from ledger import (
     open_envelope, seal,
 )
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import NodeConfig, Timing
+from p2pnode.config import NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
@@ -137,6 +137,7 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
     return NodeConfig(
         ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
         location=str(house_location(house)), interval_s=scenario.interval_s,
+        network=NetworkConfig(transport=scenario.transport),
         detection=DETECTION, tariffs=node_tariffs(scenario),
         selection=SelectionConfig(weights=weights, strategy=scenario.selection.strategy),
         timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,

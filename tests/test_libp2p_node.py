@@ -68,3 +68,26 @@ def test_a_parked_stream_the_peer_closed_meanwhile_costs_one_more_try_not_the_re
             assert sum(v for k, v in b.counters.items() if k.startswith("peer_dropped_")) == 3
 
     run(main())
+
+
+def test_the_health_probe_recognises_a_libp2p_peer_endpoint(tmp_path):
+    from p2pnode.cli import main as cli
+
+    async def main():
+        async with swarm([[0]], tmp_path, transport="libp2p") as s:
+            node = s.nodes[0]
+            loop = asyncio.get_running_loop()
+            alive = await loop.run_in_executor(
+                None, cli, ["health", "--peer", f"127.0.0.1:{node.peer_server.port}"])
+            assert alive == 0
+            # the probe stops after multistream-select: the node counted it, nothing more
+            assert node.peer_server.counters["libp2p_security_refused"] <= 1
+            return node.peer_server.port
+
+    port = []
+    run(_collect(main(), port))
+    assert cli(["health", "--peer", f"127.0.0.1:{port[0]}", "--timeout", "1"]) == 1   # stopped
+
+
+async def _collect(coro, into: list):
+    into.append(await coro)
