@@ -108,7 +108,7 @@ def _register_health(sub) -> None:
                     "loop is serving answers 405 (POST only). Exit 0 when it does, 1 otherwise "
                     "(refused, timed out, another answer). For container health checks.")
     health.add_argument("--peer", required=True, metavar="HOST:PORT",
-                        help="the peer endpoint, e.g. 127.0.0.1:7401")
+                        help="the peer endpoint: 127.0.0.1:7401 or the multiaddr a node prints")
     health.add_argument("--timeout", type=float, default=HEALTH_TIMEOUT_S,
                         help=f"seconds (default {HEALTH_TIMEOUT_S:g})")
     health.set_defaults(func=_health)
@@ -510,9 +510,18 @@ def _speaks_libp2p(host: str, port: int, timeout_s: float) -> bool:
 
 
 def _health(args) -> int:
-    host, _, port = args.peer.rpartition(":")     # light on purpose: probes run every few seconds
+    from p2pnode.transport.address import parse_libp2p_endpoint   # pure: no libp2p import
+
+    peer = args.peer
+    if peer.startswith("/"):     # the multiaddr a libp2p node prints as its "peer"
+        parsed = parse_libp2p_endpoint(peer)
+        if isinstance(parsed, str):
+            raise ConfigError(f"--peer: {parsed}")
+        peer = f"{parsed.host}:{parsed.port}"
+    host, _, port = peer.rpartition(":")     # light on purpose: probes run every few seconds
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535")
+        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535 "
+                          "or a libp2p multiaddr")
     if _speaks_libp2p(host, int(port), args.timeout):
         print(f"healthy: {host}:{port} speaks libp2p (multistream-select)")
         return 0

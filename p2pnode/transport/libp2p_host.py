@@ -32,27 +32,56 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import struct
 from collections.abc import Callable
 
+import dns.resolver
 import multiaddr
 import trio
 from cryptography.hazmat.primitives import serialization
-from libp2p import new_host
-from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
-from libp2p.host.ping import PingService
-from libp2p.network.config import ConnectionConfig, RetryConfig
-from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from ledger import SigningKey
-from p2pnode.transport import bridge
-from p2pnode.transport.address import parse_libp2p_endpoint
+
+@contextlib.contextmanager
+def tolerant_dns():
+    """py-libp2p 0.8.1 builds DNS resolvers when imported (``libp2p.discovery.bootstrap``) and
+    in every swarm, which raise where /etc/resolv.conf names no nameserver (a network namespace,
+    a minimal container).  Our nodes dial addresses from offers, mostly IPs: within this
+    context a resolver without nameservers is built unconfigured instead (a /dns/ address then
+    fails to resolve, as it would anyway)."""
+    original = dns.resolver.BaseResolver.__init__
+
+    def tolerant(self, filename="/etc/resolv.conf", configure=True):
+        try:
+            original(self, filename, configure)
+        except dns.resolver.NoResolverConfiguration:
+            original(self, filename, configure=False)
+
+    dns.resolver.BaseResolver.__init__ = tolerant
+    try:
+        yield
+    finally:
+        dns.resolver.BaseResolver.__init__ = original
+
+
+with tolerant_dns():
+    import libp2p  # noqa: F401
+
+from libp2p import new_host  # noqa: E402
+from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair  # noqa: E402
+from libp2p.host.ping import PingService  # noqa: E402
+from libp2p.network.config import ConnectionConfig, RetryConfig  # noqa: E402
+from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
+from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
+from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
+
+from ledger import SigningKey  # noqa: E402
+from p2pnode.transport import bridge  # noqa: E402
+from p2pnode.transport.address import parse_libp2p_endpoint  # noqa: E402
 
 __all__ = ["Libp2pHost", "READ_TIMEOUT_S", "MAX_STREAMS_PER_PEER", "MAX_CONNECTIONS_PER_PEER"]
 
@@ -220,21 +249,7 @@ class Libp2pHost:
     async def _serve(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             with trio.CancelScope() as self._scope:
-                key_pair = libp2p_key_pair(self.key)
-                noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-                self._host = new_host(
-                    key_pair=key_pair, sec_opt={NOISE_PROTOCOL_ID: noise},
-                    muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
-                    connection_config=ConnectionConfig(
-                        min_connections=0, low_watermark=0,
-                        max_connections=MAX_CONNECTIONS,
-                        max_connections_per_peer=MAX_CONNECTIONS_PER_PEER,
-                        inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
-                        outbound_upgrade_timeout=UPGRADE_TIMEOUT_S))
-                network = self._host.get_network()
-                network.upgrader = _CountingUpgrader(network.upgrader, self.counters)
-                network.retry_config = RetryConfig(max_retries=0)   # the node retries itself
-                network.auto_connector.maybe_connect = _never   # no dialling of known peers
+                self._host = self._new_host()
                 listen = multiaddr.Multiaddr(f"/{_ip(host)}/{host}/tcp/{port}")
                 async with self._host.run(listen_addrs=[listen]):
                     for protocol, handler in self.handlers.items():
@@ -243,10 +258,32 @@ class Libp2pHost:
                     task_status.started(bound)
                     await self._stopping.wait()
                     self._idle.clear()
-                    for peer in list(network.get_connections_map()):
+                    network = self._host.get_network()
+                    for peer in list(network.get_connections_map()):   # else sockets leak
                         await network.close_peer(peer)
         finally:
             self._finished.set()
+
+    def _new_host(self):
+        """A py-libp2p host with our key: Noise only (no plaintext, secio or TLS), yamux only,
+        our limits, no auto-dialling, no retries (the node has its own), failures counted."""
+        key_pair = libp2p_key_pair(self.key)
+        noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+        with tolerant_dns():
+            host = new_host(
+                key_pair=key_pair, sec_opt={NOISE_PROTOCOL_ID: noise},
+                muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+                connection_config=ConnectionConfig(
+                    min_connections=0, low_watermark=0,
+                    max_connections=MAX_CONNECTIONS,
+                    max_connections_per_peer=MAX_CONNECTIONS_PER_PEER,
+                    inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
+                    outbound_upgrade_timeout=UPGRADE_TIMEOUT_S))
+        network = host.get_network()
+        network.upgrader = _CountingUpgrader(network.upgrader, self.counters)
+        network.retry_config = RetryConfig(max_retries=0)
+        network.auto_connector.maybe_connect = _never
+        return host
 
     def _stream_handler(self, handler: Handler):
         async def on_stream(stream) -> None:
