@@ -13,8 +13,9 @@ Limits, each a named constant below:
   request has begun (:data:`READ_TIMEOUT_S`: a stream that never ends is reset) and an idle
   deadline between requests (:data:`IDLE_TIMEOUT_S`: closed);
 - bodies are at most ``max_bytes`` (a bigger length prefix: the stream is reset);
-- at most :data:`MAX_STREAMS_PER_PEER` of our streams per remote peer, in and out (a flood of
-  streams beyond it is reset), and :data:`MAX_CONNECTIONS_PER_PEER` connections per peer;
+- at most :data:`MAX_STREAMS_PER_PEER` of our streams per remote peer: inbound ones beyond it
+  are reset (a flood), outbound requests beyond it wait for a slot within their deadline; one
+  dial at a time per peer and :data:`MAX_CONNECTIONS_PER_PEER` connection;
 - connections and streams are reused, like HTTP keep-alive: a peer is dialled once and its
   connection kept; a stream that carried a request is parked (at most
   :data:`MAX_IDLE_STREAMS_PER_PEER`, for :data:`CLIENT_IDLE_S`) for the next one -- opening a
@@ -145,6 +146,16 @@ def _failure_reason(exc: BaseException) -> str:
     return "handshake_failed"
 
 
+class _PeerSlots:
+    """Requests under way to one peer: at most MAX_STREAMS_PER_PEER streams with our idle ones
+    (the peer's own bound), further requests wait for a slot; one dial at a time."""
+
+    def __init__(self):
+        self.requests = trio.Semaphore(MAX_STREAMS_PER_PEER - MAX_IDLE_STREAMS_PER_PEER)
+        self.dialling = trio.Lock()
+        self.users = 0
+
+
 class Libp2pHost:
     """One libp2p host for one node: serves request/reply protocols, sends requests."""
 
@@ -161,6 +172,7 @@ class Libp2pHost:
         self._stopping: trio.Event | None = None
         self._streams: collections.Counter = collections.Counter()   # (direction, peer) -> open
         self._idle: dict = {}   # (peer, protocol) -> [(stream, parked at)]: reused
+        self._peers: dict = {}  # peer id -> _PeerSlots, while requests to it are under way
 
     @property
     def peer_id(self) -> str:
@@ -353,31 +365,28 @@ class Libp2pHost:
 
     async def _request(self, endpoint: str, protocol: str, body: bytes,
                        timeout_s: float) -> bytes | None:
-        address = multiaddr.Multiaddr(endpoint)
-        info = info_from_p2p_addr(address)
-        slot = ("out", info.peer_id)
-        if self._streams[slot] >= MAX_STREAMS_PER_PEER - MAX_IDLE_STREAMS_PER_PEER:
-            self.counters["libp2p_out_busy"] += 1   # with our idle ones: within the peer's bound
-            return None
-        self._streams[slot] += 1
+        info = info_from_p2p_addr(multiaddr.Multiaddr(endpoint))
+        peer = self._peers.setdefault(info.peer_id, _PeerSlots())
+        peer.users += 1
         try:
             with trio.move_on_after(timeout_s):
-                return await self._exchange(info, protocol, body)
+                async with peer.requests:   # queued beyond the bound, within the deadline
+                    return await self._exchange(info, protocol, body, peer)
             self.counters["libp2p_out_timeout"] += 1
             return None
         finally:
-            self._streams[slot] -= 1
-            if not self._streams[slot]:
-                del self._streams[slot]
+            peer.users -= 1
+            if not peer.users:
+                del self._peers[info.peer_id]
 
-    async def _exchange(self, info, protocol: str, body: bytes) -> bytes | None:
+    async def _exchange(self, info, protocol: str, body: bytes, peer) -> bytes | None:
         """One request on an idle stream to the peer if there is one, else on a new stream; a
         reused stream the peer had closed meanwhile costs one more try on a new one."""
         for _ in range(2):
             stream = await self._idle_stream(info.peer_id, protocol)
             reused = stream is not None
             if stream is None:
-                stream = await self._new_stream(info, protocol)
+                stream = await self._new_stream(info, protocol, peer)
                 if stream is None:
                     return None
             reply = await self._round_trip(stream, body, "out" if not reused else "reused")
@@ -388,12 +397,13 @@ class Libp2pHost:
                 return None
         return None
 
-    async def _new_stream(self, info, protocol: str):
+    async def _new_stream(self, info, protocol: str, peer):
         try:
-            fresh = not self._host.get_network().get_connections(info.peer_id)
-            await self._host.connect(info)   # reuses the connection when there is one
-            if fresh:
-                self.counters["libp2p_dials"] += 1
+            async with peer.dialling:   # one dial per peer at a time; the others reuse it
+                fresh = not self._host.get_network().get_connections(info.peer_id)
+                await self._host.connect(info)   # reuses the connection when there is one
+                if fresh:
+                    self.counters["libp2p_dials"] += 1
             stream = await self._host.new_stream(info.peer_id, [protocol])
             self.counters["libp2p_streams_opened"] += 1
             return stream
