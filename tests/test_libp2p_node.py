@@ -91,3 +91,4 @@ def test_the_health_probe_recognises_a_libp2p_peer_endpoint(tmp_path):
 
 async def _collect(coro, into: list):
     into.append(await coro)
+

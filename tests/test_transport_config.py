@@ -47,3 +47,23 @@ def test_the_factory_builds_the_chosen_transport():
     assert isinstance(server, Libp2pPeerServer) and isinstance(client, Libp2pPeerClient)
     assert server.libp2p is client.libp2p        # one host: one identity, listens and dials
     assert server.handler is handler
+
+
+def test_a_libp2p_endpoint_on_a_taken_port_is_refused_like_http():
+    """py-libp2p listens with SO_REUSEPORT: without the check a second node would share it."""
+    import asyncio
+    import socket
+
+    from p2pnode.peer import PeerError
+    from p2pnode.transport.libp2p_host import Libp2pHost
+    from p2pnode.transport.libp2p_peer import Libp2pPeerServer
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        server = Libp2pPeerServer(Libp2pHost(KEY, 4096), lambda body: body)
+        with pytest.raises(PeerError, match="cannot bind the libp2p peer endpoint"):
+            asyncio.run(server.start("127.0.0.1", taken.getsockname()[1]))
+    finally:
+        taken.close()

@@ -398,19 +398,34 @@ class Libp2pHost:
         return None
 
     async def _new_stream(self, info, protocol: str, peer):
-        try:
-            async with peer.dialling:   # one dial per peer at a time; the others reuse it
-                fresh = not self._host.get_network().get_connections(info.peer_id)
-                await self._host.connect(info)   # reuses the connection when there is one
-                if fresh:
-                    self.counters["libp2p_dials"] += 1
-            stream = await self._host.new_stream(info.peer_id, [protocol])
+        """A stream to the peer, dialling it if not connected.  A connection that can no longer
+        open streams (py-libp2p keeps some dead ones registered) is closed and redialled once."""
+        network = self._host.get_network()
+        for attempt in range(2):
+            try:
+                async with peer.dialling:   # one dial per peer at a time; the others reuse it
+                    fresh = not network.get_connections(info.peer_id)
+                    await self._host.connect(info)   # reuses the connection when there is one
+                    if fresh:
+                        self.counters["libp2p_dials"] += 1
+            except Exception as exc:   # the upgrader counted why, when it got that far
+                self.counters["libp2p_dial_failed"] += 1
+                log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
+                return None
+            try:
+                stream = await self._host.new_stream(info.peer_id, [protocol])
+            except Exception as exc:
+                self.counters["libp2p_stream_refused"] += 1
+                log.debug("libp2p stream to %s refused: %s", info.peer_id, exc)
+                if attempt:
+                    return None
+                async with peer.dialling:
+                    await network.close_peer(info.peer_id)
+                self.counters["libp2p_dead_connection"] += 1
+                continue
             self.counters["libp2p_streams_opened"] += 1
             return stream
-        except Exception as exc:   # the upgrader counted why, when it got that far
-            self.counters["libp2p_dial_failed"] += 1
-            log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
-            return None
+        return None
 
     async def _round_trip(self, stream, body: bytes, direction: str) -> bytes | None:
         """The reply (b"" when the peer dropped the request), or None: the stream is broken."""
