@@ -251,7 +251,7 @@ class ApiServer:
     async def health(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
         dht = self.node.dht.server.transport is not None
-        peer = self.node.peer_server.runner is not None and self.node.peer_server.port > 0
+        peer = self.node.peer_server.serving
         return _json({"ok": dht and peer, "dht": dht, "peer": peer}, 200 if dht and peer else 503)
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -179,6 +179,10 @@ class Libp2pHost:
         from p2pnode.identity import peer_id
         return peer_id(self.key.public)
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._host is not None and self._thread.running
+
     def add_protocol(self, protocol: str, handler: Handler) -> None:
         if self._host is not None:
             raise RuntimeError(f"cannot add {protocol}: the libp2p host is already started")

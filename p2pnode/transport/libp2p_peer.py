@@ -76,6 +76,11 @@ class Libp2pPeerServer:
     async def stop(self) -> None:
         await self.libp2p.stop()
 
+    @property
+    def serving(self) -> bool:
+        """Started and bound (the local API's health)."""
+        return self.libp2p.running and self.port > 0
+
     def endpoint(self, hostport: str) -> str:
         """The multiaddr others dial for ``host:port`` (the advertised or the bound address)."""
         host, _, port = hostport.rpartition(":")
