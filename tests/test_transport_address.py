@@ -25,7 +25,7 @@ def test_a_libp2p_endpoint_names_the_host_port_and_the_sellers_peer_id():
 
 
 def test_the_libp2p_peer_id_is_the_one_libp2p_derives_from_the_node_key():
-    from p2pnode.transport.libp2p_host import libp2p_key_pair
+    from p2pnode.transport.libp2p_setup import libp2p_key_pair
     from libp2p.peer.id import ID
     assert ID.from_pubkey(libp2p_key_pair(SELLER).public_key).to_base58() == peer_id(SELLER.public)
 

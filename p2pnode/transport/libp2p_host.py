@@ -33,56 +33,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import struct
 from collections.abc import Callable
 
-import dns.resolver
 import multiaddr
 import trio
-from cryptography.hazmat.primitives import serialization
 
+from ledger import SigningKey
+from p2pnode.transport import bridge
+from p2pnode.transport.address import parse_libp2p_endpoint
+from p2pnode.transport.libp2p_setup import build_host
 
-@contextlib.contextmanager
-def tolerant_dns():
-    """py-libp2p 0.8.1 builds DNS resolvers when imported (``libp2p.discovery.bootstrap``) and
-    in every swarm, which raise where /etc/resolv.conf names no nameserver (a network namespace,
-    a minimal container).  Our nodes dial addresses from offers, mostly IPs: within this
-    context a resolver without nameservers is built unconfigured instead (a /dns/ address then
-    fails to resolve, as it would anyway)."""
-    original = dns.resolver.BaseResolver.__init__
-
-    def tolerant(self, filename="/etc/resolv.conf", configure=True):
-        try:
-            original(self, filename, configure)
-        except dns.resolver.NoResolverConfiguration:
-            original(self, filename, configure=False)
-
-    dns.resolver.BaseResolver.__init__ = tolerant
-    try:
-        yield
-    finally:
-        dns.resolver.BaseResolver.__init__ = original
-
-
-with tolerant_dns():
-    import libp2p  # noqa: F401
-
-from libp2p import new_host  # noqa: E402
-from libp2p.crypto.ed25519 import create_new_key_pair  # noqa: E402
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair  # noqa: E402
-from libp2p.host.ping import PingService  # noqa: E402
-from libp2p.network.config import ConnectionConfig, RetryConfig  # noqa: E402
-from libp2p.peer.peerinfo import info_from_p2p_addr  # noqa: E402
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
-from libp2p.security.noise.transport import Transport as NoiseTransport  # noqa: E402
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID  # noqa: E402
-from libp2p.stream_muxer.yamux.yamux import Yamux  # noqa: E402
-
-from ledger import SigningKey  # noqa: E402
-from p2pnode.transport import bridge  # noqa: E402
-from p2pnode.transport.address import parse_libp2p_endpoint  # noqa: E402
+from libp2p.host.ping import PingService  # after libp2p_setup, which imports libp2p tolerantly
+from libp2p.peer.peerinfo import info_from_p2p_addr
 
 __all__ = ["Libp2pHost", "READ_TIMEOUT_S", "MAX_STREAMS_PER_PEER", "MAX_CONNECTIONS_PER_PEER"]
 
@@ -101,49 +65,6 @@ UPGRADE_TIMEOUT_S = 5.0         # Noise + yamux negotiation of one connection
 LENGTH = struct.Struct(">I")
 
 Handler = Callable[[bytes], bytes | None]
-
-
-def libp2p_key_pair(key: SigningKey):
-    """The libp2p key pair of the node key (same Ed25519 key, so the same peer id)."""
-    private = serialization.load_pem_private_key(key.to_pem(), password=None)
-    return create_new_key_pair(private.private_bytes_raw())
-
-
-class _CountingUpgrader:
-    """Wraps the swarm's upgrader: every failed upgrade is counted by reason, then re-raised."""
-
-    def __init__(self, inner, counters: collections.Counter):
-        self._inner, self._counters = inner, counters
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-    async def upgrade_security(self, raw_conn, is_initiator: bool, peer_id=None):
-        try:
-            return await self._inner.upgrade_security(raw_conn, is_initiator, peer_id)
-        except Exception as exc:
-            self._counters[f"libp2p_{_failure_reason(exc)}"] += 1
-            raise
-
-    async def upgrade_connection(self, conn, peer_id):
-        try:
-            return await self._inner.upgrade_connection(conn, peer_id)
-        except Exception:
-            self._counters["libp2p_muxer_refused"] += 1
-            raise
-
-
-def _failure_reason(exc: BaseException) -> str:
-    chain, seen = [], exc
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    names = " ".join(type(e).__name__ + " " + str(e) for e in chain)
-    if "PeerIDMismatch" in names or "Peer ID mismatch" in names:
-        return "peer_id_mismatch"
-    if "Multiselect" in names or "negotiate the secure protocol" in names:
-        return "security_refused"
-    return "handshake_failed"
 
 
 class _PeerSlots:
@@ -265,7 +186,10 @@ class Libp2pHost:
     async def _serve(self, host: str, port: int, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             with trio.CancelScope() as self._scope:
-                self._host = self._new_host()
+                self._host = build_host(
+                    self.key, self.counters, max_connections=MAX_CONNECTIONS,
+                    max_connections_per_peer=MAX_CONNECTIONS_PER_PEER,
+                    upgrade_timeout_s=UPGRADE_TIMEOUT_S)
                 listen = multiaddr.Multiaddr(f"/{_ip(host)}/{host}/tcp/{port}")
                 async with self._host.run(listen_addrs=[listen]):
                     for protocol, handler in self.handlers.items():
@@ -279,27 +203,6 @@ class Libp2pHost:
                         await network.close_peer(peer)
         finally:
             self._finished.set()
-
-    def _new_host(self):
-        """A py-libp2p host with our key: Noise only (no plaintext, secio or TLS), yamux only,
-        our limits, no auto-dialling, no retries (the node has its own), failures counted."""
-        key_pair = libp2p_key_pair(self.key)
-        noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-        with tolerant_dns():
-            host = new_host(
-                key_pair=key_pair, sec_opt={NOISE_PROTOCOL_ID: noise},
-                muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
-                connection_config=ConnectionConfig(
-                    min_connections=0, low_watermark=0,
-                    max_connections=MAX_CONNECTIONS,
-                    max_connections_per_peer=MAX_CONNECTIONS_PER_PEER,
-                    inbound_upgrade_timeout=UPGRADE_TIMEOUT_S,
-                    outbound_upgrade_timeout=UPGRADE_TIMEOUT_S))
-        network = host.get_network()
-        network.upgrader = _CountingUpgrader(network.upgrader, self.counters)
-        network.retry_config = RetryConfig(max_retries=0)
-        network.auto_connector.maybe_connect = _never
-        return host
 
     def _stream_handler(self, handler: Handler):
         async def on_stream(stream) -> None:
@@ -463,11 +366,6 @@ class Libp2pHost:
             await _close(stream)
         else:
             idle.append((stream, trio.current_time()))
-
-
-async def _never() -> None:
-    """py-libp2p's auto-connector would dial up to 150 peers from the peerstore to keep a
-    connection count up; a node dials only the sellers it trades with."""
 
 
 async def _read_exactly(stream, size: int) -> bytes:

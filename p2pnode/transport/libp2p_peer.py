@@ -18,7 +18,6 @@ import socket
 import struct
 from collections.abc import Callable
 
-from ledger import SigningKey
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.negotiation import MAX_PEER_MESSAGE_BYTES
 from p2pnode.peer import PATH, PeerClient, PeerError
