@@ -284,7 +284,7 @@ class ApiServer:
     async def health(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
         dht = self.node.dht.server.transport is not None
-        peer = self.node.peer_server.runner is not None and self.node.peer_server.port > 0
+        peer = self.node.peer_server.serving
         body = views.health_view(self.node, dht, peer)
         return _json(body, 200 if body["ok"] else 503)
 

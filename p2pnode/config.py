@@ -59,6 +59,10 @@ __all__ = [
 OPT_OUT = ("none", "selling", "buying", "all")
 METER_KINDS = ("csv", "mqtt")
 TRANSPORTS = ("http", "libp2p")
+# A config file (``p2pnode run``) without ``[network] transport`` gets libp2p, except a node in
+# a feeder role: feeder reports travel over HTTP only (p2pnode.feeder_report), so it gets http.
+# ``NodeConfig()`` in code (embedding, tests, the simulator) keeps NetworkConfig's "http".
+DEPLOYED_TRANSPORT = "libp2p"
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -93,7 +97,8 @@ class NetworkConfig:
     # DHT contacts of one IP address per bucket and lookup (p2pnode.dht.protocol); 0: no limit,
     # for several daemons on one machine.  Used when the Node is given no DHTSettings.
     max_peers_per_host: int = 2
-    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux)
+    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux); a
+                               # config file without the key: DEPLOYED_TRANSPORT (see below)
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
@@ -459,7 +464,7 @@ def load_config(path: str | Path) -> NodeConfig:
 def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
     raw = dict(raw)
     sections = {
-        "network": _build(NetworkConfig, raw.pop("network", {}), "network", base),
+        "network": _build(NetworkConfig, _network_table(raw), "network", base),
         "detection": _build(DetectionConfig, raw.pop("detection", {}), "detection", base),
         "tariffs": _tariffs(raw.pop("tariffs", {})),
         "constraints": _build(Constraints, raw.pop("constraints", {}), "constraints", base),
@@ -476,6 +481,21 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
     _reject_unknown(raw, top, "")
     values = {k: _convert(NodeConfig, k, v, "", base) for k, v in raw.items()}
     return NodeConfig(**values, **sections)
+
+
+def _network_table(raw: dict) -> dict:
+    """``[network]`` with the deployed default transport filled in (see DEPLOYED_TRANSPORT)."""
+    table = raw.pop("network", {})
+    if not isinstance(table, dict):
+        return table   # _build names the problem
+    role = raw.get("feeder_role", {})
+    in_feeder_role = isinstance(role, dict) and bool(role.get("enabled") or role.get("report_to"))
+    if "transport" not in table:
+        return {**table, "transport": "http" if in_feeder_role else DEPLOYED_TRANSPORT}
+    if in_feeder_role and table["transport"] != "http":
+        _fail("network", "transport", table["transport"],
+              "must be \"http\" for a node in a [feeder_role]: feeder reports travel over HTTP only")
+    return table
 
 
 def _build(cls, table, section: str, base: Path):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ledger import SigningKey
 from optimizer.selection import SelectionConfig
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import CreditConfig, MarketConfig, NodeConfig, Timing
+from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.pricing import Frame, Tariffs as NodeTariffs
 from p2pnode.ranking import Location
@@ -60,6 +60,7 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
     return NodeConfig(
         ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
         location=str(house_location(house)), interval_s=scenario.interval_s,
+        network=NetworkConfig(transport=scenario.transport),
         detection=DETECTION, tariffs=node_tariffs(scenario),
         selection=SelectionConfig(weights=scenario.weights, strategy=scenario.selection.strategy),
         timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,

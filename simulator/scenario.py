@@ -44,7 +44,8 @@ MAX_ACCELERATION = 1e6
 
 _SECTIONS = {"households": Households, "weights": Weights, "selection": Selection,
              "tariffs": Tariffs, "faults": Faults, "market": Market}
-_TOP_KEYS = ("name", "seed", "meters", "feeder", "processes")
+_TOP_KEYS = ("name", "seed", "meters", "feeder", "processes", "transport")
+TRANSPORTS = ("http", "libp2p")
 _TIME_KEYS = ("start_date", "days", "interval_s", "acceleration")
 
 
@@ -57,6 +58,7 @@ class Scenario:
     meters: int = 100
     feeder: str = "kerber_dorfnetz"
     processes: int = 2
+    transport: str = "http"        # the nodes' peer links (p2pnode [network] transport)
     start_date: date = date(2023, 6, 30)
     days: int = 1
     interval_s: int = 900
@@ -75,6 +77,7 @@ class Scenario:
         top.integer("seed", self.seed, 0)
         meters_ok = top.integer("meters", self.meters, 1, MAX_HOUSES)
         top.choice("feeder", self.feeder, FEEDERS)
+        top.choice("transport", self.transport, TRANSPORTS)
         if top.integer("processes", self.processes, 1, MAX_PROCESSES) and meters_ok \
                 and self.processes > self.meters:
             top.fail("processes", self.processes, f"must not exceed meters ({self.meters})")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ledger import BlockBody, BlockType, LedgerStore, open_envelope
+from p2pnode.transport.address import parse_libp2p_endpoint
 from tests import netnskit
 
 SCENARIO = """\
@@ -221,7 +222,8 @@ def test_compose_swarm_in_network_namespaces(tmp_path):
     measured = check_run(swarm, finished)
     for process in swarm.processes:
         host = lab.host(process.name)
-        assert process.start_line()["peer"] == f"{host.address}:7401"   # advertised, resolved
+        peer = parse_libp2p_endpoint(process.start_line()["peer"])    # libp2p: the default
+        assert f"{peer.host}:{peer.port}" == f"{host.address}:7401"   # advertised, resolved
         assert process.start_line()["dht"] == "0.0.0.0:7400"
     claims = {p.name: p.read_text() for p in (swarm.swarm_dir / "claims").iterdir()}
     assert sorted(claims) == [f"house-{i:04d}" for i in range(len(names))]   # one house each

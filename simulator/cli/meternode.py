@@ -7,8 +7,9 @@ shell): it prepares the house's files in a swarm directory shared by all nodes a
 The house's node is the swarm runner's node for that house
 (:func:`simulator.nodes.node_config`), with ``[timing]`` scaled to ``--speed``.
 
-``health`` asks a node's peer endpoint over HTTP: the negotiation route answers a GET with 405
-(POST only) when the node's event loop is serving.
+``health`` asks a node's peer endpoint: a libp2p endpoint answers multistream-select's header
+(its listener is up; the probe does not reach the node's event loop); over HTTP the negotiation
+route answers a GET with 405 (POST only) when the node's event loop is serving.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def _register_meter_node(sub) -> None:
     parser.add_argument("--peer-port", type=int, default=0,
                         help="TCP port of the peer endpoint (default 0: any; required with "
                              "--host 0.0.0.0)")
+    parser.add_argument("--transport", choices=("libp2p", "http"), default="libp2p",
+                        help="peer links: libp2p (Noise over TCP, yamux; the default) or http")
     parser.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
                         help="DHT address of a node to join through (repeatable; names are "
                              "resolved now)")
@@ -112,7 +115,7 @@ def _register_health(sub) -> None:
                     "loop is serving answers 405 (POST only). Exit 0 when it does, 1 otherwise "
                     "(refused, timed out, another answer). For container health checks.")
     health.add_argument("--peer", required=True, metavar="HOST:PORT",
-                        help="the peer endpoint, e.g. 127.0.0.1:7401")
+                        help="the peer endpoint: 127.0.0.1:7401 or the multiaddr a node prints")
     health.add_argument("--timeout", type=float, default=HEALTH_TIMEOUT_S,
                         help=f"seconds (default {HEALTH_TIMEOUT_S:g})")
     health.set_defaults(func=_health)
@@ -333,6 +336,7 @@ def config_toml(config, issuer_hex: str) -> str:
              f"interval_s = {config.interval_s}", "",
              "[network]", f"host = {_q(net.host)}", f"dht_port = {net.dht_port}",
              f"peer_port = {net.peer_port}", f"advertise = {_q(net.advertise)}",
+             f"transport = {_q(net.transport)}",
              f"bootstrap = [{', '.join(_q(b) for b in net.bootstrap)}]", "",
              "[meter]", 'kind = "csv"', 'path = "meter.csv"', "",
              "[detection]", f"enter_wh = {detection.enter_wh}", f"exit_wh = {detection.exit_wh}",
@@ -357,7 +361,7 @@ def _q(text: str) -> str:
 # -- network -----------------------------------------------------------------------------------
 
 def network_config(host: str, advertise_host: str | None, dht_port: int, peer_port: int,
-                   bootstrap: list[str]):
+                   bootstrap: list[str], transport: str = "libp2p"):
     from p2pnode.config import NetworkConfig, parse_hostport
 
     if host == ANY_HOST and not peer_port:
@@ -372,7 +376,7 @@ def network_config(host: str, advertise_host: str | None, dht_port: int, peer_po
         name, port = parse_hostport(text, "--bootstrap")
         entries.append(f"{_resolve(name, '--bootstrap ' + text)}:{port}")
     return NetworkConfig(host=host, dht_port=dht_port, peer_port=peer_port, advertise=advertise,
-                         bootstrap=tuple(entries))
+                         bootstrap=tuple(entries), transport=transport)
 
 
 def _resolve(name: str, what: str) -> str:
@@ -460,7 +464,7 @@ def _meter_node(args) -> int:
     replay_timing(scenario.interval_s, args.speed)
     start_s = None if args.prepare_only else _check_replay(args, scenario)
     network = network_config(args.host, args.advertise_host, args.dht_port, args.peer_port,
-                             args.bootstrap)
+                             args.bootstrap, args.transport)
     house = pick_house(args.house, scenario.meters, args.dir / "claims", socket.gethostname(),
                        args.first_house)
     try:
@@ -516,10 +520,43 @@ def _replay(args, config_path: Path, start_s: float) -> int:
     return asyncio.run(run._serve(config, meter, clock, args.speed, until))
 
 
+MULTISTREAM = b"\x13/multistream/1.0.0\n"   # varint length, protocol id, newline
+
+
+def _speaks_libp2p(host: str, port: int, timeout_s: float) -> bool:
+    """A libp2p listener answers multistream-select's header with its own (an HTTP endpoint
+    answers 400); the Noise handshake is not attempted (the node counts the probe as
+    ``libp2p_security_refused``)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.sendall(MULTISTREAM)
+            got = b""
+            while len(got) < len(MULTISTREAM):
+                chunk = conn.recv(len(MULTISTREAM) - len(got))
+                if not chunk:
+                    break
+                got += chunk
+    except OSError:
+        return False
+    return got == MULTISTREAM
+
+
 def _health(args) -> int:
-    host, _, port = args.peer.rpartition(":")     # light on purpose: probes run every few seconds
+    from p2pnode.transport.address import parse_libp2p_endpoint   # pure: no libp2p import
+
+    peer = args.peer
+    if peer.startswith("/"):     # the multiaddr a libp2p node prints as its "peer"
+        parsed = parse_libp2p_endpoint(peer)
+        if isinstance(parsed, str):
+            raise ConfigError(f"--peer: {parsed}")
+        peer = f"{parsed.host}:{parsed.port}"
+    host, _, port = peer.rpartition(":")     # light on purpose: probes run every few seconds
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535")
+        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535 "
+                          "or a libp2p multiaddr")
+    if _speaks_libp2p(host, int(port), args.timeout):
+        print(f"healthy: {host}:{port} speaks libp2p (multistream-select)")
+        return 0
     url = f"http://{host}:{port}{HEALTH_PATH}"
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never a proxy
