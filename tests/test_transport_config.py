@@ -23,13 +23,13 @@ def test_a_config_file_defaults_to_libp2p_code_to_http():
                                   {"enabled": True, "transformer_meter": "t.csv"}])
 def test_a_node_in_a_feeder_role_defaults_to_http_and_refuses_libp2p(role, tmp_path):
     assert config_from_dict({"feeder_role": role}, tmp_path).network.transport == "http"
-    with pytest.raises(ConfigError, match=r"\[network\] transport = 'libp2p': must be \"http\" "
+    with pytest.raises(ConfigError, match=r"\[network\] transport = \"libp2p\": must be \"http\" "
                                           r"for a node in a \[feeder_role\]"):
         config_from_dict({"feeder_role": role, "network": {"transport": "libp2p"}}, tmp_path)
 
 
 def test_an_unknown_transport_is_refused_by_name():
-    with pytest.raises(ConfigError, match=r"\[network\] transport = 'quic': must be one of "
+    with pytest.raises(ConfigError, match=r"\[network\] transport = \"quic\": must be one of "
                                           r"http, libp2p"):
         config_from_dict({"network": {"transport": "quic"}})
 
