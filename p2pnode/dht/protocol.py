@@ -15,9 +15,10 @@ routing table, but changes what kademlia gets wrong for signed offers:
   the wrong keys or none);
 * no amplification: an unknown caller is not welcomed on its word -- its claimed address may be
   somebody else's (UDP source addresses are not checked by anybody).  It gets the reply to its
-  request and one ping, sent once (no resend), unless a ping to that address is already out,
-  at most :data:`VERIFY_PINGS_PER_S` in all: only when it answers (from that address, with the
-  key that hashes to its id) is it added to the routing table and handed records.  So a
+  request; it enters the routing table and is handed the records it should hold only once its
+  address is checked: it answered a request of ours from there before, or it answers one
+  ping, sent once (no resend), unless a ping to that address is out or failed in the last
+  :data:`VERIFY_RETRY_S`, at most :data:`VERIFY_PINGS_PER_S` in all.  So a
   request from an unknown contact draws at most its reply and one ping (a ping: under 3x its
   bytes; kademlia's package and this module before sent every record held close to the
   caller's id: one 62-byte ping drew 381 KB).  The hand-over itself scans every key held: it
@@ -86,6 +87,8 @@ NO_REPLY = object()     # what a request returns when no reply came in time
 VERIFY_PINGS_PER_S = 100.0     # pings to unknown callers (address checks), all callers together
 VERIFY_BURST = 200
 MAX_VERIFYING = 4096           # address checks in flight at once
+VERIFY_RETRY_S = 5.0           # an address whose check failed is not checked again sooner
+MAX_ANSWERED = 8192            # addresses remembered as having answered our requests
 HANDOVER_KEYS_PER_S = 4096.0   # keys scanned per second for hand-overs to new contacts
 HANDOVER_BURST_KEYS = 8192
 MAX_HANDOVER_RECORDS = 512     # records handed to one new contact
@@ -223,6 +226,10 @@ class OfferProtocol(KademliaProtocol):
             collections.OrderedDict())
         self._verify_budget = TokenBucket(VERIFY_PINGS_PER_S, VERIFY_BURST)
         self._verifying: set[tuple[str, int]] = set()   # addresses with a check ping out
+        self._failed_at: dict[tuple[str, int], float] = {}   # address -> when its check failed
+        # address -> node id that answered a request of ours from there (most recent last)
+        self._answered: collections.OrderedDict[tuple[str, int], bytes] = (
+            collections.OrderedDict())
         self._handover_budget = TokenBucket(HANDOVER_KEYS_PER_S, HANDOVER_BURST_KEYS)
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping, "store": self.rpc_store,
@@ -292,15 +299,18 @@ class OfferProtocol(KademliaProtocol):
     def _contact(self, sender, public: Any) -> Node:
         """The caller as a routing contact, its id derived from its public key.
 
-        A known contact (same id, same address) stays as it is; an unknown one that would enter
-        a bucket is only checked with a ping (see the module doc): it enters when it answers.
+        A known contact (same id, same address) stays as it is, and so does one that answered a
+        request of ours from that address (welcomed); another unknown one that would enter a
+        bucket is checked with a ping first (see the module doc): it enters when it answers.
         """
         contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
         if contact.id == self.source_node.id:
             raise wire.WireError("a peer claims our own key")
         if self._is_known(contact):
             return contact
-        if self.router.admits(contact):
+        if self._answered.get((contact.ip, contact.port)) == contact.id:
+            self.welcome_if_new(contact)   # it answered us from there: its address is checked
+        elif self.router.admits(contact):
             self._verify(contact)
         else:   # it would only wait in a full bucket's replacement cache: no records, no ping
             self.router.add_contact(contact)
@@ -314,10 +324,10 @@ class OfferProtocol(KademliaProtocol):
     def _verify(self, contact: Node) -> None:
         """Ping an unknown caller once (rate-limited); it is welcomed if it answers."""
         address = (contact.ip, contact.port)
-        if address in self._verifying:
+        now = time.monotonic()
+        if address in self._verifying or now - self._failed_at.get(address, -1e9) < VERIFY_RETRY_S:
             return
-        if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(
-                1, time.monotonic()):
+        if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(1, now):
             self.counters["verify_skipped"] += 1
             return
         self._verifying.add(address)
@@ -325,10 +335,15 @@ class OfferProtocol(KademliaProtocol):
         self.spawn(self._check_caller(contact, address))
 
     async def _check_caller(self, contact: Node, address: tuple[str, int]) -> None:
-        try:
-            await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
+        answered = None
+        try:   # on an answer, _ask welcomes it (and hands records over)
+            answered = await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
         finally:
             self._verifying.discard(address)
+            if answered is None:
+                if len(self._failed_at) >= MAX_VERIFYING:
+                    self._failed_at.clear()
+                self._failed_at[address] = time.monotonic()
 
     def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
@@ -356,7 +371,8 @@ class OfferProtocol(KademliaProtocol):
         return [[n.id, n.ip, n.port] for n in found]
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add a new contact; first send it the records it should hold (Kademlia paper, 2.5).
+        """Add a new contact whose address is checked; first send it the records it should
+        hold (Kademlia paper, 2.5).
 
         A caller that only enters a replacement cache (its bucket is full and may not split) is
         far from us, so not among the k closest to any key we hold: it gets no records, and the
@@ -458,8 +474,17 @@ class OfferProtocol(KademliaProtocol):
             log.debug("bad %s reply from %s: %s", name, node, exc)
             self.router.remove_contact(node)  # penalty: forget a contact that talks garbage
             return None
+        self._remember_answer(node)
         self.welcome_if_new(node)
         return value
+
+    def _remember_answer(self, node: Node) -> None:
+        address = (node.ip, node.port)
+        self._answered[address] = node.id
+        self._answered.move_to_end(address)
+        self._failed_at.pop(address, None)
+        if len(self._answered) > MAX_ANSWERED:
+            self._answered.popitem(last=False)
 
     def call_ping(self, node_to_ask: Node) -> asyncio.Future:
         """Check a contact is alive (the routing table calls this with ``ensure_future``)."""
@@ -481,6 +506,7 @@ class OfferProtocol(KademliaProtocol):
         if public == self.public:
             return None
         contact = Node(node_id(public), address[0], address[1])
+        self._remember_answer(contact)
         self.welcome_if_new(contact)
         return contact
 
