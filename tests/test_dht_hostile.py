@@ -10,7 +10,7 @@ from kademlia.node import Node
 
 from p2pnode.dht import protocol as protocol_module
 from p2pnode.dht.budget import TokenBucket
-from p2pnode.dht.protocol import diverse
+from p2pnode.dht.routing import diverse
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.offers import record_keys
 from simulator.hostile import UdpProbe, ping_flood
