@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 from kademlia.node import Node
 
 from p2pnode.dht import protocol as protocol_module
 from p2pnode.dht.budget import TokenBucket
-from p2pnode.dht.protocol import diverse
+from p2pnode.dht.routing import diverse
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.offers import record_keys
 from simulator.hostile import UdpProbe, ping_flood
@@ -30,26 +31,28 @@ def test_diverse_keeps_at_most_n_contacts_per_address_in_order():
     assert diverse(nodes, None) == nodes
 
 
-def test_an_unknown_caller_is_welcomed_and_handed_records_only_once_it_answers():
+def test_an_unknown_caller_is_handed_records_only_once_it_answers_from_its_address():
     async def main():
         clock = Clock()
-        holder = OfferDHT(key("holder"), settings=FAST, clock=clock)
+        settings = dataclasses.replace(FAST, max_contacts_per_host=2)
+        holder = OfferDHT(key("holder"), settings=settings, clock=clock)
         await holder.start("127.0.0.1", 0)
         offers = [sealed(key(f"seller {i}"), price=i * 250_000) for i in range(5)]
         for offer in offers:
             assert holder.storage.offer(record_keys(offer.message)[0], offer.raw) is None
-        probe = await UdpProbe.open("127.0.0.1")
+        probe = await UdpProbe.open("127.0.0.5")          # never answers
         newcomer = OfferDHT(key("newcomer"), settings=FAST, clock=clock)
         try:
+            await newcomer.start("127.0.0.1", 0, [holder.address])   # answers the check
+            await settle(lambda: len(newcomer.storage) == 5)         # and is handed the records
+            assert holder.counters()["verify_pings"] == 1
             await ping_flood(probe, [holder.address], 50, random.Random(1))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.5)
+            assert holder.counters()["verify_pings"] == 2     # one check of the probe's address
+            assert probe.amplification < 1.5                  # replies and that ping: no records
             router = holder.server.protocol.router
-            assert router.find_neighbors(holder.server.node) == []     # the probe never answered
-            assert holder.counters()["verify_pings"] == 1              # one ping per address
-            assert probe.amplification < 1.5
-            await newcomer.start("127.0.0.1", 0, [holder.address])     # answers the check
-            await settle(lambda: len(newcomer.storage) == 5)           # and is handed the records
-            assert [n.id for n in router.find_neighbors(holder.server.node)] == [newcomer.node_id]
+            ips = [n.ip for n in router.find_neighbors(holder.server.node, k=20)]
+            assert ips == ["127.0.0.1"]                       # the probe never entered
         finally:
             probe.close()
             await newcomer.stop()
