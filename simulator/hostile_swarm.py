@@ -25,10 +25,11 @@ from pathlib import Path
 
 from ledger import CreditVoucher, LedgerError, LedgerRules, SigningKey, audit, seal
 from ledger.verify import ForkProof
-from p2pnode.config import CreditConfig, NetworkConfig, NodeConfig, Timing
+from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node
+from p2pnode.trading.schedule import events
 from p2pnode.offers import offer_key, price_band
 from simulator import hostile
 from simulator.swarm import VirtualClock
@@ -44,6 +45,8 @@ TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=0.3, attempts=3, m
 DHT = DHTSettings(ksize=10, rpc_timeout_s=0.3, lookup_timeout_s=3.0, publish_timeout_s=3.0)
 ISSUER = SigningKey.from_seed(hashlib.sha256(b"hostile swarm issuer").digest())
 CREDIT = CreditConfig(trusted_issuers=(ISSUER.public.hex(),))
+MARKET = MarketConfig(mode="ex_post")   # metered intervals: the attacks hit the DHT, the peer
+                                        # links and the ledger the same in every market mode
 CREDIT_MICRO = 50_000_000
 
 
@@ -77,7 +80,7 @@ class HostileSwarm:
             key = SigningKey.from_seed(hashlib.sha256(f"hostile {self.seed} {i}".encode()).digest())
             config = NodeConfig(ledger=self.workdir / f"node-{i}.db", feeder=FEEDER, timing=TIMING,
                                 credit=CREDIT, location=f"0/{10 * i}/0",
-                                network=NetworkConfig(host=honest_host(i)))
+                                network=NetworkConfig(host=honest_host(i)), market=MARKET)
             self.keys.append(key)
             self.configs.append(config)
             node = await self._launch(i)
@@ -119,12 +122,9 @@ class HostileSwarm:
     async def interval(self, index: int) -> int:
         """Trade interval ``index`` on every live node; the trades honest buyers made in it."""
         start = self.start_of(index)
-        end = start + INTERVAL_S
-        for offset, step in ((0, Node.open_interval), (TIMING.buy_delay_s, Node.buy),
-                             (TIMING.window_s, Node.settle),
-                             (TIMING.window_s + 1, Node.close_interval)):
-            self.clock.now_s = end + offset
-            await asyncio.gather(*(step(node, start) for node in self.live))
+        for at, step, _ in events(self.configs[0], [start]):
+            self.clock.now_s = at
+            await asyncio.gather(*(node.step(step, start) for node in self.live))
         return sum(1 for node in self.live for trade in node.bought.values()
                    if trade.payload.interval_start_s == start)
 
