@@ -216,12 +216,14 @@ class FeederCollector:
         yield CounterMetricFamily("p2p_feeder_intervals", "feeder intervals closed",
                                   value=counters.get("intervals_closed", 0))
         if book is not None and book.history:
-            yield from self._latest(book.history[-1])
+            yield from self._latest(book.history[-1], book.history)
 
-    def _latest(self, booked):
-        if booked.loss_wh is not None:
+    def _latest(self, booked, history=()):
+        measured = next((b for b in reversed(history) if b.loss_wh is not None), booked)
+        if measured.loss_wh is not None:   # an interval without a transformer reading has none
             yield GaugeMetricFamily("p2p_feeder_loss_kwh", "unaccounted energy T + G - C of the "
-                                    "latest closed interval", value=booked.loss_wh / 1000)
+                                    "latest closed interval that has a transformer reading",
+                                    value=measured.loss_wh / 1000)
         yield GaugeMetricFamily("p2p_feeder_alert", "1 while the persistent-loss alert is raised",
                                 value=int(booked.alert))
         energy = GaugeMetricFamily("p2p_feeder_energy_kwh", "the latest closed interval's energy",

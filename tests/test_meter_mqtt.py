@@ -200,7 +200,8 @@ def test_p2pnode_run_trades_from_a_live_meter(broker, tmp_path):
     (tmp_path / "node.toml").write_text(
         'key_file = "node.key"\nledger = "node.db"\n[meter]\nkind = "mqtt"\n'
         f'port = {broker.port}\ntopic = "{TOPIC}"\nstale_after_s = 120\n'
-        "[timing]\nbuy_delay_s = 30\nwindow_s = 300\nrequest_timeout_s = 0.5\n")
+        "[timing]\nbuy_delay_s = 30\nwindow_s = 300\nrequest_timeout_s = 0.5\n"
+        '[market]\nmode = "ex_post"\n')   # each interval on what the live meter measured
     speed, start = 60.0, T0
     p2pnode = str(Path(sys.executable).with_name("p2pnode"))
     proc = subprocess.Popen([p2pnode, "run", "--config", str(tmp_path / "node.toml"), "--speed",
