@@ -58,6 +58,9 @@ class LedgerRules:
     max_deposit_micro: int = 10**12
     trusted_issuers: frozenset[bytes] | None = None  # None: any issuer's voucher is accepted
     trusted_meters: frozenset[bytes] = frozenset()  # meter keys besides the author's own
+    # True: a MINT needs a reading signed by one of ``trusted_meters``; the author's own
+    # (self-signed) reading is refused -- a node cannot mint from a reading it made up.
+    require_trusted_meter: bool = False
     max_clock_skew_ms: int = 5 * 60_000
 
 
@@ -178,6 +181,8 @@ def check_block(block: Block, signature_ok: bool, state: ChainState, rules: Ledg
 def _check_mint(body: BlockBody, state: ChainState, rules: LedgerRules):
     payload, reading = body.payload, body.payload.reading
     if reading.meter == body.author:
+        if rules.require_trusted_meter and reading.meter not in rules.trusted_meters:
+            yield READING, "the reading is signed by the node itself, not by a trusted meter key"
         if payload.reading_sig:
             yield READING, "the author's own reading is signed by the block; reading_sig must be empty"
     else:

@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import secrets
-import stat
 import time
 from pathlib import Path
 
@@ -47,7 +46,8 @@ from ledger.verify import ForkProof
 from p2pnode import api_views as views
 from p2pnode.api_metrics import CONTENT_TYPE_LATEST, metrics_text, node_registry
 from p2pnode.api_schema import API_PREFIX, openapi_document
-from p2pnode.errors import ConfigError, NodeError
+from p2pnode.errors import ConfigError, FileLimitError, NodeError
+from p2pnode.files import TOKEN_FILE_MAX_BYTES, read_private
 
 __all__ = ["ApiError", "ApiServer", "DASHBOARD_DIR", "MIN_TOKEN_CHARS", "create_token_file",
            "load_token"]
@@ -81,18 +81,14 @@ def load_token(path: Path) -> str:
     """Read the bearer token, refusing a missing, empty, weak or group/other-accessible file."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        text = read_private(path, TOKEN_FILE_MAX_BYTES, "API token file").decode("utf-8")
     except FileNotFoundError:
         raise ApiError(f"API token file {path} does not exist; "
                        + TOKEN_HINT.format(path=path)) from None
-    except OSError as exc:
-        raise ApiError(f"cannot read API token file {path}: {exc.strerror}") from exc
+    except FileLimitError as exc:
+        raise ApiError(str(exc)) from None
     except UnicodeDecodeError:
         raise ApiError(f"API token file {path} is not UTF-8 text") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ApiError(f"API token file {path} is accessible by others "
-                       f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`")
     token = text.strip()
     if not token:
         raise ApiError(f"API token file {path} is empty; " + TOKEN_HINT.format(path=path))

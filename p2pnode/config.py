@@ -6,11 +6,15 @@ at least 0``.  Prices are in currency units per kWh here (what a person writes);
 them into the ledger's integer µ per kWh.  Layout::
 
     key_file = "node.key"        ledger = "node.db"        feeder = "feeder-1"
+    key_passphrase_file = "node.pass"   or   key_passphrase_env = "P2P_KEY_PASSPHRASE"
+                                 # an encrypted (PKCS#8) key file's passphrase: at most one
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
                    bootstrap = ["host:port", ...]
-    [meter]        kind = "csv" | "profile", path (CSV: interval_start_s,generation_wh,consumption_wh)
+    [meter]        kind = "csv" | "external", path (CSV: interval_start_s,generation_wh,consumption_wh),
+                   key_file (the meter's own signing key: a replay meter signs as a real one),
+                   trusted_keys = ["hex public keys"] (mint only from readings they signed)
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
@@ -39,6 +43,7 @@ from pathlib import Path
 from optimizer.selection import STRATEGIES, SelectionConfig, Weights
 from p2pnode.balance import DetectionConfig
 from p2pnode.errors import ConfigError
+from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
@@ -98,14 +103,26 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class MeterConfig:
+    """The meter: a CSV replay (``kind = "csv"``) or one given in code (``"external"``: firmware,
+    the simulator).  ``key_file``: the meter's own Ed25519 key, separate from the node key; a
+    replay meter signs each reading with it as a real smart meter does.  ``trusted_keys``: meter
+    public keys whose signed readings this node mints from; when set, nothing else is minted
+    (see :mod:`p2pnode.minting`)."""
+
     kind: str = "csv"
     path: Path | None = None
+    key_file: Path | None = None
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.kind not in ("csv",):
-            _fail("meter", "kind", self.kind, 'must be "csv" (other meters are built in code)')
-        if self.path is None:
+        if self.kind not in ("csv", "external"):
+            _fail("meter", "kind", self.kind,
+                  'must be "csv" or "external" (a meter given in code)')
+        if self.kind == "csv" and self.path is None:
             _fail("meter", "path", None, "is required for a csv meter")
+        for key in self.trusted_keys:
+            if not _is_public_key(key):
+                _fail("meter", "trusted_keys", key, "must be 64 hex digits (a public key)")
 
 
 @dataclass(frozen=True)
@@ -290,6 +307,8 @@ def _check_report_url(url) -> None:
 class NodeConfig:
     ledger: Path = Path("node.db")
     key_file: Path | None = None   # None: the key is passed to Node in code
+    key_passphrase_file: Path | None = None   # encrypted key file: its passphrase's file
+    key_passphrase_env: str = ""              # ... or the environment variable holding it
     feeder: str = "default"
     location: str = ""
     interval_s: int = 900
@@ -315,6 +334,12 @@ class NodeConfig:
         if self.timing.window_s > self.interval_s:
             _fail("timing", "window_s", self.timing.window_s,
                   f"must not exceed interval_s ({self.interval_s})")
+        if self.key_passphrase_file is not None and self.key_passphrase_env:
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "give key_passphrase_file or key_passphrase_env, not both")
+        if self.key_passphrase_env and not self.key_passphrase_env.isidentifier():
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "must be an environment variable name")
         if self.feeder_role.grace_s >= self.interval_s:
             _fail("feeder_role", "grace_s", self.feeder_role.grace_s,
                   f"must be less than interval_s ({self.interval_s})")
@@ -326,9 +351,11 @@ def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file; relative paths are relative to the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_bounded(path, CONFIG_MAX_BYTES, "config file").decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import csv
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,8 @@ from ledger import SigningKey
 from optimizer.markets import LossWatch
 from optimizer.powerflow import PowerFlowError
 from p2pnode.config import NodeConfig
-from p2pnode.errors import ConfigError
+from p2pnode.errors import ConfigError, FileLimitError
+from p2pnode.files import CSV_MAX_BYTES, read_bounded
 from p2pnode.feeder import Answer, FeederBook, FeederInterval, FeederSettings
 from p2pnode.feeder_report import FEEDER_REPORT_PATH, report_for
 from p2pnode.meter import Reading
@@ -52,11 +54,13 @@ class CsvTransformerMeter(TransformerMeter):
         self.path, self.interval_s = Path(path), interval_s
         self.readings: dict[int, int] = {}
         try:
-            with self.path.open(newline="") as handle:
-                self._load(csv.DictReader(handle))
+            text = read_bounded(self.path, CSV_MAX_BYTES, "transformer meter CSV").decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"[feeder_role] transformer_meter: {self.path}: cannot read "
                               f"({exc.strerror})") from exc
+        except (UnicodeDecodeError, FileLimitError) as exc:
+            raise ConfigError(f"[feeder_role] transformer_meter: {self.path}: {exc}") from None
+        self._load(csv.DictReader(io.StringIO(text, newline="")))
 
     def _load(self, rows: csv.DictReader) -> None:
         missing = [c for c in self.COLUMNS if c not in (rows.fieldnames or ())]

@@ -63,7 +63,7 @@ from pathlib import Path
 
 from ledger import (
     SYNC_MODES, BlockBody, BlockRejected, BlockType, CreditVoucher, DecodeError, GridPayload,
-    Ledger, LedgerError, LedgerRules, LedgerStore, MeterReading, Sealed, SettlementPayload,
+    Ledger, LedgerError, LedgerStore, Sealed, SettlementPayload,
     SigningKey, TradePayload, decode_envelope, open_envelope, seal, unseal,
 )
 from p2pnode.balance import Balance, next_balance
@@ -72,7 +72,9 @@ from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
-from p2pnode.identity import load_key_file
+from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
+from p2pnode.identity import load_node_key
+from p2pnode.minting import ledger_rules, mint_reading
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import (
     Kind, PeerReply, PeerRequest, ReplayGuard, Status, check_proposal, check_reply, parse_request,
@@ -184,7 +186,7 @@ class Node:
         if key is None:
             if config.key_file is None:
                 raise ConfigError("key_file = None: a node needs a key (key_file or key=)")
-            key = load_key_file(config.key_file)
+            key = load_node_key(config)
         self.config, self.meter, self.key, self.clock = config, meter, key, clock
         self.public = key.public
         self.delivery = delivery or (lambda trade: trade.payload.energy_wh)
@@ -218,11 +220,8 @@ class Node:
         if self._started:
             raise RuntimeError("the node is already started")
         self._started = True
-        issuers = self.config.credit.trusted_issuers
-        rules = LedgerRules(trusted_issuers=frozenset(bytes.fromhex(i) for i in issuers)
-                            if issuers else None)
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
-                             rules)
+                             ledger_rules(self.config))
         for path in self.config.credit.vouchers:
             self.deposit_file(path)
         for item in pending_purchases(self.ledger):   # a restart: finish what was pending
@@ -282,7 +281,7 @@ class Node:
 
     def deposit_file(self, path: Path) -> None:
         try:
-            voucher = unseal(Path(path).read_bytes(), CreditVoucher)
+            voucher = unseal(read_bounded(Path(path), VOUCHER_MAX_BYTES, "voucher"), CreditVoucher)
         except OSError as exc:
             raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
         except LedgerError as exc:
@@ -306,9 +305,9 @@ class Node:
         start, config = reading.interval_start_s, self.config
         surplus = reading.net_wh
         if start not in self.ledger.state.minted:
-            signed = seal(MeterReading(self.public, start, reading.interval_s,
-                                       reading.generation_wh, reading.consumption_wh), self.key)
-            self.ledger.mint(signed, surplus, self._now_ms())
+            minted = mint_reading(self.ledger, reading, self.key, self._now_ms())
+            if isinstance(minted, str):
+                self.counters[f"mint_refused_{minted}"] += 1
         offered = min(self.ledger.tokens_wh(start), max(0, surplus - config.constraints.reserve_wh))
         hour = (start % 86400) / 3600
         supply, demand = self._market_view

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from p2pnode.errors import FileLimitError
+from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
 from simulator.profiles import DAY_S, MAX_DAYS, MAX_HOUSES, MIN_INTERVAL_S, ProfileSpec
@@ -122,13 +124,13 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem in it."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_bounded(Path(path), CONFIG_MAX_BYTES, "scenario file").decode("utf-8")
+    except (OSError, UnicodeDecodeError, FileLimitError) as exc:
         raise ScenarioError([Problem("", "file", MISSING, f"cannot be read: {exc}")],
                             source) from exc
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ScenarioError([Problem("", "file", MISSING, f"is not valid TOML: {exc}")],
                             source) from exc
     return scenario_from_dict(raw, source)

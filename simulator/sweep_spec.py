@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from p2pnode.errors import FileLimitError
+from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
 from simulator.errors import MISSING, Problem, ScenarioError, SimulatorError
 from simulator.scenario import Scenario, load_scenario, scenario_from_dict
 from simulator.sweep_scenario import RESERVED_PATHS, apply, scenario_to_raw, variable_paths
@@ -183,11 +185,11 @@ def load_sweep(path: str | Path, *, workers: int | None = None) -> SweepSpec:
     problem, :class:`ScenarioError` (the base file's own) if the base scenario is invalid."""
     source = str(path)
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = tomllib.loads(read_bounded(Path(path), CONFIG_MAX_BYTES, "sweep file").decode("utf-8"))
+    except (OSError, UnicodeDecodeError, FileLimitError) as exc:
         raise SweepError([Problem("", "file", MISSING, f"cannot be read: {exc}")],
                          source) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise SweepError([Problem("", "file", MISSING, f"is not valid TOML: {exc}")],
                          source) from exc
     return sweep_from_dict(raw, Path(path).parent, source, workers=workers)

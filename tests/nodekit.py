@@ -50,8 +50,10 @@ class Swarm:
 
 @contextlib.asynccontextmanager
 async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None = None,
-                constraints: dict[int, Constraints] | None = None):
-    """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit)."""
+                constraints: dict[int, Constraints] | None = None, configure=None):
+    """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit).
+
+    ``configure(i, config, meter) -> (config, meter)`` changes node ``i``'s before it starts."""
     clock = VirtualClock(START)
     nodes = []
     try:
@@ -61,6 +63,8 @@ async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None 
                                 constraints=(constraints or {}).get(i, Constraints()))
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
                                  [max(-n, 0) for n in nets])
+            if configure is not None:
+                config, meter = configure(i, config, meter)
             node = Node(config, meter, key=key(i), clock=clock, dht_settings=DHT, faults=faults)
             await node.start()
             nodes.append(node)

@@ -24,6 +24,9 @@ def register(sub) -> None:
     verify.add_argument("dbs", nargs="+", type=Path, metavar="DB", help="ledger database file")
     verify.add_argument("--trusted-issuer", action="append", default=None, metavar="HEXKEY",
                         help="accept credit vouchers only from this issuer key (repeatable)")
+    verify.add_argument("--trusted-meter", action="append", default=None, metavar="HEXKEY",
+                        help="accept MINT blocks only from readings signed by this meter key "
+                             "(repeatable; a node's self-signed readings are then refused)")
     verify.add_argument("--quiet", action="store_true", help="print problems only, no summary")
     verify.set_defaults(func=_verify)
 
@@ -41,14 +44,25 @@ def _open(path: Path) -> LedgerStore:
     return LedgerStore(path)
 
 
+def _keys(values: list[str] | None, option: str) -> frozenset[bytes] | None:
+    if values is None:
+        return None
+    keys = set()
+    for value in values:
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise StoreError(f"{option} {value!r}: expected a hex public key (64 hex digits)")
+        keys.add(key)
+    return frozenset(keys)
+
+
 def _rules(args) -> LedgerRules:
-    if args.trusted_issuer is None:
-        return LedgerRules()
-    try:
-        issuers = frozenset(bytes.fromhex(key) for key in args.trusted_issuer)
-    except ValueError:
-        raise StoreError("--trusted-issuer: expected a hex public key") from None
-    return LedgerRules(trusted_issuers=issuers)
+    meters = _keys(getattr(args, "trusted_meter", None), "--trusted-meter")
+    return LedgerRules(trusted_issuers=_keys(args.trusted_issuer, "--trusted-issuer"),
+                       trusted_meters=meters or frozenset(), require_trusted_meter=bool(meters))
 
 
 def _verify(args) -> int:

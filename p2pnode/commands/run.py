@@ -109,6 +109,10 @@ def _run(args) -> int:
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = parse_time(args.start)
     meter = CsvReplayMeter(config.meter.path, config.interval_s)
+    if config.meter.key_file is not None:   # the replay stands in for a signing smart meter
+        from p2pnode.identity import load_key_file
+        from p2pnode.meter import SigningMeter
+        meter = SigningMeter(meter, load_key_file(config.meter.key_file))
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
