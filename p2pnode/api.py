@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -331,11 +330,9 @@ class ApiServer:
 
     async def put_settings(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise views.BadRequest(f"body is not valid JSON: {exc}") from None
-        constraints = views.parse_constraints(body)
+        if request.content_length is not None and request.content_length > views.MAX_BODY_BYTES:
+            raise views.BadRequest(f"body is over {views.MAX_BODY_BYTES} bytes")
+        constraints = views.parse_settings_body(await request.content.read(views.MAX_BODY_BYTES + 1))
         try:
             config = dataclasses.replace(self.node.config, constraints=constraints)
         except ConfigError as exc:

@@ -45,6 +45,11 @@ NODE_DROP_PREFIXES = {"peer_dropped_": "peer", "reply_dropped_": "reply", "dropp
 DHT_FAILURES = frozenset({"rpc_timeout", "no_reply", "publish_timeout", "socket_error"})
 
 
+MAX_BODY_BYTES = 16 * 1024     # a settings body is about 150 bytes
+MAX_JSON_DEPTH = 8
+MAX_NUMBER_CHARS = 40
+
+
 class BadRequest(ValueError):
     """A request the API refuses (400); ``field`` names the offending field or parameter."""
 
@@ -318,6 +323,56 @@ def feeder_view(role, limit: int) -> dict:
 
 def settings_view(constraints: Constraints) -> dict:
     return dataclasses.asdict(constraints)
+
+
+def parse_settings_body(raw: bytes) -> Constraints:
+    """The constraints of a ``PUT /api/v1/settings`` body; :class:`BadRequest` says what is wrong.
+
+    Bounded: at most :data:`MAX_BODY_BYTES`, JSON nested at most :data:`MAX_JSON_DEPTH` deep and
+    numbers of at most :data:`MAX_NUMBER_CHARS` characters (a 5000-digit integer or a 20k-deep
+    array is a 400, not a 500)."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"body is over {MAX_BODY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise BadRequest(f"body is nested more than {MAX_JSON_DEPTH} deep")
+    try:
+        body = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float,
+                          parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    return parse_constraints(body)
+
+
+def _nesting(text: str) -> int:
+    """Upper bound of the JSON nesting depth (brackets inside strings count too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number {text[:12]}... has more than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number {text[:12]}... has more than {MAX_NUMBER_CHARS} characters")
+    return float(text)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_constraints(body: object) -> Constraints:

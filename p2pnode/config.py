@@ -65,12 +65,19 @@ def _fail(section: str, key: str, value, reason: str) -> typing.NoReturn:
     raise ConfigError(f"{where}{key} = {value!r}: {reason}")
 
 
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:   # an int too large for a float
+        return False
+
+
 def _number(section: str, key: str, value, low: float = 0.0, high: float = math.inf,
             integer: bool = False) -> None:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         _fail(section, key, value, "must be an integer" if integer else "must be a number")
-    if not (math.isfinite(value) and low <= value <= high):
+    if not (_finite(value) and low <= value <= high):
         _fail(section, key, value, f"must be between {low} and {high}" if high != math.inf
               else f"must be at least {low}")
 
