@@ -100,7 +100,11 @@ def peer_seeds() -> list[bytes]:
 
 def feeder_seeds() -> list[bytes]:
     start = NOW_S - 1800
-    return [*_both(FeederReport(FUZZ_KEY.public, FEEDER, start, 900, 3000, 500)),
+    reading = MeterReading(FUZZ_KEY.public, start, 900, 3000, 500)
+    meter_sig = FUZZ_KEY.sign(reading.signing_bytes())
+    return [*_both(FeederReport(FUZZ_KEY.public, FEEDER, start, 900, 3000, 500, 2500,
+                                FUZZ_KEY.public, meter_sig)),
+            *_both(FeederReport(FUZZ_KEY.public, FEEDER, start, 900, 3000, 500, 9000)),
             *_both(FeederReport(FUZZ_KEY.public, "other", start, 900, 0, 10**6))]
 
 

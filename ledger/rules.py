@@ -99,6 +99,7 @@ class ChainState:
         self.credit_micro = 0
         self.tokens_wh: dict[int, int] = {}
         self.minted: set[int] = set()
+        self.minted_wh: dict[int, int] = {}   # tokens minted per interval (before any sale)
         self.vouchers: set[bytes] = set()
         self.grid_intervals: set[int] = set()
         self.trades: dict[bytes, TradeState] = {}
@@ -116,6 +117,7 @@ class ChainState:
     def _fold_mint(self, body: BlockBody, payload: MintPayload) -> None:
         interval = payload.reading.interval_start_s
         self.minted.add(interval)
+        self.minted_wh[interval] = self.minted_wh.get(interval, 0) + payload.tokens_wh
         self.tokens_wh[interval] = self.tokens_for(interval) + payload.tokens_wh
 
     def _fold_deposit(self, body: BlockBody, payload: DepositPayload) -> None:

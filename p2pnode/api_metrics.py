@@ -174,6 +174,12 @@ class FeederCollector:
             if name.startswith(prefix):
                 dropped.add_metric([name[len(prefix):]], count)
         yield dropped
+        flags = CounterMetricFamily("p2p_feeder_mint_flags", "members flagged for minting more "
+                                    "than was measured, by reason", labels=["reason"])
+        for name, count in sorted(counters.items()):
+            if name.startswith("mint_flagged_"):
+                flags.add_metric([name[len("mint_flagged_"):]], count)
+        yield flags
         yield CounterMetricFamily("p2p_feeder_intervals", "feeder intervals closed",
                                   value=counters.get("intervals_closed", 0))
         if book is not None and book.history:

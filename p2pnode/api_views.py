@@ -316,6 +316,9 @@ def feeder_view(role, limit: int) -> dict:
                     "dropped": {name[len(prefix):]: count for name, count in sorted(counters.items())
                                 if name.startswith(prefix)}},
         "intervals_closed": counters.get("intervals_closed", 0),
+        "mint_flags": {name[len("mint_flagged_"):]: count for name, count in sorted(counters.items())
+                       if name.startswith("mint_flagged_")},
+        "flagged_members": dict(sorted(book.flagged.items())) if book is not None else {},
         "latest": feeder_interval_view(history[-1]) if history else None,
         "intervals": [feeder_interval_view(booked) for booked in history],
     }

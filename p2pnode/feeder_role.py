@@ -27,6 +27,7 @@ from p2pnode.errors import ConfigError, FileLimitError
 from p2pnode.files import CSV_MAX_BYTES, read_bounded
 from p2pnode.feeder import Answer, FeederBook, FeederInterval, FeederSettings
 from p2pnode.feeder_report import FEEDER_REPORT_PATH, report_for
+from p2pnode.minting import trusted_meter_keys
 from p2pnode.meter import Reading
 
 __all__ = ["CsvTransformerMeter", "FeederRole", "TransformerMeter"]
@@ -111,7 +112,8 @@ class FeederRole:
             watch=LossWatch(role.loss_threshold_kwh, role.persistence), grace_s=role.grace_s,
             members=frozenset((key.public, *members)) if members else None,
             member_order=tuple(dict.fromkeys((key.public, *members))),
-            buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network)
+            buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network,
+            trusted_meters=trusted_meter_keys(config))
         self.book: FeederBook | None = None
 
     def attach(self, peer_server) -> None:

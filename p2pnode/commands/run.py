@@ -211,7 +211,8 @@ def _feeder_role(config, node, tee, clock):
         return role, None
     if config.feeder_role.report_to:
         reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
-                                  node.counters)
+                                  node.counters,
+                                  minted=lambda start: node.ledger.state.minted_wh.get(start, 0))
         tee.listener = reporter.reading
         return None, reporter
     return None, None
