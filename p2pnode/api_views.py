@@ -378,6 +378,17 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+_INTEGER_FIELDS = frozenset(f.name for f in dataclasses.fields(Constraints) if f.type in (int, "int"))
+
+
+def _integral(name: str, value):
+    """672.0 for an integer field is 672: JSON (and JSON Schema's "integer") does not tell an
+    integer from a float with no fraction (found by schemathesis)."""
+    if name in _INTEGER_FIELDS and type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_constraints(body: object) -> Constraints:
     """A whole new :class:`Constraints` from a JSON body; every field is required."""
     if not isinstance(body, dict):
@@ -386,6 +397,7 @@ def parse_constraints(body: object) -> Constraints:
     for key in body:
         if key not in names:
             raise BadRequest(f"unknown field {key!r}; fields: {', '.join(names)}", key)
+    body = {key: _integral(key, value) for key, value in body.items()}
     for name in names:
         if name not in body:
             raise BadRequest(f"field {name!r} is missing (PUT replaces every constraint)", name)
