@@ -16,9 +16,11 @@ reading.  A member is flagged for the interval, with a reason, when
     supply T (import positive) the physical balance is ``sum(G) - sum(C) = losses - T``, so the
     tokens all members could honestly mint are at most the members' reported deficits minus T
     plus the technical losses: ``excess = sum(minted) - (sum(deficit) - T) - tolerance``.  A
-    positive excess is energy tokenised that the feeder never saw; it is attributed to the
-    minting members whose readings no trusted meter vouches for (a member with a verified
-    reading cannot have inflated it), largest minting first, until the excess is covered.
+    positive excess is energy tokenised that the feeder never saw.  Every minting member whose
+    reading no trusted meter vouches for is flagged: one of them inflated its reading, and
+    the balance alone cannot tell which (a member with a verified reading cannot have).  With
+    meter keys on every honest meter only the liars remain; without, every unverified minter
+    of the interval is a suspect -- the false alarms that meter keys remove.
 
 :func:`cross_check` returns a :class:`MintCheck` per interval; the feeder book counts flags per
 member and reason (``mint_flagged_<reason>``) and shows them in its API and metrics.
@@ -95,12 +97,7 @@ def cross_check(mints: Iterable[MemberMint], transformer_wh: int | None, toleran
     if transformer_wh is not None:
         allowed = sum(m.deficit_wh for m in mints) - transformer_wh + tolerance_wh
         excess = minted - allowed
-        remaining = excess
-        suspects = sorted((m for m in mints if m.minted_wh > 0 and m.member not in verified),
-                          key=lambda m: (-m.minted_wh, m.member))
-        for m in suspects:
-            if remaining <= 0:
-                break
-            flags.append((m.member, "mint_over_transformer"))
-            remaining -= m.minted_wh
+        if excess > 0:
+            flags += [(m.member, "mint_over_transformer") for m in mints
+                      if m.minted_wh > 0 and m.member not in verified]
     return MintCheck(minted, excess, tuple(flags))

@@ -57,11 +57,15 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     had agreed but not settled when it went down that never settled (its new node does not
     know them); ``reachable_optimum_kwh``: the optimum over the honest nodes that are up
     (the summary's optimum counts every house, attackers and offline intervals included), and
-    ``reachable_match_ratio`` the local match against it."""
+    ``reachable_match_ratio`` the local match against it.  With lying houses or meter keys, the
+    feeder's cross-check of minted tokens (:func:`simulator.mint_audit.summarise`:
+    ``lying_nodes``, ``lying_caught``, ``lying_missed``, ``honest_flagged``, ``mint_flags_*``,
+    ``mint_excess_kwh``; ``untrusted_mints`` with meter keys)."""
     counters = swarm.counters
+    mint_check = swarm.mint_check or {}
     if not (swarm.attackers or counters.get("churn_outages")):
-        return {}
-    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers)}
+        return dict(mint_check)
+    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers), **mint_check}
     stats.update({name: counters.get(name, 0) for name in (
         "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
         "forged_records_held")})

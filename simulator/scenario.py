@@ -12,7 +12,8 @@ key is an error)::
     [selection]   strategy = "ga" | "exact" | "greedy"
     [tariffs]     retail_per_kwh, feed_in_per_kwh, currency, export_limit_kw
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
-    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds
+    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
+                  lying_share, meter_keys
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
 ``quickstart.toml: [faults] loss = 1.5: must be between 0 and 1``.

@@ -93,7 +93,10 @@ class Faults:
     ``delay_ms``: extra one-way delay of every datagram; ``churn_share``: share of nodes that go
     offline and come back during the run; ``malicious_share``: share of nodes that misbehave in
     the ways listed in ``malicious_kinds`` (``forge``: forged or tampered records and messages,
-    ``flood``: request and record flooding).
+    ``flood``: request and record flooding); ``lying_share``: share of houses whose node lies
+    about its meter (reports and mints more generation than was measured, see
+    :mod:`simulator.mint_audit`); ``meter_keys``: every meter signs its readings with its own
+    key and every node mints only from its meter's signed readings (``[meter] trusted_keys``).
     """
 
     loss: float = 0.0
@@ -102,6 +105,8 @@ class Faults:
     churn_share: float = 0.0
     malicious_share: float = 0.0
     malicious_kinds: tuple[str, ...] = MALICIOUS_KINDS
+    lying_share: float = 0.0
+    meter_keys: bool = False
 
     def __post_init__(self):
         check = Checker("faults")
@@ -110,6 +115,9 @@ class Faults:
         check.share("duplication", self.duplication)
         check.share("churn_share", self.churn_share)
         check.share("malicious_share", self.malicious_share)
+        check.share("lying_share", self.lying_share)
+        if not isinstance(self.meter_keys, bool):
+            check.fail("meter_keys", self.meter_keys, "must be true or false")
         self._check_kinds(check)
         check.done()
 

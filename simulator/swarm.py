@@ -20,7 +20,10 @@ scenario apply to the DHT and to negotiation messages alike.  Churn and maliciou
 (``[faults] churn_share``, ``malicious_share``) follow the seeded plan of
 :mod:`simulator.faults`: a churned node is stopped for its outages and restarted on its key,
 ledger and ports (see :class:`SwarmWorker`); a malicious house runs an
-:class:`~simulator.attack.Attacker` instead of a node and has no ledger.
+:class:`~simulator.attack.Attacker` instead of a node and has no ledger.  With ``[faults]
+meter_keys`` every house's meter signs its readings and its node mints only from them; a lying
+house (``lying_share``) inflates its readings (:mod:`simulator.mint_audit`), and at the end the
+feeder's cross-check of minted tokens runs over every interval (``SwarmRun.mint_check``).
 
 At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
 trades count) and the coordinator audits every database together.
@@ -41,16 +44,18 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, decode_envelope,
-    open_envelope, seal,
+    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, SigningKey, audit,
+    decode_envelope, open_envelope, seal,
 )
+from ledger.rules import READING
 from p2pnode.balance import DetectionConfig
-from p2pnode.config import NodeConfig, Timing
+from p2pnode.config import MeterConfig, NodeConfig, Timing
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
 from p2pnode.offers import OfferRecord
-from p2pnode.meter import ProfileMeter
+from p2pnode.meter import ProfileMeter, SigningMeter
+from p2pnode.mint_check import MemberMint
 from p2pnode.node import Node, default_predictor, step_times
 from p2pnode.pricing import Frame, Tariffs as NodeTariffs
 from p2pnode.ranking import Location
@@ -58,6 +63,7 @@ from optimizer.selection import SelectionConfig, Weights as SelectionWeights
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
+from simulator.mint_audit import HouseReport, LyingMeter, meter_key, summarise
 from simulator.optimum import max_local_match_wh
 from simulator.scenario import Scenario
 
@@ -105,6 +111,8 @@ class SwarmRun:
     reachable_optimum_wh: float | None = None
     """With churn or attackers: the most energy the honest nodes that are up could match
     (attackers' and offline intervals' surplus and deficit left out); None without."""
+    mint_check: dict[str, int] | None = None
+    """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
 
 
 # -- node configuration from a scenario -------------------------------------------------------
@@ -205,6 +213,14 @@ class SwarmWorker:
             config = dataclasses.replace(config, network=network)
         meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
                              spec.deficit_wh[row])
+        if scenario.faults.meter_keys:     # the meter signs; the node trusts its meter's key
+            key = meter_key(scenario.seed, house)
+            meter = SigningMeter(meter, key)
+            config = dataclasses.replace(config, meter=MeterConfig(
+                kind="external", trusted_keys=(key.public.hex(),)))
+        if house in self.schedule.lying:   # it inflates the reading and trusts no meter key
+            meter = LyingMeter(meter)
+            config = dataclasses.replace(config, meter=None)
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
                     predictor=self.predictor, dht_settings=SWARM_DHT,
                     faults=fault_plan(scenario), ledger_sync="normal")
@@ -327,6 +343,7 @@ class SwarmWorker:
             counters.update(attacker.counters)
             counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
         counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
+        mint_reports = self._mint_reports()
         for node in self.online.values():
             await node.stop()
         for attacker in self.attackers.values():
@@ -341,7 +358,30 @@ class SwarmWorker:
         counters["unsettled_after_restart"] = len(self.lost - settled)
         return {"trades": trades, "counters": dict(counters),
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
-                "attackers": [house_key(seed, h).public.hex() for h in self.attackers]}
+                "attackers": [house_key(seed, h).public.hex() for h in self.attackers],
+                "mint_reports": mint_reports}
+
+    def _mint_reports(self) -> list[HouseReport]:
+        """Every up interval of every node as its feeder report would say (the reading it traded
+        with, the tokens its chain minted) next to the truth (empty unless meters matter)."""
+        spec, scenario = self.spec, self.spec.scenario
+        if not (scenario.faults.lying_share or scenario.faults.meter_keys):
+            return []
+        step = scenario.interval_s
+        rows = []
+        for house, node in self.online.items():
+            row = spec.houses.index(house)
+            for index in range(len(spec.surplus_wh[row])):
+                if self.schedule.is_offline(house, index):
+                    continue
+                start = spec.start_s + index * step
+                reading = node.meter.read(start, step)
+                mint = MemberMint(node.public, start, step, reading.generation_wh,
+                                  reading.consumption_wh, node.ledger.state.minted_wh.get(start, 0),
+                                  reading.meter_key, reading.meter_sig)
+                rows.append(HouseReport(house, mint, int(spec.surplus_wh[row][index]),
+                                        int(spec.deficit_wh[row][index])))
+        return rows
 
 
 def forged_held(node: Node) -> int:
@@ -525,15 +565,22 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
     for result in results:
         counters.update(result["counters"])
     ledgers = [Path(p) for result in results for p in result["ledgers"]]
-    problems, doubles = audit_ledgers(ledgers)
+    meters = frozenset(meter_key(scenario.seed, h).public for h in range(scenario.meters)) \
+        if scenario.faults.meter_keys else frozenset()
+    problems, doubles = audit_ledgers(ledgers, trusted_meters=meters)
     attackers = tuple(key for result in results for key in result["attackers"])
+    reports = [row for result in results for row in result["mint_reports"]]
+    mint_check = None
+    if reports:
+        mint_check = summarise(reports, specs[0].schedule.lying, meters)
+        if meters:
+            mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
-                    time.perf_counter() - wall0, processes, step_wall, attackers)
+                    time.perf_counter() - wall0, processes, step_wall, attackers,
+                    mint_check=mint_check)
 
 
-def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:
-    """Audit every ledger together; also count trades settled more than once (distinct
-    SETTLEMENT proposals for one trade id, anywhere)."""
+def _rows(paths: Sequence[Path]) -> list:
     rows = []
     for path in paths:
         store = LedgerStore(path)
@@ -541,7 +588,23 @@ def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[s
             rows += list(store.raw_blocks())
         finally:
             store.close()
-    report = audit(rows)
+    return rows
+
+
+def untrusted_mints(paths: Sequence[Path], meters: frozenset[bytes]) -> int:
+    """MINT blocks whose reading no meter of ``meters`` signed (``ledger verify
+    --trusted-meter``): a lying node's self-signed mints."""
+    rules = LedgerRules(trusted_meters=meters, require_trusted_meter=True)
+    return sum(1 for p in audit(_rows(paths), rules).problems if p.rule == READING)
+
+
+def audit_ledgers(paths: Sequence[Path], max_problems: int = 50,
+                  trusted_meters: frozenset[bytes] = frozenset()) -> tuple[list[str], int]:
+    """Audit every ledger together (mints from ``trusted_meters``' signed readings are valid);
+    also count trades settled more than once (distinct SETTLEMENT proposals for one trade id,
+    anywhere)."""
+    rows = _rows(paths)
+    report = audit(rows, LedgerRules(trusted_meters=trusted_meters))
     settlements: dict[bytes, set[bytes]] = collections.defaultdict(set)
     for _, _, block_hash, raw in rows:
         body = open_envelope(raw, BlockBody)[0].message
