@@ -5,6 +5,7 @@
     python benchmarks/fuzz.py --total-execs 1000000 --json ...               # until 1 M in total
 
 Each target of :mod:`fuzz.targets` runs in its own process under atheris (``fuzz/run.py``),
+``--jobs`` of them at a time (default 2, the machine's cores),
 starting from the committed corpus (``fuzz/corpus/<target>``; new inputs go to a scratch
 directory, the committed corpus is not changed).  From libFuzzer's output it takes the number of
 executions and the coverage reached (``cov``: instrumented edges of our packages hit; ``ft``:
@@ -18,6 +19,7 @@ target: execs, crashes, cov, ft, corpus size, seconds).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -75,14 +77,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="repeat rounds of all targets until this many executions in total")
     parser.add_argument("--targets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
     parser.add_argument("--nice", type=int, default=0, help="niceness of the fuzzing processes")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="targets fuzzed at once, one process each (default 2)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
     seconds = QUICK_SECONDS if args.quick else args.seconds
     results: dict[str, dict] = {}
     started = time.monotonic()
     while True:
-        for name in args.targets:
-            got = run_target(name, seconds, nice=args.nice)
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            rounds = dict(zip(args.targets, pool.map(
+                lambda name: run_target(name, seconds, nice=args.nice), args.targets)))
+        for name, got in rounds.items():
             old = results.get(name)
             if old is not None:   # another round: add executions, keep the best coverage
                 got = {"execs": old["execs"] + got["execs"],
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "fuzz_coverage_edges": sum(r["cov"] for r in results.values()),
         "fuzz_seconds": round(time.monotonic() - started, 1),
         "seconds_per_target": seconds,
+        "jobs": args.jobs,
         "targets": results,
     }
     print(f"{'target':16} {'execs':>10} {'exec/s':>8} {'cov':>6} {'ft':>6} {'corpus':>7} crashes")

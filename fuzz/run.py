@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["ledger", "p2pnode", "optimizer", "simulator", "fuzz"]):
-    from fuzz.targets import TARGETS
+    from fuzz.targets import TARGETS, prepare
+    if len(sys.argv) > 1 and sys.argv[1] in TARGETS:
+        prepare(sys.argv[1])
 
 
 def main(argv: list[str]) -> None:

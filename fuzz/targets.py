@@ -18,6 +18,7 @@ as its signer, so everything behind the signature check is reached too.  The com
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tempfile
@@ -33,16 +34,27 @@ from p2pnode.dht import wire
 from p2pnode.offers import OfferMerge, OfferRecord, RecordCache, check_record
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, check_proposal, \
     check_reply, parse_request
-from p2pnode.feeder import FeederBook, FeederSettings
-from p2pnode.feeder_report import FeederReport
 from p2pnode.errors import ConfigError
-from p2pnode.config import config_from_dict
-from p2pnode import api_views
-from optimizer.markets import LossWatch
-from simulator.errors import ScenarioError
-from simulator.scenario import scenario_from_dict
 
-__all__ = ["FUZZ_KEY", "NOW_S", "TARGETS", "sign_body"]
+__all__ = ["FUZZ_KEY", "NEEDS", "NOW_S", "TARGETS", "prepare", "sign_body"]
+
+# What each target imports besides the light modules above.  ``fuzz/run.py`` imports them
+# (``prepare``) inside atheris' instrumentation, so they are covered, and a target's process
+# does not pay for the others' imports (the simulator's pandas and pvlib take seconds).
+NEEDS = {
+    "feeder_report": ("p2pnode.feeder", "p2pnode.feeder_report", "optimizer.markets"),
+    "ledger_file": ("ledger.store",),
+    "api_json": ("p2pnode.api_views",),
+    "config_toml": ("p2pnode.config",),
+    "scenario_toml": ("simulator.scenario", "simulator.errors"),
+    "meter_csv": ("p2pnode.meter",),
+}
+
+
+def prepare(name: str) -> None:
+    """Import what target ``name`` needs (call it where the imports should be instrumented)."""
+    for module in NEEDS.get(name, ()):
+        importlib.import_module(module)
 
 FUZZ_KEY = SigningKey.from_seed(hashlib.sha256(b"p2p-energy fuzz key").digest())
 OTHER_KEY = SigningKey.from_seed(hashlib.sha256(b"p2p-energy fuzz peer").digest())
@@ -163,6 +175,9 @@ def peer_message(data: bytes) -> None:
 def feeder_report(data: bytes) -> None:
     """A member's report as the feeder node books it, then the interval closed (the books and
     the cross-check of minted tokens, :mod:`p2pnode.mint_check`)."""
+    from optimizer.markets import LossWatch
+    from p2pnode.feeder import FeederBook, FeederSettings
+    from p2pnode.feeder_report import FeederReport
     raw = _split(data, FeederReport)
     if raw is None:
         return
@@ -221,6 +236,7 @@ def ledger_file(data: bytes) -> None:
 
 def api_json(data: bytes) -> None:
     """A JSON body of the local API (PUT /api/v1/settings) as the handler parses it."""
+    from p2pnode import api_views
     try:
         api_views.parse_settings_body(data)
     except api_views.BadRequest:
@@ -229,6 +245,7 @@ def api_json(data: bytes) -> None:
 
 def config_toml(data: bytes) -> None:
     """A node.toml: TOML, then every table's validation (ConfigError naming the field)."""
+    from p2pnode.config import config_from_dict
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
@@ -241,6 +258,8 @@ def config_toml(data: bytes) -> None:
 
 def scenario_toml(data: bytes) -> None:
     """A scenario file: TOML, then the scenario's validation (ScenarioError listing problems)."""
+    from simulator.errors import ScenarioError
+    from simulator.scenario import scenario_from_dict
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
