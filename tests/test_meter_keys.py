@@ -12,7 +12,7 @@ import pytest
 from ledger import Ledger, LedgerStore, SigningKey, audit
 from ledger.rules import DOUBLE_SPEND, READING as READING_RULE
 from p2pnode.config import MeterConfig, config_from_dict
-from p2pnode.errors import ConfigError
+from p2pnode.errors import ConfigError, IdentityError
 from p2pnode.meter import ProfileMeter, Reading, SigningMeter
 from p2pnode.minting import ledger_rules, mint_reading, sealed_reading
 from tests.dhtkit import run
@@ -148,3 +148,27 @@ def test_a_node_lying_about_its_meter_mints_nothing_and_sells_nothing(tmp_path):
             assert report.ok, report.problems
 
     run(scenario())
+
+
+def test_the_daemon_replay_meter_signs_with_the_meter_key_file(tmp_path):
+    from ledger import is_valid_signature
+    from p2pnode.commands.run import replay_meter
+    from p2pnode.config import load_config
+    from p2pnode.identity import create_key_file
+
+    meter_key = create_key_file(tmp_path / "meter.key")
+    (tmp_path / "meter.csv").write_text(
+        f"interval_start_s,generation_wh,consumption_wh\n{START},3000,1000\n")
+    (tmp_path / "node.toml").write_text(
+        'key_file = "node.key"\n[meter]\npath = "meter.csv"\nkey_file = "meter.key"\n'
+        f'trusted_keys = ["{meter_key.public.hex()}"]\n')
+    config = load_config(tmp_path / "node.toml")
+    reading = replay_meter(config).read(START, INTERVAL_S)
+    assert reading.meter_key == meter_key.public
+    assert is_valid_signature(meter_key.public, reading.meter_sig,
+                              reading.meter_reading(meter_key.public).signing_bytes())
+    ledger = Ledger(LedgerStore(tmp_path / "n.db"), NODE, ledger_rules(config))
+    assert mint_reading(ledger, reading, NODE, 1) == 2000
+    (tmp_path / "meter.key").chmod(0o644)
+    with pytest.raises(IdentityError, match="accessible by others"):
+        replay_meter(config)

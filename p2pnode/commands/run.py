@@ -91,12 +91,11 @@ class ReplayClock:
 
 def _run(args) -> int:
     from p2pnode.config import load_config
-    from p2pnode.meter import CsvReplayMeter
 
     configure_logging(args.log_level, args.log_format)
     config = load_config(args.config)
-    if config.meter is None:
-        raise ConfigError(f"{args.config}: [meter] is required to run a node")
+    if config.meter is None or config.meter.kind != "csv":
+        raise ConfigError(f"{args.config}: [meter] with a path is required to run a node")
     if config.key_file is None:
         raise ConfigError(f"{args.config}: key_file is required to run a node")
     if not 0 < args.speed <= 100_000:
@@ -108,11 +107,7 @@ def _run(args) -> int:
         from p2pnode.api import load_token
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = parse_time(args.start)
-    meter = CsvReplayMeter(config.meter.path, config.interval_s)
-    if config.meter.key_file is not None:   # the replay stands in for a signing smart meter
-        from p2pnode.identity import load_key_file
-        from p2pnode.meter import SigningMeter
-        meter = SigningMeter(meter, load_key_file(config.meter.key_file))
+    meter = replay_meter(config)
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
@@ -120,6 +115,19 @@ def _run(args) -> int:
         until = first_end + (args.intervals - 1) * config.interval_s + 1
     return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
                               on_ready=clock.start))
+
+
+def replay_meter(config):
+    """The daemon's meter: the ``[meter] path`` CSV replay, signing its readings with ``[meter]
+    key_file`` when set (it then stands in for a smart meter with its own key)."""
+    from p2pnode.meter import CsvReplayMeter
+
+    meter = CsvReplayMeter(config.meter.path, config.interval_s)
+    if config.meter.key_file is not None:
+        from p2pnode.identity import load_key_file
+        from p2pnode.meter import SigningMeter
+        meter = SigningMeter(meter, load_key_file(config.meter.key_file))
+    return meter
 
 
 def parse_time(text: str | None) -> float:
