@@ -27,8 +27,8 @@ from ledger import SigningKey
 from p2pnode.meter import Meter, Reading
 from p2pnode.mint_check import MemberMint, cross_check
 
-__all__ = ["LIE_EXTRA_WH", "LIE_FACTOR", "LyingMeter", "HouseReport", "meter_key", "summarise",
-           "TOLERANCE_WH_PER_HOUSE"]
+__all__ = ["LIE_EXTRA_WH", "LIE_FACTOR", "LyingMeter", "HouseReport", "backed_trades",
+           "meter_key", "summarise", "TOLERANCE_WH_PER_HOUSE"]
 
 LIE_FACTOR = 2                 # claimed generation = measured x 2 + LIE_EXTRA_WH
 LIE_EXTRA_WH = 300
@@ -51,6 +51,29 @@ class LyingMeter(Meter):
         true = self.meter.read(interval_start_s, interval_s)
         return dataclasses.replace(true, generation_wh=true.generation_wh * LIE_FACTOR + LIE_EXTRA_WH,
                                    meter_key=b"", meter_sig=b"")
+
+
+def backed_trades(rows: list[dict], surplus_wh, lying) -> tuple[list[dict], int]:
+    """The trades as energy really flowed, and the Wh liars sold without having them.
+
+    A lying seller sells tokens for surplus it never had; its buyers were credited with energy
+    the grid supplied.  For scoring, each liar's deliveries of an interval are cut (in the order
+    of ``rows``) to its true surplus ``surplus_wh[house, interval]``; the cut is returned.
+    """
+    left: dict[tuple[int, int], int] = {}
+    out, unbacked = [], 0
+    for row in rows:
+        seller, interval = row["seller"], row["interval"]
+        if seller not in lying:
+            out.append(row)
+            continue
+        slot = (seller, interval)
+        available = left.setdefault(slot, int(surplus_wh[seller, interval]))
+        delivered = min(row["delivered_wh"], available)
+        left[slot] = available - delivered
+        unbacked += row["delivered_wh"] - delivered
+        out.append(dict(row, delivered_wh=delivered))
+    return out, unbacked
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from simulator.mint_audit import backed_trades
 from simulator.mechanisms import check_names, compare_mechanisms, scenario_feeder
 from simulator.profiles import build_profiles
 from simulator.report import write_run
@@ -40,8 +43,13 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
     baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
                                    seed=scenario.seed)
+    rows = swarm.trades
+    if swarm.lying:   # what liars sold beyond their true surplus came from the grid
+        rows, unbacked_wh = backed_trades(rows, np.floor(profiles.surplus_wh), set(swarm.lying))
+        swarm.mint_check = dict(swarm.mint_check or {}, lying_unbacked_sold_kwh=round(
+            unbacked_wh / 1000, 3))
     trades = TradeLog.from_rows([{k: v for k, v in row.items() if k != "trade_id"}
-                                 for row in swarm.trades]) if swarm.trades else TradeLog.empty()
+                                 for row in rows]) if rows else TradeLog.empty()
     return write_run(Path(out_dir), scenario, profiles, baselines, trades, run_stats(swarm),
                      plots=plots)
 

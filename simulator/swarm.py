@@ -112,6 +112,7 @@ class SwarmRun:
     """With churn or attackers: the most energy the honest nodes that are up could match
     (attackers' and offline intervals' surplus and deficit left out); None without."""
     mint_check: dict[str, int] | None = None
+    lying: tuple[int, ...] = ()         # houses whose node lied about its meter
     """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
 
 
@@ -577,7 +578,7 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
                     time.perf_counter() - wall0, processes, step_wall, attackers,
-                    mint_check=mint_check)
+                    mint_check=mint_check, lying=tuple(sorted(specs[0].schedule.lying)))
 
 
 def _rows(paths: Sequence[Path]) -> list:

@@ -51,3 +51,17 @@ def run_swarm_once(sc, tmp_path):
     from simulator.swarm import run_swarm
     return run_swarm(sc, midday(sc.meters), tmp_path / "lying", progress=False)
 
+
+
+def test_liars_deliveries_are_cut_to_their_true_surplus_for_scoring():
+    import numpy as np
+
+    from simulator.mint_audit import backed_trades
+    surplus = np.array([[500, 0], [800, 0]])          # house 0 lies, house 1 does not
+    rows = [{"seller": 0, "interval": 0, "delivered_wh": 400},
+            {"seller": 0, "interval": 0, "delivered_wh": 300},
+            {"seller": 0, "interval": 1, "delivered_wh": 200},
+            {"seller": 1, "interval": 0, "delivered_wh": 900}]   # not a liar: left alone
+    out, unbacked = backed_trades(rows, surplus, {0})
+    assert [r["delivered_wh"] for r in out] == [400, 100, 0, 900]
+    assert unbacked == 200 + 200 and rows[1]["delivered_wh"] == 300
