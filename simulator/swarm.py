@@ -511,6 +511,10 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     run_dir = Path(run_dir)
     starts = unix_seconds(profiles.interval_start)
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
+    if scenario.faults.meter_keys:   # for `p2pnode ledger verify --trusted-meter-file`
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "meter_keys.txt").write_text("".join(
+            meter_key(scenario.seed, h).public.hex() + "\n" for h in range(scenario.meters)))
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],

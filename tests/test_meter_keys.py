@@ -106,6 +106,14 @@ def test_ledger_verify_cli_trusted_meter(tmp_path):
     assert strict.returncode == 1 and "reading: the reading is signed by the node itself" in strict.stdout
     bad = subprocess.run([*run, "--trusted-meter", "zz"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--trusted-meter 'zz'" in bad.stderr
+    listed = tmp_path / "meters.txt"
+    listed.write_text(f"{OTHER_METER.public.hex()}\n\n{METER.public.hex()}\n")
+    from_file = subprocess.run([*run, "--trusted-meter-file", str(listed)], capture_output=True,
+                               text=True)
+    assert from_file.returncode == 1 and "signed by the node itself" in from_file.stdout
+    missing = subprocess.run([*run, "--trusted-meter-file", str(tmp_path / "nope")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "--trusted-meter-file" in missing.stderr
 
 
 def test_sealed_reading_keeps_the_meter_signature():

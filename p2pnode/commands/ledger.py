@@ -27,6 +27,8 @@ def register(sub) -> None:
     verify.add_argument("--trusted-meter", action="append", default=None, metavar="HEXKEY",
                         help="accept MINT blocks only from readings signed by this meter key "
                              "(repeatable; a node's self-signed readings are then refused)")
+    verify.add_argument("--trusted-meter-file", type=Path, metavar="FILE",
+                        help="like --trusted-meter, for every key in FILE (one hex key a line)")
     verify.add_argument("--quiet", action="store_true", help="print problems only, no summary")
     verify.set_defaults(func=_verify)
 
@@ -59,8 +61,24 @@ def _keys(values: list[str] | None, option: str) -> frozenset[bytes] | None:
     return frozenset(keys)
 
 
+def _meter_file(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    from p2pnode.errors import ConfigError
+    from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
+    try:
+        text = read_bounded(path, CONFIG_MAX_BYTES, "meter key file").decode("utf-8")
+    except (OSError, ConfigError, UnicodeDecodeError) as exc:
+        raise StoreError(f"--trusted-meter-file {path}: cannot read ({exc})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def _rules(args) -> LedgerRules:
-    meters = _keys(getattr(args, "trusted_meter", None), "--trusted-meter")
+    listed = getattr(args, "trusted_meter", None)
+    from_file = _meter_file(getattr(args, "trusted_meter_file", None))
+    if from_file is not None:
+        listed = (listed or []) + from_file
+    meters = _keys(listed, "--trusted-meter")
     return LedgerRules(trusted_issuers=_keys(args.trusted_issuer, "--trusted-issuer"),
                        trusted_meters=meters or frozenset(), require_trusted_meter=bool(meters))
 
