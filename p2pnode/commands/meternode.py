@@ -184,8 +184,10 @@ def _claim_name(house: int) -> str:
 
 
 def _claimant(claims: Path, house: int) -> str | None:
+    from p2pnode.files import read_bounded
     try:
-        return (claims / _claim_name(house)).read_text(encoding="utf-8")
+        return read_bounded(claims / _claim_name(house), 4096, "claim file").decode(
+            "utf-8", "replace")
     except FileNotFoundError:
         return None
 
