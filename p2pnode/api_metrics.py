@@ -37,6 +37,8 @@ A node with the feeder role (:mod:`p2pnode.feeder_role`) adds, from its latest c
 ``p2p_feeder_trafo_loading_percent`` the latest interval (with a network)
 ``p2p_feeder_reports_total{outcome}`` reports accepted and duplicates answered again
 ``p2p_feeder_reports_dropped_total`` reports refused, by reason
+``p2p_feeder_mint_flags_total{reason}`` members flagged for minting more than was measured
+                                     (p2pnode/mint_check.py), by reason
 ``p2p_feeder_intervals_total``       intervals closed
 ==================================== =========================================================
 """
