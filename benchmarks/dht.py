@@ -50,7 +50,7 @@ from kademlia.network import Server  # noqa: E402
 
 from ledger import SigningKey, seal  # noqa: E402
 from node_rss import daemon_memory  # noqa: E402
-from p2pnode.dht import FaultPlan, OfferDHT  # noqa: E402
+from p2pnode.dht import DHTSettings, FaultPlan, OfferDHT  # noqa: E402
 from p2pnode.offers import (  # noqa: E402
     PRICE_BAND_MICRO_PER_KWH, OfferRecord, offer_key, query_keys,
 )
@@ -113,7 +113,8 @@ async def plain_baseline(n: int, gets: int, rng: random.Random) -> dict[str, flo
 async def start_swarm(n: int, rng: random.Random) -> list[OfferDHT]:
     nodes: list[OfferDHT] = []
     for _ in range(n):
-        node = OfferDHT(SigningKey.from_seed(rng.randbytes(32)))
+        node = OfferDHT(SigningKey.from_seed(rng.randbytes(32)),   # all on 127.0.0.1
+                        settings=DHTSettings(max_contacts_per_host=None))
         contacts = rng.sample(nodes, min(BOOTSTRAP_CONTACTS, len(nodes)))
         await node.start("127.0.0.1", 0, [c.address for c in contacts])
         nodes.append(node)

@@ -1,25 +1,40 @@
-"""Memory of a trading node process: ``p2pnode run`` beside partner nodes, until it traded.
+"""Footprint of a trading node: ``p2pnode run`` from the meter install, against the old code.
 
-Used by ``benchmarks/dht.py`` (keys ``node_*``).  One ``p2pnode run --config FILE --speed S``
-process (key, voucher, CSV meter and TOML config written to a temp dir) is bootstrapped to a
-few nodes of this process that run the same daemon loop on the same replay clock, trading with
-it (its meter alternates surplus and deficit, theirs the opposite).  After some closed
-intervals with trades settled both ways: ``node_rss_mb`` (VmRSS of the process) and
-``node_peak_rss_mb`` (VmHWM); then SIGTERM (``node_exit_code`` must be 0;
-``node_trades_bought``/``_sold`` are what it counted).  What it is made of, each an idle
-interpreter of the same venv: ``node_bare_python_rss_mb`` (nothing imported),
-``node_imports_rss_mb`` (the node's modules imported: numpy, and scipy through the optimizer's
-exact solver) and ``node_imports_predictor_rss_mb`` (also the default predictor loaded, as a
-buying node does at start: scikit-learn and the model).
+    python benchmarks/node_rss.py [--quick] [--json PATH] [--old-commit d9915c0 | --no-old]
+
+New code: the wheel of this tree is installed without extras into a fresh venv
+(``tests/slimkit.py``); ``core_install_mb`` is that venv's site-packages.  A ``p2pnode run
+--config FILE --speed S`` daemon of that venv (key, voucher, CSV meter and TOML config written to
+a temp dir; run from outside the source tree, so it runs the installed wheel) is bootstrapped to
+partner nodes of this process on the same replay clock; its meter alternates surplus and deficit,
+theirs the opposite, so it buys (loading the bundled predictor) and sells.  Once some closed
+intervals had trades settled both ways: ``node_rss_mb`` (VmRSS), ``node_peak_rss_mb`` (VmHWM),
+``cpu_ms_per_interval`` (the daemon's user+system CPU from up to then, per closed interval),
+``node_startup_s`` (launch to its "up" line); then SIGTERM (``node_exit_code`` must be 0).
+``deps_floor_rss_mb``: an idle interpreter of the same venv that imports exactly the third-party
+modules a node process loads (aiohttp, cryptography, msgpack, kademlia, deap, numpy and what they
+pull in) and none of ours; ``node_overhead_ratio`` = ``node_rss_mb`` / ``deps_floor_rss_mb``.
+
+Old code (``old``, same keys): a git worktree of ``--old-commit`` installed the same way (its
+base install had every library), its own copy of this harness (``daemon_memory``, partners of its
+own code) run by that venv's python, the floor measured with the same module list; same run,
+same machine.
+
+``daemon_memory`` is also used by ``benchmarks/dht.py`` (keys ``node_*``) with this venv's
+python, with ``node_bare_python_rss_mb`` (nothing imported), ``node_imports_rss_mb`` (the node's
+modules) and ``node_imports_predictor_rss_mb`` (also the default predictor loaded).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +45,22 @@ sys.path.insert(0, str(ROOT))
 
 from ledger import BlockBody, SigningKey, open_envelope  # noqa: E402
 from p2pnode.commands.run import ReplayClock  # noqa: E402
-from p2pnode.config import NodeConfig, Timing  # noqa: E402
+from p2pnode.config import CreditConfig, NetworkConfig, NodeConfig, Timing  # noqa: E402
 from p2pnode.identity import create_key_file  # noqa: E402
 from p2pnode.meter import ProfileMeter  # noqa: E402
 from p2pnode.node import Node  # noqa: E402
+from report import emit  # noqa: E402
+from tests import slimkit  # noqa: E402
 from trade_path import FEEDER, INTERVAL_S, TRADE_START_S, voucher_for  # noqa: E402
 
 __all__ = ["daemon_memory"]
+
+OLD_COMMIT = "d9915c0"
+TOP_LEVEL_DEPS = ("aiohttp", "cryptography", "msgpack", "kademlia", "deap", "numpy")
+OUR_PACKAGES = frozenset({"p2pnode", "ledger", "optimizer", "models", "simulator", "tests"})
+# What a node process imports: the daemon's modules and the predictor it loads to buy.
+NODE_PROBE = ("import p2pnode.cli, p2pnode.commands.run, p2pnode.node\n"
+              "p2pnode.node.default_predictor()\n")
 
 DAEMON_START = "2026-07-01T11:59:00Z"   # one node minute before an interval boundary
 DAEMON_FIRST_S = TRADE_START_S - INTERVAL_S  # the first interval its daemon loop trades
@@ -78,9 +102,9 @@ def daemon_files(workdir: Path, bootstrap: list[str], rng: random.Random) -> Pat
     config = workdir / "node.toml"
     config.write_text(
         f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n\n'
-        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\n\n'
+        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\nmax_peers_per_host = 0\n\n'
         f'[meter]\nkind = "csv"\npath = "meter.csv"\n\n'
-        f'[credit]\nvouchers = ["credit.voucher"]\n\n'
+        f'[credit]\nvouchers = ["credit.voucher"]\ntrusted_issuers = ["{issuer.public.hex()}"]\n\n'
         f'[timing]\nbuy_delay_s = {DAEMON_BUY_DELAY_S}\n')
     return config
 
@@ -96,7 +120,9 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
     for i in range(DAEMON_PARTNERS):
         meter = ProfileMeter(DAEMON_FIRST_S, INTERVAL_S, generation, consumption)
         config = NodeConfig(ledger=workdir / f"partner-{i}.db", feeder=FEEDER,
-                            timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S))
+                            network=NetworkConfig(max_peers_per_host=0),   # all on 127.0.0.1
+                            timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S),
+                            credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
         node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                     predictor=predictor)
         await node.start()
@@ -107,9 +133,17 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
 
 
 async def daemon_memory(speed: float, intervals: int, max_intervals: int,
-                        rng: random.Random) -> dict:
-    """Run ``p2pnode run`` against partners until it traded both ways; read its memory."""
+                        rng: random.Random, python: Path | None = None) -> dict:
+    """Run ``p2pnode run`` against partners until it traded both ways; read its memory.
+
+    ``python``: the interpreter of another venv whose installed ``p2pnode`` runs the daemon
+    (from a directory outside the source tree); default: this one, on this source tree.
+    """
     out: dict = {"node_speed": speed}
+    if python is None:
+        command, cwd = [sys.executable, "-m", "p2pnode.cli"], ROOT
+    else:
+        command, cwd = [str(Path(python).parent / "p2pnode")], None
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         workdir = Path(tmp)
         clock = ReplayClock(_parse_iso(DAEMON_START), speed)   # set to the daemon's once up
@@ -119,9 +153,9 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
         launched = time.perf_counter()
         with log.open("wb") as stderr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "p2pnode.cli", "run", "--config", str(config), "--speed",
+                *command, "run", "--config", str(config), "--speed",
                 str(speed), "--start", DAEMON_START, "--log-level", "WARNING",
-                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+                cwd=cwd or workdir, stdout=asyncio.subprocess.PIPE, stderr=stderr)
         tasks = []
         try:
             up = await asyncio.wait_for(proc.stdout.readline(), DAEMON_UP_TIMEOUT_S)
@@ -130,7 +164,10 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             out["node_startup_s"] = time.perf_counter() - launched
             clock.start_s, clock.wall0 = daemon_time_s(workdir / "node.db"), time.monotonic()
             tasks = [asyncio.create_task(node.run(speed=speed)) for node in partners]
+            cpu_s, closed = cpu_seconds(proc.pid), len(partners[0].reports)
             out.update(await watch_daemon(proc.pid, partners, intervals, max_intervals))
+            out["cpu_ms_per_interval"] = 1000 * (cpu_seconds(proc.pid) - cpu_s) / max(
+                1, len(partners[0].reports) - closed)
             status = proc_status_mb(proc.pid)
             out["node_rss_mb"], out["node_peak_rss_mb"] = status["VmRSS"], status["VmHWM"]
             out.update(await stop_daemon(proc, log))
@@ -144,8 +181,14 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             for node in partners:
                 await node.stop()
         for key, code in RSS_PARTS.items():
-            out[key] = await python_rss_mb(code)
+            out[key] = await python_rss_mb(code, python)
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def stop_daemon(proc, log: Path) -> dict:
@@ -195,15 +238,174 @@ async def watch_daemon(pid: int, partners: list[Node], intervals: int, max_inter
         await asyncio.sleep(0.1)
 
 
-async def python_rss_mb(code: str) -> float:
-    """VmRSS of an interpreter of the same venv that ran ``code`` and waits."""
+async def python_rss_mb(code: str, python: Path | None = None) -> float:
+    """VmRSS of an interpreter (this one, or ``python`` run outside the source tree) that ran
+    ``code`` and waits."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", f"{code}\nimport sys; sys.stdout.write('up\\n'); sys.stdout.flush(); "
-        "sys.stdin.read()", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE)
+        str(python or sys.executable), "-c",
+        f"{code}\nimport sys; sys.stdout.write('up\\n'); sys.stdout.flush(); "
+        "sys.stdin.read()", cwd=ROOT if python is None else tempfile.gettempdir(),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     if not (await asyncio.wait_for(proc.stdout.readline(), DAEMON_UP_TIMEOUT_S)).startswith(b"up"):
         raise SystemExit(f"python -c {code!r} failed")
     rss = proc_status_mb(proc.pid)["VmRSS"]
     proc.stdin.close()
     await proc.wait()
     return rss
+
+
+# -- the benchmark: the meter install against the old code --------------------------------------
+
+OLD_DRIVER = """
+import asyncio, json, os, random, sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+import node_rss
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+watch = node_rss.watch_daemon
+
+async def watched(pid, partners, intervals, max_intervals):
+    cpu, closed = cpu_seconds(pid), len(partners[0].reports)
+    result = await watch(pid, partners, intervals, max_intervals)
+    result["cpu_ms_per_interval"] = 1000 * (cpu_seconds(pid) - cpu) / max(
+        1, len(partners[0].reports) - closed)
+    return result
+
+node_rss.watch_daemon = watched
+speed, intervals, max_intervals, seed = sys.argv[1:5]
+result = asyncio.run(node_rss.daemon_memory(float(speed), int(intervals), int(max_intervals),
+                                            random.Random(int(seed))))
+print(json.dumps(result))
+"""
+KEYS = ("node_rss_mb", "deps_floor_rss_mb", "node_overhead_ratio", "core_install_mb",
+        "node_startup_s", "cpu_ms_per_interval")
+DETAILS = ("deps_floor_top_level_rss_mb", "node_peak_rss_mb", "node_trades_bought", "node_trades_sold", "node_intervals",
+           "node_exit_code", "node_imports_rss_mb", "node_imports_predictor_rss_mb",
+           "node_bare_python_rss_mb")
+
+
+def node_dependency_modules(python: Path) -> list[str]:
+    """The third-party modules a node process of ``python``'s venv loads (none of ours)."""
+    code = NODE_PROBE + "import sys, json; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tempfile.gettempdir(), timeout=120)
+    return [name for name in json.loads(out.stdout)
+            if name.partition(".")[0] not in OUR_PACKAGES | set(sys.stdlib_module_names)
+            and not name.startswith("__") and name != "_distutils_hack"]
+
+
+def floor_code(modules: list[str]) -> str:
+    """Import each module (some, e.g. Cython's internal ones, cannot be imported by name)."""
+    return ("import importlib\n"
+            f"for name in {modules!r}:\n"
+            "    try:\n        importlib.import_module(name)\n"
+            "    except ImportError:\n        pass\n")
+
+
+async def measure(python: Path, modules: list[str], run) -> dict:
+    """The issue's keys for one install: ``run()`` gives the daemon's figures."""
+    out = {"core_install_mb": slimkit.tree_mb(slimkit.site_packages(python))}
+    out.update(await run())
+    out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(modules), python)
+    out["node_overhead_ratio"] = out["node_rss_mb"] / out["deps_floor_rss_mb"]
+    out["deps_floor_top_level_rss_mb"] = await python_rss_mb(
+        "\n".join(f"import {name}" for name in TOP_LEVEL_DEPS), python)
+    return out
+
+
+async def dependency_costs(python: Path, modules: list[str]) -> dict[str, float]:
+    """MiB each base dependency adds to a bare interpreter (its modules a node loads, and what
+    they pull in), largest first."""
+    bare = await python_rss_mb("pass", python)
+    costs = {}
+    for dependency in TOP_LEVEL_DEPS:
+        own = [name for name in modules if name.partition(".")[0] == dependency]
+        costs[dependency] = await python_rss_mb(floor_code(own), python) - bare
+    return dict(sorted(costs.items(), key=lambda item: -item[1]))
+
+
+def old_code(workdir: Path, commit: str, plan: tuple, seed: int) -> tuple[Path, Path]:
+    """A worktree of ``commit`` and a venv with it installed as its pyproject said (no extras)."""
+    source = workdir / "old-src"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(source), commit],
+                   check=True, capture_output=True, timeout=120)
+    progress(f"old code {commit}: installing its base requirements (about 1 GB)")
+    return source, slimkit.make_venv(workdir / "old", str(source))
+
+
+def old_daemon(source: Path, python: Path, plan: tuple, seed: int) -> dict:
+    out = subprocess.run([str(python), "-c", OLD_DRIVER, *map(str, plan), str(seed)],
+                         capture_output=True, text=True, cwd=source, timeout=1800)
+    if out.returncode:
+        raise SystemExit(f"old harness failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def progress(text: str) -> None:
+    print(f"[node_rss] {text}", file=sys.stderr, flush=True)
+
+
+async def benchmark(plan: tuple, seed: int, old_commit: str | None) -> dict:
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        progress("building the wheel and the slim venv")
+        slim = slimkit.slim_venv(workdir / "new")
+        modules = node_dependency_modules(slim)
+        progress(f"new code: the daemon trades ({len(modules)} dependency modules in the floor)")
+        new = await measure(slim, modules, lambda: daemon_memory(*plan, random.Random(seed),
+                                                                  python=slim))
+        results.update({key: new[key] for key in KEYS})
+        results.update({key: new[key] for key in DETAILS if key in new})
+        results["deps_rss_mb"] = await dependency_costs(slim, modules)
+        if old_commit:
+            source, python = old_code(workdir, old_commit, plan, seed)
+            try:
+                progress(f"old code {old_commit}: the daemon trades")
+
+                async def run_old():
+                    return await asyncio.to_thread(old_daemon, source, python, plan, seed)
+                old = await measure(python, modules, run_old)
+            finally:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(source)], capture_output=True, timeout=120)
+            results["old"] = {"commit": old_commit} | {key: old[key] for key in KEYS} | {
+                key: old[key] for key in DETAILS if key in old}
+            for key in ("node_rss_mb", "core_install_mb", "node_overhead_ratio"):
+                results[f"{key}_vs_old"] = results[key] / old[key]
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer intervals, faster clock")
+    parser.add_argument("--json", type=Path, help="write the results as a JSON object")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--old-commit", default=OLD_COMMIT,
+                        help=f"the old code to compare with (default {OLD_COMMIT})")
+    parser.add_argument("--no-old", action="store_true", help="measure the new code only")
+    args = parser.parse_args()
+    plan = (300.0, 2, 5) if args.quick else (100.0, 4, 8)   # speed, intervals, max intervals
+    results = asyncio.run(benchmark(plan, args.seed, None if args.no_old else args.old_commit))
+    old = results.pop("old", None)
+    shown = {k: v for k, v in results.items() if not isinstance(v, dict)}
+    shown |= {f"deps_rss_mb.{k}": v for k, v in results["deps_rss_mb"].items()}
+    emit(shown | ({f"old.{k}": v for k, v in old.items()} if old else {}), None)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results | ({"old": old} if old else {}), indent=2,
+                                        sort_keys=True) + "\n")
+    bought, sold = results.get("node_trades_bought", 0), results.get("node_trades_sold", 0)
+    if not (bought and sold) or results.get("node_exit_code") != 0:
+        print(f"the daemon did not trade both ways or exit cleanly (bought {bought}, sold {sold})",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

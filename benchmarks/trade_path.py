@@ -61,7 +61,7 @@ from ledger import (  # noqa: E402
     BlockBody, CreditVoucher, Ledger, LedgerStore, MeterReading, SigningKey, TradePayload, audit,
     seal,
 )
-from p2pnode.config import Constraints, NodeConfig, Timing  # noqa: E402
+from p2pnode.config import Constraints, CreditConfig, NodeConfig, Timing  # noqa: E402
 from p2pnode.dht.server import DHTSettings  # noqa: E402
 from p2pnode.meter import ProfileMeter  # noqa: E402
 from p2pnode.negotiation import PeerReply, PeerRequest  # noqa: E402
@@ -78,7 +78,8 @@ INTERVAL_S = 900
 TRADE_WH = 10                        # one trade; every node's max_trade_wh
 TRADE_START_S = 1_782_907_200        # 2026-07-01 12:00 UTC: the "normal" tariff frame
 TRADE_TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=2.0, attempts=4, max_rounds=4)
-TRADE_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0)
+TRADE_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0,
+                        max_contacts_per_host=None)   # every node shares 127.0.0.1
 ROUND_TRIPS_PER_TRADE = 3            # request, confirm, settle
 ECHO_BODY_BYTES = 400                # about a sealed PeerRequest with one block
 CREDIT_MICRO = 100_000_000
@@ -110,7 +111,8 @@ class Traders:
             meter = ProfileMeter(TRADE_START_S, INTERVAL_S, net if seller else zero,
                                  zero if seller else net)
             config = NodeConfig(ledger=workdir / f"{ledger_sync}-{i}.db", feeder=FEEDER,
-                                timing=TRADE_TIMING, constraints=Constraints(max_trade_wh=TRADE_WH))
+                                timing=TRADE_TIMING, constraints=Constraints(max_trade_wh=TRADE_WH),
+                                credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
             node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                         dht_settings=TRADE_DHT, ledger_sync=ledger_sync)
             nodes.append(node)

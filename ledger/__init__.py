@@ -8,7 +8,7 @@ and auditing (:mod:`ledger.verify`) make up the ledger proper.
 """
 
 from ledger.block import (
-    GENESIS_HASH, BlockBody, BlockType, CreditVoucher, DepositPayload, GridPayload,
+    GENESIS_HASH, BlockBody, BlockType, CreditVoucher, DeliveryPayload, DepositPayload, GridPayload,
     MeterReading, MintPayload, SettlementPayload, TradePayload, cost_micro,
 )
 from ledger.codec import Bytes, Items, Message, Range, Text
@@ -26,7 +26,7 @@ from ledger.verify import AuditReport, ForkProof, audit, check_fork_proof
 
 __all__ = [
     "AddResult", "AuditReport", "BlockBody", "BlockRejected", "BlockType", "Bytes", "ChainState",
-    "CreditVoucher", "DecodeError", "DepositPayload", "EncodeError", "Envelope", "ForkProof",
+    "CreditVoucher", "DecodeError", "DeliveryPayload", "DepositPayload", "EncodeError", "Envelope", "ForkProof",
     "GENESIS_HASH", "GridPayload", "Items", "Ledger", "LedgerError", "LedgerRules", "LedgerStore",
     "Message", "MeterReading", "MintPayload", "PUBLIC_KEY_BYTES", "Problem", "RULES", "Range",
     "SIGNATURE_BYTES", "SYNC_MODES", "Sealed", "SettlementPayload", "SignatureError",

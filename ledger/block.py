@@ -15,7 +15,11 @@ Kinds of block
     TRADE       a linked pair: the seller's *proposal* (spends tokens of the interval) and the
                 buyer's *agreement* (spends credit); the payloads are identical
     SETTLEMENT  a linked pair after delivery: delivered vs agreed energy (transaction quality);
-                the buyer is refunded the undelivered part, the seller is paid the delivered part
+                the buyer is refunded the undelivered part, the seller is paid the delivered part.
+                Two payloads: :class:`SettlementPayload` (proposed by the buyer: the ex-post
+                market of ledger files written before forward trading) and
+                :class:`DeliveryPayload` (proposed by the seller, whose meter measured the
+                delivery: it also carries the duration and the seller's imbalance charge)
     GRID        the grid fallback of one interval: import and export
 A *proposal* has ``link_seq == 0`` and names the counterparty in ``link_key``; an *agreement*
 names the proposal by ``link_key``/``link_seq``/``link_hash``.
@@ -33,7 +37,8 @@ from ledger.sealed import SignedMessage
 
 __all__ = [
     "GENESIS_HASH", "BlockType", "BlockBody", "MeterReading", "CreditVoucher", "MintPayload",
-    "DepositPayload", "TradePayload", "SettlementPayload", "GridPayload", "Payload",
+    "DepositPayload", "TradePayload", "SettlementPayload", "DeliveryPayload", "GridPayload",
+    "Payload",
     "cost_micro", "MAX_BLOCK_BYTES",
 ]
 
@@ -156,6 +161,40 @@ class SettlementPayload(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class DeliveryPayload(Message):
+    """The seller's measured delivery of one trade (see :mod:`p2pnode.trading.delivery`).
+
+    ``duration_ms``: from the seller's trade proposal to the moment the agreed energy had
+    arrived (or the end of the interval when it never did); ``imbalance_micro``: what the seller
+    pays the buyer for the shortfall (``agreed_wh - delivered_wh``), which the buyer had to buy
+    from the grid instead.
+    """
+
+    TYPE = 25
+    trade_id: TradeId
+    seller: PubKey
+    buyer: PubKey
+    agreed_wh: Count
+    delivered_wh: Count
+    price_micro_per_kwh: Count
+    duration_ms: Count
+    imbalance_micro: Count
+
+    def validate(self):
+        if self.delivered_wh > self.agreed_wh:
+            return f"delivered_wh {self.delivered_wh} exceeds agreed_wh {self.agreed_wh}"
+        return None
+
+    @property
+    def paid_micro(self) -> int:
+        return cost_micro(self.delivered_wh, self.price_micro_per_kwh)
+
+    @property
+    def refund_micro(self) -> int:
+        return cost_micro(self.agreed_wh, self.price_micro_per_kwh) - self.paid_micro
+
+
+@dataclasses.dataclass(frozen=True)
 class GridPayload(Message):
     TYPE = 24
     interval_start_s: Count
@@ -166,11 +205,12 @@ class GridPayload(Message):
     note: Annotated[str, Text(64)]
 
 
-Payload = MintPayload | DepositPayload | TradePayload | SettlementPayload | GridPayload
-PAYLOAD_OF = {
-    BlockType.MINT: MintPayload, BlockType.DEPOSIT: DepositPayload,
-    BlockType.TRADE: TradePayload, BlockType.SETTLEMENT: SettlementPayload,
-    BlockType.GRID: GridPayload,
+Payload = (MintPayload | DepositPayload | TradePayload | SettlementPayload | DeliveryPayload
+           | GridPayload)
+PAYLOAD_OF = {   # the payload classes each kind of block may carry
+    BlockType.MINT: (MintPayload,), BlockType.DEPOSIT: (DepositPayload,),
+    BlockType.TRADE: (TradePayload,), BlockType.SETTLEMENT: (SettlementPayload, DeliveryPayload),
+    BlockType.GRID: (GridPayload,),
 }
 PAIRED = frozenset({BlockType.TRADE, BlockType.SETTLEMENT})
 
@@ -193,7 +233,7 @@ class BlockBody(SignedMessage):
     time_ms: Count
 
     def validate(self):
-        if type(self.payload) is not PAYLOAD_OF[self.type]:
+        if type(self.payload) not in PAYLOAD_OF[self.type]:
             return f"a {self.type.name} block cannot carry {type(self.payload).__name__}"
         if self.type not in PAIRED:
             if self.link_key or self.link_seq or self.link_hash:

@@ -27,12 +27,16 @@ import contextlib
 from collections.abc import Iterator
 
 from ledger.block import (
-    BlockBody, BlockType, CreditVoucher, DepositPayload, GridPayload, MeterReading, MintPayload,
+    BlockBody, BlockType, CreditVoucher, DeliveryPayload, DepositPayload, GridPayload, MeterReading,
+    MintPayload,
     SettlementPayload, TradePayload,
 )
 from ledger.errors import BlockRejected, DecodeError, StoreError
+from ledger.headmark import LostTail
 from ledger.keys import SigningKey
-from ledger.rules import LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair
+from ledger.rules import (
+    FORK, LINK, SIGNATURE, ChainState, LedgerRules, Problem, check_block, check_pair,
+)
 from ledger.sealed import Sealed, decode_envelope, open_envelope, seal
 from ledger.store import AddResult, LedgerStore
 
@@ -60,6 +64,9 @@ class Ledger:
             if problems:
                 raise StoreError(f"{self.store.path}: own chain is invalid: {problems[0]}")
             self.state.apply(block)
+        marked = self.store.marks.get(self.key.public, 0)
+        if marked > self.state.seq:
+            raise LostTail(self.store.path, self.key.public, self.state.seq, marked)
 
     # -- balances ---------------------------------------------------------------------------
     @property
@@ -104,6 +111,7 @@ class Ledger:
             raise BlockRejected(problems)
         with self.store.group():   # the blocks and the endpoint: one transaction
             self.store.add((*extra, block))
+            self.store.mark_head(self.key.public, body.seq)
             if endpoint is not None:
                 self.store.set_endpoint(payload.trade_id, body.link_key, endpoint)
         self.state.apply(block)
@@ -129,15 +137,17 @@ class Ledger:
             return self.own_block(existing.seq)
         return self._append(BlockType.TRADE, trade, time_ms, counterparty=trade.buyer)
 
-    def propose_settlement(self, settlement: SettlementPayload, time_ms: int) -> Block:
-        """The buyer's half of a settlement: it measured ``delivered_wh``."""
+    def propose_settlement(self, settlement: SettlementPayload | DeliveryPayload, time_ms: int
+                           ) -> Block:
+        """Our half of a settlement: a seller's DELIVERY (its meter measured the delivery) or,
+        in ledgers of the ex-post market, the buyer's SettlementPayload."""
         trade = self.state.trades.get(settlement.trade_id)
         if trade is not None and trade.settled:
             own = self.own_block(trade.settlement_seq)
             if own.message.payload == settlement:
                 return own
-        return self._append(BlockType.SETTLEMENT, settlement, time_ms,
-                            counterparty=settlement.seller)
+        counterparty = settlement.buyer if settlement.seller == self.key.public else settlement.seller
+        return self._append(BlockType.SETTLEMENT, settlement, time_ms, counterparty=counterparty)
 
     def agree(self, proposal: bytes | Block, time_ms: int, *, endpoint: str | None = None
               ) -> Block:
@@ -147,12 +157,19 @@ class Ledger:
         ``endpoint``: where the proposer answers (``host:port``), stored in the same
         transaction as the agreement (:meth:`LedgerStore.set_endpoint`), so a restarted node
         can still reach it to settle.
+
+        Refused (``fork``) when the proposer equivocated: a fork proof of it is stored, or this
+        proposal takes a (author, seq) slot another of its blocks holds (the proof is stored
+        then).  A chain that forked -- e.g. a node that lost its tail and wrote on -- gets no
+        countersignature, so the honest chain never links to a block that conflicts with one
+        it holds.
         """
         proposal = self._counterparty_block(proposal)
         body = proposal.message
         if not body.is_proposal or body.link_key != self.key.public:
             raise BlockRejected([Problem(LINK, body.author, body.seq,
                                          "not a proposal addressed to this node")])
+        self._refuse_equivocator(proposal)
         for raw in self.store.linked_to(body.author, body.seq):
             agreement = _stored_block(raw)
             if agreement.message.author == self.key.public:
@@ -161,6 +178,15 @@ class Ledger:
                 return agreement  # already agreed: answer the retransmission with the same block
         return self._append(body.type, body.payload, time_ms, link=proposal, extra=(proposal,),
                             endpoint=endpoint)
+
+    def _refuse_equivocator(self, proposal: Block) -> None:
+        body = proposal.message
+        held = self.store.get(body.author, body.seq)
+        if held is not None and held != proposal.raw:
+            self.store.add([proposal])   # records the fork proof (and keeps the first block)
+        if self.store.has_fork(body.author):
+            raise BlockRejected([Problem(FORK, body.author, body.seq,
+                                         "the proposer equivocated: a fork proof is held")])
 
     def accept_agreement(self, agreement: bytes | Block) -> Block:
         """Store the counterparty's agreement to one of our proposals (idempotent).

@@ -4,14 +4,22 @@
 chain's state so far; :meth:`ChainState.apply` folds a valid block into that state.  Balances:
 
 * energy tokens are per trading interval (energy cannot be stored in a token: surplus of the
-  12:00 interval can only be sold for the 12:00 interval).  MINT adds the interval's tokens; the
-  seller's TRADE proposal spends them; a proposal that is never agreed keeps them spent.
-* credit (µ) is added by DEPOSIT vouchers and by the seller's SETTLEMENT agreement (payment for
-  delivered energy); the buyer's TRADE agreement spends the agreed cost; the buyer's SETTLEMENT
-  proposal refunds the undelivered part.
+  12:00 interval can only be sold for the 12:00 interval).  MINT adds the interval's tokens,
+  from the signed reading measured after the interval.  A *spot* trade (the seller's TRADE
+  proposal comes after the interval's MINT: the ex-post market) spends them when proposed; a
+  proposal that is never agreed keeps them spent.  A *forward* trade (proposed before the
+  interval was minted: traded ahead of delivery) spends none when proposed; the seller's
+  DELIVERY settlement spends the delivered energy, which must be covered by the tokens its
+  meter's reading minted -- a seller cannot claim more delivered than it measured.
+* credit (µ) is added by DEPOSIT vouchers and by the seller's settlement block (payment for
+  delivered energy, less its imbalance charge); the buyer's TRADE agreement spends the agreed
+  cost; the buyer's settlement block refunds the undelivered part and credits the imbalance
+  charge.  No balance may go negative.
 
-Who writes what: the seller proposes a TRADE and the buyer agrees; the buyer proposes the
-SETTLEMENT (it measured the delivery) and the seller agrees.
+Who writes what: the seller proposes a TRADE and the buyer agrees.  A SETTLEMENT with a
+:class:`~ledger.block.DeliveryPayload` is proposed by the seller (its meter measured the
+delivery) and agreed by the buyer; one with the older :class:`~ledger.block.SettlementPayload`
+(ledger files of the ex-post market before forward trading) was proposed by the buyer.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import dataclasses
 
 from ledger import keys
 from ledger.block import (
-    GENESIS_HASH, BlockBody, BlockType, DepositPayload, GridPayload, MintPayload,
+    GENESIS_HASH, BlockBody, BlockType, DeliveryPayload, DepositPayload, GridPayload, MintPayload,
     SettlementPayload, TradePayload, cost_micro,
 )
 from ledger.sealed import Sealed
@@ -82,6 +90,7 @@ class TradeState:
     payload: TradePayload
     seq: int  # the TRADE block of this chain
     settlement_seq: int = 0  # its SETTLEMENT block, once settled
+    forward: bool = False  # sold before the interval was minted: tokens spent on delivery
 
     @property
     def settled(self) -> bool:
@@ -125,21 +134,28 @@ class ChainState:
         self.credit_micro += payload.voucher.amount_micro
 
     def _fold_trade(self, body: BlockBody, payload: TradePayload) -> None:
-        self.trades[payload.trade_id] = TradeState(payload, body.seq)
+        interval = payload.interval_start_s
+        forward = body.author == payload.seller and interval not in self.minted
+        self.trades[payload.trade_id] = TradeState(payload, body.seq, forward=forward)
         if body.author == payload.seller:
-            interval = payload.interval_start_s
-            self.tokens_wh[interval] = self.tokens_for(interval) - payload.energy_wh
+            if not forward:
+                self.tokens_wh[interval] = self.tokens_for(interval) - payload.energy_wh
         else:
             self.credit_micro -= cost_micro(payload.energy_wh, payload.price_micro_per_kwh)
 
-    def _fold_settlement(self, body: BlockBody, payload: SettlementPayload) -> None:
+    def _fold_settlement(self, body: BlockBody, payload: SettlementPayload | DeliveryPayload
+                         ) -> None:
         trade = self.trades.get(payload.trade_id)
         if trade is not None:
             trade.settlement_seq = body.seq
+        imbalance = getattr(payload, "imbalance_micro", 0)
         if body.author == payload.seller:
-            self.credit_micro += payload.paid_micro
+            self.credit_micro += payload.paid_micro - imbalance
+            if trade is not None and trade.forward:
+                interval = trade.payload.interval_start_s
+                self.tokens_wh[interval] = self.tokens_for(interval) - payload.delivered_wh
         else:
-            self.credit_micro += payload.refund_micro
+            self.credit_micro += payload.refund_micro + imbalance
 
     def _fold_grid(self, body: BlockBody, payload: GridPayload) -> None:
         self.grid_intervals.add(payload.interval_start_s)
@@ -231,7 +247,8 @@ def _check_trade(body: BlockBody, state: ChainState, rules: LedgerRules):
         yield BOUNDS, f"price {p.price_micro_per_kwh} µ/kWh exceeds {rules.max_price_micro_per_kwh}"
     if p.trade_id in state.trades:
         yield DOUBLE_SPEND, f"trade {p.trade_id.hex()} is already on this chain"
-    if body.author == p.seller and state.tokens_for(p.interval_start_s) < p.energy_wh:
+    spot = p.interval_start_s in state.minted   # else forward: tokens are spent on delivery
+    if body.author == p.seller and spot and state.tokens_for(p.interval_start_s) < p.energy_wh:
         yield TOKEN_BALANCE, (f"sells {p.energy_wh} Wh but holds "
                               f"{state.tokens_for(p.interval_start_s)} Wh for the interval")
     cost = cost_micro(p.energy_wh, p.price_micro_per_kwh)
@@ -240,8 +257,12 @@ def _check_trade(body: BlockBody, state: ChainState, rules: LedgerRules):
 
 
 def _check_settlement(body: BlockBody, state: ChainState, rules: LedgerRules):
-    p: SettlementPayload = body.payload
-    yield from _check_parties(body, proposer=p.buyer, agreer=p.seller)
+    p: SettlementPayload | DeliveryPayload = body.payload
+    delivery = isinstance(p, DeliveryPayload)
+    if delivery:   # the seller measured the delivery: it proposes
+        yield from _check_parties(body, proposer=p.seller, agreer=p.buyer)
+    else:
+        yield from _check_parties(body, proposer=p.buyer, agreer=p.seller)
     trade = state.trades.get(p.trade_id)
     if trade is None:
         yield LINK, f"settles trade {p.trade_id.hex()} which is not on this chain"
@@ -252,6 +273,24 @@ def _check_settlement(body: BlockBody, state: ChainState, rules: LedgerRules):
     if (t.seller, t.buyer, t.energy_wh, t.price_micro_per_kwh) != (
             p.seller, p.buyer, p.agreed_wh, p.price_micro_per_kwh):
         yield LINK, "settlement does not match the trade it settles"
+    if delivery:
+        yield from _check_delivery(body, p, trade, state, rules)
+
+
+def _check_delivery(body: BlockBody, p: DeliveryPayload, trade: TradeState, state: ChainState,
+                    rules: LedgerRules):
+    most = cost_micro(p.agreed_wh - p.delivered_wh, rules.max_price_micro_per_kwh)
+    if p.imbalance_micro > most:
+        yield BOUNDS, f"imbalance {p.imbalance_micro} µ exceeds {most} µ for the shortfall"
+    if body.author != p.seller:
+        return
+    interval = trade.payload.interval_start_s
+    if trade.forward and state.tokens_for(interval) < p.delivered_wh:
+        yield TOKEN_BALANCE, (f"delivers {p.delivered_wh} Wh but its meter measured "
+                              f"{state.tokens_for(interval)} Wh unsold for interval {interval}")
+    if state.credit_micro + p.paid_micro < p.imbalance_micro:
+        yield CREDIT_BALANCE, (f"owes an imbalance of {p.imbalance_micro} µ but holds "
+                               f"{state.credit_micro + p.paid_micro} µ")
 
 
 def _check_grid(body: BlockBody, state: ChainState, rules: LedgerRules):

@@ -25,6 +25,13 @@ Durability, by the ``sync`` mode (SQLite's ``synchronous`` pragma):
     operating system's page cache -- but the last commits may be lost on a power loss or a
     kernel crash.  The database stays consistent in both cases (WAL commits are atomic).
 
+Damage is refused, not papered over: a 0-byte file that held blocks is not a new ledger
+(SQLite would make it one; one that never held a block, left by a crash while it was created,
+is), and the heads of the chains written through :class:`~ledger.ledger.Ledger` are marked
+beside the database after every commit (:mod:`ledger.headmark`), so a chain that lost its tail
+is found on open.  :meth:`LedgerStore.integrity_problems` runs SQLite's ``integrity_check``
+(damaged pages and indexes that reading the blocks alone does not reveal).
+
 :attr:`LedgerStore.commits` counts the transactions that wrote something (with ``"full"``: the
 fsyncs); benchmarks and tests read it.
 """
@@ -40,6 +47,7 @@ from pathlib import Path
 
 from ledger.block import BlockBody
 from ledger.errors import StoreError
+from ledger.headmark import read_marks, write_marks
 from ledger.sealed import Sealed
 
 __all__ = ["LedgerStore", "AddResult", "SCHEMA_VERSION", "SYNC_MODES"]
@@ -88,6 +96,19 @@ class LedgerStore:
             raise ValueError(f"sync must be one of {sorted(SYNC_MODES)}, got {sync!r}")
         self.path, self.sync = Path(path), sync
         self.commits = 0  # transactions that wrote something
+        self.marks = read_marks(self.path)   # author -> marked head (ledger.headmark)
+        try:
+            empty = self.path.stat().st_size == 0
+        except FileNotFoundError:
+            empty = False
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open ({exc.strerror})") from exc
+        if empty and any(self.marks.values()):   # no marker: created, never written (a crash)
+            raise StoreError(
+                f"{self.path}: the ledger file is empty (0 bytes) but held blocks (see "
+                f"{self.path}.head). Recover them: `p2pnode ledger recover {self.path} --from "
+                f"<counterparty or backup ledger>`.")
+        self._pending_marks: dict[bytes, int] = {}
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -133,14 +154,31 @@ class LedgerStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._pending_marks.clear()
             raise
         try:
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:  # e.g. disk full: nothing of the group is stored
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+            self._pending_marks.clear()
             raise StoreError(f"{self.path}: commit failed ({exc})") from exc
         self.commits += self._db.total_changes != changes
+        if self._pending_marks:
+            self.marks.update(self._pending_marks)
+            self._pending_marks.clear()
+            write_marks(self.path, self.marks)
+
+    def mark_head(self, author: bytes, seq: int) -> None:
+        """Record ``seq`` as ``author``'s head once the current transaction commits."""
+        if not self._db.in_transaction:
+            raise RuntimeError("mark_head is called inside a group, with the block it marks")
+        self._pending_marks[author] = seq
+
+    def reset_mark(self, author: bytes, seq: int) -> None:
+        """Set ``author``'s marked head (``p2pnode ledger recover --accept-loss``)."""
+        self.marks[author] = seq
+        write_marks(self.path, self.marks)
 
     def add(self, blocks: Iterable[Block]) -> list[AddResult]:
         """Store ``blocks`` in one transaction (durable on return unless inside a group)."""
@@ -225,6 +263,19 @@ class LedgerStore:
 
     def count(self) -> int:
         return self._rows("SELECT count(*) FROM blocks")[0][0]
+
+    def has_fork(self, author: bytes) -> bool:
+        """True when a fork proof of ``author`` is stored: it signed two blocks at one seq."""
+        return bool(self._rows("SELECT 1 FROM forks WHERE author=? LIMIT 1", (author,)))
+
+    def integrity_problems(self, max_problems: int = 100) -> list[str]:
+        """SQLite's ``integrity_check``: damaged pages or indexes; empty when all is well."""
+        try:
+            rows = self._db.execute(f"PRAGMA integrity_check({int(max_problems)})").fetchall()
+        except sqlite3.DatabaseError as exc:   # too damaged to even finish the check
+            return [f"integrity_check failed: {exc}"]
+        problems = [row[0] for row in rows]
+        return [] if problems == ["ok"] else problems
 
     def forks(self) -> list[StoredFork]:
         return [StoredFork(*row) for row in self._rows("SELECT * FROM forks ORDER BY author, seq")]

@@ -3,7 +3,9 @@
 Quality is fitted directly; duration is fitted on log(seconds) (durations are skewed and
 multiplicative) and transformed back.  Both are scikit-learn ``HistGradientBoostingRegressor``s
 with a fixed number of shallow trees (no early stopping, so training is deterministic for a
-seed and prediction cost is bounded: see ``benchmarks/selection.py``).
+seed and prediction cost is bounded: see ``benchmarks/selection.py``), exported to the
+numpy-evaluated :class:`~models.trees.TreeEnsemble` the node runs (:func:`models.trees.export`).
+Training needs the ``[train]`` extra (scikit-learn); the exported predictor does not.
 
 Baselines on the same held-out rows: the training mean, and the seller's own past average
 (``seller_past_quality`` / ``seller_past_duration_s``, the training mean where the seller has no
@@ -105,8 +107,9 @@ def evaluate(predict, train: Dataset, test: Dataset) -> Evaluation:
 def train(rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED):
     """Generate ``rows`` trades, fit on 80 %, evaluate on 20 %: (Predictor, Evaluation)."""
     from models.predictor import Predictor
+    from models.trees import export
     train_set, test_set = split(generate(rows, seed), seed)
     quality, duration = fit(train_set, seed)
-    predictor = Predictor(quality, duration, trained={"rows": rows, "seed": seed})
+    predictor = Predictor(export(quality), export(duration), trained={"rows": rows, "seed": seed})
     evaluation = evaluate(lambda x: predictor.predict(x, check=False), train_set, test_set)
     return predictor.with_metrics(evaluation.to_dict()), evaluation

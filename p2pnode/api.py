@@ -19,8 +19,9 @@ JSON under ``/api/v1`` (described by :mod:`p2pnode.api_schema`, built by
 settings health``, and ``feeder`` on a node that runs the feeder role (404 elsewhere).
 ``PUT /api/v1/settings`` replaces the user constraints (FR-14) as a whole:
 the body is validated completely before ``node.config`` is replaced (one assignment of a new
-frozen config), so a bad value gets 400 naming the field and changes nothing.  Settings changed
-here last until the daemon restarts (the configuration file is not rewritten).  Prometheus
+frozen config), so a bad value gets 400 naming the field and changes nothing.  With a
+``settings`` store (``p2pnode run`` passes one, :mod:`p2pnode.settings_store`) the new
+constraints are saved before the node uses them and survive a restart.  Prometheus
 metrics are at ``/metrics`` (:mod:`p2pnode.api_metrics`).
 
 Errors: :class:`ApiError` (a :class:`~p2pnode.errors.NodeError`) when the API cannot start --
@@ -45,6 +46,7 @@ from ledger.verify import ForkProof
 from p2pnode import api_views as views
 from p2pnode.api_metrics import CONTENT_TYPE_LATEST, metrics_text, node_registry
 from p2pnode.api_schema import API_PREFIX, openapi_document
+from p2pnode.connguard import ConnectionLimits, GuardedSite, SiteRef
 from p2pnode.errors import ConfigError, FileLimitError, NodeError
 from p2pnode.files import TOKEN_FILE_MAX_BYTES, read_private
 
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 MIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 64 * 1024
+API_CONNECTIONS = ConnectionLimits(max_connections=64, idle_s=15.0, request_s=30.0)
 DEFAULT_PAGE = 50
 PUBLIC_PATHS = frozenset({"/", f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json"})
 SECURITY_HEADERS = {
@@ -138,10 +141,11 @@ class ApiServer:
     :class:`~p2pnode.feeder_role.FeederRole`, if it runs one.
     """
 
-    def __init__(self, node, token: str, *, feeder=None, monotonic=time.monotonic):
+    def __init__(self, node, token: str, *, feeder=None, settings=None, monotonic=time.monotonic):
         if len(token) < MIN_TOKEN_CHARS:
             raise ApiError(f"the API token must have at least {MIN_TOKEN_CHARS} characters")
         self.node, self.feeder = node, feeder
+        self.settings = settings     # a p2pnode.settings_store.SettingsStore: PUTs survive restarts
         self._token = token.encode("utf-8")
         if not isinstance(node.meter, views.RecordingMeter):
             node.meter = views.RecordingMeter(node.meter)
@@ -156,8 +160,10 @@ class ApiServer:
         self.app = self._build_app()
 
     def _build_app(self) -> web.Application:
+        self._site_ref = SiteRef()
         app = web.Application(client_max_size=MAX_BODY_BYTES,
-                              middlewares=[self._headers, self._errors, self._auth])
+                              middlewares=[self._site_ref.middleware, self._headers,
+                                           self._errors, self._auth])
         get = {"status": self.status, "reading": self.reading, "intervals": self.intervals,
                "balance": self.balance, "offers": self.offers, "trades": self.trades,
                "blocks": self.blocks, "ledger": self.ledger, "market": self.market,
@@ -175,7 +181,8 @@ class ApiServer:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
         try:
-            await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+            await GuardedSite(self.runner, host, port, ref=self._site_ref,
+                              limits=API_CONNECTIONS, reuse_address=True).start()
         except OSError as exc:
             await self.runner.cleanup()
             self.runner = None
@@ -247,7 +254,8 @@ class ApiServer:
         views.check_query(request.query, ())
         dht = self.node.dht.server.transport is not None
         peer = self.node.peer_server.runner is not None and self.node.peer_server.port > 0
-        return _json({"ok": dht and peer, "dht": dht, "peer": peer}, 200 if dht and peer else 503)
+        body = views.health_view(self.node, dht, peer)
+        return _json(body, 200 if body["ok"] else 503)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return _json(openapi_document(self.url.rstrip("/")))
@@ -337,6 +345,11 @@ class ApiServer:
             config = dataclasses.replace(self.node.config, constraints=constraints)
         except ConfigError as exc:
             raise views.BadRequest(str(exc)) from None
+        if self.settings is not None:
+            try:
+                self.settings.save(constraints)      # durable before the node uses it
+            except OSError as exc:
+                return _error(500, f"cannot save the settings to {self.settings.path}: {exc}")
         self.node.config = config   # one assignment: the node sees the old or the new, whole
         log.info("constraints set through the local API: %s", views.settings_view(constraints))
         return _json(views.settings_view(constraints))

@@ -21,6 +21,14 @@ restarts, as Prometheus counters may; those read from the ledger (``p2p_ledger_*
 ``p2p_last_discovery_offers``        offers the last discovery found
 ``p2p_negotiation_seconds``          histogram: discovery start to agreed trade, bought trades
 ``p2p_dropped_messages_total``       invalid messages dropped, by source and reason
+``p2p_failsafe_grid_only``           1 while the node trades grid-only (no peer reachable for
+                                     ``[timing] failsafe_intervals``), else 0
+``p2p_failsafe_entered_total``       times the node went grid-only since it started
+``p2p_peers_reachable``              peers that answered the latest probe (one per interval)
+``p2p_intervals_without_peers``      intervals in a row without a reachable peer
+``p2p_overdue_settlements``          bought trades of earlier intervals not settled yet
+``p2p_meter_events_total{event}``    a live meter's counters (p2pnode/meter_mqtt.py: connects,
+                                     disconnects, samples accepted and dropped by reason)
 ``p2p_node_events_total{event}``     every counter of the node (trades, denials, drops, ...)
 ``p2p_dht_events_total{event}``      every counter of the DHT (drops, timeouts, failures)
 ==================================== =========================================================
@@ -54,6 +62,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "FeederCollector", "LATENCY_BUCKETS_S", "NodeC
            "histogram_buckets", "metrics_text", "node_registry"]
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_METER_WRAPPERS = 4
 
 
 def histogram_buckets(values_s: list[float], bounds: tuple[float, ...] = LATENCY_BUCKETS_S
@@ -77,7 +86,37 @@ class NodeCollector:
         yield from self._energy()
         yield from self._dht()
         yield from self._negotiation()
+        yield from self._failsafe()
+        yield from self._meter()
         yield from self._events()
+
+    def _meter(self):
+        meter = self.node.meter
+        for _ in range(MAX_METER_WRAPPERS):     # the API's and the feeder role's pass-throughs
+            if hasattr(meter, "stats") or not hasattr(meter, "meter"):
+                break
+            meter = meter.meter
+        if not hasattr(meter, "stats"):
+            return
+        events = CounterMetricFamily("p2p_meter_events", "a live meter's connection and sample "
+                                     "counters", labels=["event"])
+        for name, count in meter.stats().items():
+            events.add_metric([name], count)
+        yield events
+
+    def _failsafe(self):
+        health = self.node.failsafe.health
+        yield GaugeMetricFamily("p2p_failsafe_grid_only", "1 while the node trades grid-only "
+                                "(no peer reachable)", value=int(health.grid_only))
+        yield CounterMetricFamily("p2p_failsafe_entered", "times the node went grid-only",
+                                  value=health.entered)
+        if health.peers_reachable is not None:
+            yield GaugeMetricFamily("p2p_peers_reachable", "peers that answered the latest "
+                                    "probe", value=health.peers_reachable)
+        yield GaugeMetricFamily("p2p_intervals_without_peers", "intervals in a row without a "
+                                "reachable peer", value=health.intervals_without_peers)
+        yield GaugeMetricFamily("p2p_overdue_settlements", "bought trades of earlier intervals "
+                                "not settled yet", value=health.overdue_settlements)
 
     def _ledger(self):
         node = self.node
@@ -213,7 +252,7 @@ class FeederCollector:
             yield voltage
             yield GaugeMetricFamily("p2p_feeder_trafo_loading_percent", "transformer loading of "
                                     "the latest closed interval",
-                                    value=booked.network.trafo_loading_percent)
+                                    value=booked.network.max_trafo_loading_percent)
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

@@ -39,7 +39,9 @@ BALANCE_STATE = {"type": "string", "enum": ["balanced", "surplus", "deficit"]}
 SCHEMAS = {
     "Error": _obj({"error": STR, "field": _nullable(STR)}),
     "Health": _obj({"ok": {"type": "boolean"}, "dht": {"type": "boolean"},
-                    "peer": {"type": "boolean"}}),
+                    "peer": {"type": "boolean"}, "mode": {"enum": ["trading", "grid_only"]},
+                    "peers_reachable": _nullable(NAT), "intervals_without_peers": NAT,
+                    "trades_settled": {"type": "boolean"}, "overdue_settlements": NAT}),
     "Status": _obj({
         "public_key": KEY, "peer_id": STR, "node_id": HEX, "feeder": STR, "location": STR,
         "peer_endpoint": STR, "dht_address": STR, "uptime_s": NUM, "node_time_s": NUM,
@@ -165,8 +167,10 @@ def _get(summary: str, schema: str, *, params=(), public: bool = False, more=Non
 
 
 PATHS = {
-    "/health": _get("DHT and peer endpoint are up (no token needed)", "Health", public=True,
-                    more={"503": _json("Health", "the DHT or the peer endpoint is down")}),
+    "/health": _get("DHT and peer endpoint are up, peers reachable, trades settled (no token "
+                    "needed)", "Health", public=True,
+                    more={"503": _json("Health", "the DHT or the peer endpoint is down, or the "
+                                       "node is grid-only (no peer reachable)")}),
     "/status": _get("identity, addresses, uptime, interval and balance state", "Status"),
     "/reading": _get("the latest meter reading", "ReadingResponse"),
     "/intervals": _get("energy flows of the last closed intervals, oldest first", "Intervals",

@@ -29,7 +29,8 @@ from p2pnode.offers import OfferRecord
 
 __all__ = [
     "BadRequest", "RecordingMeter", "RECENT_READINGS", "MAX_PAGE", "FEEDER_PAGE", "MAX_FEEDER_PAGE",
-    "balance_view", "blocks_view", "check_query", "drop_counters", "feeder_view", "intervals_view", "ledger_view", "market_view", "offer_view",
+    "balance_view", "blocks_view", "check_query", "drop_counters", "feeder_view", "health_view",
+    "intervals_view", "ledger_view", "market_view", "offer_view",
     "offers_view", "parse_constraints", "query_int", "reading_view", "settings_view",
     "status_view", "trades_view",
 ]
@@ -84,7 +85,7 @@ def query_int(query: Mapping[str, str], name: str, default: int, low: int, high:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not text.isdigit() or len(text) > 18 or not low <= int(text) <= high:
         raise BadRequest(f"{name} = {text!r}: must be an integer between {low} and {high}", name)
     return int(text)
 
@@ -113,6 +114,17 @@ def status_view(node, uptime_s: float) -> dict:
         "balance_state": node.balance.value, "credit_micro": state.credit_micro,
         "ledger_head_seq": state.seq,
     }
+
+
+def health_view(node, dht_up: bool, peer_up: bool) -> dict:
+    """Sockets up, and the fail-safe's view (:mod:`p2pnode.failsafe`): ``ok`` only when both
+    sockets serve and the node is not grid-only."""
+    health = node.failsafe.health
+    return {"ok": dht_up and peer_up and not health.grid_only, "dht": dht_up, "peer": peer_up,
+            "mode": health.mode.value, "peers_reachable": health.peers_reachable,
+            "intervals_without_peers": health.intervals_without_peers,
+            "trades_settled": health.trades_settled,
+            "overdue_settlements": health.overdue_settlements}
 
 
 def _reading(reading: Reading | None) -> dict | None:
@@ -181,18 +193,20 @@ def _countersigned(store, author: bytes, seq: int, counterparty: bytes) -> bool:
 def trade_view(node, trade) -> dict:
     """One trade of the ledger (``trade``: its TradeState) with where it stands.
 
-    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``,
-    then ``settled`` once the seller countersigned the buyer's settlement.  A buyer's is
-    ``agreed`` (it signed), ``settling`` (it proposed the settlement) and ``settled`` (the
-    seller's countersignature came back).
+    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``; a
+    buyer's is ``agreed`` once it signed.  After the interval the side that measured the delivery
+    proposes the settlement (the seller's DELIVERY; the buyer in ledgers of the ex-post market
+    before it): its trade is ``settling`` until the other side's countersignature is stored,
+    then ``settled``; the countersigning side's trade is ``settled`` when it signs.
     """
     payload, me, store = trade.payload, node.public, node.ledger.store
     seller = payload.seller == me
     other = payload.buyer if seller else payload.seller
     delivered = settled = None
     if trade.settled:
-        delivered = node.ledger.own_block(trade.settlement_seq).message.payload.delivered_wh
-        settled = seller or _countersigned(store, me, trade.settlement_seq, other)
+        block = node.ledger.own_block(trade.settlement_seq).message
+        delivered = block.payload.delivered_wh
+        settled = block.is_agreement or _countersigned(store, me, trade.settlement_seq, other)
     if settled:
         status = "settled"
     elif trade.settled:
@@ -289,8 +303,19 @@ def feeder_interval_view(booked) -> dict:
     """One closed interval of the feeder's books (a :class:`~p2pnode.feeder.FeederInterval`)."""
     out = dataclasses.asdict(booked)
     if booked.network is not None:
-        out["network"]["buses_outside_limits"] = list(booked.network.buses_outside_limits)
+        out["network"] = network_view(booked.network)
     return out
+
+
+def network_view(state) -> dict:
+    """The load flow of an interval (:class:`optimizer.markets.FeederState`, kWh) in the API's
+    Wh, with the most loaded transformer."""
+    return {"converged": state.converged, "vm_min_pu": state.vm_min_pu,
+            "vm_min_bus": state.vm_min_bus, "vm_max_pu": state.vm_max_pu,
+            "vm_max_bus": state.vm_max_bus, "buses_outside_limits": list(state.buses_outside_limits),
+            "trafo_loading_percent": state.max_trafo_loading_percent,
+            "technical_loss_wh": state.technical_loss_kwh * 1000,
+            "expected_transformer_wh": state.expected_transformer_kwh * 1000}
 
 
 def feeder_view(role, limit: int) -> dict:
@@ -328,12 +353,13 @@ def settings_view(constraints: Constraints) -> dict:
     return dataclasses.asdict(constraints)
 
 
-def parse_settings_body(raw: bytes) -> Constraints:
-    """The constraints of a ``PUT /api/v1/settings`` body; :class:`BadRequest` says what is wrong.
+def parse_json_body(raw: bytes) -> object:
+    """A request body as JSON, or :class:`BadRequest` (a 400) saying why.
 
-    Bounded: at most :data:`MAX_BODY_BYTES`, JSON nested at most :data:`MAX_JSON_DEPTH` deep and
-    numbers of at most :data:`MAX_NUMBER_CHARS` characters (a 5000-digit integer or a 20k-deep
-    array is a 400, not a 500)."""
+    Bounded before any conversion: at most :data:`MAX_BODY_BYTES`, nested at most
+    :data:`MAX_JSON_DEPTH` deep, numbers of at most :data:`MAX_NUMBER_CHARS` characters and no
+    ``NaN``/``Infinity`` (a 5000-digit integer raised a ValueError in ``int()`` and a 20k-deep
+    array a RecursionError: both were a 500)."""
     if len(raw) > MAX_BODY_BYTES:
         raise BadRequest(f"body is over {MAX_BODY_BYTES} bytes")
     try:
@@ -341,13 +367,17 @@ def parse_settings_body(raw: bytes) -> Constraints:
     except UnicodeDecodeError:
         raise BadRequest("body is not UTF-8 text") from None
     if _nesting(text) > MAX_JSON_DEPTH:
-        raise BadRequest(f"body is nested more than {MAX_JSON_DEPTH} deep")
+        raise BadRequest(f"body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        body = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float,
+        return json.loads(text, parse_int=_bounded(int), parse_float=_bounded(float),
                           parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:     # JSONDecodeError is a ValueError
         raise BadRequest(f"body is not valid JSON: {exc}") from None
-    return parse_constraints(body)
+
+
+def parse_settings_body(raw: bytes) -> Constraints:
+    """The constraints of a ``PUT /api/v1/settings`` body (:func:`parse_json_body`)."""
+    return parse_constraints(parse_json_body(raw))
 
 
 def _nesting(text: str) -> int:
@@ -362,20 +392,17 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def _bounded_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise ValueError(f"number {text[:12]}... has more than {MAX_NUMBER_CHARS} characters")
-    return int(text)
-
-
-def _bounded_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise ValueError(f"number {text[:12]}... has more than {MAX_NUMBER_CHARS} characters")
-    return float(text)
+def _bounded(kind):
+    def convert(text: str):
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters (more than "
+                             f"{MAX_NUMBER_CHARS} characters)")
+        return kind(text)
+    return convert
 
 
 def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
+    raise ValueError(f"{name} is not a number")
 
 
 _INTEGER_FIELDS = frozenset(f.name for f in dataclasses.fields(Constraints) if f.type in (int, "int"))

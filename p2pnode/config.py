@@ -11,17 +11,27 @@ them into the ledger's integer µ per kWh.  Layout::
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
+                   transport = "http" | "libp2p" (peer links; see p2pnode.transport),
                    bootstrap = ["host:port", ...]
-    [meter]        kind = "csv" | "external", path (CSV: interval_start_s,generation_wh,consumption_wh),
-                   key_file (the meter's own signing key: a replay meter signs as a real one),
-                   trusted_keys = ["hex public keys"] (mint only from readings they signed)
+    [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
+                   or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
+                   username, password_file, stale_after_s, keepalive_s, reconnect_max_s
+                   or kind = "external" (a meter given in code: firmware, the simulator);
+                   any kind: key_file (the meter's own signing key: a replay meter signs as a
+                   real one), trusted_keys = ["hex public keys"] (mint only from readings they
+                   signed)
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
                    opt_out = "none" | "selling" | "buying" | "all"          (FR-14)
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
-    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds
-    [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"]
+    [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
+                   failsafe_intervals
+    [market]       mode = "real_time" | "day_ahead" | "ex_post", lead_intervals, gate_hour,
+                   substep_s,
+                   latitude, longitude (for the forecasts' clear-sky irradiance)
+    [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
+                   trust_any_issuer = false (true: any issuer's voucher counts; tests only)
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
     [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
                    or enabled = true, transformer_meter (CSV: interval_start_s,transformer_wh),
@@ -32,26 +42,29 @@ them into the ledger's integer µ per kWh.  Layout::
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import importlib.util
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optimizer.selection import STRATEGIES, SelectionConfig, Weights
+from optimizer.selection import STRATEGIES, SelectionConfig, SelectionConfigError, Weights
 from p2pnode.balance import DetectionConfig
+from p2pnode.checks import Checker, Problem, TomlFileError, read_toml, toml_repr, unknown_keys
 from p2pnode.errors import ConfigError
-from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
+from p2pnode.extras import MissingExtra
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
-    "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MeterConfig", "NetworkConfig",
+    "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MARKET_MODES", "MarketConfig",
+    "MeterConfig", "NetworkConfig",
     "NodeConfig", "Timing", "load_config", "micro", "OPT_OUT",
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
+METER_KINDS = ("csv", "mqtt", "external")
+TRANSPORTS = ("http", "libp2p")
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -61,25 +74,19 @@ def micro(per_kwh: float) -> int:
 
 
 def _fail(section: str, key: str, value, reason: str) -> typing.NoReturn:
-    where = f"[{section}] " if section else ""
-    raise ConfigError(f"{where}{key} = {value!r}: {reason}")
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:   # an int too large for a float
-        return False
+    raise ConfigError(Problem(section, key, value, reason).render())
 
 
 def _number(section: str, key: str, value, low: float = 0.0, high: float = math.inf,
             integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        _fail(section, key, value, "must be an integer" if integer else "must be a number")
-    if not (_finite(value) and low <= value <= high):
-        _fail(section, key, value, f"must be between {low} and {high}" if high != math.inf
-              else f"must be at least {low}")
+    """The shared field check (:class:`p2pnode.checks.Checker`), raising at once."""
+    check = Checker(section)
+    bound = None if high == math.inf else high
+    if integer:
+        check.integer(key, value, low, bound)
+    else:
+        check.number(key, value, low, bound)
+    check.done()
 
 
 @dataclass(frozen=True)
@@ -89,10 +96,17 @@ class NetworkConfig:
     peer_port: int = 0
     advertise: str = ""        # "host:port" of the peer endpoint as others reach it
     bootstrap: tuple[str, ...] = ()
+    # DHT contacts of one IP address per bucket and lookup (p2pnode.dht.protocol); 0: no limit,
+    # for several daemons on one machine.  Used when the Node is given no DHTSettings.
+    max_peers_per_host: int = 2
+    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux)
 
     def __post_init__(self):
+        if self.transport not in TRANSPORTS:
+            _fail("network", "transport", self.transport, f"must be one of {', '.join(TRANSPORTS)}")
         for key in ("dht_port", "peer_port"):
             _number("network", key, getattr(self, key), 0, 65535, integer=True)
+        _number("network", "max_peers_per_host", self.max_peers_per_host, 0, 64, integer=True)
         for key, value in [("advertise", self.advertise)] * bool(self.advertise) + \
                 [("bootstrap", b) for b in self.bootstrap]:
             parse_hostport(value, f"[network] {key}")
@@ -104,32 +118,69 @@ class NetworkConfig:
 def parse_hostport(text: str, where: str) -> tuple[str, int]:
     host, sep, port = str(text).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"{where} = {text!r}: must be host:port with a port in 1..65535")
+        raise ConfigError(f"{where} = {toml_repr(text)}: must be host:port with a port in 1..65535")
     return host, int(port)
 
 
 @dataclass(frozen=True)
 class MeterConfig:
-    """The meter: a CSV replay (``kind = "csv"``) or one given in code (``"external"``: firmware,
-    the simulator).  ``key_file``: the meter's own Ed25519 key, separate from the node key; a
-    replay meter signs each reading with it as a real smart meter does.  ``trusted_keys``: meter
-    public keys whose signed readings this node mints from; when set, nothing else is minted
-    (see :mod:`p2pnode.minting`)."""
+    """``[meter]``: a CSV replay (``path``), a live meter over MQTT (p2pnode/meter_mqtt.py) or
+    one given in code (``"external"``: firmware, the simulator).
+
+    MQTT: the broker at ``host:port``, the meter's register samples on ``topic`` in ``format``
+    ("json" or "senml", see p2pnode/meter_feed.py); a reading older than ``stale_after_s`` does
+    not stand for an interval boundary; reconnects back off up to ``reconnect_max_s``.
+    """
 
     kind: str = "csv"
     path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic: str = ""
+    format: str = "json"
+    client_id: str = ""
+    username: str = ""
+    password_file: Path | None = None
+    stale_after_s: float = 300.0
+    keepalive_s: int = 30
+    reconnect_max_s: float = 30.0
     key_file: Path | None = None
     trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if self.kind not in ("csv", "external"):
-            _fail("meter", "kind", self.kind,
-                  'must be "csv" or "external" (a meter given in code)')
-        if self.kind == "csv" and self.path is None:
-            _fail("meter", "path", None, "is required for a csv meter")
+        if self.kind not in METER_KINDS:
+            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)}")
         for key in self.trusted_keys:
             if not _is_public_key(key):
                 _fail("meter", "trusted_keys", key, "must be 64 hex digits (a public key)")
+        if self.key_file is not None and self.kind != "csv":
+            _fail("meter", "key_file", str(self.key_file), 'is for kind = "csv" (a replay meter '
+                  "signing as a smart meter would; other meters sign their own readings)")
+        if self.kind == "csv":
+            if self.path is None:
+                _fail("meter", "path", None, "is required for a csv meter")
+        elif self.kind == "mqtt":
+            self._check_mqtt()
+
+    def _check_mqtt(self) -> None:
+        if self.path is not None:
+            _fail("meter", "path", str(self.path), "is for kind = \"csv\"")
+        if not isinstance(self.host, str) or not self.host or not self.host.isprintable():
+            _fail("meter", "host", self.host, "must be the broker's host name or address")
+        _number("meter", "port", self.port, 1, 65535, integer=True)
+        if not isinstance(self.topic, str) or not self.topic or "#" in self.topic \
+                or "+" in self.topic or len(self.topic.encode()) > 1024:
+            _fail("meter", "topic", self.topic, "is required: the meter's topic (no wildcards)")
+        from p2pnode.meter_feed import FORMATS
+        if self.format not in FORMATS:
+            _fail("meter", "format", self.format, f"must be one of {', '.join(FORMATS)}")
+        for key in ("client_id", "username"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or len(value) > 128 or not value.isprintable():
+                _fail("meter", key, value, "must be a printable string of at most 128 characters")
+        _number("meter", "stale_after_s", self.stale_after_s, 1, 86400)
+        _number("meter", "keepalive_s", self.keepalive_s, 5, 3600, integer=True)
+        _number("meter", "reconnect_max_s", self.reconnect_max_s, 0.5, 3600)
 
 
 @dataclass(frozen=True)
@@ -168,7 +219,9 @@ class Timing:
     ``buy_delay_s``: buyers start after sellers had this long to publish; ``window_s``: the
     window closes, trades are settled and the rest goes to the grid; ``request_timeout_s`` and
     ``attempts``: per negotiation message (wall seconds); ``max_rounds``: select-and-negotiate
-    rounds a buyer runs per interval while offers remain and progress is made.
+    rounds a buyer runs per interval while offers remain and progress is made;
+    ``failsafe_intervals``: intervals in a row with no reachable peer before the node trades
+    grid-only until a peer answers again (p2pnode/failsafe.py).
     """
 
     buy_delay_s: float = 5.0
@@ -176,6 +229,7 @@ class Timing:
     request_timeout_s: float = 2.0
     attempts: int = 4
     max_rounds: int = 6
+    failsafe_intervals: int = 3
 
     def __post_init__(self):
         _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)
@@ -186,14 +240,67 @@ class Timing:
         _number("timing", "request_timeout_s", self.request_timeout_s, 0.001, 600)
         _number("timing", "attempts", self.attempts, 1, 20, integer=True)
         _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
+        _number("timing", "failsafe_intervals", self.failsafe_intervals, 1, 10_000, integer=True)
+
+
+MARKET_MODES = ("ex_post", "real_time", "day_ahead")
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """When an interval is traded (see :mod:`p2pnode.trading.schedule`).
+
+    ``mode``: ``"real_time"`` trades interval ``t`` during ``t - lead_intervals`` on the node's
+    forecast and measures the delivery during ``t`` in ``substep_s`` sub-steps; ``"day_ahead"``
+    also trades the next day's intervals before ``gate_hour`` (local) on day-ahead forecasts,
+    the real-time market then trading the difference; ``"ex_post"`` trades ``t`` after it
+    ended, on metered energy (the comparison baseline).
+    ``latitude``/``longitude``: the node's place, for the clear-sky irradiance its generation
+    forecast uses (default: the shipped weather file's site).
+    """
+
+    mode: str = "real_time"
+    lead_intervals: int = 1
+    gate_hour: int = 12
+    substep_s: int = 60
+    latitude: float = 36.1
+    longitude: float = -79.9
+
+    def __post_init__(self):
+        if self.mode not in MARKET_MODES:
+            _fail("market", "mode", self.mode, f"must be one of {', '.join(MARKET_MODES)}")
+        _number("market", "lead_intervals", self.lead_intervals, 1, 96, integer=True)
+        _number("market", "gate_hour", self.gate_hour, 1, 23, integer=True)
+        _number("market", "substep_s", self.substep_s, 1, 86400, integer=True)
+        _number("market", "latitude", self.latitude, -90, 90)
+        _number("market", "longitude", self.longitude, -180, 180)
 
 
 @dataclass(frozen=True)
 class CreditConfig:
+    """Credit: vouchers to deposit, and whose vouchers count.
+
+    A voucher is credit only when its issuer is trusted: listed in ``trusted_issuers``.  With
+    none listed no voucher counts (the node warns on start) -- anybody can make a key and sign
+    vouchers with it, so trusting any issuer lets a buyer pay with credit it printed itself.
+    ``trust_any_issuer = true`` restores that for tests and closed experiments.
+    """
+
     vouchers: tuple[Path, ...] = ()          # sealed CreditVoucher files to deposit on start
-    trusted_issuers: tuple[str, ...] = ()    # hex public keys; empty: any issuer
+    trusted_issuers: tuple[str, ...] = ()    # hex public keys of the issuers whose credit counts
+    trust_any_issuer: bool = False
+
+    def issuer_keys(self) -> frozenset[bytes] | None:
+        """The trusted issuer keys for the ledger rules (None: any issuer)."""
+        if self.trust_any_issuer:
+            return None
+        return frozenset(bytes.fromhex(issuer) for issuer in self.trusted_issuers)
 
     def __post_init__(self):
+        if not isinstance(self.trust_any_issuer, bool):
+            _fail("credit", "trust_any_issuer", self.trust_any_issuer, "must be true or false")
+        if self.trust_any_issuer and self.trusted_issuers:
+            _fail("credit", "trust_any_issuer", True, "contradicts the trusted_issuers listed")
         for issuer in self.trusted_issuers:
             try:
                 ok = len(bytes.fromhex(issuer)) == 32
@@ -326,6 +433,7 @@ class NodeConfig:
     constraints: Constraints = field(default_factory=Constraints)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     timing: Timing = field(default_factory=Timing)
+    market: MarketConfig = field(default_factory=MarketConfig)
     credit: CreditConfig = field(default_factory=CreditConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     feeder_role: FeederRoleConfig = field(default_factory=FeederRoleConfig)
@@ -347,6 +455,9 @@ class NodeConfig:
         if self.key_passphrase_env and not self.key_passphrase_env.isidentifier():
             _fail("", "key_passphrase_env", self.key_passphrase_env,
                   "must be an environment variable name")
+        if self.interval_s % self.market.substep_s:
+            _fail("market", "substep_s", self.market.substep_s,
+                  f"must divide interval_s ({self.interval_s}) evenly")
         if self.feeder_role.grace_s >= self.interval_s:
             _fail("feeder_role", "grace_s", self.feeder_role.grace_s,
                   f"must be less than interval_s ({self.interval_s})")
@@ -358,13 +469,9 @@ def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file; relative paths are relative to the file."""
     path = Path(path)
     try:
-        raw = tomllib.loads(read_bounded(path, CONFIG_MAX_BYTES, "config file").decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raw = read_toml(path)
+    except TomlFileError as exc:
+        raise ConfigError(str(exc)) from exc
     try:
         return config_from_dict(raw, base=path.parent)
     except ConfigError as exc:
@@ -380,6 +487,7 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
         "constraints": _build(Constraints, raw.pop("constraints", {}), "constraints", base),
         "selection": _selection(raw.pop("selection", {})),
         "timing": _build(Timing, raw.pop("timing", {}), "timing", base),
+        "market": _build(MarketConfig, raw.pop("market", {}), "market", base),
         "credit": _build(CreditConfig, raw.pop("credit", {}), "credit", base),
         "api": _build(ApiConfig, raw.pop("api", {}), "api", base),
         "feeder_role": _feeder_role(raw.pop("feeder_role", {}), base),
@@ -464,21 +572,21 @@ def _selection(table) -> SelectionConfig:
     strategy = table.get("strategy", "ga")
     if strategy not in STRATEGIES:
         _fail("selection", "strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    if strategy == "exact" and importlib.util.find_spec("scipy") is None:
+        _fail("selection", "strategy", strategy, "the exact solver needs scipy, which the base "
+              f"install lacks: {MissingExtra('scipy', 'sim').install}")
     weights = table.get("weights", {})
     if not isinstance(weights, dict):
         _fail("selection", "weights", weights, "must be a table ([selection.weights])")
-    _reject_unknown(weights, {f.name for f in dataclasses.fields(Weights)}, "selection.weights")
-    for key, value in weights.items():
-        _number("selection.weights", key, value, 0)
+    _reject_unknown(weights, Weights.names(), "selection.weights")
     try:
         return SelectionConfig(weights=Weights(**weights), strategy=strategy)
-    except ValueError as exc:
-        raise ConfigError(f"[selection.weights] {exc}") from None
+    except SelectionConfigError as exc:     # the one check of the six weights
+        key, value, reason = exc.problems[0]
+        _fail("selection.weights", key, value, reason)
 
 
 def _reject_unknown(table: dict, allowed, section: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(sorted(allowed))
-            _fail(section, key, table[key], f"unknown key; {hint}")
+    """The shared unknown-key check (:func:`p2pnode.checks.unknown_keys`), raising the first."""
+    for problem in unknown_keys(table, sorted(allowed), section)[:1]:
+        raise ConfigError(problem.render())

@@ -38,14 +38,15 @@ import logging
 
 from ledger import Sealed, open_checked
 from optimizer.markets import (
-    LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses, share_pool,
+    FeederState, LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses,
+    share_pool,
 )
 from optimizer.powerflow import Feeder, PowerFlowError
 from p2pnode.feeder_report import MAX_REPORT_BYTES, FeederReport
 from p2pnode.mint_check import MemberMint, cross_check
 
 __all__ = [
-    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "NetworkState", "HISTORY_S",
+    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "HISTORY_S",
     "MAX_MEMBERS", "MAX_MEMBER_POWER_W",
 ]
 
@@ -106,21 +107,6 @@ class FeederSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class NetworkState:
-    """The load flow of one closed interval (see :class:`optimizer.markets.FeederState`)."""
-
-    converged: bool
-    vm_min_pu: float
-    vm_min_bus: int
-    vm_max_pu: float
-    vm_max_bus: int
-    buses_outside_limits: tuple[int, ...]
-    trafo_loading_percent: float          # the most loaded transformer
-    technical_loss_wh: float
-    expected_transformer_wh: float
-
-
-@dataclasses.dataclass(frozen=True)
 class FeederInterval:
     """One closed interval of the feeder's books (Wh); ``transformer_wh`` and ``loss_wh`` are
     None when the transformer meter had no reading (the alert then stays as it was)."""
@@ -139,7 +125,7 @@ class FeederInterval:
     loss_wh: int | None
     alert: bool
     loss_streak: int
-    network: NetworkState | None
+    network: FeederState | None     # the load flow, when the role has a network
     minted_wh: int = 0                    # tokens the members minted (their reports)
     mint_excess_wh: int | None = None     # minted beyond the transformer balance (see mint_check)
     flagged: tuple[tuple[str, str], ...] = ()   # (member hex, reason) of p2pnode.mint_check
@@ -159,7 +145,46 @@ class FeederBook:
             maxlen=settings.history_intervals)
         self.streak = 0
         self.counters: collections.Counter[str] = collections.Counter()
-        self.flagged: collections.Counter[str] = collections.Counter()   # member hex -> flags
+        self.last_accepted: Sealed[FeederReport] | None = None
+
+    @classmethod
+    def restore(cls, settings: FeederSettings, now_s: float, grid: Feeder | None,
+                stored) -> FeederBook:
+        """The book as it was stored (a :class:`~p2pnode.feeder_store.StoredBooks`): open
+        intervals with their reports, closed ones, the loss streak and the counters.  Intervals
+        that ended while the node was down are closed by :meth:`due` as usual (with the
+        reports stored before the stop).  Raises ValueError when a stored value is damaged."""
+        book = cls(settings, now_s, grid)
+        reports = []
+        for raw in stored.reports:
+            sealed = open_checked(raw, FeederReport, MAX_REPORT_BYTES)
+            if isinstance(sealed, str):
+                raise ValueError(f"a stored report does not open: {sealed}")
+            reports.append(sealed)
+        # the stored position rules: what was open at the stop is open now
+        book.open_from_s = stored.open_from_s or min(
+            [r.message.interval_start_s for r in reports] + [book.open_from_s])
+        book.streak, book.counters = stored.streak, collections.Counter(stored.counters)
+        for member in stored.members:
+            book.known.setdefault(member, None)
+        for sealed in reports:
+            report = sealed.message
+            if report.interval_start_s >= book.open_from_s:
+                book.reports.setdefault(report.interval_start_s, {})[report.member] = sealed
+        for booked, answered in stored.closed:
+            book.history.append(_interval_from_dict(booked))
+            book.answered[booked["interval_start_s"]] = {
+                bytes.fromhex(m): bytes.fromhex(h) for m, h in answered.items()}
+        for old in sorted(book.answered)[:-ANSWERED_INTERVALS]:
+            del book.answered[old]
+        return book
+
+    @property
+    def flagged(self) -> collections.Counter[str]:
+        """Mint cross-check flags per member (hex) over the closed intervals kept (the
+        history, restored with the books after a restart)."""
+        return collections.Counter(member for booked in self.history
+                                   for member, _ in booked.flagged)
 
     # -- reports ---------------------------------------------------------------------------------
     def submit(self, raw: bytes, now_s: float) -> Answer:
@@ -183,6 +208,7 @@ class FeederBook:
         self.reports.setdefault(start, {})[member] = checked
         self.known.setdefault(member, None)
         self.counters["reports_accepted"] += 1
+        self.last_accepted = checked          # the shell stores it (p2pnode/feeder_store.py)
         return Answer.accepted(start)
 
     def _check(self, raw: bytes, now_s: float) -> Sealed[FeederReport] | str:
@@ -278,7 +304,6 @@ class FeederBook:
         check = cross_check(mints, transformer_wh, tolerance_wh, self.settings.trusted_meters)
         for member, reason in check.flags:
             self.counters[f"mint_flagged_{reason}"] += 1
-            self.flagged[member.hex()] += 1
             log.warning("feeder %s interval %s: member %s flagged: %s", self.settings.feeder,
                         start_s, member.hex()[:16], reason)
         return check
@@ -290,7 +315,7 @@ class FeederBook:
         ids = [m.hex() for m in self.known] + list(buses)   # every explicit bus is checked
         return place_on_houses(list(dict.fromkeys(ids)), buses, self.grid)
 
-    def _network(self, readings: list[NodeReading]) -> NetworkState | None:
+    def _network(self, readings: list[NodeReading]) -> FeederState | None:
         try:
             state = feeder_state(readings, self.placement(), self.grid,
                                  hours=self.settings.interval_s / 3600)
@@ -298,10 +323,15 @@ class FeederBook:
             log.error("feeder load flow failed: %s", exc)
             self.counters["network_failed"] += 1
             return None
-        return NetworkState(
-            converged=state.converged, vm_min_pu=state.vm_min_pu, vm_min_bus=state.vm_min_bus,
-            vm_max_pu=state.vm_max_pu, vm_max_bus=state.vm_max_bus,
-            buses_outside_limits=state.buses_outside_limits,
-            trafo_loading_percent=max(state.trafo_loading_percent, default=0.0),
-            technical_loss_wh=state.technical_loss_kwh * 1000,
-            expected_transformer_wh=state.expected_transformer_kwh * 1000)
+        return state
+
+
+def _interval_from_dict(data: dict) -> FeederInterval:
+    """A :class:`FeederInterval` from ``dataclasses.asdict`` (the books file)."""
+    network = data.get("network")
+    if network is not None:
+        network = FeederState(**{**network, **{
+            name: tuple(network[name]) for name in ("buses_outside_limits",
+                                                    "trafo_loading_percent")}})
+    flagged = tuple(tuple(flag) for flag in data.get("flagged", ()))
+    return FeederInterval(**{**data, "network": network, "flagged": flagged})

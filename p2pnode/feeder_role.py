@@ -6,7 +6,10 @@ feeds them on a node: members' reports arrive on the node's peer endpoint
 node's own meter reading is booked like any member's, and a task closes every interval
 ``grace_s`` after it ends on the node's clock, with the transformer meter's reading
 (:class:`TransformerMeter`; :class:`CsvTransformerMeter` replays one).  ``p2pnode run`` starts
-it beside the node when ``[feeder_role] enabled = true``.
+it beside the node when ``[feeder_role] enabled = true``.  The books are kept on disk
+(:mod:`p2pnode.feeder_store`, ``<ledger stem>.feeder.db``): every accepted report before its
+answer, every closed interval when it closes; :meth:`FeederRole.start` restores them, so a
+restarted feeder node goes on where it stopped.  :meth:`FeederRole.close` closes the file.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from pathlib import Path
 
 from ledger import SigningKey
 from optimizer.markets import LossWatch
-from optimizer.powerflow import PowerFlowError
+from optimizer.powerflow.errors import PowerFlowError
 from p2pnode.config import NodeConfig
 from p2pnode.errors import ConfigError, FileLimitError
 from p2pnode.files import CSV_MAX_BYTES, read_bounded
 from p2pnode.feeder import Answer, FeederBook, FeederInterval, FeederSettings
 from p2pnode.feeder_report import FEEDER_REPORT_PATH, report_for
+from p2pnode.feeder_store import FeederStore, feeder_books_path
 from p2pnode.minting import trusted_meter_keys
 from p2pnode.meter import Reading
 
@@ -115,6 +119,8 @@ class FeederRole:
             buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network,
             trusted_meters=trusted_meter_keys(config))
         self.book: FeederBook | None = None
+        self.store: FeederStore | None = None
+        self.books_path = feeder_books_path(config.ledger)
 
     def attach(self, peer_server) -> None:
         peer_server.add_post(FEEDER_REPORT_PATH, self.on_report)
@@ -125,29 +131,58 @@ class FeederRole:
             from optimizer.powerflow import load_feeder
             grid = await asyncio.get_running_loop().run_in_executor(
                 None, load_feeder, self.settings.network)
-        book = FeederBook(self.settings, self.clock(), grid)
-        if grid is not None:
-            try:
-                book.placement()
+            try:                      # the configured buses, before any file is touched
+                FeederBook(self.settings, self.clock(), grid).placement()
             except PowerFlowError as exc:
                 raise ConfigError(f"[feeder_role.buses] {exc} on network "
                                   f"{self.settings.network!r}") from None
-        self.book = book
+        store = FeederStore(self.books_path, self.settings.feeder, self.settings.interval_s,
+                            self.settings.history_intervals)
+        try:
+            self.book = self._restore(store, grid)
+        except BaseException:
+            store.close_file()
+            raise
+        self.store = store
+
+    def _restore(self, store: FeederStore, grid) -> FeederBook:
+        stored = store.load()
+        if stored is None:
+            return FeederBook(self.settings, self.clock(), grid)
+        try:
+            book = FeederBook.restore(self.settings, self.clock(), grid, stored)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"[feeder_role] books file {self.books_path}: a stored value is "
+                              f"damaged ({exc!r}); move it away to start with empty books") from None
+        log.info("feeder %s: books restored from %s (%d open reports, %d closed intervals)",
+                 self.settings.feeder, self.books_path, len(stored.reports), len(stored.closed))
+        return book
 
     def on_report(self, raw: bytes) -> tuple[int, bytes]:
         """The peer route's handler: (HTTP status, JSON body)."""
         if self.book is None:
             answer = Answer.rejected("starting")
         else:
-            answer = self.book.submit(raw, self.clock())
+            answer = self._submit(raw)
         return answer.status, answer.body
+
+    def _submit(self, raw: bytes) -> Answer:
+        """Book one report; an accepted one is stored before the answer leaves."""
+        accepted = self.book.counters["reports_accepted"]
+        answer = self.book.submit(raw, self.clock())
+        if self.book.counters["reports_accepted"] > accepted and self.store is not None:
+            report = self.book.last_accepted.message
+            self.store.add_report(report.interval_start_s, report.member, raw,
+                                  self.book.counters)
+        return answer
 
     def own_reading(self, reading: Reading) -> None:
         """Book the feeder node's own meter reading (a member like any other)."""
         if self.book is None:
             return
-        answer = self.book.submit(report_for(reading, self.settings.feeder, self.key).raw,
-                                  self.clock())
+        answer = self._submit(report_for(reading, self.settings.feeder, self.key).raw)
         if answer.status != 200:
             log.warning("own reading of interval %s not booked: %s", reading.interval_start_s,
                         answer.reason)
@@ -159,6 +194,9 @@ class FeederRole:
             closed.append(self.book.close(start, self.transformer.read(start,
                                                                         self.settings.interval_s)))
             latest = closed[-1]
+            if self.store is not None:
+                self.store.close(latest, self.book.answered[start], self.book.open_from_s,
+                                 self.book.streak, self.book.counters)
             log.info("feeder %s interval %s: G %d Wh, C %d Wh, T %s Wh, loss %s Wh, %d members "
                      "reporting, %d missing", self.settings.feeder, start, latest.generation_wh,
                      latest.consumption_wh, latest.transformer_wh, latest.loss_wh,
@@ -176,3 +214,9 @@ class FeederRole:
             if delay > 0:
                 await asyncio.sleep(delay / speed)
             self.close_due()
+
+    def close(self) -> None:
+        """Close the books file (the books stay on disk)."""
+        if self.store is not None:
+            self.store.close_file()
+            self.store = None

@@ -69,16 +69,26 @@ class Meter(abc.ABC):
     def read(self, interval_start_s: int, interval_s: int) -> Reading:
         """The reading for the interval starting at ``interval_start_s`` (unix seconds)."""
 
+    def substeps(self, interval_start_s: int, interval_s: int, substep_s: int
+                 ) -> list[tuple[int, int]] | None:
+        """(generation Wh, consumption Wh) of each ``substep_s`` of the interval, summing to
+        its reading; None when the meter measures whole intervals only (delivery is then
+        measured as if flat over the interval)."""
+        return None
+
 
 class ProfileMeter(Meter):
     """A simulated meter playing per-interval generation and consumption arrays."""
 
     def __init__(self, start_s: int, interval_s: int, generation_wh: Sequence[int],
-                 consumption_wh: Sequence[int]):
+                 consumption_wh: Sequence[int], substeps_wh=None):
         if len(generation_wh) != len(consumption_wh):
             raise ConfigError("ProfileMeter: generation and consumption have different lengths")
         self.start_s, self.interval_s = start_s, interval_s
         self.generation_wh, self.consumption_wh = generation_wh, consumption_wh
+        # optional (generation, consumption) arrays [interval, sub-step], each interval's row
+        # summing to its reading
+        self.substeps_wh = substeps_wh
 
     def read(self, interval_start_s: int, interval_s: int) -> Reading:
         index, rest = divmod(interval_start_s - self.start_s, self.interval_s)
@@ -86,6 +96,17 @@ class ProfileMeter(Meter):
             raise ConfigError(f"ProfileMeter has no interval starting at {interval_start_s}")
         return Reading(interval_start_s, interval_s, int(self.generation_wh[index]),
                        int(self.consumption_wh[index]))
+
+    def substeps(self, interval_start_s: int, interval_s: int, substep_s: int
+                 ) -> list[tuple[int, int]] | None:
+        if self.substeps_wh is None:
+            return None
+        index = (interval_start_s - self.start_s) // self.interval_s
+        generation, consumption = self.substeps_wh
+        if interval_s // substep_s != len(generation[index]):
+            raise ConfigError(f"ProfileMeter has {len(generation[index])} sub-steps per "
+                              f"interval, not {interval_s // substep_s}")
+        return [(int(g), int(c)) for g, c in zip(generation[index], consumption[index])]
 
 
 class CsvReplayMeter(Meter):
@@ -145,3 +166,7 @@ class SigningMeter(Meter):
 
     def read(self, interval_start_s: int, interval_s: int) -> Reading:
         return self.meter.read(interval_start_s, interval_s).signed_by(self.key)
+
+    def substeps(self, interval_start_s: int, interval_s: int, substep_s: int
+                 ) -> list[tuple[int, int]] | None:
+        return self.meter.substeps(interval_start_s, interval_s, substep_s)

@@ -8,18 +8,20 @@ SigningMeter`, or real firmware filling ``Reading.meter_key``/``meter_sig``) clo
 from a reading signed by one of those keys, so a reading the node changed or made up is refused,
 by the node's own ledger, by ``p2pnode ledger verify --trusted-meter`` and by any auditor.
 
-The trading core calls :func:`mint_reading` when it opens a selling interval; it returns the
-tokens minted or the reason nothing was (a drop reason for the node's counters:
-``mint_refused_<reason>``).
+The seller side calls :func:`mint_reading` when it has read an interval's meter (p2pnode/
+node_seller.py, ``SellerSide._mint``); it returns the MINT block or the reason nothing was minted
+(the node counts it as ``mint_refused_<reason>``).
 """
 
 from __future__ import annotations
 
 from ledger import (
-    BlockRejected, Envelope, LedgerRules, MeterReading, Sealed, SigningKey, is_valid_signature,
-    seal,
+    BlockBody, BlockRejected, Envelope, LedgerRules, MeterReading, Sealed, SigningKey,
+    is_valid_signature, seal,
 )
 from p2pnode.meter import Reading
+
+Block = Sealed[BlockBody]
 
 __all__ = ["MINT_REFUSALS", "ledger_rules", "mint_reading", "sealed_reading", "trusted_meter_keys"]
 
@@ -36,12 +38,11 @@ def trusted_meter_keys(config) -> frozenset[bytes]:
 
 
 def ledger_rules(config) -> LedgerRules:
-    """The ledger rules of a node: trusted voucher issuers and trusted meter keys."""
-    issuers = config.credit.trusted_issuers
+    """The ledger rules of a node: trusted voucher issuers (``[credit]``: none listed, none
+    count; ``trust_any_issuer``: any) and trusted meter keys (``[meter] trusted_keys``)."""
     meters = trusted_meter_keys(config)
-    return LedgerRules(
-        trusted_issuers=frozenset(bytes.fromhex(i) for i in issuers) if issuers else None,
-        trusted_meters=meters, require_trusted_meter=bool(meters))
+    return LedgerRules(trusted_issuers=config.credit.issuer_keys(), trusted_meters=meters,
+                       require_trusted_meter=bool(meters))
 
 
 def sealed_reading(reading: Reading, node_key: SigningKey) -> Sealed[MeterReading] | str:
@@ -65,13 +66,16 @@ def _refusal(sealed: Sealed[MeterReading], node_key: SigningKey, rules: LedgerRu
     return None if meter in rules.trusted_meters else "untrusted_meter"
 
 
-def mint_reading(ledger, reading: Reading, node_key: SigningKey, time_ms: int) -> int | str:
+def mint_reading(ledger, reading: Reading, node_key: SigningKey, time_ms: int, *,
+                 measured_only: bool = False) -> Block | str:
     """Mint ``reading``'s surplus on ``ledger`` (a :class:`ledger.Ledger` of ``node_key``).
 
-    Returns the tokens minted (Wh), or why none were: one of :data:`MINT_REFUSALS`.
+    ``measured_only``: mint even without a surplus (0 tokens: the signed reading is the proof a
+    DELIVERY settlement carries that the seller measured the interval).  Returns the MINT block,
+    or why none was minted: one of :data:`MINT_REFUSALS`.
     """
     surplus = reading.net_wh
-    if surplus <= 0:
+    if surplus <= 0 and not measured_only:
         return "no_surplus"
     if reading.interval_start_s in ledger.state.minted:
         return "already_minted"
@@ -82,7 +86,6 @@ def mint_reading(ledger, reading: Reading, node_key: SigningKey, time_ms: int) -
     if refusal is not None:
         return refusal
     try:
-        ledger.mint(sealed, surplus, time_ms)
+        return ledger.mint(sealed, max(0, surplus), time_ms)
     except BlockRejected:
         return "rejected"
-    return surplus

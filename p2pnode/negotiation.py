@@ -12,9 +12,13 @@ The exchange (SRS 3.2.7), always started by the buyer, one HTTP request/response
     check the proposal, agree to it on the own ledger (spends credit, FR-10)
     CONFIRM(agreement block)        ->      store the agreement: the trade is co-signed
                                     <-      DONE
-    ... after the interval, with the delivered energy measured ...
-    SETTLE(agreement, SETTLEMENT proposal)  ->  store the agreement if it was missed, agree
-                                    <-      DONE(settlement agreement block)
+    ... after the interval, the seller measured the delivery ...
+    DONE(DELIVERY agreement)        <-      DELIVER(DELIVERY proposal, MINT block): sent by
+    (the buyer checks it: see               the seller to the endpoint the buyer named in its
+    p2pnode.trading.settlement)             REQUEST (``reply_to``)
+
+A SETTLE (the buyer proposes the settlement) is what nodes before forward trading sent; it is
+still answered, so a buyer's pending ex-post settlement from an old ledger completes.
 
 Idempotency and replays
     Every request carries a fresh random ``nonce``, the ``trade_id`` and the sender's clock
@@ -55,6 +59,7 @@ MAX_BLOCKS = 2
 MAX_SEALED_BLOCK_BYTES = MAX_BLOCK_BYTES + 96  # envelope and signature
 MAX_PEER_MESSAGE_BYTES = 8192
 MAX_REASON_CHARS = 64
+MAX_ENDPOINT_CHARS = 256
 U63 = Annotated[int, Range(0, 2**63 - 1)]
 PubKey = Annotated[bytes, Bytes(PUBLIC_KEY_BYTES)]
 Blocks = Annotated[tuple[Annotated[bytes, Bytes(max=MAX_SEALED_BLOCK_BYTES)], ...],
@@ -65,12 +70,13 @@ class Kind(enum.IntEnum):
     REQUEST = 1   # buy energy_wh of offer_id at price: the seller proposes or denies
     CONFIRM = 2   # blocks = (buyer's agreement to the seller's trade proposal,)
     SETTLE = 3    # blocks = (buyer's trade agreement, buyer's settlement proposal)
+    DELIVER = 4   # from the seller: blocks = (DELIVERY settlement proposal, seller's MINT block)
 
 
 class Status(enum.IntEnum):
     ACCEPTED = 1  # REQUEST accepted: blocks = (seller's trade proposal,), energy_wh granted
     DENIED = 2    # refused; reason says why (the buyer moves on)
-    DONE = 3      # CONFIRM stored / SETTLE agreed: blocks = (settlement agreement,) for SETTLE
+    DONE = 3      # CONFIRM stored / SETTLE or DELIVER agreed: blocks = (its agreement,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,11 +95,12 @@ class PeerRequest(SignedMessage):
     energy_wh: U63
     price_micro_per_kwh: U63
     blocks: Blocks = ()
+    reply_to: Annotated[str, Text(MAX_ENDPOINT_CHARS)] = ""   # the sender's peer endpoint
 
     def validate(self) -> str | None:
         if self.sender == self.recipient:
             return "sender and recipient are the same key"
-        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2}[self.kind]
+        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2}[self.kind]
         if len(self.blocks) != expected:
             return f"a {self.kind.name} carries {expected} block(s), got {len(self.blocks)}"
         if self.kind is Kind.REQUEST and self.energy_wh == 0:
@@ -169,8 +176,16 @@ class ReplayGuard:
     calls ``remember`` with its reply), the cached reply bytes for a retransmission of a request
     already answered, or a drop reason: ``stale``/``future`` when the sender's clock is more than
     ``window_ms`` off, ``nonce_reused`` when a nonce comes back with different content,
-    ``in_progress`` while the first copy is still being handled, ``busy`` when the guard is full
-    of live entries (a flood) -- nothing is forgotten before its window has passed.
+    ``in_progress`` while the first copy is still being handled, ``busy`` when *this sender*
+    already has ``max_per_sender`` live entries (a flood from one key).
+
+    A flood from many keys cannot lock honest senders out: when the guard holds
+    ``max_entries``, the oldest entry is forgotten (counted in ``evicted``) to admit the new
+    request.  A forgotten request could be replayed while still fresh -- and is then answered by
+    the ledger, which is idempotent by trade id (a replayed REQUEST is denied
+    ``trade_id_reused``, a replayed CONFIRM or SETTLE changes nothing), so nothing is settled
+    twice; before, a full guard answered every honest request ``busy`` (about 420 signed requests
+    per second from fresh keys kept it full).
 
     ``replay_of(raw, now_ms)`` answers a retransmission from its bytes alone, before they are
     decoded or their signature checked: only the very bytes of a request that was admitted --
@@ -178,13 +193,16 @@ class ReplayGuard:
     bytes are never checked twice.
     """
 
-    def __init__(self, window_ms: int, max_entries: int = 100_000):
-        if window_ms <= 0 or max_entries <= 0:
-            raise ValueError("ReplayGuard needs window_ms > 0 and max_entries > 0")
+    def __init__(self, window_ms: int, max_entries: int = 100_000, max_per_sender: int = 256):
+        if window_ms <= 0 or max_entries <= 0 or max_per_sender <= 0:
+            raise ValueError("ReplayGuard needs window_ms, max_entries and max_per_sender > 0")
         self.window_ms, self.max_entries = window_ms, max_entries
-        # nonce -> (expiry_ms, request hash, reply bytes or None while in progress), oldest first
+        self.max_per_sender = max_per_sender
+        self.evicted = 0
+        # nonce -> [expiry_ms, request hash, reply bytes or None while in progress, sender]
         self._seen: collections.OrderedDict[bytes, list] = collections.OrderedDict()
         self._answered: dict[bytes, bytes] = {}   # request hash -> nonce, once a reply is known
+        self._per_sender: collections.Counter[bytes] = collections.Counter()
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -201,10 +219,15 @@ class ReplayGuard:
                 return "nonce_reused"
             return entry[2] if entry[2] is not None else "in_progress"
         self._expire(now_ms)
-        if len(self._seen) >= self.max_entries:
+        if self._per_sender[message.sender] >= self.max_per_sender:
             return "busy"
+        while len(self._seen) >= self.max_entries:
+            self._drop(next(iter(self._seen)))
+            self.evicted += 1
         # kept until no copy of this request can be fresh any more
-        self._seen[message.nonce] = [message.sent_at_ms + self.window_ms, request.hash, None]
+        self._seen[message.nonce] = [message.sent_at_ms + self.window_ms, request.hash, None,
+                                     message.sender]
+        self._per_sender[message.sender] += 1
         return None
 
     def replay_of(self, raw: bytes, now_ms: int) -> bytes | None:
@@ -225,7 +248,14 @@ class ReplayGuard:
         """Drop an entry whose handling failed, so a retransmission is handled afresh."""
         entry = self._seen.get(request.message.nonce)
         if entry is not None and entry[1] == request.hash and entry[2] is None:
-            del self._seen[request.message.nonce]
+            self._drop(request.message.nonce)
+
+    def _drop(self, nonce: bytes) -> None:
+        entry = self._seen.pop(nonce)
+        self._answered.pop(entry[1], None)
+        self._per_sender[entry[3]] -= 1
+        if not self._per_sender[entry[3]]:
+            del self._per_sender[entry[3]]
 
     def _expire(self, now_ms: int) -> None:
         # entries are inserted in arrival order; expiry follows sent_at_ms, close to that order
@@ -233,5 +263,4 @@ class ReplayGuard:
             nonce, entry = next(iter(self._seen.items()))
             if entry[0] >= now_ms:
                 break
-            del self._seen[nonce]
-            self._answered.pop(entry[1], None)
+            self._drop(nonce)

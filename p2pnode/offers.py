@@ -49,6 +49,7 @@ from ledger import (
     Bytes, DecodeError, PUBLIC_KEY_BYTES, Range, Sealed, SignedMessage, Text, open_envelope,
 )
 from p2pnode.errors import NodeError
+from p2pnode.transport.address import endpoint_problem
 
 __all__ = [
     "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
@@ -65,7 +66,7 @@ MAX_ENERGY_WH = 10**9              # 1 GWh: far above any household offer
 MAX_PRICE_MICRO_PER_KWH = 100_000_000   # 100 currency units per kWh
 MAX_TIME_S = 2**40                 # unix seconds, year ~36800
 MAX_FEEDER_CHARS = 32
-MAX_ENDPOINT_CHARS = 64
+MAX_ENDPOINT_CHARS = 128          # a libp2p multiaddr with its /p2p/<peer id> is ~90
 MAX_LOCATION_CHARS = 32
 MAX_OFFER_TTL_S = 2 * 86400        # an expiry further ahead than this is refused
 PRICE_BAND_MICRO_PER_KWH = 250_000  # 0.25 currency units per kWh per band (see "Keys")
@@ -92,6 +93,10 @@ class Drop(enum.StrEnum):
     KEY_FULL = "key_full"              # the key already holds MAX_RECORDS_PER_KEY offers
     SELLER_FULL = "seller_full"        # the seller already has MAX_RECORDS_PER_SELLER here
     STORAGE_FULL = "storage_full"      # the node already holds MAX_KEYS keys
+    SELLER_KEY_FULL = "seller_key_full"  # the seller already has a few offers under this key
+    WRONG_FEEDER = "wrong_feeder"      # a record of a feeder this node does not hold offers of
+    OUT_OF_HORIZON = "out_of_horizon"  # its interval is too far ahead or behind to be traded
+    NEWCOMER_QUOTA = "newcomer_quota"  # sellers without standing have their share of the key
 
 
 class OfferRejected(NodeError, ValueError):
@@ -106,7 +111,8 @@ class OfferRejected(NodeError, ValueError):
 class OfferRecord(SignedMessage):
     """A seller's signed offer of ``energy_wh`` for one trading interval.
 
-    ``endpoint`` is the seller's peer endpoint ``host:port`` for trade requests.  Hints for the
+    ``endpoint`` is the seller's peer endpoint for trade requests: ``host:port`` (HTTP) or a
+    libp2p multiaddr ending in the seller's own ``/p2p/<peer id>`` (:mod:`p2pnode.transport`).  Hints for the
     optimizer are optional: ``efficiency`` (0..1, line efficiency the seller expects) and
     ``location`` (a short geohash or feeder bus name).
     """
@@ -129,7 +135,7 @@ class OfferRecord(SignedMessage):
     def validate(self) -> str | None:
         if not self.feeder or not self.feeder.isprintable():
             return "feeder must be a non-empty printable name"
-        return _endpoint_problem(self.endpoint)
+        return endpoint_problem(self.endpoint, self.seller)
 
     @property
     def entry_id(self) -> bytes:
@@ -140,14 +146,6 @@ class OfferRecord(SignedMessage):
     def withdrawn(self) -> bool:
         return self.energy_wh == 0
 
-
-def _endpoint_problem(endpoint: str) -> str | None:
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not host.isprintable() or " " in host:
-        return f"endpoint {endpoint!r} is not host:port"
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        return f"endpoint {endpoint!r} has no valid port"
-    return None
 
 
 def entry_id(record: OfferRecord) -> bytes:

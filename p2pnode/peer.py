@@ -1,5 +1,9 @@
 """The peer endpoint: negotiation messages over HTTP (aiohttp), with optional injected faults.
 
+Connections are limited (:mod:`p2pnode.connguard`, :data:`PEER_CONNECTIONS`): one that sends
+no request for 10 s or takes longer than 10 s over one is closed, and past 512 connections the
+longest idle one makes room.  The client keeps idle connections 5 s, below that limit.
+
 One route, ``POST /p2p/v1/negotiate``: the body is a sealed :class:`~p2pnode.negotiation.PeerRequest`,
 the response body the sealed :class:`~p2pnode.negotiation.PeerReply` (status 200), or an empty
 400 when the request was dropped (malformed, forged, replayed, not for this node; the node
@@ -23,6 +27,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from p2pnode.connguard import ConnectionLimits, GuardedSite, SiteRef
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.errors import NodeError
 from p2pnode.negotiation import MAX_PEER_MESSAGE_BYTES
@@ -31,6 +36,8 @@ __all__ = ["PATH", "PeerClient", "PeerServer", "PeerError"]
 
 PATH = "/p2p/v1/negotiate"
 CONTENT_TYPE = "application/x-p2p-energy"
+PEER_CONNECTIONS = ConnectionLimits(max_connections=512, idle_s=10.0, request_s=10.0)
+CLIENT_KEEPALIVE_S = 5.0    # below the server's idle limit: a pooled connection is never stale
 
 
 class PeerError(NodeError):
@@ -40,9 +47,14 @@ class PeerError(NodeError):
 class PeerServer:
     """Serves ``handler(body) -> reply bytes | None`` on ``host:port`` (0: the OS picks)."""
 
-    def __init__(self, handler: Callable[[bytes], bytes | None]):
+    def __init__(self, handler: Callable[[bytes], bytes | None],
+                 limits: ConnectionLimits = PEER_CONNECTIONS):
         self.handler = handler
-        self.app = web.Application(client_max_size=MAX_PEER_MESSAGE_BYTES)
+        self.limits = limits
+        self._site_ref = SiteRef()
+        self.site: GuardedSite | None = None
+        self.app = web.Application(client_max_size=MAX_PEER_MESSAGE_BYTES,
+                                   middlewares=[self._site_ref.middleware])
         self.app.router.add_post(PATH, self._negotiate)
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -72,13 +84,18 @@ class PeerServer:
     async def start(self, host: str, port: int) -> None:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        site = self.site = GuardedSite(self.runner, host, port, ref=self._site_ref,
+                                       limits=self.limits, reuse_address=True)
         try:
             await site.start()
         except OSError as exc:
             await self.runner.cleanup()
             raise PeerError(f"cannot bind the peer endpoint to {host}:{port}: {exc.strerror}") from exc
         self.port = self.runner.addresses[0][1]
+
+    def endpoint(self, hostport: str) -> str:
+        """The endpoint written into offers for ``host:port``: that, for HTTP."""
+        return hostport
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -108,7 +125,8 @@ class PeerClient:
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, limit_per_host=4),
+            connector=aiohttp.TCPConnector(limit=64, limit_per_host=4,
+                                           keepalive_timeout=CLIENT_KEEPALIVE_S),
             headers={"Content-Type": CONTENT_TYPE})
 
     async def stop(self) -> None:

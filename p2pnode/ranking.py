@@ -27,11 +27,14 @@ from models.features import FEATURES, ZONES
 from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, select_offers
 from p2pnode.offers import OfferRecord
 
-__all__ = ["Location", "MarketContext", "SellerHistory", "candidates_from_offers", "rank"]
+__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "SellerHistory",
+           "bounded_newcomers", "candidates_from_offers", "rank"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
 MIN_EFFICIENCY = 0.5
+MAX_NEWCOMER_CANDIDATES = 4   # sellers this buyer never traded with, per ranking (SPEC: "new
+                              # keys start without a record and get a bounded share of demand")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +83,10 @@ class SellerHistory:
             self.duration_s.setdefault(seller, []).append(duration_s)
             del self.duration_s[seller][:-50]
 
+    def record_duration(self, seller: bytes, duration_s: float) -> None:
+        self.duration_s.setdefault(seller, []).append(duration_s)
+        del self.duration_s[seller][:-50]
+
     def record_settlement(self, seller: bytes, agreed_wh: int, delivered_wh: int) -> None:
         self.agreed_wh[seller] = self.agreed_wh.get(seller, 0) + agreed_wh
         self.delivered_wh[seller] = self.delivered_wh.get(seller, 0) + delivered_wh
@@ -121,7 +128,15 @@ def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                            history: SellerHistory, context: MarketContext,
                            predictor) -> list[Candidate]:
-    """One :class:`Candidate` per record, with predicted quality and duration."""
+    """One :class:`Candidate` per record, with predicted quality and duration.
+
+    Sellers this buyer never traded with are bounded to the first
+    :data:`MAX_NEWCOMER_CANDIDATES` of ``records`` (cheapest first, as
+    :func:`best_offer_per_seller` orders them): keys are free, and a discovery that returned
+    hundreds of offers signed by fresh keys must not push the sellers the buyer knows out of
+    the plan.  The buyer's later rounds, without the newcomers that failed, see the next ones.
+    """
+    records = bounded_newcomers(records, history)
     if not records:
         return []
     supply = sum(r.energy_wh for r in records)
@@ -145,6 +160,19 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                       predicted_duration_s=float(d),
                       participation=history.trades.get(r.seller, 0))
             for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
+
+
+def bounded_newcomers(records: Sequence[OfferRecord], history: SellerHistory,
+                      limit: int = MAX_NEWCOMER_CANDIDATES) -> list[OfferRecord]:
+    """``records`` with at most ``limit`` of sellers without a trade in ``history``, in order."""
+    kept, newcomers = [], 0
+    for record in records:
+        if history.trades.get(record.seller, 0) == 0:
+            if newcomers >= limit:
+                continue
+            newcomers += 1
+        kept.append(record)
+    return kept
 
 
 def rank(deficit_wh: int, max_price_micro_per_kwh: int, candidates: Sequence[Candidate],

@@ -1,43 +1,36 @@
-"""What a restarted buyer still has to settle, read back from its own ledger.
+"""What a restarted seller still has to deliver, read back from its own ledger.
 
-A node keeps its pending settlements in memory (``Node._unsettled``); after a restart they are
-rebuilt from the ledger: every trade this node bought (a TRADE agreement on its own chain)
-whose settlement the seller has not co-signed (no SETTLEMENT agreement by the seller linked to
-our proposal) is pending again.  If our settlement proposal is already written it is the one
-to resend -- a trade is settled once (the ledger refuses a second settlement) -- so the
-proposal's sequence number comes with the trade; :meth:`Node.settle` reuses it.
-
-The seller's endpoint is not in the blocks; it is read from the store's ``peer_endpoints``
-table, where :meth:`Ledger.agree` wrote it with the agreement.  Trades agreed before that
-table existed have none (``endpoint is None``): they stay pending and counted.
+A seller settles its trades (:meth:`p2pnode.node.Node.settle`): after the interval it proposes
+a DELIVERY per confirmed trade and its buyer agrees.  What is not co-settled yet is kept in
+memory; after a restart it is rebuilt from the ledger: every trade this node sold whose buyer
+agreed (the buyer's TRADE agreement is stored) and whose DELIVERY the buyer has not agreed.  A
+DELIVERY already written is resent as it is -- the ledger refuses a second settlement -- and one
+not written yet is measured at the next settle.  The buyer's endpoint comes from the store's
+``peer_endpoints`` table, written with the proposal.  A buyer needs nothing reloaded: it answers
+a DELIVER from its ledger.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from ledger import BlockBody, BlockType, Ledger, decode_envelope
 
-from ledger import Ledger, TradePayload
-
-__all__ = ["PendingPurchase", "pending_purchases"]
+__all__ = ["undelivered_sales", "mint_seqs"]
 
 
-@dataclasses.dataclass(frozen=True)
-class PendingPurchase:
-    payload: TradePayload
-    agreement_raw: bytes          # our TRADE agreement, which a SETTLE carries
-    endpoint: str | None          # the seller's host:port when the trade was agreed
-    settlement_seq: int = 0       # our SETTLEMENT proposal already written (0: none yet)
+def undelivered_sales(ledger: Ledger) -> set[bytes]:
+    """Trade ids ``ledger``'s owner sold, its buyer agreed to, and that are not co-settled."""
+    me = ledger.key.public
+    agreed = ledger.store.agreed_seqs(me)
+    return {trade_id for trade_id, trade in ledger.state.trades.items()
+            if trade.payload.seller == me and trade.seq in agreed
+            and trade.settlement_seq not in agreed}
 
 
-def pending_purchases(ledger: Ledger) -> list[PendingPurchase]:
-    """Trades ``ledger``'s owner bought that the seller has not co-settled, in chain order.
-
-    A stored block linking to our settlement proposal is the seller's agreement: counterparty
-    agreements are stored only after :func:`ledger.rules.check_pair` (by the named seller).
-    """
-    me, store = ledger.key.public, ledger.store
-    agreed = store.agreed_seqs(me)
-    return [PendingPurchase(trade.payload, ledger.own_block(trade.seq).raw,
-                            store.endpoint(trade.payload.trade_id), trade.settlement_seq)
-            for trade in ledger.state.trades.values()
-            if trade.payload.buyer == me and trade.settlement_seq not in agreed]
+def mint_seqs(ledger: Ledger) -> dict[int, int]:
+    """Interval start -> the sequence number of our MINT block of it."""
+    out = {}
+    for raw in ledger.store.chain(ledger.key.public):
+        body = decode_envelope(raw, BlockBody)[0].message
+        if body.type is BlockType.MINT:
+            out[body.payload.reading.interval_start_s] = body.seq
+    return out

@@ -13,32 +13,81 @@
   (:func:`settle_profiles`), scored by
   :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
 
+* Sub-interval readings: :func:`substep_readings` (:mod:`simulator.substeps`) spreads each interval's
+  whole Wh over one-minute sub-steps (clouds, appliance spikes), summing exactly.
+
 The swarm runner that drives real nodes is :mod:`simulator.swarm`; :mod:`simulator.run` runs a
 scenario end to end into its run directory (:mod:`simulator.report`).
+
+Names are imported on first use (PEP 562), so importing ``simulator.cli`` (how the ``p2pnode``
+command finds the simulator's subcommands) does not load pandas, pvlib or scipy.
 """
 
-from simulator.baselines import (
-    Baselines, IntervalMarket, MarketClearing, Prices, default_prices, market_outcome,
-    run_baselines, settle_profiles,
-)
-from simulator.battery import BatteryBank, NetPositions, apply_batteries, step_batteries
-from simulator.errors import Problem, ProfileError, ScenarioError, SimulatorError
-from simulator.mechanisms import (
-    MECHANISMS, Comparison, MechanismError, MechanismSetup, compare_mechanisms, comparison_table,
-    format_table, scenario_feeder,
-)
-from simulator.metrics import Metrics, gini, net_cost, per_interval, savings_per_house, score
-from simulator.optimum import (
-    IntervalSolution, MatchConstraints, Optimum, max_local_match_wh, merit_order,
-    solve_interval_lp, solve_optimum,
-)
-from simulator.outcome import Outcome, settle, trade_arrays
-from simulator.profiles import HouseInfo, ProfileSpec, Profiles, build_profiles, compose_profiles
-from simulator.report import ScoredRun, print_summary, score_run, summarize, write_run
-from simulator.scenario import FEEDERS, Scenario, load_scenario, scenario_from_dict
-from simulator.settings import Faults, Households, Selection, Weights
-from simulator.tariffs import Tariffs, TimeFrame
-from simulator.trades import RunStats, TradeLog
+import importlib
+
+_LAZY = {
+    "simulator.baselines": (
+        "Baselines", "IntervalMarket", "MarketClearing", "Prices", "default_prices",
+        "market_outcome", "run_baselines", "settle_profiles",
+    ),
+    "simulator.battery": (
+        "BatteryBank", "NetPositions", "apply_batteries", "step_batteries",
+    ),
+    "simulator.errors": (
+        "Problem", "ProfileError", "ScenarioError", "SimulatorError",
+    ),
+    "simulator.mechanisms": (
+        "MECHANISMS", "Comparison", "MechanismError", "MechanismSetup", "compare_mechanisms",
+        "comparison_table", "format_table", "scenario_feeder",
+    ),
+    "simulator.metrics": (
+        "Metrics", "gini", "net_cost", "per_interval", "savings_per_house", "score",
+    ),
+    "simulator.optimum": (
+        "IntervalSolution", "MatchConstraints", "Optimum", "max_local_match_wh", "merit_order",
+        "solve_interval_lp", "solve_optimum",
+    ),
+    "simulator.outcome": (
+        "Outcome", "settle", "trade_arrays",
+    ),
+    "simulator.profiles": (
+        "HouseInfo", "ProfileSpec", "Profiles", "build_profiles", "compose_profiles",
+    ),
+    "simulator.report": (
+        "ScoredRun", "print_summary", "score_run", "summarize", "write_run",
+    ),
+    "simulator.scenario": (
+        "FEEDERS", "Scenario", "load_scenario", "scenario_from_dict",
+    ),
+    "simulator.substeps": (
+        "clear_sky_substeps", "substep_readings",
+    ),
+    "simulator.settings": (
+        "Faults", "Households", "Selection", "Weights",
+    ),
+    "simulator.tariffs": (
+        "Tariffs", "TimeFrame",
+    ),
+    "simulator.trades": (
+        "RunStats", "TradeLog",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    """Import the module that defines ``name`` on first use (see the module docstring)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'simulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Baselines", "BatteryBank", "FEEDERS", "Faults", "HouseInfo", "Households",
@@ -49,8 +98,9 @@ __all__ = [
     "default_prices", "gini", "load_scenario", "market_outcome", "max_local_match_wh",
     "merit_order", "net_cost", "per_interval", "run_baselines", "savings_per_house",
     "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
-    "solve_optimum", "step_batteries", "trade_arrays",
+    "solve_optimum", "step_batteries", "trade_arrays", "clear_sky_substeps", "substep_readings",
     "RunStats", "ScoredRun", "TradeLog", "print_summary", "score_run", "summarize", "write_run",
     "MECHANISMS", "Comparison", "MechanismError", "MechanismSetup", "compare_mechanisms",
     "comparison_table", "format_table", "scenario_feeder",
+    "clear_sky_substeps", "substep_readings",
 ]

@@ -3,59 +3,19 @@
     SimulatorError
     ├── ScenarioError   a scenario (file or dataclass) has bad fields; carries every problem
     └── ProfileError    household/PV profiles cannot be built from the given spec or data
+
+A problem is a :class:`p2pnode.checks.Problem`, the one shape shared with the node config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from p2pnode.checks import MISSING, Problem, toml_repr
+
+__all__ = ["MISSING", "Problem", "ProfileError", "ScenarioError", "SimulatorError", "toml_repr"]
 
 
 class SimulatorError(Exception):
     """Base of every error raised by the simulator package."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One bad field: where it is (TOML table and key), what it held, and why it is wrong."""
-
-    section: str
-    key: str
-    value: object
-    reason: str
-
-    def render(self, source: str = "") -> str:
-        """``quickstart.toml: [faults] loss = 1.5: must be between 0 and 1``."""
-        where = f"[{self.section}] " if self.section else ""
-        prefix = f"{source}: " if source else ""
-        if self.value is _MISSING:
-            return f"{prefix}{where}{self.key}: {self.reason}"
-        return f"{prefix}{where}{self.key} = {toml_repr(self.value)}: {self.reason}"
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "<missing>"
-
-
-_MISSING = _Missing()
-MISSING: object = _MISSING
-"""Sentinel ``Problem.value`` for a key that is absent or unknown (no value is shown)."""
-
-
-def toml_repr(value: object) -> str:
-    """Render a value the way it would be written in a TOML file."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_repr(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_repr(v)}" for k, v in value.items()) + "}"
-    return repr(value)
 
 
 class ScenarioError(SimulatorError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import timedelta
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,10 +21,12 @@ from simulator.profiles import build_profiles
 from simulator.report import write_run
 from simulator.scenario import Scenario
 from simulator.swarm import SwarmRun, run_swarm
-from simulator.trades import RunStats, TradeLog
+from simulator.trades import TRADE_FIELDS, RunStats, TradeLog
 
 __all__ = ["DEFAULT_MECHANISMS", "fault_stats", "run_stats", "simulate"]
 
+WARMUP_DAYS = 7
+"""Days of readings each node's forecaster has seen before a real-time run starts."""
 DEFAULT_MECHANISMS = ("double_auction", "continuous", "pooling")
 """Compared on every run; add "nsga2" for the welfare optimisation (~15 s per 100-house day)."""
 
@@ -35,10 +38,11 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     mechanisms = check_names(mechanisms) if mechanisms else ()
     started = time.perf_counter()
     log(f"building profiles for {scenario.meters} meters x {scenario.intervals} intervals ...")
-    profiles = build_profiles(scenario.profile_spec())
+    profiles, history = run_profiles(scenario)
     log(f"profiles ready ({time.perf_counter() - started:.1f} s); starting "
         f"{scenario.meters} nodes in {processes or scenario.processes} process(es)")
-    swarm = run_swarm(scenario, profiles, Path(out_dir), processes=processes, progress=progress)
+    swarm = run_swarm(scenario, profiles, Path(out_dir), processes=processes, progress=progress,
+                      history=history)
     log(f"swarm done ({swarm.wall_s:.1f} s); computing the optimum and the baselines ...")
     feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
     baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
@@ -48,10 +52,72 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
         rows, unbacked_wh = backed_trades(rows, np.floor(profiles.surplus_wh), set(swarm.lying))
         swarm.mint_check = dict(swarm.mint_check or {}, lying_unbacked_sold_kwh=round(
             unbacked_wh / 1000, 3))
-    trades = TradeLog.from_rows([{k: v for k, v in row.items() if k != "trade_id"}
+    rows = within_deficits(rows, profiles)
+    trades = TradeLog.from_rows([{k: v for k, v in row.items() if k in TRADE_FIELDS}
                                  for row in rows]) if rows else TradeLog.empty()
-    return write_run(Path(out_dir), scenario, profiles, baselines, trades, run_stats(swarm),
-                     plots=plots)
+    optimum_wh = float(np.nansum(baselines.optimum.matched_wh))
+    return write_run(Path(out_dir), scenario, profiles, baselines, trades,
+                     run_stats(swarm, rows, optimum_wh), plots=plots)
+
+
+def within_deficits(rows: list[dict], profiles) -> list[dict]:
+    """The trades with what a buyer received beyond its metered deficit taken out.
+
+    Bought ahead on a forecast, a buyer may receive more than it turned out to need; that
+    energy flowed on to the grid (the buyer exported it), so it is not matched locally.  Each
+    (buyer, interval)'s deliveries are scaled down to the deficit, in whole Wh.
+    """
+    totals: dict[tuple[int, int], int] = {}
+    for row in rows:
+        key = (row["buyer"], row["interval"])
+        totals[key] = totals.get(key, 0) + row["delivered_wh"]
+    deficit = np.floor(profiles.deficit_wh)
+    out = []
+    for row in rows:
+        total, need = totals[(row["buyer"], row["interval"])], \
+            int(deficit[row["buyer"], row["interval"]])
+        if total > need:
+            row = dict(row, delivered_wh=row["delivered_wh"] * need // total)
+        out.append(row)
+    return out
+
+
+def run_profiles(scenario: Scenario):
+    """The run's profiles (the scenario's days, the same in every market mode) and, ahead of
+    delivery, the :data:`WARMUP_DAYS` before them on the same houses (what the nodes'
+    forecasters learned from before the run)."""
+    spec = scenario.profile_spec()
+    profiles = build_profiles(spec)
+    if scenario.market.mode == "ex_post":
+        return profiles, None
+    before = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
+                                 days=WARMUP_DAYS)
+    return profiles, build_profiles(before)
+
+
+def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> dict[str, float]:
+    """Trading ahead of delivery: what was delivered against what was agreed and against the
+    perfect-foresight optimum, shortfalls, imbalance charges, durations, forecast skill.
+
+    ``matched``: the trades as :func:`within_deficits` counts them (delivered energy that met a
+    buyer's real deficit): ``delivered_local_kwh`` and ``forward_match_ratio`` use it;
+    ``delivered_share`` is over everything the sellers' meters delivered."""
+    rows = swarm.trades
+    agreed = sum(r["energy_wh"] for r in rows)
+    delivered = sum(r["delivered_wh"] for r in rows)
+    local = sum(r["delivered_wh"] for r in matched)
+    durations = sorted(r.get("duration_s", 0.0) for r in rows)
+    stats = {
+        "delivered_local_kwh": round(local / 1000, 3),
+        "perfect_foresight_match_kwh": round(optimum_wh / 1000, 3),
+        "forward_match_ratio": round(local / optimum_wh, 4) if optimum_wh else 1.0,
+        "delivered_share": round(delivered / agreed, 4) if agreed else 1.0,
+        "shortfall_kwh": round((agreed - delivered) / 1000, 3),
+        "imbalance_cost": round(sum(r.get("imbalance_micro", 0) for r in rows) / 1e6, 4),
+        "trade_duration_s_p50": float(np.median(durations)) if durations else 0.0,
+    }
+    stats.update(swarm.forecast_skill)
+    return stats
 
 
 def fault_stats(swarm: SwarmRun) -> dict[str, float]:
@@ -87,7 +153,8 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     return stats
 
 
-def run_stats(swarm: SwarmRun) -> RunStats:
+def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
+              optimum_wh: float | None = None) -> RunStats:
     counters = swarm.counters
     dropped = {k.removeprefix("peer_dropped_"): v for k, v in counters.items()
                if k.startswith("peer_dropped_")}
@@ -99,6 +166,8 @@ def run_stats(swarm: SwarmRun) -> RunStats:
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
         "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
     extra.update(fault_stats(swarm))
+    extra.update(forward_stats(swarm, swarm.trades if matched is None else matched,
+                               swarm.optimum_wh if optimum_wh is None else optimum_wh))
     return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
                     double_settlements=swarm.double_settlements,
                     ledgers_valid=not swarm.audit_problems,

@@ -14,6 +14,7 @@ key is an error)::
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
     [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
                   lying_share, meter_keys
+    [market]      mode = "real_time" | "ex_post"
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
 ``quickstart.toml: [faults] loss = 1.5: must be between 0 and 1``.
@@ -22,18 +23,16 @@ Every problem in a file is reported at once, each naming the file, table and key
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from p2pnode.errors import FileLimitError
-from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
+from optimizer.selection import SelectionConfigError
+from p2pnode.checks import TomlFileError, read_toml, unknown_keys
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
 from simulator.profiles import DAY_S, MAX_DAYS, MAX_HOUSES, MIN_INTERVAL_S, ProfileSpec
-from simulator.settings import Faults, Households, Selection, Weights
+from simulator.settings import Faults, Households, Market, Selection, Weights
 from simulator.tariffs import Tariffs, TimeFrame
 
 FEEDERS = ("kerber_dorfnetz", "kerber_landnetz_freileitung_1", "kerber_landnetz_freileitung_2",
@@ -45,7 +44,7 @@ MAX_PROCESSES = 256
 MAX_ACCELERATION = 1e6
 
 _SECTIONS = {"households": Households, "weights": Weights, "selection": Selection,
-             "tariffs": Tariffs, "faults": Faults}
+             "tariffs": Tariffs, "faults": Faults, "market": Market}
 _TOP_KEYS = ("name", "seed", "meters", "feeder", "processes")
 _TIME_KEYS = ("start_date", "days", "interval_s", "acceleration")
 
@@ -68,6 +67,7 @@ class Scenario:
     selection: Selection = field(default_factory=Selection)
     tariffs: Tariffs = field(default_factory=Tariffs)
     faults: Faults = field(default_factory=Faults)
+    market: Market = field(default_factory=Market)
     source: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -125,15 +125,9 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem in it."""
     source = str(path)
     try:
-        text = read_bounded(Path(path), CONFIG_MAX_BYTES, "scenario file").decode("utf-8")
-    except (OSError, UnicodeDecodeError, FileLimitError) as exc:
-        raise ScenarioError([Problem("", "file", MISSING, f"cannot be read: {exc}")],
-                            source) from exc
-    try:
-        raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise ScenarioError([Problem("", "file", MISSING, f"is not valid TOML: {exc}")],
-                            source) from exc
+        raw = read_toml(path)     # bounded: a regular file of at most CONFIG_MAX_BYTES
+    except TomlFileError as exc:
+        raise ScenarioError([exc.problem], source) from exc
     return scenario_from_dict(raw, source)
 
 
@@ -178,6 +172,9 @@ def _build_section(kind: type, name: str, table: dict, problems: list[Problem]):
     except ScenarioError as exc:
         problems.extend(exc.problems)
         return None
+    except SelectionConfigError as exc:      # the weights: optimizer.selection.Weights
+        problems.extend(Problem(name, key, value, reason) for key, value, reason in exc.problems)
+        return None
 
 
 def _build_frames(frames: object, problems: list[Problem]) -> tuple[TimeFrame, ...] | None:
@@ -213,12 +210,7 @@ def _table(raw: dict, name: str, section: str, problems: list[Problem]) -> dict:
 
 
 def _reject_unknown(table: dict, allowed, section: str, problems: list[Problem]) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f'did you mean "{close[0]}"?' if close else \
-                "allowed: " + ", ".join(allowed)
-            problems.append(Problem(section, key, table[key], f"unknown key; {hint}"))
+    problems.extend(unknown_keys(table, allowed, section))
 
 
 def _parse_date(text: str) -> date | str:

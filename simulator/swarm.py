@@ -44,45 +44,41 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, SigningKey, audit,
-    decode_envelope, open_envelope, seal,
+    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, audit, decode_envelope,
+    open_envelope, seal,
 )
 from ledger.rules import READING
-from p2pnode.balance import DetectionConfig
-from p2pnode.config import MeterConfig, NodeConfig, Timing
+from p2pnode.config import MeterConfig
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
 from p2pnode.offers import OfferRecord
 from p2pnode.meter import ProfileMeter, SigningMeter
 from p2pnode.mint_check import MemberMint
-from p2pnode.node import Node, default_predictor, step_times
-from p2pnode.pricing import Frame, Tariffs as NodeTariffs
-from p2pnode.ranking import Location
-from optimizer.selection import SelectionConfig, Weights as SelectionWeights
+from p2pnode.node import Node, default_predictor
+from p2pnode.trading.schedule import STEPS, events
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
 from simulator.mint_audit import HouseReport, LyingMeter, meter_key, summarise
 from simulator.optimum import max_local_match_wh
+from simulator.nodes import (
+    fault_plan, house_key, issuer_key, node_config, node_tariffs,
+)
 from simulator.scenario import Scenario
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
-STEPS = ("open", "buy", "settle", "close")
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
-SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
-                      max_rounds=6)
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
-                        publish_timeout_s=5.0)
-DETECTION = DetectionConfig(enter_wh=2, exit_wh=1)
+                        publish_timeout_s=5.0,
+                        max_contacts_per_host=None)   # every node shares 127.0.0.1
 STEP_CONCURRENCY = 48
 """Nodes of one process that run a step at the same moment.  All of a process's nodes share one
 event loop, which also answers every DHT and peer request addressed to them; started all at
 once, a few hundred nodes' lookups and signatures delay those answers past the RPC time-outs
 (measured at 1000 meters: discoveries found 2 of ~240 offers).  The rest wait their turn, as
 real meters would be spread over the trading window."""
-STREET_SPACING_M = 15.0               # house positions on a synthetic street grid
 
 
 class VirtualClock:
@@ -111,56 +107,11 @@ class SwarmRun:
     reachable_optimum_wh: float | None = None
     """With churn or attackers: the most energy the honest nodes that are up could match
     (attackers' and offline intervals' surplus and deficit left out); None without."""
+    optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
+    forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
     mint_check: dict[str, int] | None = None
     lying: tuple[int, ...] = ()         # houses whose node lied about its meter
     """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
-
-
-# -- node configuration from a scenario -------------------------------------------------------
-
-def node_tariffs(scenario: Scenario) -> NodeTariffs:
-    """The scenario's tariffs in the node's integer µ/kWh."""
-    tariffs = scenario.tariffs
-    frames = tuple(Frame(f.name, f.start_hour, f.end_hour % 24,
-                         int(round(tariffs.retail_per_kwh * f.multiplier * 1e6)))
-                   for f in tariffs.frames)
-    return NodeTariffs(int(round(tariffs.feed_in_per_kwh * 1e6)), frames)
-
-
-def house_key(seed: int, house: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/house/{house}".encode()).digest())
-
-
-def issuer_key(seed: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/issuer".encode()).digest())
-
-
-def house_location(house: int) -> Location:
-    row, column = divmod(house, 10)
-    return Location(zone=(house // 10) % 16, x_m=column * STREET_SPACING_M,
-                    y_m=row * 2 * STREET_SPACING_M)
-
-
-def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
-    weights = SelectionWeights(**dataclasses.asdict(scenario.weights))
-    return NodeConfig(
-        ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
-        location=str(house_location(house)), interval_s=scenario.interval_s,
-        detection=DETECTION, tariffs=node_tariffs(scenario),
-        selection=SelectionConfig(weights=weights, strategy=scenario.selection.strategy),
-        timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
-                                                              scenario.interval_s / 3),
-                                   buy_delay_s=min(SWARM_TIMING.buy_delay_s,
-                                                   scenario.interval_s / 30)))
-
-
-def fault_plan(scenario: Scenario) -> FaultPlan | None:
-    faults = scenario.faults
-    if not (faults.loss or faults.duplication or faults.delay_ms):
-        return None
-    delay = faults.delay_ms / 1000
-    return FaultPlan(loss=faults.loss, duplicate=faults.duplication, delay_min_s=delay,
-                     delay_max_s=delay, seed=scenario.seed)
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -174,6 +125,9 @@ class WorkerSpec:
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
     schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
+    substeps: tuple[np.ndarray, np.ndarray] | None = None   # [house, interval, sub-step] Wh
+    history: tuple[int, np.ndarray, np.ndarray] | None = None   # first start, past surplus,
+    # past deficit [house, interval]: what each node's forecaster saw before the run
 
 
 class SwarmWorker:
@@ -190,7 +144,7 @@ class SwarmWorker:
 
     def __init__(self, spec: WorkerSpec, predictor=None):
         self.spec = spec
-        self.clock = VirtualClock(spec.start_s)
+        self.clock = VirtualClock(spec.start_s - 86400)   # before any step (day-ahead: the day before)
         self.predictor = predictor
         self.schedule = spec.schedule or FaultSchedule(0, {}, {})
         self.online: dict[int, Node] = {}          # house -> its running node
@@ -212,8 +166,9 @@ class SwarmWorker:
         config = node_config(scenario, house, spec.run_dir)
         if network is not None:
             config = dataclasses.replace(config, network=network)
+        substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
         meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
-                             spec.deficit_wh[row])
+                             spec.deficit_wh[row], substeps_wh=substeps)
         if scenario.faults.meter_keys:     # the meter signs; the node trusts its meter's key
             key = meter_key(scenario.seed, house)
             meter = SigningMeter(meter, key)
@@ -223,8 +178,29 @@ class SwarmWorker:
             meter = LyingMeter(meter)
             config = dataclasses.replace(config, meter=None)
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
-                    predictor=self.predictor, dht_settings=SWARM_DHT,
-                    faults=fault_plan(scenario), ledger_sync="normal")
+                    predictor=self.predictor, forecaster=self._forecaster(row),
+                    dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
+
+    def _forecaster(self, row: int):
+        """The house's forecaster, having seen its readings before the run (and, for a node
+        restarted after churn, the run's readings before now: a rebooted meter keeps them)."""
+        spec = self.spec
+        if spec.scenario.market.mode == "ex_post":
+            return None
+        from models.forecast import DEFAULT_UTC_OFFSET_S, NodeForecaster
+        forecaster = NodeForecaster(interval_s=spec.scenario.interval_s,
+                                    utc_offset_s=DEFAULT_UTC_OFFSET_S)
+        interval = spec.scenario.interval_s
+        if spec.history is not None:
+            first, surplus, deficit = spec.history
+            for i in range(surplus.shape[1]):
+                forecaster.observe(first + i * interval, int(surplus[row, i]),
+                                   int(deficit[row, i]))
+        done = int(max(0, (self.clock() - spec.start_s) // interval - 1))
+        for i in range(min(done, spec.surplus_wh.shape[1])):
+            forecaster.observe(spec.start_s + i * interval, int(spec.surplus_wh[row, i]),
+                               int(spec.deficit_wh[row, i]))
+        return forecaster
 
     def _deposit(self, node: Node) -> None:
         """The house's voucher (idempotent: a restarted node deposits nothing twice)."""
@@ -279,17 +255,15 @@ class SwarmWorker:
         self.clock.now_s = now_s
         if name == "open":
             await self._churn((start_s - self.spec.start_s) // self.spec.scenario.interval_s)
-        method: Callable = {"open": Node.open_interval, "buy": Node.buy, "settle": Node.settle,
-                            "close": Node.close_interval}[name]
         gate = asyncio.Semaphore(STEP_CONCURRENCY)
 
         async def one(node: Node):
             async with gate:
-                return await method(node, start_s)
+                return await node.step(name, start_s)
 
         attacks = [a.attack(start_s) for a in self.attackers.values()] if name == "buy" else []
         results = await asyncio.gather(*(one(node) for node in self.online.values()), *attacks)
-        return sum(results[:len(self.online)]) if name == "buy" else 0
+        return sum(results[:len(self.online)]) if name in ("buy", "day_buy") else 0
 
     # -- churn -----------------------------------------------------------------------------
     async def _churn(self, interval: int) -> None:
@@ -344,6 +318,7 @@ class SwarmWorker:
             counters.update(attacker.counters)
             counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
         counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
+        errors = forecast_errors(list(self.online.values()))
         mint_reports = self._mint_reports()
         for node in self.online.values():
             await node.stop()
@@ -357,7 +332,7 @@ class SwarmWorker:
                                      house_of, self.spec)
         settled = {bytes.fromhex(row["trade_id"]) for row in trades}
         counters["unsettled_after_restart"] = len(self.lost - settled)
-        return {"trades": trades, "counters": dict(counters),
+        return {"trades": trades, "counters": dict(counters), "forecast_errors": errors,
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
                 "attackers": [house_key(seed, h).public.hex() for h in self.attackers],
                 "mint_reports": mint_reports}
@@ -385,6 +360,19 @@ class SwarmWorker:
         return rows
 
 
+def forecast_errors(nodes: Sequence[Node]) -> tuple[float, float]:
+    """Summed absolute error of the nodes' net forecasts and of persistence at the same lead
+    (the last reading a node had when it traded), over their intervals."""
+    model = persistence = 0.0
+    for node in nodes:
+        lead = node.config.market.lead_intervals + 1
+        actual = [r.surplus_wh - r.deficit_wh for r in node.reports]
+        for i in range(lead, len(actual)):
+            model += abs(node.reports[i].forecast_net_wh - actual[i])
+            persistence += abs(actual[i - lead] - actual[i])
+    return model, persistence
+
+
 def forged_held(node: Node) -> int:
     """Records an attacker forged (offer id :data:`~simulator.attack.FORGED_PREFIX`) that the
     node holds in its DHT store or found in its latest discovery: must be 0."""
@@ -396,20 +384,21 @@ def forged_held(node: Node) -> int:
 
 def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dict,
                    spec: WorkerSpec) -> list[dict]:
-    """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each."""
+    """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each:
+    its agreements to its sellers' DELIVERY settlements (and, in ledgers of the ex-post market
+    before them, its own settlement proposals the seller countersigned)."""
     rows, intervals = [], {}
     try:
         for raw in store.chain(buyer):
             body = open_envelope(raw, BlockBody)[0].message
             if body.type is BlockType.TRADE:
                 intervals[body.payload.trade_id] = body.payload.interval_start_s
-            if body.type is not BlockType.SETTLEMENT or not body.is_proposal \
-                    or body.payload.buyer != buyer:
+            if body.type is not BlockType.SETTLEMENT or body.payload.buyer != buyer:
                 continue
             settlement = body.payload
-            countersigned = any(open_envelope(r, BlockBody)[0].message.author == settlement.seller
-                                for r in store.linked_to(buyer, body.seq))
-            if not countersigned:
+            if body.is_proposal and not any(
+                    open_envelope(r, BlockBody)[0].message.author == settlement.seller
+                    for r in store.linked_to(buyer, body.seq)):
                 continue  # the seller never agreed: not settled (yet)
             trade = memory.get(settlement.trade_id)
             rows.append({
@@ -420,6 +409,8 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
                 "decision_ms": trade.decision_ms if trade else float("nan"),
                 "messages": trade.messages if trade else 0,
                 "trade_id": settlement.trade_id.hex(),
+                "duration_s": getattr(settlement, "duration_ms", 0) / 1000,
+                "imbalance_micro": getattr(settlement, "imbalance_micro", 0),
             })
     finally:
         store.close()
@@ -502,8 +493,12 @@ def unix_seconds(interval_start: np.ndarray) -> np.ndarray:
 
 
 def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | None = None,
-              progress: bool = True, predictor=None) -> SwarmRun:
-    """Trade every interval of ``profiles`` with one real node per house; see the module doc."""
+              progress: bool = True, predictor=None, history=None) -> SwarmRun:
+    """Trade every interval of ``profiles`` with one real node per house; see the module doc.
+
+    ``history``: profiles of the days before (same houses), which the nodes' forecasters have
+    seen when the run starts (real-time market); without it they start with no past.
+    """
     processes = processes or scenario.processes
     if profiles.houses != scenario.meters or profiles.interval_s != scenario.interval_s:
         raise SimulatorError("the profiles were not built for this scenario "
@@ -517,14 +512,38 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
             meter_key(scenario.seed, h).public.hex() + "\n" for h in range(scenario.meters)))
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
+    steps = delivery_substeps(scenario, surplus, deficit, starts)
+    past = None
+    if history is not None:
+        past = (int(unix_seconds(history.interval_start)[0]),
+                np.floor(history.surplus_wh).astype(np.int64),
+                np.floor(history.deficit_wh).astype(np.int64))
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
-                        int(starts[0]), run_dir, schedule)
+                        int(starts[0]), run_dir, schedule,
+                        substeps=(steps[0][chunk], steps[1][chunk]),
+                        history=past and (past[0], past[1][chunk], past[2][chunk]))
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
     swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm.optimum_wh = float(max_local_match_wh(surplus, deficit).sum())
     if schedule.malicious or schedule.offline:
         up = schedule.taking_part(scenario.meters)
         swarm.reachable_optimum_wh = float(max_local_match_wh(surplus * up, deficit * up).sum())
     return swarm
+
+
+def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarray,
+                      starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The meters' one-minute readings, derived from the interval data with seeded variability
+    (:mod:`simulator.substeps`: clouds over PV, appliance spikes in the load), summing to it."""
+    from models.forecast import DEFAULT_LATITUDE, DEFAULT_LONGITUDE, DEFAULT_UTC_OFFSET_S
+    from simulator.substeps import clear_sky_substeps, substep_readings
+
+    per_interval = scenario.interval_s // node_config(scenario, 0, Path(".")).market.substep_s
+    clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
+                                   per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
+    rng = np.random.default_rng([scenario.seed, 0x5E7])
+    return substep_readings(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
+                    clear_sky_wh_m2=clear_sky)
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
@@ -541,25 +560,26 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
                                                          for d in drivers[1:])))
         await asyncio.gather(*(d.call("rejoin", entries) for d in drivers))
         config = node_config(scenario, 0, specs[0].run_dir)
-        pace_s = scenario.interval_s / scenario.acceleration
         bar = tqdm(total=len(starts), unit="interval", disable=not progress,
                    desc=f"{scenario.meters} nodes", dynamic_ncols=True)
-        bought_wh = 0
-        for start in starts:
-            began = time.perf_counter()
-            for step, now in step_times(config, int(start)).items():
-                t0 = time.perf_counter()
-                if len(drivers) > 1:   # every clock first: a process that starts the step
-                    # early must not reach one still at the previous step's time ("future")
-                    await asyncio.gather(*(d.call("set_time", now) for d in drivers))
-                results = await asyncio.gather(*(d.call("step", step, int(start), now)
-                                                 for d in drivers))
-                step_wall[step] += time.perf_counter() - t0
-                if step == "buy":
-                    bought_wh += sum(results)
-            bar.update(1)
-            bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
-            await asyncio.sleep(max(0.0, pace_s - (time.perf_counter() - began)))
+        bought_wh, began = 0, time.perf_counter()
+        timeline = events(config, starts)
+        first_s = timeline[0][0]
+        for now, step, start in timeline:
+            await asyncio.sleep(max(0.0, began + (now - first_s) / scenario.acceleration
+                                    - time.perf_counter()))
+            t0 = time.perf_counter()
+            if len(drivers) > 1:   # every clock first: a process that starts the step
+                # early must not reach one still at the previous step's time ("future")
+                await asyncio.gather(*(d.call("set_time", now) for d in drivers))
+            results = await asyncio.gather(*(d.call("step", step, int(start), now)
+                                             for d in drivers))
+            step_wall[step] += time.perf_counter() - t0
+            if step in ("buy", "day_buy"):
+                bought_wh += sum(results)
+            elif step == "close":
+                bar.update(1)
+                bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
         bar.close()
         results = await asyncio.gather(*(d.call("finish") for d in drivers))
     finally:
@@ -574,6 +594,10 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
         if scenario.faults.meter_keys else frozenset()
     problems, doubles = audit_ledgers(ledgers, trusted_meters=meters)
     attackers = tuple(key for result in results for key in result["attackers"])
+    model = sum(r["forecast_errors"][0] for r in results)
+    persistence = sum(r["forecast_errors"][1] for r in results)
+    skill = {"forecast_skill_next_interval": round(1 - model / persistence, 4)} \
+        if persistence and scenario.market.mode != "ex_post" else {}
     reports = [row for result in results for row in result["mint_reports"]]
     mint_check = None
     if reports:
@@ -582,7 +606,8 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
                     time.perf_counter() - wall0, processes, step_wall, attackers,
-                    mint_check=mint_check, lying=tuple(sorted(specs[0].schedule.lying)))
+                    forecast_skill=skill, mint_check=mint_check,
+                    lying=tuple(sorted(specs[0].schedule.lying)))
 
 
 def _rows(paths: Sequence[Path]) -> list:

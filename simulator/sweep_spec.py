@@ -38,17 +38,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from p2pnode.errors import FileLimitError
-from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
+from p2pnode.checks import TomlFileError, did_you_mean, read_toml, unknown_keys
 from simulator.errors import MISSING, Problem, ScenarioError, SimulatorError
 from simulator.scenario import Scenario, load_scenario, scenario_from_dict
 from simulator.sweep_scenario import RESERVED_PATHS, apply, scenario_to_raw, variable_paths
@@ -185,13 +182,9 @@ def load_sweep(path: str | Path, *, workers: int | None = None) -> SweepSpec:
     problem, :class:`ScenarioError` (the base file's own) if the base scenario is invalid."""
     source = str(path)
     try:
-        raw = tomllib.loads(read_bounded(Path(path), CONFIG_MAX_BYTES, "sweep file").decode("utf-8"))
-    except (OSError, UnicodeDecodeError, FileLimitError) as exc:
-        raise SweepError([Problem("", "file", MISSING, f"cannot be read: {exc}")],
-                         source) from exc
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise SweepError([Problem("", "file", MISSING, f"is not valid TOML: {exc}")],
-                         source) from exc
+        raw = read_toml(path)     # bounded: a regular file of at most CONFIG_MAX_BYTES
+    except TomlFileError as exc:
+        raise SweepError([exc.problem], source) from exc
     return sweep_from_dict(raw, Path(path).parent, source, workers=workers)
 
 
@@ -449,12 +442,8 @@ def _one_of(options) -> str:
 
 
 def _hint(key: str, allowed) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    return f'did you mean "{close[0]}"?' if close else "allowed: " + ", ".join(allowed)
+    return did_you_mean(key, allowed)
 
 
 def _reject_unknown(table: dict, allowed, section: str, problems: list[Problem]) -> None:
-    for key in table:
-        if key not in allowed:
-            problems.append(Problem(section, key, table[key],
-                                    "unknown key; " + _hint(key, allowed)))
+    problems.extend(unknown_keys(table, allowed, section))

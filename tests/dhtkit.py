@@ -16,7 +16,8 @@ NOW = 1_700_000_000
 INTERVAL = NOW - NOW % 900
 FEEDER = "F1"
 # Short timeouts: everything runs on loopback.
-FAST = DHTSettings(rpc_timeout_s=0.25, lookup_timeout_s=2.0, publish_timeout_s=3.0)
+FAST = DHTSettings(rpc_timeout_s=0.25, lookup_timeout_s=2.0, publish_timeout_s=3.0,
+                   max_contacts_per_host=None)   # every node shares 127.0.0.1
 
 
 def key(name: str) -> SigningKey:
@@ -64,18 +65,23 @@ def key_near(target: bytes, bits: int, rng: random.Random) -> SigningKey:
             return candidate
 
 
-def run(coro) -> None:
-    """asyncio.run that fails on any exception reported to the loop (handlers, stray tasks)."""
+def run(coro, timeout_s: float | None = None):
+    """asyncio.run that fails on any exception reported to the loop (handlers, stray tasks),
+    on a task left running when ``coro`` returns, and after ``timeout_s``; returns its result.
+    Every async test uses this runner."""
     errors: list[dict] = []
 
     async def main():
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
-        await coro
+        async with asyncio.timeout(timeout_s):
+            result = await coro
         leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         assert not leftover, f"tasks left running: {leftover}"
+        return result
 
-    asyncio.run(main())
+    result = asyncio.run(main())
     assert not errors, errors
+    return result
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,8 @@ from hypothesis import given, settings, strategies as st
 from p2pnode.dht import FaultPlan, FaultyTransport
 from p2pnode.dht import wire
 
+from tests.dhtkit import run as strict_run
+
 MSG_ID = b"m" * 20
 
 
@@ -134,7 +136,7 @@ def test_delayed_datagrams_arrive_later_and_close_cancels_them():
         transport.close()
         await asyncio.sleep(0.05)
         assert b"late" not in inner.sent and inner.closed
-    asyncio.run(main())
+    strict_run(main(), timeout_s=60)
 
 
 def test_a_full_find_value_reply_with_long_contacts_fits_a_datagram():

@@ -32,6 +32,7 @@ from p2pnode.feeder_report import (
     FEEDER_REPORT_PATH, FeederReport, FeederReporter, outcome_of, report_for,
 )
 from p2pnode.meter import Reading
+from tests.dhtkit import run as strict_run
 from tests.test_api import ApiClient, metric
 
 START = 1_782_907_200            # 2026-07-01 12:00 UTC
@@ -235,7 +236,7 @@ def test_a_reporter_without_a_feeder_keeps_only_the_last_intervals(tmp_path):
             await asyncio.gather(task, return_exceptions=True)
             await asyncio.wait_for(reporter.stop(), 3)          # one bounded last attempt
 
-    asyncio.run(asyncio.wait_for(main(), 60))
+    strict_run(main(), timeout_s=60)
 
 
 # -- feeder and members as daemons on loopback --------------------------------------------------
@@ -246,7 +247,8 @@ MEMBER_METERS = [[(1800, 300), (1500, 400), (0, 700)],      # (generation, consu
 FEEDER_METER = [(0, 100), (0, 100), (0, 100)]               # the substation's own use
 LOSSES = [150, 250, 20]                                      # what the transformer CSV implies
 SPEED = 300.0
-TIMING = "[timing]\nbuy_delay_s = 2\nwindow_s = 120\nrequest_timeout_s = 0.5\n"
+TIMING = ("[timing]\nbuy_delay_s = 2\nwindow_s = 120\nrequest_timeout_s = 0.5\n"
+          "[market]\nmode = \"ex_post\"\n")   # interval after interval, on the metered energy
 
 
 def _meter_csv(path: Path, rows) -> None:
@@ -288,7 +290,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         f'loss_threshold_kwh = 0.1\npersistence = 2\ngrace_s = 600\n'
         f'network = "kerber_dorfnetz"\nmembers = [{keys}]\n')
     clock = ReplayClock(START, SPEED, running=False)
-    until = START + 3 * STEP + 1          # three intervals: START .. START + 2 * STEP
+    until = START + 3 * STEP + 600        # three intervals closed: START .. START + 2 * STEP
     stop = asyncio.Event()
 
     go = asyncio.Event()
@@ -331,21 +333,23 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
                 assert clock() < START + 6 * STEP, books        # gave up waiting
                 await asyncio.sleep(0.2)
                 books = await client.get("feeder")
+            # the metrics of the third interval before the feeder closes a fourth (no transformer
+            # reading: no loss) 3 wall seconds later, while the members may still be stopping
+            _, text = await client.call("GET", "/metrics")
+            limited = await client.get("feeder?limit=1")
             assert await asyncio.wait_for(asyncio.gather(*running), 60) == [0, 0, 0]
             check_books(books, feeder_key, members)
-            _, text = await client.call("GET", "/metrics")
             assert metric(text, "p2p_feeder_loss_kwh") == pytest.approx(LOSSES[2] / 1000)
             assert metric(text, "p2p_feeder_reports_dropped_total", reason="not_member") == 1
             assert metric(text, "p2p_feeder_members", state="reporting") == 4
             assert metric(text, "p2p_feeder_alert") == 0             # 20 Wh cleared it
-            limited = await client.get("feeder?limit=1")
             assert [i["interval_start_s"] for i in limited["intervals"]] == [START + 2 * STEP]
             error = await client.get("feeder?limit=0", status=400)
             assert error["field"] == "limit"
         stop.set()
         assert await asyncio.wait_for(feeder, 60) == 0
 
-    asyncio.run(asyncio.wait_for(main(), 280))
+    strict_run(main(), timeout_s=280)
     stopped = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"stopped"' in x]
     member_counts = [s["counters"] for s in stopped if "feeder_report_queued" in s["counters"]]
     assert len(member_counts) == 3
@@ -392,30 +396,32 @@ def check_books(books: dict, feeder_key: SigningKey, members) -> None:
 # -- configuration -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("table, message", [
-    ({"enabled": True}, "[feeder_role] transformer_meter = None: is required when enabled = true"),
+    ({"enabled": True}, "[feeder_role] transformer_meter: is required when enabled = true"),
     ({"report_to": "127.0.0.1:8470"},
-     "[feeder_role] report_to = '127.0.0.1:8470': must be the feeder node's peer endpoint as "
+     '[feeder_role] report_to = "127.0.0.1:8470": must be'
+     " the feeder node's peer endpoint as "
      "http://host:port"),
-    ({"report_to": "http://feeder/"}, "[feeder_role] report_to = 'http://feeder/': must be"),
+    ({"report_to": "http://feeder/"}, '[feeder_role] report_to = "http://feeder/": must be'),
     ({"enabled": True, "transformer_meter": "t.csv", "report_to": "http://f:1"},
-     "[feeder_role] report_to = 'http://f:1': is for members"),
+     '[feeder_role] report_to = "http://f:1": is for members'),
     ({"enabled": True, "transformer_meter": "t.csv", "loss_threshold_kwh": -1},
      "[feeder_role] loss_threshold_kwh = -1: must be between 0"),
     ({"enabled": True, "transformer_meter": "t.csv", "persistence": 0},
      "[feeder_role] persistence = 0: must be between 1"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "atlantis"},
-     "[feeder_role] network = 'atlantis': must be one of case33bw, kerber_dorfnetz"),
+     '[feeder_role] network = "atlantis": must be one of'
+     " case33bw, kerber_dorfnetz"),
     ({"enabled": True, "transformer_meter": "t.csv", "members": ["abc"]},
-     "[feeder_role] members = 'abc': must be 64 hex digits"),
+     '[feeder_role] members = "abc": must be 64 hex digits'),
     ({"enabled": True, "transformer_meter": "t.csv", "grace_s": 900},
      "[feeder_role] grace_s = 900: must be less than interval_s (900)"),
     ({"enabled": True, "transformer_meter": "t.csv", "buses": {"ab" * 32: 3}},
-     "[feeder_role] buses = {'abab"),
+     "[feeder_role] buses = {abab"),
     ({"enabled": True, "transformer_meter": "t.csv", "network": "case33bw",
       "members": ["cd" * 32], "buses": {"ab" * 32: 3}},
      f"[feeder_role.buses] {'ab' * 32} = 3: is not one of [feeder_role] members"),
-    ({"network": "case33bw"}, "[feeder_role] network = 'case33bw': is only used with enabled = true"),
-    ({"enabeld": True}, '[feeder_role] enabeld = True: unknown key; did you mean "enabled"?'),
+    ({"network": "case33bw"}, '[feeder_role] network = "case33bw": is only used with enabled = true'),
+    ({"enabeld": True}, '[feeder_role] enabeld = true: unknown key; did you mean "enabled"?'),
 ])
 def test_config_errors_name_the_table_and_key(table, message):
     with pytest.raises(ConfigError) as info:
@@ -433,4 +439,4 @@ def test_a_bus_that_the_network_lacks_is_named_when_the_role_starts(tmp_path):
     assert config.feeder_role.transformer_meter == tmp_path / "t.csv"
     role = FeederRole(config, B, lambda: START)
     with pytest.raises(ConfigError, match=r"\[feeder_role.buses\] .*4000.* on network 'case33bw'"):
-        asyncio.run(role.start())
+        strict_run(role.start(), timeout_s=60)

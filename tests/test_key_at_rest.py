@@ -72,7 +72,7 @@ def test_node_config_loads_an_encrypted_key(tmp_path, monkeypatch):
     config = _config(tmp_path, 'key_passphrase_env = "P2P_TEST_PASS"')
     with pytest.raises(IdentityError, match="node.key is not usable: wrong passphrase"):
         load_node_key(config)
-    with pytest.raises(ConfigError, match="key_passphrase_env = 'P2P_TEST_PASS': give .* not both"):
+    with pytest.raises(ConfigError, match='key_passphrase_env = "P2P_TEST_PASS": give .* not both'):
         _config(tmp_path, 'key_passphrase_file = "node.pass"\nkey_passphrase_env = "P2P_TEST_PASS"')
 
 

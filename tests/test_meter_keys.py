@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,15 +42,18 @@ def test_config_meter_table():
     assert config.meter.trusted_keys == (METER.public.hex(),)
     assert ledger_rules(config).require_trusted_meter
     assert not ledger_rules(config_from_dict({})).require_trusted_meter
-    with pytest.raises(ConfigError, match=r"\[meter\] trusted_keys = 'abc': must be 64 hex"):
+    with pytest.raises(ConfigError, match=r'\[meter\] trusted_keys = "abc": must be 64 hex'):
         MeterConfig(kind="external", trusted_keys=("abc",))
-    with pytest.raises(ConfigError, match=r"\[meter\] kind = 'mqtt'"):
-        MeterConfig(kind="mqtt")
+    with pytest.raises(ConfigError, match=r'\[meter\] kind = "modbus"'):
+        MeterConfig(kind="modbus")
+    with pytest.raises(ConfigError, match=r'\[meter\] key_file = .*is for kind = "csv"'):
+        MeterConfig(kind="external", key_file=Path("meter.key"))
 
 
 def test_trusted_meter_reading_mints(tmp_path):
     ledger = _ledger(tmp_path, [METER])
-    assert mint_reading(ledger, READING.signed_by(METER), NODE, 1) == 2000
+    minted = mint_reading(ledger, READING.signed_by(METER), NODE, 1)
+    assert minted.message.payload.tokens_wh == 2000
     assert ledger.tokens_wh(START) == 2000
     block = ledger.own_block(1).message
     assert block.payload.reading.meter == METER.public and block.payload.reading_sig
@@ -66,9 +70,19 @@ def test_untrusted_readings_are_refused(tmp_path):
     assert ledger.state.seq == 0 and ledger.tokens_wh(START) == 0
 
 
+def test_a_measured_only_mint_proves_a_deficit_reading(tmp_path):
+    # what a seller writes before a DELIVERY when its meter measured no surplus: 0 tokens
+    ledger = _ledger(tmp_path, [METER])
+    deficit = Reading(START, INTERVAL_S, 0, 10)
+    assert mint_reading(ledger, deficit, NODE, 1, measured_only=True) == "unsigned_reading"
+    minted = mint_reading(ledger, deficit.signed_by(METER), NODE, 1, measured_only=True)
+    assert minted.message.payload.tokens_wh == 0 and minted.message.payload.reading_sig
+    assert START in ledger.state.minted and ledger.tokens_wh(START) == 0
+
+
 def test_without_meter_keys_a_node_mints_its_own_reading(tmp_path):
     ledger = _ledger(tmp_path)
-    assert mint_reading(ledger, READING, NODE, 1) == 2000
+    assert mint_reading(ledger, READING, NODE, 1).message.payload.tokens_wh == 2000
     assert ledger.own_block(1).message.payload.reading.meter == NODE.public
 
 
@@ -88,7 +102,7 @@ def test_audit_finds_one_meter_reading_minted_on_two_chains(tmp_path):
     for name in ("a", "b"):
         key = _key(name)
         ledger = Ledger(LedgerStore(tmp_path / f"{name}.db"), key, trusted)
-        assert mint_reading(ledger, signed, key, 1) == 2000
+        assert mint_reading(ledger, signed, key, 1).message.payload.tokens_wh == 2000
         rows += list(ledger.store.raw_blocks())
     problems = audit(rows, trusted).problems
     assert [p.rule for p in problems] == [DOUBLE_SPEND]
@@ -176,7 +190,7 @@ def test_the_daemon_replay_meter_signs_with_the_meter_key_file(tmp_path):
     assert is_valid_signature(meter_key.public, reading.meter_sig,
                               reading.meter_reading(meter_key.public).signing_bytes())
     ledger = Ledger(LedgerStore(tmp_path / "n.db"), NODE, ledger_rules(config))
-    assert mint_reading(ledger, reading, NODE, 1) == 2000
+    assert mint_reading(ledger, reading, NODE, 1).message.payload.tokens_wh == 2000
     (tmp_path / "meter.key").chmod(0o644)
     with pytest.raises(IdentityError, match="accessible by others"):
         replay_meter(config)

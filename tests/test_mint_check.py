@@ -147,3 +147,29 @@ def test_the_reporter_sends_what_the_node_minted_once_it_minted():
     report = FeederReport.decode(msgpack.unpackb(bodies[0])["body"])
     assert report.minted_wh == 1500 and report.meter == METERS[HONEST].public
     assert book.close(START, None).flagged == ()
+
+
+def test_the_flags_survive_a_feeder_node_restart(tmp_path):
+    """The flags are booked with the closed interval, which the feeder's books store keeps: a
+    restarted feeder node shows the same flagged members."""
+    from tests.test_feeder_role import A, B, C, FEEDER, START as T0, STEP as T_STEP
+    from tests.test_feeder_store import Clock, role_config, started
+
+    # truth: A +1500, B -1200 (the transformer exports the 300 Wh left); A claims 4000 Wh
+    config = role_config(tmp_path, {T0: -300})
+    clock = Clock(T0 + 1)
+    role = started(config, C, clock)
+    clock.now = T0 + T_STEP + 1
+    lie = report_for(Reading(T0, T_STEP, 4000, 500), FEEDER, A, 3500)
+    assert role.on_report(lie.raw)[0] == 200
+    assert role.on_report(report_for(Reading(T0, T_STEP, 0, 1200), FEEDER, B).raw)[0] == 200
+    clock.now += 120
+    (booked,) = role.close_due()
+    assert booked.flagged == ((A.public.hex(), "mint_over_transformer"),)
+    assert role.book.flagged == {A.public.hex(): 1}
+    role.close()
+    again = started(config, C, clock)
+    assert again.book.history[-1] == booked
+    assert again.book.flagged == {A.public.hex(): 1}
+    assert again.book.counters["mint_flagged_mint_over_transformer"] == 1
+    again.close()

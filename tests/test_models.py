@@ -1,22 +1,21 @@
-"""Predictors: the synthetic history, held-out skill against naive baselines, safe files."""
+"""Predictors: the synthetic history, held-out skill against naive baselines, the numpy
+export that equals scikit-learn, safe files."""
 
 from __future__ import annotations
 
+import json
 import math
-import zipfile
 
 import numpy as np
 import pytest
-import skops.io
-from sklearn.linear_model import LinearRegression
-from sklearn.preprocessing import FunctionTransformer
 
 from models import (
-    FEATURES, FeatureError, ModelFileError, ModelVersionError, Predictor, SchemaError,
-    TransactionFeatures, generate, train,
+    DEFAULT_MODEL_PATH, FEATURES, FeatureError, ModelFileError, ModelVersionError, Predictor,
+    SchemaError, TransactionFeatures, export, generate, train,
 )
 from models import store
 from models.features import CURRENT_SCHEMA, check_ranges
+from models.train import DEFAULT_SEED, fit, split
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +72,7 @@ def test_bad_features_are_named(trained):
 
 def test_save_and_load_round_trip(trained, tmp_path):
     predictor, _ = trained
-    path = tmp_path / "p.skops"
+    path = tmp_path / "p.npz"
     predictor.save(path)
     loaded = Predictor.load(path)
     rows = generate(50, seed=5).features
@@ -82,67 +81,123 @@ def test_save_and_load_round_trip(trained, tmp_path):
     assert loaded.metrics == predictor.metrics and loaded.trained == {"rows": 6000, "seed": 1}
 
 
-def _rewrite(path, **changes):
-    payload = skops.io.load(path, trusted=sorted(store.EXPECTED_TYPES))
-    payload.update(changes)
-    skops.io.dump(payload, path)
+def _contents(path) -> dict:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _rewrite(path, meta_changes=None, **arrays):
+    """Rewrite a saved model with changed meta entries and/or replaced arrays."""
+    contents = _contents(path)
+    meta = json.loads(str(contents.pop("meta"))) | (meta_changes or {})
+    contents.update(arrays)
+    np.savez(path, meta=np.array(json.dumps(meta)), **contents)
+
+
+def test_exported_trees_equal_scikit_learn_on_held_out_rows():
+    dataset = generate(4000, seed=11)
+    train_set, test_set = split(dataset, DEFAULT_SEED)
+    quality, duration = fit(train_set)
+    rows = test_set.features
+    assert np.isnan(rows).any(), "held-out rows must include sellers without history (NaN)"
+    for estimator in (quality, duration):
+        ours = export(estimator)
+        assert ours.trees == estimator.n_iter_
+        difference = np.abs(ours.predict(rows) - estimator.predict(rows))
+        assert difference.max() <= 1e-6
+    extreme = rows[:50].copy()
+    extreme[:, FEATURES.index("energy_wh")] = 1e9          # beyond every threshold seen
+    extreme[:, FEATURES.index("seller_past_quality")] = np.nan
+    assert np.abs(export(quality).predict(extreme) - quality.predict(extreme)).max() <= 1e-6
+
+
+def test_export_refuses_what_it_cannot_express():
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    with pytest.raises(ValueError, match="not a fitted"):
+        export(HistGradientBoostingRegressor())
+    data = generate(400, seed=2)
+    labels = (data.quality > 0.5).astype(int)
+    classifier = HistGradientBoostingClassifier(max_iter=3).fit(data.features, labels)
+    with pytest.raises(ValueError, match="identity link"):
+        export(classifier)
 
 
 def test_schema_mismatch_is_a_clear_error(trained, tmp_path):
-    path = tmp_path / "p.skops"
+    path = tmp_path / "p.npz"
     trained[0].save(path)
     names = [n for n in CURRENT_SCHEMA.names if n != "distance_m"] + ["wind_speed"]
-    _rewrite(path, schema={"version": CURRENT_SCHEMA.version, "names": names})
+    _rewrite(path, {"schema": {"version": CURRENT_SCHEMA.version, "names": names}})
     with pytest.raises(SchemaError, match=r"missing \['distance_m'\], unexpected \['wind_speed'\]"):
         Predictor.load(path)
-    _rewrite(path, schema={"version": CURRENT_SCHEMA.version + 1, "names": list(CURRENT_SCHEMA.names)})
+    _rewrite(path, {"schema": {"version": CURRENT_SCHEMA.version + 1,
+                               "names": list(CURRENT_SCHEMA.names)}})
     with pytest.raises(SchemaError, match="schema version"):
         Predictor.load(path)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"format_version": 99}, "format version 99"),
-    ({"sklearn": "0.1"}, "scikit-learn 0.1"),
-])
-def test_version_mismatch_is_a_clear_error(trained, tmp_path, changes, message):
-    path = tmp_path / "p.skops"
+@pytest.mark.parametrize("version", [1, 99, "2"])
+def test_unknown_format_version_is_a_clear_error(trained, tmp_path, version):
+    path = tmp_path / "p.npz"
     trained[0].save(path)
-    _rewrite(path, **changes)
-    with pytest.raises(ModelVersionError, match=message):
+    _rewrite(path, {"format_version": version})
+    with pytest.raises(ModelVersionError, match=f"format version {version!r}, this code reads "
+                                                f"{store.FORMAT_VERSION}; retrain"):
         Predictor.load(path)
 
 
 def test_corrupt_missing_and_foreign_files_are_refused(trained, tmp_path):
-    path = tmp_path / "p.skops"
+    path = tmp_path / "p.npz"
     with pytest.raises(ModelFileError, match="no model file"):
         Predictor.load(path)
     trained[0].save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="not a readable skops model file"):
+    with pytest.raises(ModelFileError, match="not a readable p2p-energy-predictor file"):
         Predictor.load(path)
-    with zipfile.ZipFile(tmp_path / "z.skops", "w") as archive:
-        archive.writestr("schema.json", "{not json")
-    with pytest.raises(ModelFileError):
-        Predictor.load(tmp_path / "z.skops")
-    skops.io.dump({"format": store.FORMAT, "quality": FunctionTransformer(func=eval)}, tmp_path / "f.skops")
-    with pytest.raises(ModelFileError, match=r"unexpected types \['builtins.eval'\]"):
-        Predictor.load(tmp_path / "f.skops")
-    trained[0].save(path)
-    _rewrite(path, duration=LinearRegression())
-    with pytest.raises(ModelFileError, match="duration model is LinearRegression"):
-        Predictor.load(path)
-    skops.io.dump({"format": "something-else"}, tmp_path / "o.skops")
-    with pytest.raises(ModelFileError, match="not a p2p-energy-predictor file"):
-        Predictor.load(tmp_path / "o.skops")
-
-
-def test_default_is_trained_and_written_when_missing(tmp_path):
-    path = tmp_path / "default.skops"
-    created = Predictor.default(path, rows=2000)
-    assert path.is_file()
-    rows = generate(20, seed=1).features
-    assert np.array_equal(created.predict(rows)[1], Predictor.default(path).predict(rows)[1])
     path.write_bytes(b"garbage")
-    assert Predictor.default(path, write=False, rows=2000).predict(rows)[0].shape == (20,)
-    assert path.read_bytes() == b"garbage"
+    with pytest.raises(ModelFileError, match="not a readable"):
+        Predictor.load(path)
+    np.savez(tmp_path / "o.npz", meta=np.array(json.dumps({"format": "something-else"})))
+    with pytest.raises(ModelFileError, match="not a p2p-energy-predictor file"):
+        Predictor.load(tmp_path / "o.npz")
+    np.savez(tmp_path / "code.npz", meta=np.array([{"format": store.FORMAT}], dtype=object))
+    with pytest.raises(ModelFileError, match="not a readable"):       # pickles are never loaded
+        Predictor.load(tmp_path / "code.npz")
+
+
+@pytest.mark.parametrize("array, change, message", [
+    ("quality.left", lambda a: np.where(a > 0, a - 1, a), "children must follow"),
+    ("duration.feature", lambda a: a + len(FEATURES), "feature outside"),
+    ("quality.roots", lambda a: a + 10**6, "root is outside"),
+    ("duration.value", lambda a: np.where(a != 0, np.inf, a), "finite"),
+    ("quality.threshold", lambda a: a[:-1], "shape"),
+])
+def test_damaged_trees_are_refused(trained, tmp_path, array, change, message):
+    path = tmp_path / "p.npz"
+    trained[0].save(path)
+    _rewrite(path, **{array: change(_contents(path)[array])})
+    with pytest.raises(ModelFileError, match=message):
+        Predictor.load(path)
+
+
+def test_a_model_lacking_an_array_is_refused(trained, tmp_path):
+    path = tmp_path / "p.npz"
+    trained[0].save(path)
+    contents = _contents(path)
+    del contents["duration.right"]
+    np.savez(path, **contents)
+    with pytest.raises(ModelFileError, match=r"duration model lacks \['right'\]"):
+        Predictor.load(path)
+
+
+def test_default_is_read_not_trained_and_nothing_is_written(tmp_path):
+    before = DEFAULT_MODEL_PATH.read_bytes()
+    predictor = Predictor.default()
+    assert predictor.trained == {"rows": 20000, "seed": 0}
+    quality, duration = predictor.predict(generate(20, seed=1).features)
+    assert ((quality >= 0) & (quality <= 1)).all() and (duration > 0).all()
+    assert DEFAULT_MODEL_PATH.read_bytes() == before
+    missing = tmp_path / "default.npz"
+    with pytest.raises(ModelFileError, match="no model file"):
+        Predictor.default(missing)
+    assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ from p2pnode.cli import main
 
 
 def test_train_command_writes_model_and_metrics(tmp_path, capsys):
-    out = tmp_path / "m.skops"
+    out = tmp_path / "m.npz"
     assert main(["train", "--out", str(out), "--rows", "1500", "--seed", "3", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["out"] == str(out)
@@ -19,6 +19,6 @@ def test_train_command_writes_model_and_metrics(tmp_path, capsys):
 
 
 def test_train_command_rejects_too_few_rows(tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path / "m.skops"), "--rows", "5"]) == 2
+    assert main(["train", "--out", str(tmp_path / "m.npz"), "--rows", "5"]) == 2
     assert "--rows" in capsys.readouterr().err
-    assert not (tmp_path / "m.skops").exists()
+    assert not (tmp_path / "m.npz").exists()

@@ -115,7 +115,7 @@ def test_agreement_is_not_a_proposal(seller_ledger, tmp_path):
 
 
 def test_replay_guard_answers_retransmissions_and_refuses_replays():
-    guard = ReplayGuard(window_ms=60_000, max_entries=3)
+    guard = ReplayGuard(window_ms=60_000, max_entries=3, max_per_sender=3)
     first = request()
     assert guard.admit(first, NOW_MS) is None                    # new: handle it
     assert guard.admit(first, NOW_MS + 10) == "in_progress"       # a copy while handling
@@ -130,7 +130,7 @@ def test_replay_guard_answers_retransmissions_and_refuses_replays():
     guard.forget(failed)                                          # handling raised
     assert guard.admit(failed, NOW_MS) is None                    # handled afresh
     assert guard.admit(request(), NOW_MS) is None
-    assert guard.admit(request(), NOW_MS) == "busy"               # full of live entries
+    assert guard.admit(request(), NOW_MS) == "busy"               # this sender's share is full
     # once the window has passed, old entries make room and the old request is stale
     later = NOW_MS + 60_001
     assert guard.admit(first, later) == "stale"
@@ -154,6 +154,21 @@ def test_replay_guard_answers_only_the_very_bytes_it_answered_while_fresh():
     assert guard.replay_of(first.raw, NOW_MS + 60_001) is None     # stale: not answered
     assert guard.admit(request(sent_at_ms=NOW_MS + 60_001), NOW_MS + 60_001) is None
     assert guard.replay_of(first.raw, NOW_MS + 10) is None         # expired and forgotten
+
+
+def test_a_flood_from_many_keys_never_makes_the_guard_refuse_an_honest_sender():
+    guard = ReplayGuard(window_ms=60_000, max_entries=100, max_per_sender=4)
+    flooders = [SigningKey.from_seed(f"flooder {i}".encode().ljust(32, b".")) for i in range(59)]
+    for n in range(500):                                  # ~420 requests/s filled it before
+        flood = request(sender=flooders[n % len(flooders)], nonce=n.to_bytes(16, "big"))
+        assert guard.admit(flood, NOW_MS + n) in (None, "busy")
+    assert len(guard) == 100 and guard.evicted > 0
+    honest = request()
+    assert guard.admit(honest, NOW_MS + 600) is None      # admitted: the oldest entry made room
+    guard.remember(honest, b"reply")
+    assert guard.admit(honest, NOW_MS + 601) == b"reply"  # and its retransmission is answered
+    one_key = [request(sender=flooders[0]) for _ in range(10)]
+    assert [guard.admit(r, NOW_MS + 700) for r in one_key].count("busy") >= 6   # one key: capped
 
 
 def test_replay_guard_rejects_bad_settings():

@@ -78,8 +78,10 @@ class Swarm:
         self.scenario = tmp_path / "six-meters.toml"
         self.scenario.write_text(SCENARIO)
         self.epoch = int(time.time()) + EPOCH_LEAD_S
-        self.env = {"SWARM_EPOCH": str(self.epoch), "SWARM_SPEED": str(SPEED),
-                    "SWARM_INTERVALS": str(INTERVALS), "SWARM_SCENARIO": str(self.scenario)}
+        self.env = {"SWARM_SPEED": str(SPEED), "SWARM_INTERVALS": str(INTERVALS),
+                    "SWARM_SCENARIO": str(self.scenario)}
+        self.swarm_dir.mkdir()      # the clock as the first node would write it (--epoch-file)
+        (self.swarm_dir / "epoch").write_text(f"{self.epoch}\n")
         self.processes: list[Process] = []
 
     def argv(self, service: str) -> list[str]:
@@ -101,7 +103,8 @@ class Swarm:
             if instruction == "ENV":
                 for pair in args.split():
                     key, _, value = pair.partition("=")
-                    env[key] = self._local(value)
+                    if key.startswith(("P2P_", "PYTHON")):   # not the image's PATH, venv, pip
+                        env[key] = self._local(value)
         return env
 
     def start(self, name: str, argv: list[str]) -> Process:

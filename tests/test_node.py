@@ -9,19 +9,21 @@ import os
 import pytest
 
 from ledger import BlockBody, BlockType, cost_micro, open_envelope, seal
-from p2pnode.config import Constraints, NodeConfig
+from p2pnode.config import Constraints, MarketConfig, NodeConfig
 from p2pnode.errors import ConfigError
 from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
-from p2pnode.node import Node
+from p2pnode.node import Node, step_times
+from p2pnode.trading.schedule import day_gate_s
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
-from tests.nodekit import CREDIT_MICRO, START, key, swarm
+from tests.dhtkit import run as strict_run
+from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=240))
+    return strict_run(coro, timeout_s=240)
 
 
 def blocks(node, kind=None):
@@ -62,6 +64,34 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
     run(main())
 
 
+def test_day_ahead_positions_then_real_time_for_the_difference(tmp_path):
+    """Day ahead (perfect forecasts): the buyer takes 300 and 500 Wh for two intervals before
+    the gate the day before; in real time only the difference is traded (the seller offers its
+    remaining 500 Wh of the first interval, the buyer's last 200 Wh of the second come from the
+    grid: nobody sells then); every trade is delivered, measured and co-signed once."""
+    market = MarketConfig(mode="day_ahead")
+
+    async def main():
+        async with swarm([[800, 500], [-300, -700]], tmp_path, market=market) as s:
+            await s.intervals([0, 1])
+            seller, buyer = s.nodes
+            gate = day_gate_s(seller.config, START - START % 86400) * 1000
+            trades = [b for b in own(seller, BlockType.TRADE)]
+            assert sorted(t.payload.energy_wh for t in trades) == [300, 500]
+            assert all(t.time_ms <= gate for t in trades)              # all day-ahead
+            assert {t.payload.interval_start_s for t in trades} == {START, START + INTERVAL_S}
+            deliveries = own(seller, BlockType.SETTLEMENT)
+            assert sorted(d.payload.delivered_wh for d in deliveries) == [300, 500]
+            assert len(blocks(buyer, BlockType.SETTLEMENT)) == 4        # both halves, both trades
+            first, second = buyer.reports
+            assert (first.bought_wh, first.grid_import_wh) == (300, 0)
+            assert (second.bought_wh, second.grid_import_wh) == (500, 200)
+            assert seller.reports[0].grid_export_wh == 500            # offered again in real time
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
 def test_user_constraints_are_honoured(tmp_path):
     constraints = {
         0: Constraints(opt_out="selling"),                 # never sells
@@ -93,7 +123,7 @@ def test_hostile_messages_are_dropped_counted_and_change_nothing(tmp_path):
     async def main():
         async with swarm([[800], [-300]], tmp_path) as s:
             seller, buyer = s.nodes
-            s.clock.now_s = START + 900
+            s.clock.now_s = step_times(seller.config, START)["open"]
             await seller.open_interval(START)
             record = seller.own_offers()[0]
             client = PeerClient()
@@ -164,13 +194,12 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
 
     async def main():
         async with swarm(nets, tmp_path, faults=faults) as s:
-            for index in range(3):
-                await s.interval(index)
+            await s.intervals(range(3))
             await asyncio.gather(*(n.settle() for n in s.nodes))   # retry pending settlements
             held = {n.public: blocks(n) for n in s.nodes}
             return s.nodes, [n.config.ledger for n in s.nodes], held
 
-    nodes, paths, held = asyncio.run(asyncio.wait_for(main(), timeout=280))
+    nodes, paths, held = strict_run(main(), timeout_s=280)
     problems, doubles = audit_ledgers(paths)
     assert problems == [] and doubles == 0
     counters = collections.Counter()
@@ -191,7 +220,7 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
         seller = by_key[payload.seller]
         seller_settlements = [b for b in held[seller.public] if b.type is BlockType.SETTLEMENT
                               and b.payload.trade_id == trade_id]
-        assert len(seller_settlements) == 2               # the buyer's proposal and its agreement
+        assert len(seller_settlements) == 2               # the seller's DELIVERY, the agreement
         sold[payload.seller] += payload.delivered_wh
         bought[payload.buyer] += payload.delivered_wh
     for i, node in enumerate(nodes):

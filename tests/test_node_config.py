@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,24 +93,24 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('feedr = "x"', 'feedr = \'x\': unknown key; did you mean "feeder"?'),
+    ('feedr = "x"', 'feedr = "x": unknown key; did you mean "feeder"?'),
     ("[constraints]\nreserve_wh = -5", "[constraints] reserve_wh = -5: must be between 0 and 1000000000"),
-    ("[constraints]\nmax_buy_price_per_kwh = true", "[constraints] max_buy_price_per_kwh = True: must be a number"),
-    ('[constraints]\nopt_out = "sometimes"', "[constraints] opt_out = 'sometimes': must be one of none"),
+    ("[constraints]\nmax_buy_price_per_kwh = true", "[constraints] max_buy_price_per_kwh = true: must be a number"),
+    ('[constraints]\nopt_out = "sometimes"', '[constraints] opt_out = "sometimes": must be one of none'),
     ("[constraints]\nmax_trade_wh = 0", "[constraints] max_trade_wh = 0: must be between 1"),
     ("[network]\ndht_port = 70000", "[network] dht_port = 70000: must be between 0 and 65535"),
-    ('[network]\nbootstrap = ["nohost"]', "[network] bootstrap = 'nohost': must be host:port"),
+    ('[network]\nbootstrap = ["nohost"]', '[network] bootstrap = "nohost": must be host:port'),
     ("interval_s = 700", "interval_s = 700: must divide a day"),
     ("[timing]\nwindow_s = 1000", "[timing] window_s = 1000: must not exceed interval_s (900)"),
     ("[timing]\nbuy_delay_s = 400", "[timing] buy_delay_s = 400: must be less than window_s"),
-    ('[selection]\nstrategy = "magic"', "[selection] strategy = 'magic': must be one of ga"),
+    ('[selection]\nstrategy = "magic"', '[selection] strategy = "magic": must be one of ga'),
     ("[selection.weights]\ntrade_surplus = -1", "[selection.weights] trade_surplus = -1: must be at least 0"),
     ("[detection]\nenter_wh = 10\nexit_wh = 10", "detection.exit_wh = 10"),
     ("[tariffs]\nfeed_in_per_kwh = 0.5", "below the feed-in tariff"),
     ("[tariffs.frames.day]\nstart_hour = 0\nend_hour = 12\nretail_per_kwh = 0.3",
-     "hour 12 is covered by 0 frames"),
-    ('[credit]\ntrusted_issuers = ["zz"]', "[credit] trusted_issuers = 'zz': must be 64 hex digits"),
-    ("[meter]\nkind = \"csv\"", "[meter] path = None: is required"),
+     "hours 12-23 belong to no frame"),
+    ('[credit]\ntrusted_issuers = ["zz"]', '[credit] trusted_issuers = "zz": must be 64 hex digits'),
+    ("[meter]\nkind = \"csv\"", "[meter] path: is required"),
     ("network = 5", "network = 5: must be a table"),
 ])
 def test_every_bad_value_is_named(tmp_path, text, message):
@@ -119,7 +121,19 @@ def test_every_bad_value_is_named(tmp_path, text, message):
 
 
 def test_unreadable_and_invalid_files(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="file: cannot be read"):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "key = [unclosed"))
+
+
+def test_the_exact_strategy_without_scipy_names_the_extra(tmp_path):
+    path = write(tmp_path, '[selection]\nstrategy = "exact"')
+    code = ("import sys; sys.modules['scipy'] = None\n"      # as if scipy were not installed
+            "from p2pnode.config import load_config\n"
+            f"load_config({str(path)!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert '[selection] strategy = "exact": the exact solver needs scipy' in out.stderr
+    assert "pip install 'p2p-energy[sim]'" in out.stderr
+    assert load_config(path).selection.strategy == "exact"      # here scipy is installed

@@ -1,13 +1,12 @@
 """The trade path between real nodes: every signature checked exactly once, nothing stored twice.
 
-These tests fail if a check is dropped (a forged agreement, settlement proposal or settlement
-agreement gets through), if a check is done twice again (the count per trade), if a replayed
+These tests fail if a check is dropped (a forged agreement, delivery proposal, proof of
+measurement or delivery agreement gets through), if a check is done twice again (the count per trade), if a replayed
 message is acted on twice, or if a step's writes stop being one commit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import time
@@ -17,20 +16,22 @@ import pytest
 
 import ledger.keys
 from ledger import (
-    BlockBody, BlockRejected, BlockType, Ledger, LedgerStore, MeterReading, Sealed,
-    SettlementPayload, decode_envelope, open_envelope, seal,
+    BlockBody, BlockRejected, BlockType, DeliveryPayload, Ledger, LedgerStore, MeterReading,
+    Sealed, decode_envelope, open_envelope, seal,
 )
 from p2pnode.config import Constraints
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_reply
 from p2pnode.peer import PeerClient
 from tests.chainkit import BANK, BUYER, INTERVAL, SELLER, deposit_payload, trade_payload
+from p2pnode.trading.schedule import step_times
+from tests.dhtkit import run as strict_run
 from tests.nodekit import START, swarm
 
 TYPE_NAMES = {BlockBody.TYPE: "block", PeerRequest.TYPE: "request", PeerReply.TYPE: "reply"}
 
 
 def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, timeout=120))
+    return strict_run(coro, timeout_s=120)
 
 
 @pytest.fixture
@@ -64,18 +65,20 @@ def trade_ids(node, kind: BlockType) -> list[bytes]:
     return out
 
 
-def test_a_trade_costs_ten_signature_checks_and_three_commits_a_side(tmp_path, checks):
-    """Three trades and one settle: 10 checks per trade (3 requests, 3 replies, 4 blocks --
-    the seller's REQUEST, CONFIRM and SETTLE, the buyer's three replies, and the trade
-    proposal, its agreement, the settlement proposal and its agreement, each once); the seller
-    commits once per step (3 per trade), the buyer once per agreement plus twice per settle."""
+def test_a_trade_costs_eleven_signature_checks_and_two_commits_a_side(tmp_path, checks):
+    """Three trades and one settle: 11 checks per trade (3 requests, 3 replies, 5 blocks --
+    the seller's REQUEST and CONFIRM and the buyer's DELIVER, their three replies, and the
+    trade proposal, its agreement, the DELIVERY proposal, the MINT block that proves it and the
+    DELIVERY agreement, each once); the seller commits once per step (2 per trade) plus twice
+    per settle, the buyer once per agreement and once per delivery."""
     trades = 3
 
     async def main():
         async with swarm([[900], [-300]], tmp_path,
                          constraints={1: Constraints(max_trade_wh=100)}) as s:
             seller, buyer = s.nodes
-            s.clock.now_s = START + 900
+            at = step_times(seller.config, START)
+            s.clock.now_s = at["open"]
             await seller.open_interval(START)
             await buyer.open_interval(START)
             offer = seller.own_offers()[0]
@@ -85,11 +88,12 @@ def test_a_trade_costs_ten_signature_checks_and_three_commits_a_side(tmp_path, c
             state = buyer._buying[START]
             for _ in range(trades):
                 assert await buyer._negotiate(offer, state, time.perf_counter()) == 100
-            assert await buyer.settle(START) == trades
+            s.clock.now_s = at["settle"]
+            assert await seller.settle(START) == trades
             counted = {kind: checks[kind] for kind in ("request", "reply", "block")}
-            assert counted == {"request": 3 * trades, "reply": 3 * trades, "block": 4 * trades}
-            assert seller.ledger.store.commits - commits[0] == 3 * trades
-            assert buyer.ledger.store.commits - commits[1] == trades + 2
+            assert counted == {"request": 3 * trades, "reply": 3 * trades, "block": 5 * trades}
+            assert seller.ledger.store.commits - commits[0] == 2 * trades + 2
+            assert buyer.ledger.store.commits - commits[1] == 2 * trades
             for node in (seller, buyer):   # both halves of every trade and settlement, once
                 assert collections.Counter(trade_ids(node, BlockType.TRADE)) == {
                     tid: 2 for tid in buyer.bought}
@@ -99,20 +103,20 @@ def test_a_trade_costs_ten_signature_checks_and_three_commits_a_side(tmp_path, c
     run(main())
 
 
-class Buyer:
-    """The buyer's half of a negotiation, by hand: its requests can carry forged blocks."""
+class Hand:
+    """One side of a negotiation, by hand: its requests can carry forged blocks."""
 
-    def __init__(self, node, seller, client: PeerClient):
-        self.node, self.seller, self.client = node, seller, client
+    def __init__(self, node, peer, client: PeerClient):
+        self.node, self.peer, self.client = node, peer, client
 
     async def send(self, kind: Kind, trade_id: bytes, offer, blocks: tuple[bytes, ...] = (),
                    raw: bytes | None = None):
-        """(the seller's reply, the request's bytes); ``raw`` sends those bytes again."""
+        """(the peer's reply, the request's bytes); ``raw`` sends those bytes again."""
         if raw is None:
-            raw = self.node._request(kind, self.seller.public, trade_id, offer.offer_id, START,
+            raw = self.node._request(kind, self.peer.public, trade_id, offer.offer_id, START,
                                      300, offer.price_micro_per_kwh, blocks).raw
-        answer = await self.client.send(self.seller.endpoint, raw, 2.0)
-        assert answer is not None, "the seller dropped the request"
+        answer = await self.client.send(self.peer.endpoint, raw, 2.0)
+        assert answer is not None, "the peer dropped the request"
         reply = check_reply(answer, decode_envelope(raw, PeerRequest)[0].message)
         assert not isinstance(reply, str), reply
         return reply.message, raw
@@ -122,77 +126,80 @@ def test_forged_blocks_are_refused_and_replays_are_answered_not_stored(tmp_path,
     async def main():
         async with swarm([[800], [-300]], tmp_path) as s:
             seller, buyer = s.nodes
-            s.clock.now_s = START + 900
+            s.clock.now_s = step_times(seller.config, START)["open"]
             await seller.open_interval(START)
             offer = seller.own_offers()[0]
             client = PeerClient()
             await client.start()
             try:
-                await exchange(seller, Buyer(buyer, seller, client), offer, checks)
+                await exchange(s, Hand(buyer, seller, client), Hand(seller, buyer, client),
+                               offer, checks)
             finally:
                 await client.stop()
 
     run(main())
 
 
-async def exchange(seller, hand: Buyer, offer, checks) -> None:
-    buyer = hand.node
+async def exchange(s, buying: Hand, selling: Hand, offer, checks) -> None:
+    buyer, seller = buying.node, selling.node
     trade_id = b"T" * 16
-    reply, _ = await hand.send(Kind.REQUEST, trade_id, offer)
+    reply, _ = await buying.send(Kind.REQUEST, trade_id, offer)
     assert reply.status is Status.ACCEPTED
     proposal = open_envelope(reply.blocks[0], BlockBody)[0]
     agreement = buyer.ledger.agree(proposal, int(seller.clock() * 1000))
     stored = seller.ledger.store.count()
 
     # a forged agreement: refused, nothing stored
-    reply, _ = await hand.send(Kind.CONFIRM, trade_id, offer, (forged(agreement.raw),))
+    reply, _ = await buying.send(Kind.CONFIRM, trade_id, offer, (forged(agreement.raw),))
     assert (reply.status, reply.reason) == (Status.DENIED, "bad_agreement")
     assert seller.ledger.store.count() == stored
-    reply, _ = await hand.send(Kind.CONFIRM, trade_id, offer, (agreement.raw,))
+    reply, _ = await buying.send(Kind.CONFIRM, trade_id, offer, (agreement.raw,))
     assert reply.status is Status.DONE
     assert seller.ledger.store.count() == stored + 1
 
-    settlement = buyer.ledger.propose_settlement(SettlementPayload(
-        trade_id, seller.public, buyer.public, 300, 290, offer.price_micro_per_kwh),
-        int(seller.clock() * 1000))
-    stored = seller.ledger.store.count()
-    # the agreement is stored, but a SETTLE carrying a forged copy of it is checked, not waved
-    # through as "already stored"; a forged settlement proposal is refused too
-    for blocks, reason in (((forged(agreement.raw), settlement.raw), "bad_agreement"),
-                           ((agreement.raw, forged(settlement.raw)), "not_a_settlement")):
-        reply, _ = await hand.send(Kind.SETTLE, trade_id, offer, blocks)
-        assert (reply.status, reply.reason) == (Status.DENIED, reason)
-        assert seller.ledger.store.count() == stored
-    assert seller.counters["settlements_agreed"] == 0
+    # the interval is delivered: the seller measures 290 of the 300 Wh
+    s.clock.now_s = step_times(seller.config, START)["settle"]
+    now = int(seller.clock() * 1000)
+    mint = seller.ledger.mint(seal(MeterReading(seller.public, START, 900, 290, 0),
+                                   seller.key), 290, now)
+    delivery = seller.ledger.propose_settlement(DeliveryPayload(
+        trade_id, seller.public, buyer.public, 300, 290, offer.price_micro_per_kwh, 1000, 0), now)
+    stored = buyer.ledger.store.count()
+    # a forged DELIVERY or a forged proof of measurement is refused, nothing stored
+    for blocks in ((forged(delivery.raw), mint.raw), (delivery.raw, forged(mint.raw))):
+        reply, _ = await selling.send(Kind.DELIVER, trade_id, offer, blocks)
+        assert (reply.status, reply.reason) == (Status.DENIED, "bad_block_signature")
+        assert buyer.ledger.store.count() == stored
+    assert buyer.counters["trades_settled"] == 0
 
-    reply, raw = await hand.send(Kind.SETTLE, trade_id, offer, (agreement.raw, settlement.raw))
-    assert reply.status is Status.DONE
+    reply, raw = await selling.send(Kind.DELIVER, trade_id, offer, (delivery.raw, mint.raw))
+    assert reply.status is Status.DONE and reply.energy_wh == 290
     closing = reply.blocks[0]
-    assert seller.ledger.store.count() == stored + 2   # the proposal and the agreement
-    stored = seller.ledger.store.count()
+    assert buyer.ledger.store.count() == stored + 2   # the proposal and the agreement
+    stored = buyer.ledger.store.count()
 
     # the same bytes again (a retransmission): the cached reply, no check, nothing stored
     checks.clear()
-    again, _ = await hand.send(Kind.SETTLE, trade_id, offer, raw=raw)
+    again, _ = await selling.send(Kind.DELIVER, trade_id, offer, raw=raw)
     assert again.blocks == (closing,)
-    assert seller.counters["retransmissions_answered"] == 1
+    assert buyer.counters["retransmissions_answered"] == 1
     assert checks["request"] == 0 and checks["block"] == 0
     # the same blocks in a new request (a replay past the cache): the ledger answers with the
-    # agreement it already made; nothing is stored twice, nothing is paid twice
-    credit = seller.ledger.credit_micro
-    replayed, _ = await hand.send(Kind.SETTLE, trade_id, offer, (agreement.raw, settlement.raw))
+    # agreement it already made; nothing is stored twice, nothing is refunded twice
+    credit = buyer.ledger.credit_micro
+    replayed, _ = await selling.send(Kind.DELIVER, trade_id, offer, (delivery.raw, mint.raw))
     assert replayed.blocks == (closing,)
-    assert seller.ledger.store.count() == stored
-    assert seller.ledger.credit_micro == credit
-    assert trade_ids(seller, BlockType.SETTLEMENT) == [trade_id, trade_id]
+    assert buyer.ledger.store.count() == stored
+    assert buyer.ledger.credit_micro == credit
+    assert trade_ids(buyer, BlockType.SETTLEMENT) == [trade_id, trade_id]
 
-    # the buyer's side: a forged settlement agreement is refused, the real one stored once
+    # the seller's side: a forged delivery agreement is refused, the real one stored once
     with pytest.raises(BlockRejected, match="signature"):
-        buyer.ledger.accept_agreement(forged(closing))
-    buyer.ledger.accept_agreement(closing)
-    count = buyer.ledger.store.count()
-    buyer.ledger.accept_agreement(closing)
-    assert buyer.ledger.store.count() == count
+        seller.ledger.accept_agreement(forged(closing))
+    seller.ledger.accept_agreement(closing)
+    count = seller.ledger.store.count()
+    seller.ledger.accept_agreement(closing)
+    assert seller.ledger.store.count() == count
 
 
 def test_only_a_checked_sealed_block_skips_the_check(tmp_path, checks):

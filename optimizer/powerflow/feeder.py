@@ -20,11 +20,14 @@ shifting transformers. Everything here is plain arrays; building from pandapower
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from optimizer.powerflow.errors import FeederError
+
+if TYPE_CHECKING:       # scipy (the [sim] extra) is imported where a feeder is built
+    from scipy import sparse
 
 FOLD_MAX_NODES = 1500  # above this, no dense folded matrix (n^2 complex numbers)
 
@@ -122,6 +125,7 @@ def sweep_matrices(topology: Topology) -> tuple[sparse.csr_matrix, sparse.csr_ma
         rows.append(0), cols.append(node), vals.append(factor)
         no_load[node] = np.conj(factor)
     n = len(parent)
+    from scipy import sparse
     backward = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=complex)
     forward = (backward.conj().T @ sparse.diags(topology.z_pu)).tocsr()
     return backward, forward, no_load

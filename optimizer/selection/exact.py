@@ -17,6 +17,9 @@ M = max(0, (sum of the k_max largest a'_j) − 2) bounds 2 − Σ a'_j y_j from 
 relaxes the first X2 row.  Covering D follows from Σ u_j = 1 and u_j ≤ a'_j·y_j.  The chosen
 set is re-scored with :func:`~optimizer.selection.criteria.soft_value`, the same evaluator the
 heuristics use, and brute force (every set of k_min..k_max offers) cross-checks both for small n.
+
+scipy (the ``[sim]`` extra) is imported only when the MILP is solved: brute force, and every
+other strategy, run on a meter without it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ import itertools
 import math
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_array, vstack
 
 from optimizer.selection.criteria import Problem, soft_value
 from optimizer.selection.errors import SelectionConfigError
@@ -35,7 +36,9 @@ MIP_REL_GAP = 1e-9
 BRUTE_FORCE_MAX_SETS = 2_000_000
 
 
-def _constraints(problem: Problem) -> list[LinearConstraint]:
+def _constraints(problem: Problem) -> list:
+    from scipy.optimize import LinearConstraint
+    from scipy.sparse import coo_array, vstack
     n, share = problem.size, problem.share
     top = float(np.sort(share)[::-1][: problem.max_sellers].sum())
     big_m = max(0.0, top - 2.0)
@@ -62,6 +65,7 @@ def solve_milp(problem: Problem, time_limit_s: float = 10.0) -> tuple[list[int],
     n = problem.size
     cost = -np.concatenate([np.zeros(n), problem.unit_value, [problem.surplus_weight, 0.0]])
     integrality = np.concatenate([np.ones(n), np.zeros(n), [0, 1]])
+    from scipy.optimize import Bounds, milp
     bounds = Bounds(np.zeros(2 * n + 2), np.concatenate([np.ones(n), problem.share, [1.0, 1.0]]))
     result = milp(cost, constraints=_constraints(problem), integrality=integrality, bounds=bounds,
                   options={"mip_rel_gap": MIP_REL_GAP, "time_limit": time_limit_s})

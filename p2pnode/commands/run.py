@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import logging
@@ -13,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from p2pnode.errors import ConfigError
+from p2pnode.trading.schedule import first_interval, step_times
 
 
 def register(sub) -> None:
@@ -20,7 +22,8 @@ def register(sub) -> None:
         "run", help="run a meter node (DHT, peer endpoint, ledger) until stopped",
         description="Start a node from a TOML configuration (see p2pnode/config.py for every "
                     "key): join the offer DHT through [network] bootstrap, serve the peer "
-                    "endpoint, and trade every interval with the readings of the [meter] CSV. "
+                    "endpoint, and trade every interval with the readings of the [meter] (a CSV "
+                    "replay, or a live meter over MQTT). "
                     "With [feeder_role] report_to the node also reports every interval's "
                     "reading to its feeder node; with [feeder_role] enabled it is the feeder "
                     "node, booking generation, consumption, transformer supply and losses "
@@ -94,8 +97,9 @@ def _run(args) -> int:
 
     configure_logging(args.log_level, args.log_format)
     config = load_config(args.config)
-    if config.meter is None or config.meter.kind != "csv":
-        raise ConfigError(f"{args.config}: [meter] with a path is required to run a node")
+    if config.meter is None or config.meter.kind not in ("csv", "mqtt"):
+        raise ConfigError(f'{args.config}: [meter] kind = "csv" (with a path) or "mqtt" is '
+                          "required to run a node")
     if config.key_file is None:
         raise ConfigError(f"{args.config}: key_file is required to run a node")
     if not 0 < args.speed <= 100_000:
@@ -107,12 +111,14 @@ def _run(args) -> int:
         from p2pnode.api import load_token
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
     start = parse_time(args.start)
-    meter = replay_meter(config)
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
-        first_end = (int(start) // config.interval_s + 1) * config.interval_s
-        until = first_end + (args.intervals - 1) * config.interval_s + 1
+        last = first_interval(config, start) + (args.intervals - 1) * config.interval_s
+        until = step_times(config, last)["close"] + 1   # the last interval closed
+    if config.meter.kind == "mqtt":
+        return asyncio.run(_serve_live(config, clock, args.speed, until, token))
+    meter = replay_meter(config)
     return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
                               on_ready=clock.start))
 
@@ -128,6 +134,14 @@ def replay_meter(config):
         from p2pnode.meter import SigningMeter
         meter = SigningMeter(meter, load_key_file(config.meter.key_file))
     return meter
+
+
+async def _serve_live(config, clock, speed: float, until: float | None, token: str | None) -> int:
+    """:func:`_serve` with a live MQTT meter, subscribed for as long as the node runs."""
+    from p2pnode.meter_mqtt import MqttMeter
+
+    async with MqttMeter(config.meter, clock) as meter:
+        return await _serve(config, meter, clock, speed, until, token, on_ready=clock.start)
 
 
 def parse_time(text: str | None) -> float:
@@ -164,12 +178,20 @@ async def serve(config, meter, clock, speed: float, until: float | None,
     from p2pnode.api import ApiServer
     from p2pnode.feeder_report import ReportingMeter
     from p2pnode.node import Node
+    from p2pnode.settings_store import SettingsStore, settings_path
 
+    settings = SettingsStore(settings_path(config.ledger))
+    saved = settings.load()               # what the owner last set through the API
+    if saved is not None and saved != config.constraints:
+        logging.getLogger(__name__).warning(
+            "constraints from %s (set through the local API) replace the configuration "
+            "file's [constraints]", settings.path)
+        config = dataclasses.replace(config, constraints=saved)
     tee = ReportingMeter(meter)
     node = Node(config, tee, clock=clock)
     role, reporter = _feeder_role(config, node, tee, clock)
     async with node:
-        api = ApiServer(node, token, feeder=role) if token is not None else None
+        api = ApiServer(node, token, feeder=role, settings=settings) if token is not None else None
         try:
             if role is not None:
                 await role.start()
@@ -189,6 +211,8 @@ async def serve(config, meter, clock, speed: float, until: float | None,
         finally:
             if role is not None and role.book is not None:
                 role.close_due()
+            if role is not None:
+                role.close()
             if reporter is not None:
                 await reporter.stop()      # one bounded last attempt at what is pending
             if api is not None:
@@ -196,6 +220,8 @@ async def serve(config, meter, clock, speed: float, until: float | None,
         await node.settle()
         counts = {k: v for k, v in sorted(node.counters.items())}
         stopped = {"stopped": True, "counters": counts}
+        if hasattr(meter, "stats"):          # a live meter's connection and sample counters
+            stopped["meter"] = meter.stats()
         if role is not None and role.book is not None:
             stopped["feeder"] = dict(sorted(role.book.counters.items()))
         print(json.dumps(stopped), flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from p2pnode.errors import ConfigError, NodeError
 
-DEFAULT_OUT = Path("predictor.skops")
+DEFAULT_OUT = Path("predictor.npz")
 MIN_ROWS = 500
 
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
         "train", help="train the transaction quality/duration predictors",
         description="Generate a seeded synthetic trade history, train the predictors on 80 %, "
                     "print held-out R2/MAE against the naive baselines (training mean, the "
-                    "seller's past average) and write the model (skops).",
+                    "seller's past average) and write the model (a portable .npz that the node evaluates with numpy; needs the [train] extra).",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"model file to write (default: {DEFAULT_OUT})")

@@ -310,6 +310,24 @@ async function saveSettings(event) {
   }
 }
 
+// The fail-safe (p2pnode/failsafe.py): grid-only after intervals with no reachable peer.
+function renderFailsafe(health) {
+  const badge = $("failsafe");
+  badge.hidden = health.mode === undefined;
+  if (badge.hidden) return;
+  const overdue = health.overdue_settlements ? ` · ${health.overdue_settlements} settlement(s) overdue` : "";
+  if (health.mode === "grid_only") {
+    badge.textContent = `grid only: no peer for ${health.intervals_without_peers} intervals` + overdue;
+    badge.className = "badge down";
+  } else {
+    const peers = health.peers_reachable === null ? "peers not probed yet"
+      : `${health.peers_reachable} peer(s) reachable`;
+    badge.textContent = "trading · " + peers + overdue;
+    badge.className = "badge " + (overdue ? "alert" : "ok");
+  }
+  badge.dataset.mode = health.mode;
+}
+
 // -- polling ---------------------------------------------------------------------------------------
 async function refresh() {
   try {
@@ -318,6 +336,7 @@ async function refresh() {
     const badge = $("health");
     badge.textContent = health.ok ? "DHT and peer endpoint up" : "node down";
     badge.className = "badge " + (health.ok ? "ok" : "down");
+    renderFailsafe(health);
     const [status, reading, intervals, balance, offers, trades, ledger, market, settings, feeder] =
       await Promise.all(["status", "reading", "intervals?limit=48", "balance", "offers",
                          "trades?limit=20", "ledger", "market", "settings", "feeder?limit=48"]

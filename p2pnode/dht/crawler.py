@@ -23,6 +23,7 @@ full.  Partial results survive a timeout: the merge is filled as replies come in
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 
 from kademlia.crawling import SpiderCrawl
@@ -101,6 +102,15 @@ class NodeLookup(SpiderCrawl):
     def _push(self, nodes: list[Node]) -> None:
         own = self.protocol.source_node.id
         fresh = [n for n in nodes if n.id != own and n.id not in self.failed]
+        limit = getattr(self.protocol, "max_per_host", None)
+        if fresh and limit is not None:   # at most ``limit`` contacts of one address (protocol)
+            hosts = collections.Counter(n.ip for _, n in self.nearest.heap)
+            kept = []
+            for n in fresh:
+                if self.nearest.get_node(n.id) is None and hosts[n.ip] < limit:
+                    hosts[n.ip] += 1
+                    kept.append(n)
+            fresh = kept
         if fresh:
             self.nearest.push(fresh)
 

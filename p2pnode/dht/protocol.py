@@ -13,6 +13,17 @@ routing table, but changes what kademlia gets wrong for signed offers:
 * ``welcome_if_new`` offers a new neighbour the records it should hold, comparing distances to
   the *stored key itself* (kademlia hashes the already-hashed key again, so the new node gets
   the wrong keys or none);
+* no amplification: an unknown caller is not welcomed on its word -- its claimed address may be
+  somebody else's (UDP source addresses are not checked by anybody).  It gets the reply to its
+  request and one ping, sent once (no resend), unless a ping to that address is already out,
+  at most :data:`VERIFY_PINGS_PER_S` in all: only when it answers (from that address, with the
+  key that hashes to its id) is it added to the routing table and handed records.  So a
+  request from an unknown contact draws at most its reply and one ping (a ping: under 3x its
+  bytes; kademlia's package and this module before sent every record held close to the
+  caller's id: one 62-byte ping drew 381 KB).  The hand-over itself scans every key held: it
+  is bounded by :data:`HANDOVER_KEYS_PER_S` keys scanned per second (a contact that arrives
+  when the budget is spent is welcomed without records -- sellers republish their own) and
+  :data:`MAX_HANDOVER_RECORDS` records per contact;
 * node ids are bound to public keys: every request carries the caller's public key and every
   reply the responder's; a contact's id is always computed from its key with
   :func:`p2pnode.identity.node_id`, and a reply whose key does not hash to the id we asked is
@@ -22,6 +33,13 @@ routing table, but changes what kademlia gets wrong for signed offers:
   of the private key behind a claimed public key (there is no challenge-response), so a node
   could claim somebody else's key -- it then sits at that key's id, can withhold records but
   cannot forge any, because every record is signed by its seller;
+* contacts are diverse (S/Kademlia's defence against ids ground near a target): with
+  ``max_per_host`` set, a bucket, a ``find_node`` reply and a lookup's nearest set hold at most
+  that many contacts of one IP address.  Ids are hashes of keys, but keys are free: twenty ids
+  sharing 16 bits with a key take a second to find, and without this rule nodes at those ids
+  would be the k closest to the key -- every store and lookup of it would reach only them.
+  On a feeder network each meter has its own address; an attacker has one or a few.  Nodes
+  that share one address on purpose (a swarm on loopback) switch the rule off (None);
 * requests are explicit coroutines (no rpcudp ``__getattr__`` magic), each awaited under
   ``asyncio.timeout`` from a measured round trip (:mod:`p2pnode.dht.rtt`) and resent once on
   timeout with a new message id; every datagram from
@@ -47,13 +65,14 @@ from kademlia.protocol import KademliaProtocol
 from kademlia.routing import RoutingTable
 
 from p2pnode.dht import wire
+from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
 from p2pnode.dht.rtt import RetransmitTimer
 from p2pnode.dht.storage import PAGE_BUDGET_BYTES, OfferStorage
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.identity import node_id
 
-__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_MAX_TIMEOUT_S", "RPC_TIMEOUT_S"]
+__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_MAX_TIMEOUT_S", "RPC_TIMEOUT_S", "diverse"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +83,12 @@ MAX_GIVEN_UP = 4096     # requests remembered after giving up, to measure their 
 HEAD_PING_INTERVAL_S = 30.0   # a full bucket's head is pinged at most this often
 MAX_PING_MEMORY = 1024
 NO_REPLY = object()     # what a request returns when no reply came in time
+VERIFY_PINGS_PER_S = 100.0     # pings to unknown callers (address checks), all callers together
+VERIFY_BURST = 200
+MAX_VERIFYING = 4096           # address checks in flight at once
+HANDOVER_KEYS_PER_S = 4096.0   # keys scanned per second for hand-overs to new contacts
+HANDOVER_BURST_KEYS = 8192
+MAX_HANDOVER_RECORDS = 512     # records handed to one new contact
 
 
 class OfferRoutingTable(RoutingTable):
@@ -82,8 +107,9 @@ class OfferRoutingTable(RoutingTable):
       newest replacement takes its place.
     """
 
-    def __init__(self, protocol, ksize: int, node: Node):
+    def __init__(self, protocol, ksize: int, node: Node, max_per_host: int | None = None):
         super().__init__(protocol, ksize, node)
+        self.max_per_host = max_per_host
         self._head_pinged: dict[bytes, float] = {}
         self._contacts: list[Node] | None = None   # every bucket's contacts, rebuilt on change
 
@@ -109,8 +135,9 @@ class OfferRoutingTable(RoutingTable):
         want = k + 1 + (exclude is not None)
         while True:
             closest = heapq.nsmallest(want, self._contacts, key=lambda n: n.long_id ^ target)
-            kept = [n for n in closest
-                    if n.id != own and (exclude is None or not n.same_home_as(exclude))]
+            kept = diverse([n for n in closest
+                            if n.id != own and (exclude is None or not n.same_home_as(exclude))],
+                           self.max_per_host)
             if len(kept) >= k or len(closest) < want:
                 return kept[:k]
             want *= 2
@@ -129,6 +156,10 @@ class OfferRoutingTable(RoutingTable):
     def add_contact(self, node: Node) -> None:
         index = self.get_bucket_for(node)
         bucket = self.buckets[index]
+        if self.max_per_host is not None and node.id not in bucket.nodes and sum(
+                1 for n in bucket.nodes.values() if n.ip == node.ip) >= self.max_per_host:
+            self.protocol.counters["contact_host_full"] += 1
+            return
         if bucket.add_node(node):           # room, or already there (moved to the tail)
             self._contacts = None
             return
@@ -146,6 +177,19 @@ class OfferRoutingTable(RoutingTable):
             self.protocol.call_ping(head)
 
 
+def diverse(nodes, max_per_host: int | None) -> list:
+    """``nodes`` in order, keeping at most ``max_per_host`` of each IP address (None: all)."""
+    if max_per_host is None:
+        return list(nodes)
+    seen: collections.Counter[str] = collections.Counter()
+    kept = []
+    for n in nodes:
+        if seen[n.ip] < max_per_host:
+            seen[n.ip] += 1
+            kept.append(n)
+    return kept
+
+
 def _depth(bucket) -> int:
     """Length of the id prefix the bucket's contacts share (bits of a 160-bit id)."""
     ids = [n.long_id for n in bucket.nodes.values()]
@@ -161,9 +205,11 @@ class OfferProtocol(KademliaProtocol):
     def __init__(self, source_node: Node, storage: OfferStorage, ksize: int, *, public: bytes,
                  tasks: TaskRegistry, counters: collections.Counter,
                  faults: FaultPlan | None = None, rpc_timeout_s: float = RPC_TIMEOUT_S,
-                 rpc_attempts: int = RPC_ATTEMPTS, rpc_max_timeout_s: float = RPC_MAX_TIMEOUT_S):
+                 rpc_attempts: int = RPC_ATTEMPTS, rpc_max_timeout_s: float = RPC_MAX_TIMEOUT_S,
+                 max_per_host: int | None = None):
         super().__init__(source_node, storage, ksize)
-        self.router = OfferRoutingTable(self, ksize, source_node)
+        self.max_per_host = max_per_host
+        self.router = OfferRoutingTable(self, ksize, source_node, max_per_host)
         self.public = public
         self.tasks = tasks
         self.counters = counters
@@ -175,6 +221,9 @@ class OfferProtocol(KademliaProtocol):
         self._outstanding: dict[bytes, tuple[asyncio.Future, tuple[str, int], float]] = {}
         self._given_up: collections.OrderedDict[bytes, tuple[tuple[str, int], float]] = (
             collections.OrderedDict())
+        self._verify_budget = TokenBucket(VERIFY_PINGS_PER_S, VERIFY_BURST)
+        self._verifying: set[tuple[str, int]] = set()   # addresses with a check ping out
+        self._handover_budget = TokenBucket(HANDOVER_KEYS_PER_S, HANDOVER_BURST_KEYS)
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping, "store": self.rpc_store,
             "find_node": self.rpc_find_node, "find_value": self.rpc_find_value,
@@ -241,12 +290,45 @@ class OfferProtocol(KademliaProtocol):
 
     # -- serving ---------------------------------------------------------------------------
     def _contact(self, sender, public: Any) -> Node:
-        """The caller as a routing contact, its id derived from its public key."""
+        """The caller as a routing contact, its id derived from its public key.
+
+        A known contact (same id, same address) stays as it is; an unknown one that would enter
+        a bucket is only checked with a ping (see the module doc): it enters when it answers.
+        """
         contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
         if contact.id == self.source_node.id:
             raise wire.WireError("a peer claims our own key")
-        self.welcome_if_new(contact)
+        if self._is_known(contact):
+            return contact
+        if self.router.admits(contact):
+            self._verify(contact)
+        else:   # it would only wait in a full bucket's replacement cache: no records, no ping
+            self.router.add_contact(contact)
         return contact
+
+    def _is_known(self, contact: Node) -> bool:
+        bucket = self.router.buckets[self.router.get_bucket_for(contact)]
+        known = bucket.nodes.get(contact.id)
+        return known is not None and known.same_home_as(contact)
+
+    def _verify(self, contact: Node) -> None:
+        """Ping an unknown caller once (rate-limited); it is welcomed if it answers."""
+        address = (contact.ip, contact.port)
+        if address in self._verifying:
+            return
+        if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(
+                1, time.monotonic()):
+            self.counters["verify_skipped"] += 1
+            return
+        self._verifying.add(address)
+        self.counters["verify_pings"] += 1
+        self.spawn(self._check_caller(contact, address))
+
+    async def _check_caller(self, contact: Node, address: tuple[str, int]) -> None:
+        try:
+            await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
+        finally:
+            self._verifying.discard(address)
 
     def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
@@ -284,11 +366,24 @@ class OfferProtocol(KademliaProtocol):
         if not self.router.admits(node):
             self.router.add_contact(node)
             return
-        for key, records in self.storage:
+        keys = self.storage.keys()
+        if keys and not self._handover_budget.take(len(keys), time.monotonic()):
+            self.counters["handover_skipped"] += 1
+        else:
+            self._hand_over(node, keys)
+        self.router.add_contact(node)
+
+    def _hand_over(self, node: Node, keys: list[bytes]) -> None:
+        budget = MAX_HANDOVER_RECORDS
+        for key in keys:
+            if budget <= 0:
+                self.counters["handover_truncated"] += 1
+                return
             if self._should_hand_over(node, key):
+                records = self.storage.records(key)[:budget]
+                budget -= len(records)
                 for batch in _batches(records):
                     self.spawn(self.call_store(node, key, batch))
-        self.router.add_contact(node)
 
     def _should_hand_over(self, node: Node, key: bytes) -> bool:
         """True when ``node`` is among the k closest to ``key`` and we are the closest holder."""
@@ -310,7 +405,8 @@ class OfferProtocol(KademliaProtocol):
             return done
         return self.tasks.spawn(coro)
 
-    async def _call(self, address: tuple[str, int], name: str, args: list) -> Any:
+    async def _call(self, address: tuple[str, int], name: str, args: list,
+                    attempts: int | None = None) -> Any:
         """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries.
 
         Each attempt has its own message id (a reply names the attempt it answers, so its round
@@ -323,7 +419,7 @@ class OfferProtocol(KademliaProtocol):
         address = (address[0], address[1])
         sent: list[tuple[bytes, float]] = []
         try:
-            for attempt in range(self.rpc_attempts):
+            for attempt in range(attempts or self.rpc_attempts):
                 msg_id = os.urandom(20)
                 sent.append((msg_id, loop.time()))
                 self._outstanding[msg_id] = (future, address, sent[-1][1])
@@ -343,9 +439,10 @@ class OfferProtocol(KademliaProtocol):
             if not future.done():
                 future.cancel()
 
-    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any]):
+    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any],
+                   attempts: int | None = None):
         """Call ``node``; parse the reply; update the routing table.  None when it failed."""
-        payload = await self._call((node.ip, node.port), name, args)
+        payload = await self._call((node.ip, node.port), name, args, attempts)
         if payload is NO_REPLY:
             self.counters["no_reply"] += 1
             self.router.remove_contact(node)

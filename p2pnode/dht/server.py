@@ -28,6 +28,7 @@ from kademlia.network import Server
 from kademlia.node import Node
 
 from ledger import Sealed, SigningKey, seal
+from p2pnode.dht.admission import AdmissionPolicy
 from p2pnode.dht.crawler import NodeLookup, OfferLookup
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.protocol import RPC_ATTEMPTS, RPC_MAX_TIMEOUT_S, RPC_TIMEOUT_S, OfferProtocol
@@ -53,6 +54,7 @@ PUBLISH_TIMEOUT_S = 5.0      # one key's lookup and stores
 REPUBLISH_INTERVAL_S = 300.0
 REFRESH_INTERVAL_S = 3600.0
 RECEIVE_BUFFER_BYTES = 1 << 20
+MAX_CONTACTS_PER_HOST = 2
 """Asked of the kernel for the DHT socket (it caps the request at ``net.core.rmem_max``).  A
 lookup's replies arrive in bursts of up to ``alpha`` x 8 KB pages per key and discovery asks
 several keys at once; with the default ~200 KB buffer a node whose event loop is busy for a
@@ -77,6 +79,10 @@ class DHTSettings:
     republish_interval_s: float = REPUBLISH_INTERVAL_S
     refresh_interval_s: float = REFRESH_INTERVAL_S
     receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES
+    admission: AdmissionPolicy = AdmissionPolicy()   # which offers are held for others
+    # contacts of one IP address per bucket, find_node reply and lookup (p2pnode.dht.protocol);
+    # None for swarms that share one address on purpose (every node on 127.0.0.1)
+    max_contacts_per_host: int | None = MAX_CONTACTS_PER_HOST
 
     def __post_init__(self) -> None:
         if not 1 << 16 <= self.receive_buffer_bytes <= 1 << 26:
@@ -84,6 +90,8 @@ class DHTSettings:
         for name in ("ksize", "alpha", "rpc_attempts"):
             if not 1 <= getattr(self, name) <= 64:
                 raise ValueError(f"DHTSettings.{name} must be within 1..64")
+        if self.max_contacts_per_host is not None and not 1 <= self.max_contacts_per_host <= 64:
+            raise ValueError("DHTSettings.max_contacts_per_host must be within 1..64 or None")
         if self.rpc_max_timeout_s < self.rpc_timeout_s:
             raise ValueError("DHTSettings.rpc_max_timeout_s must be >= rpc_timeout_s")
         for name in ("rpc_timeout_s", "lookup_timeout_s", "publish_timeout_s",
@@ -112,7 +120,7 @@ class OfferServer(Server):
     def __init__(self, key: SigningKey, settings: DHTSettings, clock: Callable[[], float],
                  cache: RecordCache, faults: FaultPlan | None = None):
         super().__init__(ksize=settings.ksize, alpha=settings.alpha, node_id=node_id(key.public),
-                         storage=OfferStorage(clock, cache))
+                         storage=OfferStorage(clock, cache, settings.admission))
         if self.node.id != node_id(key.public):  # the id is bound to the key, never chosen
             raise ValueError("node id is not derived from the node's key")
         self.public = key.public
@@ -126,7 +134,8 @@ class OfferServer(Server):
             self.node, self.storage, self.ksize, public=self.public, tasks=self.tasks,
             counters=self.counters, faults=self.faults,
             rpc_timeout_s=self.settings.rpc_timeout_s, rpc_attempts=self.settings.rpc_attempts,
-            rpc_max_timeout_s=self.settings.rpc_max_timeout_s)
+            rpc_max_timeout_s=self.settings.rpc_max_timeout_s,
+            max_per_host=self.settings.max_contacts_per_host)
 
     def refresh_table(self, interval: float | None = None) -> None:
         """Called by ``listen``: start the owned refresh loop (kademlia chains call_later)."""
@@ -256,10 +265,16 @@ class OfferDHT:
         """Store our own record on the closest nodes of its keys; returns how many accepted it.
 
         Raises :class:`OfferRejected` when the record is not ours, invalid, expired, older than
-        the version already published, or moves an offer id to another price band.
+        the version already published, or moves an offer id to another price band -- and
+        (reason ``not_stored``) when no node, this one included, stored it under one of its
+        keys: it stays ours and the next republish tries again, but nobody can find it yet.
         """
         self._adopt(sealed)
-        return await self._store_everywhere(sealed)
+        accepted = await self._store_everywhere(sealed)
+        if accepted == 0:
+            self.server.counters["publish_not_stored"] += 1
+            raise OfferRejected("not_stored", "no node stored the record")
+        return accepted
 
     async def withdraw(self, offer_id: bytes) -> Sealed[OfferRecord]:
         """Replace our offer by a tombstone (next seq, 0 Wh) and publish it."""

@@ -10,10 +10,20 @@ Rules of :meth:`OfferStorage.offer` (each refusal is a :class:`~p2pnode.offers.D
 * a key holds at most one version of each (seller, offer_id): a store replaces the held
   version only when it carries a higher ``seq``.  The seller is the signer and part of the
   offer's identity, so nobody can replace another seller's record (kademlia issue #107);
+* the record is one this node holds for others (:mod:`p2pnode.dht.admission`: its feeder, an
+  interval within the horizon, at most a few offers of one seller per key);
 * at most :data:`MAX_RECORDS_PER_KEY` offers per key, :data:`MAX_RECORDS_PER_SELLER` per
-  seller on this node and :data:`MAX_KEYS` keys: beyond the caps new offers are refused (first
-  come, first kept -- an honest seller's republish of an offer it already has here is never
-  refused by a cap);
+  seller on this node and :data:`MAX_KEYS` keys.  Beyond the key caps a new offer takes the
+  place of a held offer whose seller has less standing
+  (:class:`~p2pnode.dht.admission.SellerStanding`), else it is refused: first come, first kept
+  among equals, so a flood of fresh keys can fill only what sellers with a history leave free
+  and never pushes them out.  Newcomers (sellers without standing) share a bounded part of
+  the storage: :data:`MAX_NEWCOMER_RECORDS_PER_KEY` per key and :data:`MAX_NEWCOMER_RECORDS`
+  in all, so fresh keys alone never fill a key or the node.  (Standing is what *this* node
+  saw: in a large swarm, where a node holds few of the keys, most honest sellers are
+  newcomers to it -- the quotas are sized for that, not for keeping fakes out of lookups.)  An honest
+  seller's republish of an offer it already has here is
+  never refused by a cap;
 * a record vanishes at its own absolute ``expires_at_s``; storing it again does not extend its
   life (kademlia issue #104).
 
@@ -30,6 +40,9 @@ from typing import NamedTuple
 from kademlia.storage import IStorage
 
 from ledger import Sealed
+from p2pnode.dht.admission import (
+    MAX_RECORDS_PER_SELLER_PER_KEY, AdmissionPolicy, SellerStanding, admission_problem,
+)
 from p2pnode.offers import Drop, OfferRecord, RecordCache, record_keys
 
 __all__ = [
@@ -38,8 +51,10 @@ __all__ = [
 ]
 
 MAX_RECORDS_PER_KEY = 256
-MAX_RECORDS_PER_SELLER = 32
+MAX_RECORDS_PER_SELLER = 160   # one offer per 15-min interval over the 36 h horizon, and more
 MAX_KEYS = 4096
+MAX_NEWCOMER_RECORDS_PER_KEY = 192   # records per key of sellers without standing here ...
+MAX_NEWCOMER_RECORDS = 3072          # ... and in all: the rest stays for sellers with standing
 PAGE_BUDGET_BYTES = 6500   # record bytes per find_value reply, so the datagram stays < 8 KB
 
 
@@ -56,13 +71,19 @@ class _Held(NamedTuple):
 class OfferStorage(IStorage):
     """Offers held by one node, by key, with caps, sequence rules and absolute expiry."""
 
-    def __init__(self, clock: Callable[[], float], cache: RecordCache | None = None):
+    def __init__(self, clock: Callable[[], float], cache: RecordCache | None = None,
+                 policy: AdmissionPolicy | None = None):
         self.clock = clock
         self.cache = cache or RecordCache()
+        self.policy = policy or AdmissionPolicy()
+        self.standing = SellerStanding()
+        self.evicted = 0   # held offers that gave their place to a seller with more standing
         self.dropped: collections.Counter[str] = collections.Counter()
         self._keys: dict[bytes, dict[bytes, _Held]] = {}
         self._per_seller: collections.Counter[bytes] = collections.Counter()
         self._expiry: list[tuple[int, bytes, bytes, int]] = []  # (expires, key, entry, seq)
+        self._newcomers: collections.Counter[bytes] = collections.Counter()   # key -> records
+        self._newcomer_entries: set[tuple[bytes, bytes]] = set()              # (key, entry)
 
     # -- writing ---------------------------------------------------------------------------
     def offer(self, key: bytes, raw: bytes) -> Drop | None:
@@ -85,6 +106,9 @@ class OfferStorage(IStorage):
         record = sealed.message
         if key not in record_keys(record):
             return Drop.WRONG_KEY
+        refused = admission_problem(record, self.policy, now_s)
+        if refused is not None:
+            return refused
         held = self._keys.get(key, {}).get(record.entry_id)
         if held is not None:
             if held.sealed.raw == raw:
@@ -95,12 +119,37 @@ class OfferStorage(IStorage):
         return self._cap_problem(key, record) or sealed
 
     def _cap_problem(self, key: bytes, record: OfferRecord) -> Drop | None:
-        if key not in self._keys and len(self._keys) >= MAX_KEYS:
-            return Drop.STORAGE_FULL
-        if len(self._keys.get(key, ())) >= MAX_RECORDS_PER_KEY:
-            return Drop.KEY_FULL
         if self._per_seller[record.seller] >= MAX_RECORDS_PER_SELLER:
             return Drop.SELLER_FULL
+        entries = self._keys.get(key, {})
+        if sum(1 for e in entries if e[:32] == record.seller) >= MAX_RECORDS_PER_SELLER_PER_KEY:
+            return Drop.SELLER_KEY_FULL
+        if self.standing.of(record.seller) == 0 and (
+                self._newcomers[key] >= MAX_NEWCOMER_RECORDS_PER_KEY
+                or len(self._newcomer_entries) >= MAX_NEWCOMER_RECORDS):
+            return Drop.NEWCOMER_QUOTA
+        if key not in self._keys and len(self._keys) >= MAX_KEYS:
+            return self._make_room(record.seller, None, Drop.STORAGE_FULL)
+        if len(entries) >= MAX_RECORDS_PER_KEY:
+            return self._make_room(record.seller, key, Drop.KEY_FULL)
+        return None
+
+    def _make_room(self, seller: bytes, key: bytes | None, full: Drop) -> Drop | None:
+        """Evict the held offer with the least standing (in ``key``, or anywhere) when its
+        seller has less standing than ``seller``; else the cap's Drop."""
+        if self.standing.of(seller) == 0:
+            return full   # a fresh key never pushes anybody out (and costs no scan)
+        keys = (key,) if key is not None else tuple(self._keys)
+        weakest = None
+        for k in keys:
+            for entry, held in self._keys[k].items():
+                rank = self.standing.of(held.sealed.message.seller)
+                if weakest is None or rank < weakest[0]:
+                    weakest = (rank, k, entry)
+        if weakest is None or not weakest[0] < self.standing.of(seller):
+            return full
+        self._remove(weakest[1], weakest[2])
+        self.evicted += 1
         return None
 
     def _put(self, key: bytes, sealed: Sealed[OfferRecord], now_s: float) -> None:
@@ -108,22 +157,34 @@ class OfferStorage(IStorage):
         entries = self._keys.setdefault(key, {})
         if record.entry_id not in entries:
             self._per_seller[record.seller] += 1
+            if self.standing.of(record.seller) == 0:
+                self._newcomers[key] += 1
+                self._newcomer_entries.add((key, record.entry_id))
         entries[record.entry_id] = _Held(sealed, now_s)
         heapq.heappush(self._expiry, (record.expires_at_s, key, record.entry_id, record.seq))
+        self.standing.observe(record.seller, now_s)
 
     def _cull(self, now_s: float) -> None:
         while self._expiry and self._expiry[0][0] <= now_s:
             _, key, entry, seq = heapq.heappop(self._expiry)
-            entries = self._keys.get(key, {})
-            held = entries.get(entry)
+            held = self._keys.get(key, {}).get(entry)
             if held is None or held.sealed.message.seq != seq:
-                continue  # replaced by a newer version with its own expiry entry
-            del entries[entry]
-            self._per_seller[held.sealed.message.seller] -= 1
-            if not self._per_seller[held.sealed.message.seller]:
-                del self._per_seller[held.sealed.message.seller]
-            if not entries:
-                del self._keys[key]
+                continue  # replaced or evicted; a newer version has its own expiry entry
+            self._remove(key, entry)
+
+    def _remove(self, key: bytes, entry: bytes) -> None:
+        entries = self._keys[key]
+        seller = entries.pop(entry).sealed.message.seller
+        if (key, entry) in self._newcomer_entries:
+            self._newcomer_entries.discard((key, entry))
+            self._newcomers[key] -= 1
+            if not self._newcomers[key]:
+                del self._newcomers[key]
+        self._per_seller[seller] -= 1
+        if not self._per_seller[seller]:
+            del self._per_seller[seller]
+        if not entries:
+            del self._keys[key]
 
     # -- reading ---------------------------------------------------------------------------
     def records(self, key: bytes) -> tuple[bytes, ...]:

@@ -5,7 +5,7 @@ shell): it prepares the house's files in a swarm directory shared by all nodes a
 ``p2pnode run``'s code (:func:`p2pnode.commands.run._serve`) on a replay clock shared through
 ``--epoch``.  :data:`DESCRIPTION` (the ``--help`` text) describes the directory and the clock.
 The house's node is the swarm runner's node for that house
-(:func:`simulator.swarm.node_config`), with ``[timing]`` scaled to ``--speed``.
+(:func:`simulator.nodes.node_config`), with ``[timing]`` scaled to ``--speed``.
 
 ``health`` asks a node's peer endpoint over HTTP: the negotiation route answers a GET with 405
 (POST only) when the node's event loop is serving.
@@ -83,6 +83,13 @@ def _register_meter_node(sub) -> None:
     parser.add_argument("--epoch", type=float, default=None,
                         help="wall-clock unix time at which node time is --start (default: now); "
                              "give every node the same value")
+    parser.add_argument("--epoch-file", type=Path, default=None,
+                        help="instead of --epoch: read it from this file, which the first node "
+                             "to start creates as its start time + --epoch-delay (compose: the "
+                             "clock is set when the swarm starts, not before a build)")
+    parser.add_argument("--epoch-delay", type=float, default=60.0,
+                        help="seconds from the first node's start to the epoch, with "
+                             "--epoch-file (default 60; the others must be up by then)")
     parser.add_argument("--intervals", type=int, default=None,
                         help="the run ends after this many intervals from --start (default: "
                              "run until stopped)")
@@ -312,7 +319,7 @@ def _replace(path: Path, data: str | bytes) -> None:
 
 def _house_config(scenario, house: int, house_dir: Path, network, speed: float):
     from dataclasses import replace
-    from simulator.swarm import node_config
+    from simulator.nodes import node_config
 
     config = node_config(scenario, house, house_dir)
     return replace(config, ledger=house_dir / "node.db",
@@ -387,6 +394,25 @@ def replay_until(start_s: float, interval_s: int, intervals: int | None) -> floa
     return (int(start_s) // interval_s + intervals) * interval_s + 1
 
 
+def shared_epoch(path: Path, delay_s: float) -> float:
+    """The swarm's epoch from ``path``; the first node creates it (atomically) as now + delay."""
+    if not path.exists():
+        try:
+            _write_new(path, f"{time.time() + delay_s:.3f}\n".encode(), 0o644)
+        except FileExistsError:
+            pass                        # another node was first
+        except OSError as exc:
+            raise ConfigError(f"--epoch-file {path}: cannot create ({exc.strerror})") from exc
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        epoch = float(text)
+    except ValueError:
+        epoch = math.nan
+    if not math.isfinite(epoch):
+        raise ConfigError(f"--epoch-file {path}: {text[:40]!r} is not a unix time; delete it")
+    return epoch
+
+
 class ReplayMeter(Meter):
     """The house's recorded meter, idle (no flow) in intervals traded before the replay starts.
 
@@ -410,6 +436,10 @@ def _check_replay(args, scenario) -> float:
         raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
     if args.epoch is not None and not math.isfinite(args.epoch):
         raise ConfigError(f"--epoch {args.epoch}: must be a unix time in seconds")
+    if args.epoch_file is not None and args.epoch is not None:
+        raise ConfigError("--epoch and --epoch-file: give one")
+    if not 0 <= args.epoch_delay <= 86400:
+        raise ConfigError(f"--epoch-delay {args.epoch_delay}: must be in [0, 86400]")
     start_s = parse_time(args.start)
     first = datetime(*scenario.start_date.timetuple()[:3], tzinfo=timezone.utc).timestamp()
     last = first + scenario.days * 86400
@@ -476,6 +506,8 @@ def _replay(args, config_path: Path, start_s: float) -> int:
     config = load_config(config_path)
     until = replay_until(start_s, config.interval_s, args.intervals)
     epoch = time.time() if args.epoch is None else args.epoch
+    if args.epoch_file is not None:
+        epoch = shared_epoch(args.epoch_file, args.epoch_delay)
     if until is not None and start_s + (time.time() - epoch) * args.speed >= until:
         print(json.dumps({"finished": True, "reason": "the run's last interval has passed"}),
               flush=True)

@@ -1,0 +1,203 @@
+"""The buyer's half of the node shell: discover, rank, negotiate; agree to deliveries.
+
+The decisions are in :mod:`p2pnode.trading.buyer` and :mod:`p2pnode.trading.settlement`; this
+mixin of :class:`p2pnode.node.Node` does their I/O (DHT, peer messages, ledger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from ledger import BlockRejected, LedgerError, Sealed, seal
+from p2pnode.config import micro
+from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
+from p2pnode.offers import OfferRecord, query_keys
+from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
+from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
+from p2pnode.trading.hedging import buyer_quantity_wh
+from p2pnode.trading.settlement import check_delivery
+
+__all__ = ["BuyerSide"]
+
+log = logging.getLogger(__name__)
+
+
+class BuyerSide:
+    """Buying: :meth:`buy` (step 2 of an interval) and the answer to a seller's DELIVER."""
+
+    async def buy(self, start_s: int) -> int:
+        """Buy what this interval lacks; returns the energy bought now (Wh).
+
+        One parallel discovery; then rounds of ranking and negotiating over the sellers not yet
+        excluded (sold out, unreachable, refused) while the need remains and a round made
+        progress.
+        """
+        return await self._buy(start_s, self._buying.get(start_s))
+
+    async def buy_day(self, day_start_s: int) -> int:
+        """The day-ahead market's buy step: buy each interval of the day its forecast lacks."""
+        bought = 0
+        for start in sorted(s for s in self._buying_ahead if s - s % 86400 == day_start_s):
+            bought += await self._buy(start, self._buying_ahead[start])
+        return bought
+
+    async def _buy(self, start_s: int, state: Buying | None) -> int:
+        if state is None:
+            return 0
+        max_price = self._max_buy_price(start_s)
+        floor = self.config.tariffs.feed_in_micro_per_kwh   # no seller asks less than the grid pays
+        if state.remaining_wh <= 0 or max_price < floor or self.ledger.credit_micro <= 0:
+            return 0
+        started = time.perf_counter()
+        discovery = await self.dht.find_offers(
+            query_keys(self.config.feeder, start_s, max_price, floor))
+        self.counters["discoveries"] += 1
+        self.last_discovery = discovery
+        records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
+                   if r.interval_start_s == start_s]
+        if records:   # how much to buy on the forecast, at these prices (trading.hedging)
+            retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
+            state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
+                                          min(r.price_micro_per_kwh for r in records), retail,
+                                          floor))
+        bought = 0
+        for _ in range(self.config.timing.max_rounds):
+            records = [r for r in records if r.seller not in state.excluded]
+            if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
+                break
+            plan = await self._rank(start_s, state.remaining_wh, max_price, records)
+            by_seller = {r.seller: r for r in records}
+            progress, excluded = 0, len(state.excluded)
+            for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
+                if state.remaining_wh <= 0:
+                    break
+                progress += await self._negotiate(by_seller[candidate.seller], state, started)
+            bought += progress
+            if progress == 0 and len(state.excluded) == excluded:
+                break   # nothing bought and nothing learned: another round would repeat this one
+        return bought
+
+    def _max_buy_price(self, start_s: int) -> int:
+        retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
+        return min(retail, micro(self.config.constraints.max_buy_price_per_kwh))
+
+    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list):
+        irradiance, temperature = self.weather(start_s) if self.weather else (0.0, 20.0)
+        context = MarketContext(self.location, irradiance, temperature)
+        seed = int.from_bytes(self.public[:4], "big") ^ start_s
+
+        def work():
+            candidates = candidates_from_offers(records, deficit_wh, self.history, context,
+                                                self.predictor)
+            return rank(deficit_wh, max_price, candidates, self.config.selection, seed)
+
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    async def _negotiate(self, record: OfferRecord, state: Buying, started: float) -> int:
+        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure)."""
+        want = want_wh(state.remaining_wh, record.energy_wh, self.config.constraints.max_trade_wh,
+                       self.ledger.credit_micro, record.price_micro_per_kwh)
+        if want <= 0:
+            return 0
+        request = self._request(Kind.REQUEST, record.seller, os.urandom(16), record.offer_id,
+                                record.interval_start_s, want, record.price_micro_per_kwh)
+        reply, sent = await self._exchange(record.endpoint, request)
+        if reply is None:
+            self.counters["no_reply"] += 1
+            state.excluded.add(record.seller)
+            return 0
+        if reply.status is not Status.ACCEPTED or len(reply.blocks) != 1:
+            reason = reply.reason or "denied"
+            self.counters[f"denied_{reason}"] += 1
+            if reason in GIVE_UP_REASONS:
+                state.excluded.add(record.seller)
+            return 0
+        proposal = check_proposal(reply.blocks[0], request.message, reply.energy_wh)
+        if isinstance(proposal, str):
+            self.counters[f"dropped_{proposal}"] += 1
+            state.excluded.add(record.seller)
+            return 0
+        try:
+            agreement = self.ledger.agree(proposal, self._now_ms(), endpoint=record.endpoint)
+        except BlockRejected as exc:
+            self.counters["agreement_refused"] += 1
+            log.info("not agreeing to %s: %s", proposal.message.payload.trade_id.hex(), exc)
+            state.excluded.add(record.seller)
+            return 0
+        payload = proposal.message.payload
+        purchase = Purchase(payload, record.endpoint, agreement.raw,
+                            (time.perf_counter() - started) * 1000, sent)
+        state.bought(purchase)
+        self.bought[payload.trade_id] = purchase
+        self.history.record_trade(record.seller)
+        self.counters["trades_bought"] += 1
+        confirm = self._request(Kind.CONFIRM, record.seller, payload.trade_id, record.offer_id,
+                                payload.interval_start_s, payload.energy_wh,
+                                payload.price_micro_per_kwh, (agreement.raw,))
+        done, sent = await self._exchange(record.endpoint, confirm)
+        purchase.messages += sent
+        if done is None or done.status is not Status.DONE:
+            self.counters["unconfirmed"] += 1
+        return payload.energy_wh
+
+    def _request(self, kind: Kind, recipient: bytes, trade_id: bytes, offer_id: bytes,
+                 interval_start_s: int, energy_wh: int, price: int,
+                 blocks: tuple[bytes, ...] = ()) -> Sealed[PeerRequest]:
+        return seal(PeerRequest(self.public, recipient, kind, trade_id, os.urandom(16),
+                                self._now_ms(), offer_id, interval_start_s, energy_wh, price,
+                                blocks, self.endpoint), self.key)
+
+    async def _exchange(self, endpoint: str, request: Sealed[PeerRequest]
+                        ) -> tuple[PeerReply | None, int]:
+        """Send ``request`` (the same bytes on every attempt) until a valid reply comes."""
+        timing = self.config.timing
+        for attempt in range(1, timing.attempts + 1):
+            self.counters["messages_sent"] += 1
+            raw = await self.client.send(endpoint, request.raw, timing.request_timeout_s)
+            if raw is None:
+                continue
+            reply = check_reply(raw, request.message)
+            if isinstance(reply, str):
+                self.counters[f"reply_dropped_{reply}"] += 1
+                continue
+            return reply.message, attempt
+        return None, timing.attempts
+
+    # -- a seller's DELIVER ------------------------------------------------------------------
+    def _answer_deliver(self, request: PeerRequest) -> PeerReply:
+        """Agree to the seller's measured delivery of one of our trades (idempotent)."""
+        state = self.ledger.state.trades.get(request.trade_id)
+        trade = state.payload if state is not None and state.payload.buyer == self.public \
+            and state.payload.seller == request.sender else None
+        retail = self.config.tariffs.frame_at(
+            ((trade.interval_start_s if trade else 0) % 86400) / 3600).retail_micro_per_kwh
+        proposal = check_delivery(request.blocks[0], request.blocks[1], trade,
+                                  retail_micro_per_kwh=retail)
+        if isinstance(proposal, str):
+            return self._reply(request, Status.DENIED, proposal)
+        if self._now_ms() < (trade.interval_start_s + self.config.interval_s) * 1000 \
+                and proposal.message.payload.delivered_wh < trade.energy_wh:
+            return self._reply(request, Status.DENIED, "interval_not_over")
+        try:
+            agreement = self.ledger.agree(proposal, self._now_ms())
+        except (BlockRejected, LedgerError) as exc:
+            log.warning("cannot agree to delivery %s: %s", request.trade_id.hex(), exc)
+            return self._reply(request, Status.DENIED, "ledger_refused")
+        self._delivered(trade, proposal.message.payload)
+        return self._reply(request, Status.DONE, energy_wh=proposal.message.payload.delivered_wh,
+                           blocks=(agreement.raw,))
+
+    def _delivered(self, trade, delivery) -> None:
+        purchase = self.bought.get(trade.trade_id)
+        if purchase is not None and purchase.settled:
+            return
+        if purchase is not None:
+            purchase.delivered_wh = delivery.delivered_wh
+            purchase.duration_ms = delivery.duration_ms
+            purchase.imbalance_micro = delivery.imbalance_micro
+        self.history.record_settlement(trade.seller, trade.energy_wh, delivery.delivered_wh)
+        self.history.record_duration(trade.seller, delivery.duration_ms / 1000)
+        self.counters["trades_settled"] += 1

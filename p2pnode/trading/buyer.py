@@ -1,0 +1,64 @@
+"""The buyer's side of a trade, pure: what to ask for, when to give a seller up.
+
+:class:`Purchase` is the buyer's bookkeeping of one trade from agreement to delivery;
+:class:`Buying` one interval's need.  The shell (:mod:`p2pnode.node`) discovers, ranks and
+sends; these say how much to ask and what a denial means.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ledger import TradePayload
+
+__all__ = ["Buying", "Purchase", "GIVE_UP_REASONS", "want_wh"]
+
+# a seller that answers one of these has nothing more for us this interval
+GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "gate_closed", "not_selling",
+                             "price_below_ask", "trade_id_reused", "buyer_limit"})
+
+
+@dataclasses.dataclass
+class Purchase:
+    """A trade this node bought, from agreement to delivery."""
+
+    payload: TradePayload
+    endpoint: str
+    agreement_raw: bytes
+    decision_ms: float
+    messages: int
+    delivered_wh: int | None = None   # set once the delivery is co-signed
+    duration_ms: int | None = None
+    imbalance_micro: int = 0
+
+    @property
+    def settled(self) -> bool:
+        return self.delivered_wh is not None
+
+
+@dataclasses.dataclass
+class Buying:
+    """One interval's need (forecast in real time, metered ex post) and what was bought."""
+
+    deficit_wh: int
+    remaining_wh: int
+    trades: list[Purchase] = dataclasses.field(default_factory=list)
+    excluded: set[bytes] = dataclasses.field(default_factory=set)
+    hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
+
+    def hedge(self, quantity_wh: int) -> None:
+        """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""
+        if not self.hedged:
+            self.remaining_wh += quantity_wh - self.deficit_wh
+            self.deficit_wh, self.hedged = quantity_wh, True
+
+    def bought(self, purchase: Purchase) -> None:
+        self.trades.append(purchase)
+        self.remaining_wh -= purchase.payload.energy_wh
+
+
+def want_wh(remaining_wh: int, offered_wh: int, max_trade_wh: int, credit_micro: int,
+            price_micro_per_kwh: int) -> int:
+    """What to request of one offer: the need, at most the offer, the limit and the credit."""
+    affordable = credit_micro * 1000 // max(price_micro_per_kwh, 1)
+    return max(0, min(remaining_wh, offered_wh, max_trade_wh, affordable))

@@ -1,0 +1,88 @@
+"""When each step of an interval happens, per market mode (pure).
+
+Node time of the steps of the interval ``[start, end)``:
+
+============  ==========================  ===========================================
+step          ``ex_post``                 ``real_time`` (lead ``L`` = lead_intervals)
+============  ==========================  ===========================================
+open          ``end``: metered reading     ``start - L``: forecast, publish offers
+buy           open + ``buy_delay_s``       open + ``buy_delay_s``
+gate          ``end + window_s``           ``start``: no REQUEST accepted after it
+settle        ``end + window_s``           ``end + buy_delay_s``: delivery measured, pushed
+close         ``end + (window_s+I)/2``     ``end + window_s``: the grid takes the rest
+============  ==========================  ===========================================
+
+In real time the intervals overlap: interval ``t + 1`` opens while ``t`` is being delivered.
+
+``day_ahead`` adds a daily market before the real-time one: at ``gate_hour`` of day ``D - 1``
+minus :data:`DAY_AHEAD_LEAD_S` every node publishes offers for the surplus it forecasts for each
+interval of day ``D`` (``day_open``) and, ``buy_delay_s`` later, buys what it forecasts to lack
+(``day_buy``); no day-ahead REQUEST is accepted after the gate.  On day ``D`` each interval is
+traded in real time as above, for the difference between the updated forecast and the day-ahead
+position.  Node time is local time of day (as the tariff frames read it).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
+           "gate_s", "day_gate_s",
+           "day_times"]
+
+STEPS = ("day_open", "day_buy", "open", "buy", "settle", "close")
+DAY_S = 86400
+DAY_AHEAD_LEAD_S = 1800   # the day-ahead market opens this long before its gate
+
+
+def step_times(config, start_s: int) -> dict[str, float]:
+    """Node time of each step of the interval starting at ``start_s`` (see the module doc)."""
+    interval, timing = config.interval_s, config.timing
+    end = start_s + interval
+    if config.market.mode == "ex_post":
+        return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
+                "close": end + (timing.window_s + interval) / 2}
+    opens = start_s - config.market.lead_intervals * interval
+    return {"open": opens, "buy": opens + timing.buy_delay_s,
+            "settle": end + timing.buy_delay_s, "close": end + timing.window_s}
+
+
+def first_interval(config, now_s: float) -> int:
+    """The first interval a node starting at ``now_s`` can still trade: the one that ends at
+    the next boundary (ex post: it is metered then) or, ahead of delivery, the one that starts
+    there (its gate has not passed)."""
+    boundary = (int(now_s) // config.interval_s + 1) * config.interval_s
+    return boundary - config.interval_s if config.market.mode == "ex_post" else boundary
+
+
+def gate_s(config, start_s: int) -> float:
+    """The last node time at which a seller accepts a REQUEST for the interval."""
+    if config.market.mode == "ex_post":
+        return start_s + config.interval_s + config.timing.window_s
+    return float(start_s)
+
+
+def day_gate_s(config, day_start_s: int) -> float:
+    """The day-ahead gate for the day starting at ``day_start_s``: ``gate_hour`` the day before."""
+    return day_start_s - DAY_S + config.market.gate_hour * 3600
+
+
+def day_times(config, day_start_s: int) -> dict[str, float]:
+    """Node time of the day-ahead steps for the day starting at ``day_start_s``."""
+    opens = day_gate_s(config, day_start_s) - DAY_AHEAD_LEAD_S
+    return {"day_open": opens, "day_buy": opens + config.timing.buy_delay_s}
+
+
+def events(config, starts) -> list[tuple[float, str, int]]:
+    """Every step of the intervals starting at ``starts`` as (node time, step, start), in the
+    order they happen (ties in step order); in ``day_ahead`` the day-ahead steps of their days
+    too, with the day's start as ``start``."""
+    out = [(t, name, int(start)) for start in starts
+           for name, t in step_times(config, int(start)).items()]
+    if config.market.mode == "day_ahead":
+        for day in sorted({int(start) - int(start) % DAY_S for start in starts}):
+            out += [(t, name, day) for name, t in day_times(config, day).items()]
+    return sorted(out, key=event_order)
+
+
+def event_order(event: tuple[float, str, int]) -> tuple[float, int, int]:
+    """Sort key of (node time, step, start): by time, ties in step order."""
+    return event[0], STEPS.index(event[1]), event[2]

@@ -1,0 +1,121 @@
+"""Admission and standing of stored offers: a flood of fresh keys cannot push sellers out (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from p2pnode.dht import storage as storage_module
+from p2pnode.dht.admission import (
+    OFFER_HORIZON_AHEAD_S, OFFER_HORIZON_BEHIND_S, AdmissionPolicy, SellerStanding,
+    admission_problem,
+)
+from p2pnode.dht.server import OfferDHT
+from p2pnode.dht.storage import OfferStorage
+from p2pnode.offers import Drop, OfferRejected, record_keys
+from tests.dhtkit import FAST, FEEDER, INTERVAL, NOW, Clock, key, record, run, sealed
+
+SELLER = key("seller")
+
+
+def test_only_this_feeder_and_intervals_within_the_horizon_are_admitted():
+    policy = AdmissionPolicy(feeder=FEEDER)
+    assert admission_problem(record(SELLER), policy, NOW) is None
+    assert admission_problem(record(SELLER, feeder="elsewhere"), policy, NOW) is Drop.WRONG_FEEDER
+    assert admission_problem(record(SELLER, feeder="elsewhere"), AdmissionPolicy(), NOW) is None
+    ahead = NOW + OFFER_HORIZON_AHEAD_S
+    assert admission_problem(record(SELLER, interval=ahead), policy, NOW) is None
+    assert admission_problem(record(SELLER, interval=ahead + 1), policy, NOW) is Drop.OUT_OF_HORIZON
+    behind = NOW - OFFER_HORIZON_BEHIND_S
+    assert admission_problem(record(SELLER, interval=behind), policy, NOW) is None
+    assert admission_problem(record(SELLER, interval=behind - 1), policy, NOW) is Drop.OUT_OF_HORIZON
+    # the record of the report: year 19400
+    assert admission_problem(record(SELLER, interval=550_000_000_000), policy, NOW) \
+        is Drop.OUT_OF_HORIZON
+    with pytest.raises(ValueError, match="horizon_ahead_s"):
+        AdmissionPolicy(horizon_ahead_s=-1)
+
+
+def test_standing_grows_one_period_at_a_time_and_starts_at_zero():
+    standing = SellerStanding(max_sellers=2, period_s=900)
+    for n in range(50):                               # a burst of signatures buys nothing
+        standing.observe(SELLER.public, NOW + n)
+    assert standing.of(SELLER.public) == 0
+    standing.observe(SELLER.public, NOW + 900)
+    standing.observe(SELLER.public, NOW + 100)        # an earlier time does not count again
+    assert standing.of(SELLER.public) == 1
+    standing.observe(SELLER.public, NOW + 5 * 900)
+    assert standing.of(SELLER.public) == 2
+    other, third = key("other"), key("third")
+    standing.observe(other.public, NOW)
+    standing.observe(other.public, NOW + 900)
+    standing.observe(third.public, NOW)               # full: the weakest (other) is forgotten
+    assert standing.of(SELLER.public) == 2 and standing.of(other.public) == 0
+    assert standing.outranks(SELLER.public, third.public)
+    assert not standing.outranks(third.public, SELLER.public)
+
+
+def _with_history(store: OfferStorage, clock: Clock, seller, intervals: int, n: int = 900) -> None:
+    """``seller`` stored offers here in the ``intervals`` past intervals and this one."""
+    now = clock.now
+    for i in range(intervals + 1):
+        clock.now = NOW - 900 * (intervals - i)
+        start = INTERVAL - 900 * (intervals - i) - 900
+        assert store.offer(record_keys(record(seller, interval=start))[0],
+                           sealed(seller, n + i, interval=start, expires=int(clock.now) + 60).raw) is None
+    clock.now = now
+
+
+def test_a_flood_of_fresh_keys_fills_only_free_room_and_never_pushes_a_seller_out(monkeypatch):
+    monkeypatch.setattr(storage_module, "MAX_RECORDS_PER_KEY", 8)
+    clock = Clock()
+    store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
+    honest = key("honest")
+    _with_history(store, clock, honest, 3)
+    target = record_keys(record(honest))[0]
+    fresh = [key(f"fresh {i}") for i in range(12)]
+    results = [store.offer(target, sealed(k).raw) for k in fresh]
+    assert results[:8] == [None] * 8 and set(results[8:]) == {Drop.KEY_FULL}
+    # the seller with a history takes the place of a fresh key; fresh keys cannot take it back
+    assert store.offer(target, sealed(honest).raw) is None
+    assert store.evicted == 1
+    assert sealed(honest).raw in store.records(target) and len(store.records(target)) == 8
+    assert store.offer(target, sealed(key("fresh 99")).raw) is Drop.KEY_FULL
+    # a seller's standing does not let it crowd one key either
+    for n in range(2, 9):
+        store.offer(target, sealed(honest, n).raw)
+    assert store.offer(target, sealed(honest, 20).raw) is Drop.SELLER_KEY_FULL
+
+
+def test_a_full_storage_makes_room_for_a_seller_with_history(monkeypatch):
+    monkeypatch.setattr(storage_module, "MAX_KEYS", 4)
+    clock = Clock()
+    store = OfferStorage(clock)
+    honest = key("honest")
+    _with_history(store, clock, honest, 1)           # its records expire soon
+    clock.now = NOW + 100                            # and have expired
+    assert len(store.keys()) == 0
+    for band in range(4):
+        filler = sealed(key(f"filler {band}"), price=band * 250_000)
+        assert store.offer(record_keys(filler.message)[0], filler.raw) is None
+    late = sealed(key("late"), price=5 * 250_000)
+    assert store.offer(record_keys(late.message)[0], late.raw) is Drop.STORAGE_FULL
+    mine = sealed(honest, price=6 * 250_000, expires=NOW + 700)
+    assert store.offer(record_keys(mine.message)[0], mine.raw) is None
+    assert len(store.keys()) == 4 and store.records(record_keys(mine.message)[0]) == (mine.raw,)
+
+
+def test_a_publish_that_no_node_stored_is_refused_not_counted():
+    """``offers_published`` counted offers nobody held (the report): now publish raises."""
+    async def main():
+        elsewhere = dataclasses.replace(FAST, admission=AdmissionPolicy(feeder="elsewhere"))
+        clock = Clock()
+        async with OfferDHT(SELLER, settings=elsewhere, clock=clock) as alone:
+            with pytest.raises(OfferRejected, match="not_stored"):
+                await alone.publish(sealed(SELLER))
+            assert alone.counters()["stored_wrong_feeder"] == 1
+        async with OfferDHT(SELLER, settings=FAST, clock=clock) as home:
+            assert await home.publish(sealed(SELLER)) == 1
+
+    run(main())
