@@ -120,6 +120,10 @@ log "meter image p2p-energy:latest: $(( SIZE / 1000000 )) MB"
 
 # -- 5. the swarm ------------------------------------------------------------------------------
 STARTED_SWARM=1
+# a run stopped half-way (its engine killed while removing containers) leaves records behind
+compose down -v --remove-orphans >/dev/null 2>&1 || true
+stale=$("$DOCKER" ps --all --quiet --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
+[ -z "$stale" ] || "$DOCKER" rm --force --volumes $stale >/dev/null
 log "swarm: bootstrap + $METERS meters, $INTERVALS intervals, epoch $DELAY s after the start"
 SWARM_DELAY=$DELAY SWARM_INTERVALS=$INTERVALS \
   timeout "$RUN_TIMEOUT_S" "$COMPOSE_BIN" -f docker/compose.yaml up --no-build --detach \

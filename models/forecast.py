@@ -3,6 +3,7 @@
     f = NodeForecaster(latitude=36.1, longitude=-79.95, interval_s=900)
     f.observe(interval_start_s, generation_wh, consumption_wh)   # in time order
     generation_wh, consumption_wh = f.predict(target_start_s, issued_at_s)
+    generation, consumption = f.predict_many(day_starts_s, issued_at_s)   # arrays, one batch
 
 A reading covers ``[interval_start_s, interval_start_s + interval_s)`` on the node's clock.  A
 forecast *issued at* ``t`` uses only the readings of intervals that had ended by ``t``
@@ -161,14 +162,26 @@ class NodeForecaster:
                 method: str = "learned") -> Forecast:
         """Generation and consumption (Wh) of the interval starting at ``target_start_s``, as
         forecast at ``issued_at_s`` from the readings that had ended by then."""
-        target, cutoff = self._request(target_start_s, issued_at_s)
+        generation, consumption = self.predict_many([target_start_s], issued_at_s, method)
+        return Forecast(float(generation[0]), float(consumption[0]))
+
+    def predict_many(self, target_starts_s, issued_at_s: int,
+                     method: str = "learned") -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` for several targets issued at the same time (a day-ahead schedule
+        at the gate), in one batch: arrays of generation and consumption (Wh)."""
+        if method not in METHODS:
+            raise ForecastRequestError(f"method={method!r}: must be one of {METHODS}")
+        requests = [self._request(target, issued_at_s) for target in target_starts_s]
+        if not requests:
+            return np.zeros(0), np.zeros(0)
+        targets = np.array([target for target, _ in requests], dtype=np.int64)
+        cutoff = requests[0][1]
         if method == "learned":
-            return Forecast(self._learned_pv(target, cutoff), self._learned_load(target, cutoff))
-        if method == "persistence":
-            return self._persistence(cutoff)
-        if method == "yesterday":
-            return self._yesterday(target, cutoff)
-        raise ForecastRequestError(f"method={method!r}: must be one of {METHODS}")
+            return self._learned_pv(targets, cutoff), self._learned_load(targets, cutoff)
+        rows = [self._persistence(cutoff) if method == "persistence"
+                else self._yesterday(int(target), cutoff) for target in targets]
+        return (np.array([row.generation_wh for row in rows]),
+                np.array([row.consumption_wh for row in rows]))
 
     def _request(self, target_start_s: int, issued_at_s: int) -> tuple[int, int]:
         if not isinstance(target_start_s, (int, np.integer)) or target_start_s % self.interval_s:
@@ -193,23 +206,20 @@ class NodeForecaster:
                 f"({HISTORY_DAYS - LOOKBACK_DAYS} days before the newest reading)")
         return target, cutoff
 
-    def _bucket(self, target: int, cutoff: int) -> int:
-        horizon = target - cutoff + 1
-        return int(np.searchsorted(self.horizon_edges, horizon))
+    def _buckets(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        return np.searchsorted(self.horizon_edges, targets - cutoff + 1)
 
-    def _learned_pv(self, target: int, cutoff: int) -> float:
-        pv = self.features.pv([target], [cutoff])
-        if not pv.ok[0]:
-            return float(pv.fallback[0])
-        coef = self.pv_model.coefficients(cutoff)[self._bucket(target, cutoff)]
-        return float(np.clip(pv.x[0] @ coef, 0.0, K_MAX) * pv.scale[0])
+    def _learned_pv(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        pv = self.features.pv(targets, np.full(targets.size, cutoff))
+        coef = self.pv_model.coefficients(cutoff)[self._buckets(targets, cutoff)]
+        index = np.clip(np.einsum("ij,ij->i", pv.x, coef), 0.0, K_MAX)
+        return np.where(pv.ok, index * pv.scale, pv.fallback)
 
-    def _learned_load(self, target: int, cutoff: int) -> float:
-        load = self.features.load([target], [cutoff])
-        if not load.ok[0]:
-            return self._persistence(cutoff).consumption_wh
-        coef = self.load_model.coefficients(cutoff)[self._bucket(target, cutoff)]
-        return float(max(load.x[0] @ coef, 0.0) * load.level[0])
+    def _learned_load(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        load = self.features.load(targets, np.full(targets.size, cutoff))
+        coef = self.load_model.coefficients(cutoff)[self._buckets(targets, cutoff)]
+        relative = np.maximum(np.einsum("ij,ij->i", load.x, coef), 0.0)
+        return np.where(load.ok, relative * load.level, self._persistence(cutoff).consumption_wh)
 
     def _persistence(self, cutoff: int) -> Forecast:
         last = self.history.last_known(cutoff)

@@ -120,6 +120,22 @@ def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> di
     return stats
 
 
+def forward_series(swarm: SwarmRun) -> dict[str, tuple[float, ...]]:
+    """Per interval (kWh): what the nodes forecast when they traded, and what their trades
+    agreed and the sellers' meters delivered (the report's forecast and shortfall plots)."""
+    if swarm.forecast_wh is None:
+        return {}
+    count = swarm.forecast_wh.shape[1]
+    agreed, delivered = np.zeros(count), np.zeros(count)
+    for row in swarm.trades:
+        if 0 <= row["interval"] < count:
+            agreed[row["interval"]] += row["energy_wh"]
+            delivered[row["interval"]] += row["delivered_wh"]
+    return {"forecast_surplus_kwh": tuple(swarm.forecast_wh[0] / 1000),
+            "forecast_deficit_kwh": tuple(swarm.forecast_wh[1] / 1000),
+            "agreed_kwh": tuple(agreed / 1000), "delivered_kwh": tuple(delivered / 1000)}
+
+
 def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     """Churn and attacks (:mod:`simulator.faults`): what happened and what the nodes did.
 
@@ -169,6 +185,7 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
     extra.update(forward_stats(swarm, swarm.trades if matched is None else matched,
                                swarm.optimum_wh if optimum_wh is None else optimum_wh))
     return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
+                    per_interval=forward_series(swarm),
                     double_settlements=swarm.double_settlements,
                     ledgers_valid=not swarm.audit_problems,
                     ledger_problems=tuple(swarm.audit_problems),

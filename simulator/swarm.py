@@ -109,6 +109,7 @@ class SwarmRun:
     (attackers' and offline intervals' surplus and deficit left out); None without."""
     optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
     forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
+    forecast_wh: np.ndarray | None = None   # [2, interval]: the nodes' forecast surplus, deficit
     mint_check: dict[str, int] | None = None
     lying: tuple[int, ...] = ()         # houses whose node lied about its meter
     """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
@@ -319,6 +320,8 @@ class SwarmWorker:
             counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
         counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
         errors = forecast_errors(list(self.online.values()))
+        forecasts = forecasts_by_interval(list(self.online.values()), self.spec.start_s,
+                                          self.spec.scenario.interval_s)
         mint_reports = self._mint_reports()
         for node in self.online.values():
             await node.stop()
@@ -333,6 +336,7 @@ class SwarmWorker:
         settled = {bytes.fromhex(row["trade_id"]) for row in trades}
         counters["unsettled_after_restart"] = len(self.lost - settled)
         return {"trades": trades, "counters": dict(counters), "forecast_errors": errors,
+                "forecasts": forecasts,
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
                 "attackers": [house_key(seed, h).public.hex() for h in self.attackers],
                 "mint_reports": mint_reports}
@@ -358,6 +362,19 @@ class SwarmWorker:
                 rows.append(HouseReport(house, mint, int(spec.surplus_wh[row][index]),
                                         int(spec.deficit_wh[row][index])))
         return rows
+
+
+def forecasts_by_interval(nodes: Sequence[Node], first_s: int, interval_s: int
+                          ) -> dict[int, list[int]]:
+    """Interval index -> [forecast surplus, forecast deficit] (Wh) summed over the nodes: what
+    they expected when they traded."""
+    out: dict[int, list[int]] = {}
+    for node in nodes:
+        for report in node.reports:
+            sums = out.setdefault((report.interval_start_s - first_s) // interval_s, [0, 0])
+            sums[0] += max(report.forecast_net_wh, 0)
+            sums[1] += max(-report.forecast_net_wh, 0)
+    return out
 
 
 def forecast_errors(nodes: Sequence[Node]) -> tuple[float, float]:
@@ -598,6 +615,13 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
     persistence = sum(r["forecast_errors"][1] for r in results)
     skill = {"forecast_skill_next_interval": round(1 - model / persistence, 4)} \
         if persistence and scenario.market.mode != "ex_post" else {}
+    forecast_wh = None
+    if scenario.market.mode != "ex_post":
+        forecast_wh = np.zeros((2, len(starts)))
+        for result in results:
+            for index, (surplus, deficit) in result["forecasts"].items():
+                if 0 <= index < len(starts):
+                    forecast_wh[:, index] += (surplus, deficit)
     reports = [row for result in results for row in result["mint_reports"]]
     mint_check = None
     if reports:
@@ -606,7 +630,7 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
                     time.perf_counter() - wall0, processes, step_wall, attackers,
-                    forecast_skill=skill, mint_check=mint_check,
+                    forecast_skill=skill, forecast_wh=forecast_wh, mint_check=mint_check,
                     lying=tuple(sorted(specs[0].schedule.lying)))
 
 

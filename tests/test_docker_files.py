@@ -178,6 +178,7 @@ def test_compose_services_volumes_and_dependencies():
     assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
     assert build["network"] == "host" and set(build["args"]) == {"BASE_IMAGE", "EXTRAS"}
     assert netnskit.interpolate(build["args"]["BASE_IMAGE"], {}) == "python:3.11-slim"
+    assert netnskit.interpolate(build["args"]["EXTRAS"], {}) == "sim"      # as the Dockerfile
     for name, spec in services.items():
         assert spec["image"] == "p2p-energy:latest"
         if name != "bootstrap":

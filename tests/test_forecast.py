@@ -196,6 +196,21 @@ def test_the_daily_batch_learns_what_learning_each_reading_on_arrival_would(inte
         assert np.all(np.trace(xtx[name], axis1=1, axis2=2) > 0)      # every bucket learned
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_predict_many_is_predict_for_each_target(method):
+    starts, generation, consumption = synthetic_house(10)
+    issued_index = 8 * 96 + 48                                    # day 8, 12:00: the gate
+    forecaster = fed(starts, generation, consumption, until=issued_index)
+    issued = int(starts[issued_index])
+    day_after = starts[9 * 96:10 * 96]
+    many = forecaster.predict_many(day_after, issued, method)
+    one_by_one = [forecaster.predict(int(t), issued, method) for t in day_after]
+    assert np.array_equal(many[0], [f.generation_wh for f in one_by_one])
+    assert np.array_equal(many[1], [f.consumption_wh for f in one_by_one])
+    assert many[0].max() > 0 and many[1].min() > 0
+    assert [a.size for a in forecaster.predict_many([], issued, method)] == [0, 0]
+
+
 # -- baselines, exactly ----------------------------------------------------------------------
 
 def hourly(values_g, values_c, start=T0) -> NodeForecaster:

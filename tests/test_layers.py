@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE_LAYERS = ("p2pnode", "ledger", "optimizer/selection", "models")
 TRAINING_ONLY = {"models/train.py"}     # needs the [train] extra; imports it inside functions
 HEAVY = ("simulator", "pandas", "matplotlib", "sklearn", "scipy", "pvlib", "pandapower",
-         "pyarrow", "skops", "ray", "distributed", "dask", "threadpoolctl", "demandlib")
+         "pyarrow", "skops", "ray", "distributed", "dask", "threadpoolctl", "demandlib",
+         "moocore")   # moocore: deap.tools loads it (25 MB); the node uses deap.base only
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:

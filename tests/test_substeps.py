@@ -104,6 +104,24 @@ def test_clouds_are_shared_between_neighbours(data):
     assert correlation.mean() > 0.2
 
 
+def test_an_overcast_day_flickers_once_the_installed_capacity_is_known():
+    starts = DAY0_UTC + np.arange(96) * 900
+    clear = clear_sky_substeps(starts, 900, 15, LAT, LON)
+    kwp = np.full(20, 5.0)
+    generation = np.floor(0.45 * 0.8 * kwp[:, None] * clear.sum(axis=1)).astype(np.int64)
+    consumption = np.full_like(generation, 100)
+
+    def spread(**kwargs):
+        pv, _ = substep_readings(generation, consumption, np.random.default_rng(2), 15,
+                                 clear_sky_wh_m2=clear, **kwargs)
+        assert np.array_equal(pv.sum(axis=2), generation)
+        sunny = clear.sum(axis=1) >= 0.5 * clear.sum(axis=1).max()
+        return (pv.std(axis=2) / np.maximum(pv.mean(axis=2), 1e-9))[:, sunny].mean()
+
+    assert spread() < 0.05                      # its own best interval looks like a clear sky
+    assert spread(pv_kwp=kwp) > 0.3             # 45 % of the clear sky: broken clouds
+
+
 def test_load_has_appliance_spikes_above_an_even_base(data):
     _, consumption, _, _, load = data
     busy = consumption > np.quantile(consumption, 0.5)

@@ -235,15 +235,14 @@ def _feeder_role(config, node, tee, clock):
     route on the peer endpoint, added before the node starts; the node's own reading; closing
     intervals).  ``report_to``: the member's reporter (:mod:`p2pnode.feeder_report`).
     """
-    from p2pnode.feeder_report import FeederReporter
-    from p2pnode.feeder_role import FeederRole
-
     if config.feeder_role.enabled:
+        from p2pnode.feeder_role import FeederRole      # imported only by nodes that have a role
         role = FeederRole(config, node.key, clock)
         role.attach(node.peer_server)
         tee.listener = role.own_reading
         return role, None
     if config.feeder_role.report_to:
+        from p2pnode.feeder_report import FeederReporter
         reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
                                   node.counters,
                                   minted=lambda start: node.ledger.state.minted_wh.get(start, 0))

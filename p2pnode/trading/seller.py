@@ -129,7 +129,8 @@ class SellerBook:
 
     def confirmed(self, interval_start_s: int, trade_id: bytes, buyer: bytes, energy_wh: int
                   ) -> bool:
-        """The buyer's agreement is stored; True when it came after the interval closed."""
+        """The buyer's agreement is stored; True when it is late: no open offer holds the trade
+        (the interval closed, or the proposal is from before a restart)."""
         self.known_buyers.add(buyer)
         offer = next((o for o in (self.offers.get(interval_start_s),
                                   self.ahead.get(interval_start_s))

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 from p2pnode.errors import NodeError
@@ -119,6 +120,12 @@ def _register_compare(cmds) -> None:
                          help="NSGA-II population per interval (default 24)")
     compare.add_argument("--nsga2-generations", type=int, default=30, metavar="G",
                          help="NSGA-II generations per interval (default 30)")
+    compare.add_argument("--modes", metavar="M,...",
+                         help="also trade the scenario with real nodes in these market modes "
+                              "(ex_post, real_time, day_ahead: one swarm each, minutes per "
+                              "mode) and compare them against the perfect-foresight optimum")
+    compare.add_argument("--out", type=Path, default=Path("runs/modes"), metavar="DIR",
+                         help="run directories of --modes, one per mode (default runs/modes)")
     compare.add_argument("--json", action="store_true", help="JSON instead of a table")
     compare.set_defaults(func=_compare)
 
@@ -352,12 +359,24 @@ def _compare(args) -> int:
              "k": args.k, "nsga2": {"population": config.population,
                                     "generations": config.generations},
              "optimum_match_kwh": _num(comparison.optimum.matched_kwh)}
+    modes = None
+    if args.modes:
+        from simulator.modes import compare_modes
+        try:
+            modes = compare_modes(scenario, [m.strip() for m in args.modes.split(",") if m.strip()],
+                                  args.out, log=lambda line: print(line, file=sys.stderr))
+        except SimulatorError as exc:
+            raise MarketInputError(str(exc)) from exc
     if args.json:
-        return _emit({**about, "rows": rows})
+        return _emit({**about, "rows": rows, **({"modes": modes} if modes else {})})
     print(f"{about['scenario']} ({about['source']}): {about['meters']} meters, "
           f"{about['intervals']} intervals of {about['interval_s']} s from "
           f"{about['start_date']}, feeder {about['feeder']}, seed {about['seed']}")
     print(format_table(rows, scenario.tariffs.currency))
+    if modes:
+        from simulator.modes import format_modes
+        print(f"\nour nodes, by market mode (run directories in {args.out}/):")
+        print(format_modes(modes))
     return 0
 
 
