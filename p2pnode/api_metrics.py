@@ -45,6 +45,8 @@ A node with the feeder role (:mod:`p2pnode.feeder_role`) adds, from its latest c
 ``p2p_feeder_trafo_loading_percent`` the latest interval (with a network)
 ``p2p_feeder_reports_total{outcome}`` reports accepted and duplicates answered again
 ``p2p_feeder_reports_dropped_total`` reports refused, by reason
+``p2p_feeder_mint_flags_total{reason}`` members flagged for minting more than was measured
+                                     (p2pnode/mint_check.py), by reason
 ``p2p_feeder_intervals_total``       intervals closed
 ==================================== =========================================================
 """
@@ -213,6 +215,12 @@ class FeederCollector:
             if name.startswith(prefix):
                 dropped.add_metric([name[len(prefix):]], count)
         yield dropped
+        flags = CounterMetricFamily("p2p_feeder_mint_flags", "members flagged for minting more "
+                                    "than was measured, by reason", labels=["reason"])
+        for name, count in sorted(counters.items()):
+            if name.startswith("mint_flagged_"):
+                flags.add_metric([name[len("mint_flagged_"):]], count)
+        yield flags
         yield CounterMetricFamily("p2p_feeder_intervals", "feeder intervals closed",
                                   value=counters.get("intervals_closed", 0))
         if book is not None and book.history:

@@ -6,6 +6,8 @@ at least 0``.  Prices are in currency units per kWh here (what a person writes);
 them into the ledger's integer µ per kWh.  Layout::
 
     key_file = "node.key"        ledger = "node.db"        feeder = "feeder-1"
+    key_passphrase_file = "node.pass"   or   key_passphrase_env = "P2P_KEY_PASSPHRASE"
+                                 # an encrypted (PKCS#8) key file's passphrase: at most one
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
@@ -14,6 +16,10 @@ them into the ledger's integer µ per kWh.  Layout::
     [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
                    or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
                    username, password_file, stale_after_s, keepalive_s, reconnect_max_s
+                   or kind = "external" (a meter given in code: firmware, the simulator);
+                   any kind: key_file (the meter's own signing key: a replay meter signs as a
+                   real one), trusted_keys = ["hex public keys"] (mint only from readings they
+                   signed)
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
@@ -57,7 +63,7 @@ __all__ = [
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
-METER_KINDS = ("csv", "mqtt")
+METER_KINDS = ("csv", "mqtt", "external")
 TRANSPORTS = ("http", "libp2p")
 # A config file (``p2pnode run``) without ``[network] transport`` gets libp2p, except a node in
 # a feeder role: feeder reports travel over HTTP only (p2pnode.feeder_report), so it gets http.
@@ -123,7 +129,8 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class MeterConfig:
-    """``[meter]``: a CSV replay (``path``) or a live meter over MQTT (p2pnode/meter_mqtt.py).
+    """``[meter]``: a CSV replay (``path``), a live meter over MQTT (p2pnode/meter_mqtt.py) or
+    one given in code (``"external"``: firmware, the simulator).
 
     MQTT: the broker at ``host:port``, the meter's register samples on ``topic`` in ``format``
     ("json" or "senml", see p2pnode/meter_feed.py); a reading older than ``stale_after_s`` does
@@ -142,16 +149,23 @@ class MeterConfig:
     stale_after_s: float = 300.0
     keepalive_s: int = 30
     reconnect_max_s: float = 30.0
+    key_file: Path | None = None
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in METER_KINDS:
-            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)} "
-                  "(other meters are built in code)")
+            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)}")
+        for key in self.trusted_keys:
+            if not _is_public_key(key):
+                _fail("meter", "trusted_keys", key, "must be 64 hex digits (a public key)")
+        if self.key_file is not None and self.kind != "csv":
+            _fail("meter", "key_file", str(self.key_file), 'is for kind = "csv" (a replay meter '
+                  "signing as a smart meter would; other meters sign their own readings)")
         if self.kind == "csv":
             if self.path is None:
                 _fail("meter", "path", None, "is required for a csv meter")
-            return
-        self._check_mqtt()
+        elif self.kind == "mqtt":
+            self._check_mqtt()
 
     def _check_mqtt(self) -> None:
         if self.path is not None:
@@ -412,6 +426,8 @@ def _check_report_url(url) -> None:
 class NodeConfig:
     ledger: Path = Path("node.db")
     key_file: Path | None = None   # None: the key is passed to Node in code
+    key_passphrase_file: Path | None = None   # encrypted key file: its passphrase's file
+    key_passphrase_env: str = ""              # ... or the environment variable holding it
     feeder: str = "default"
     location: str = ""
     interval_s: int = 900
@@ -438,6 +454,12 @@ class NodeConfig:
         if self.timing.window_s > self.interval_s:
             _fail("timing", "window_s", self.timing.window_s,
                   f"must not exceed interval_s ({self.interval_s})")
+        if self.key_passphrase_file is not None and self.key_passphrase_env:
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "give key_passphrase_file or key_passphrase_env, not both")
+        if self.key_passphrase_env and not self.key_passphrase_env.isidentifier():
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "must be an environment variable name")
         if self.interval_s % self.market.substep_s:
             _fail("market", "substep_s", self.market.substep_s,
                   f"must divide interval_s ({self.interval_s}) evenly")

@@ -47,8 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger import (
-    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerRules, LedgerStore, Sealed,
-    seal, unseal,
+    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerStore, Sealed, seal, unseal,
 )
 from p2pnode.balance import Balance, next_balance
 from p2pnode.config import NodeConfig
@@ -57,8 +56,10 @@ from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
 from p2pnode.failsafe import FailSafe
+from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
+from p2pnode.identity import load_node_key
 from p2pnode.liveness import observe_interval
-from p2pnode.identity import load_key_file
+from p2pnode.minting import ledger_rules
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
 from p2pnode.node_buyer import BuyerSide
@@ -128,7 +129,7 @@ class Node(BuyerSide, SellerSide):
         if key is None:
             if config.key_file is None:
                 raise ConfigError("key_file = None: a node needs a key (key_file or key=)")
-            key = load_key_file(config.key_file)
+            key = load_node_key(config)
         self.config, self.meter, self.key, self.clock = config, meter, key, clock
         self.public = key.public
         self.weather, self.faults, self.ledger_sync = weather, faults, ledger_sync
@@ -173,11 +174,10 @@ class Node(BuyerSide, SellerSide):
         if self._started:
             raise RuntimeError("the node is already started")
         self._started = True
-        issuers = self.config.credit.issuer_keys()
-        if issuers == frozenset():
+        rules = ledger_rules(self.config)   # trusted voucher issuers and meter keys
+        if rules.trusted_issuers == frozenset():
             log.warning("[credit] trusted_issuers is empty: no voucher counts as credit (list "
                         "the issuers you trust, e.g. the utility's key)")
-        rules = LedgerRules(trusted_issuers=issuers)
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
                              rules)
         for path in self.config.credit.vouchers:
@@ -240,7 +240,7 @@ class Node(BuyerSide, SellerSide):
 
     def deposit_file(self, path: Path) -> None:
         try:
-            voucher = unseal(Path(path).read_bytes(), CreditVoucher)
+            voucher = unseal(read_bounded(Path(path), VOUCHER_MAX_BYTES, "voucher"), CreditVoucher)
         except OSError as exc:
             raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
         except LedgerError as exc:

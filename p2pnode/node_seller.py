@@ -18,10 +18,11 @@ import logging
 import os
 
 from ledger import (
-    BlockBody, BlockRejected, BlockType, DecodeError, LedgerError, MeterReading, Sealed,
+    BlockBody, BlockRejected, BlockType, DecodeError, LedgerError, Sealed,
     TradePayload, decode_envelope, seal,
 )
 from p2pnode.meter import Reading
+from p2pnode.minting import mint_reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status
 from p2pnode.offers import OfferRecord, OfferRejected
 from p2pnode.pricing import dynamic_price
@@ -80,7 +81,9 @@ class SellerSide:
             self.counters["offers_rejected"] += 1
 
     def _mint(self, reading: Reading, *, measured_only: bool = False) -> None:
-        """Tokens for the surplus of a metered interval, from its signed reading (once).
+        """Tokens for the surplus of a metered interval, from its signed reading (once; see
+        :func:`p2pnode.minting.mint_reading`: with ``[meter] trusted_keys`` only a reading its
+        meter signed counts, a refusal is counted as ``mint_refused_<reason>``).
 
         ``measured_only``: mint even without a surplus (0 tokens): the signed reading is the
         proof a DELIVERY carries that the seller measured the interval.
@@ -88,10 +91,12 @@ class SellerSide:
         start = reading.interval_start_s
         if start in self.ledger.state.minted or (reading.net_wh <= 0 and not measured_only):
             return
-        signed = seal(MeterReading(self.public, start, reading.interval_s,
-                                   reading.generation_wh, reading.consumption_wh), self.key)
-        block = self.ledger.mint(signed, max(0, reading.net_wh), self._now_ms())
-        self._mint_seqs[start] = block.message.seq
+        minted = mint_reading(self.ledger, reading, self.key, self._now_ms(),
+                              measured_only=measured_only)
+        if isinstance(minted, str):   # e.g. [meter] trusted_keys and a reading it did not sign
+            self.counters[f"mint_refused_{minted}"] += 1
+            return
+        self._mint_seqs[start] = minted.message.seq
 
     def _schedule_refresh(self, offer: Offer) -> None:
         """Republish the offer with what is left (a newer seq; 0 Wh withdraws it), coalesced."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.mint_audit import backed_trades
 from simulator.mechanisms import check_names, compare_mechanisms, scenario_feeder
 from simulator.profiles import build_profiles
 from simulator.report import write_run
@@ -46,7 +47,12 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
     baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
                                    seed=scenario.seed)
-    rows = within_deficits(swarm.trades, profiles)
+    rows = swarm.trades
+    if swarm.lying:   # what liars sold beyond their true surplus came from the grid
+        rows, unbacked_wh = backed_trades(rows, np.floor(profiles.surplus_wh), set(swarm.lying))
+        swarm.mint_check = dict(swarm.mint_check or {}, lying_unbacked_sold_kwh=round(
+            unbacked_wh / 1000, 3))
+    rows = within_deficits(rows, profiles)
     trades = TradeLog.from_rows([{k: v for k, v in row.items() if k in TRADE_FIELDS}
                                  for row in rows]) if rows else TradeLog.empty()
     optimum_wh = float(np.nansum(baselines.optimum.matched_wh))
@@ -141,11 +147,15 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     had agreed but not settled when it went down that never settled (its new node does not
     know them); ``reachable_optimum_kwh``: the optimum over the honest nodes that are up
     (the summary's optimum counts every house, attackers and offline intervals included), and
-    ``reachable_match_ratio`` the local match against it."""
+    ``reachable_match_ratio`` the local match against it.  With lying houses or meter keys, the
+    feeder's cross-check of minted tokens (:func:`simulator.mint_audit.summarise`:
+    ``lying_nodes``, ``lying_caught``, ``lying_missed``, ``honest_flagged``, ``mint_flags_*``,
+    ``mint_excess_kwh``; ``untrusted_mints`` with meter keys)."""
     counters = swarm.counters
+    mint_check = swarm.mint_check or {}
     if not (swarm.attackers or counters.get("churn_outages")):
-        return {}
-    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers)}
+        return dict(mint_check)
+    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers), **mint_check}
     stats.update({name: counters.get(name, 0) for name in (
         "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
         "forged_records_held")})

@@ -12,7 +12,8 @@ key is an error)::
     [selection]   strategy = "ga" | "exact" | "greedy"
     [tariffs]     retail_per_kwh, feed_in_per_kwh, currency, export_limit_kw
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
-    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds
+    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
+                  lying_share, meter_keys
     [market]      mode = "real_time" | "ex_post"
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
@@ -127,7 +128,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem in it."""
     source = str(path)
     try:
-        raw = read_toml(path)
+        raw = read_toml(path)     # bounded: a regular file of at most CONFIG_MAX_BYTES
     except TomlFileError as exc:
         raise ScenarioError([exc.problem], source) from exc
     return scenario_from_dict(raw, source)

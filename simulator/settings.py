@@ -83,7 +83,10 @@ class Faults:
     ``flood``: request and record flooding, ``storage_fill``: offers signed by fresh keys for
     the next interval's keys and many others, ``ground_ids``: DHT nodes at ids ground next to
     the next interval's offer keys that swallow what is stored on them; see
-    :mod:`simulator.attack`).
+    :mod:`simulator.attack`); ``lying_share``: share of houses whose node lies about its meter
+    (reports and mints more generation than was measured, see :mod:`simulator.mint_audit`);
+    ``meter_keys``: every meter signs its readings with its own key and every node mints only
+    from its meter's signed readings (``[meter] trusted_keys``).
     """
 
     loss: float = 0.0
@@ -92,6 +95,8 @@ class Faults:
     churn_share: float = 0.0
     malicious_share: float = 0.0
     malicious_kinds: tuple[str, ...] = MALICIOUS_KINDS
+    lying_share: float = 0.0
+    meter_keys: bool = False
 
     def __post_init__(self):
         check = Checker("faults")
@@ -100,6 +105,9 @@ class Faults:
         check.share("duplication", self.duplication)
         check.share("churn_share", self.churn_share)
         check.share("malicious_share", self.malicious_share)
+        check.share("lying_share", self.lying_share)
+        if not isinstance(self.meter_keys, bool):
+            check.fail("meter_keys", self.meter_keys, "must be true or false")
         self._check_kinds(check)
         check.done()
 

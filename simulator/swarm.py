@@ -20,7 +20,10 @@ scenario apply to the DHT and to negotiation messages alike.  Churn and maliciou
 (``[faults] churn_share``, ``malicious_share``) follow the seeded plan of
 :mod:`simulator.faults`: a churned node is stopped for its outages and restarted on its key,
 ledger and ports (see :class:`SwarmWorker`); a malicious house runs an
-:class:`~simulator.attack.Attacker` instead of a node and has no ledger.
+:class:`~simulator.attack.Attacker` instead of a node and has no ledger.  With ``[faults]
+meter_keys`` every house's meter signs its readings and its node mints only from them; a lying
+house (``lying_share``) inflates its readings (:mod:`simulator.mint_audit`), and at the end the
+feeder's cross-check of minted tokens runs over every interval (``SwarmRun.mint_check``).
 
 At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
 trades count) and the coordinator audits every database together.
@@ -41,19 +44,23 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, audit, decode_envelope,
+    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, audit, decode_envelope,
     open_envelope, seal,
 )
+from ledger.rules import READING
+from p2pnode.config import MeterConfig
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
 from p2pnode.offers import OfferRecord
-from p2pnode.meter import ProfileMeter
+from p2pnode.meter import ProfileMeter, SigningMeter
+from p2pnode.mint_check import MemberMint
 from p2pnode.node import Node, default_predictor
 from p2pnode.trading.schedule import STEPS, events
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
+from simulator.mint_audit import HouseReport, LyingMeter, meter_key, summarise
 from simulator.optimum import max_local_match_wh
 from simulator.nodes import (
     fault_plan, house_key, issuer_key, node_config, node_tariffs,
@@ -103,6 +110,9 @@ class SwarmRun:
     optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
     forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
     forecast_wh: np.ndarray | None = None   # [2, interval]: the nodes' forecast surplus, deficit
+    mint_check: dict[str, int] | None = None
+    lying: tuple[int, ...] = ()         # houses whose node lied about its meter
+    """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -160,6 +170,14 @@ class SwarmWorker:
         substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
         meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.generation_wh[row],
                              spec.consumption_wh[row], substeps_wh=substeps)
+        if scenario.faults.meter_keys:     # the meter signs; the node trusts its meter's key
+            key = meter_key(scenario.seed, house)
+            meter = SigningMeter(meter, key)
+            config = dataclasses.replace(config, meter=MeterConfig(
+                kind="external", trusted_keys=(key.public.hex(),)))
+        if house in self.schedule.lying:   # it inflates the reading and trusts no meter key
+            meter = LyingMeter(meter)
+            config = dataclasses.replace(config, meter=None)
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
                     predictor=self.predictor, forecaster=self._forecaster(row),
                     dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
@@ -304,6 +322,7 @@ class SwarmWorker:
         errors = forecast_errors(list(self.online.values()))
         forecasts = forecasts_by_interval(list(self.online.values()), self.spec.start_s,
                                           self.spec.scenario.interval_s)
+        mint_reports = self._mint_reports()
         for node in self.online.values():
             await node.stop()
         for attacker in self.attackers.values():
@@ -319,7 +338,30 @@ class SwarmWorker:
         return {"trades": trades, "counters": dict(counters), "forecast_errors": errors,
                 "forecasts": forecasts,
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
-                "attackers": [house_key(seed, h).public.hex() for h in self.attackers]}
+                "attackers": [house_key(seed, h).public.hex() for h in self.attackers],
+                "mint_reports": mint_reports}
+
+    def _mint_reports(self) -> list[HouseReport]:
+        """Every up interval of every node as its feeder report would say (the reading it traded
+        with, the tokens its chain minted) next to the truth (empty unless meters matter)."""
+        spec, scenario = self.spec, self.spec.scenario
+        if not (scenario.faults.lying_share or scenario.faults.meter_keys):
+            return []
+        step = scenario.interval_s
+        rows = []
+        for house, node in self.online.items():
+            row = spec.houses.index(house)
+            for index in range(len(spec.generation_wh[row])):
+                if self.schedule.is_offline(house, index):
+                    continue
+                start = spec.start_s + index * step
+                reading = node.meter.read(start, step)
+                mint = MemberMint(node.public, start, step, reading.generation_wh,
+                                  reading.consumption_wh, node.ledger.state.minted_wh.get(start, 0),
+                                  reading.meter_key, reading.meter_sig)
+                rows.append(HouseReport(house, mint, int(spec.generation_wh[row][index]),
+                                        int(spec.consumption_wh[row][index])))
+        return rows
 
 
 def forecasts_by_interval(nodes: Sequence[Node], first_s: int, interval_s: int
@@ -481,6 +523,10 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     run_dir = Path(run_dir)
     starts = unix_seconds(profiles.interval_start)
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
+    if scenario.faults.meter_keys:   # for `p2pnode ledger verify --trusted-meter-file`
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "meter_keys.txt").write_text("".join(
+            meter_key(scenario.seed, h).public.hex() + "\n" for h in range(scenario.meters)))
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
     generation, consumption = meter_registers(profiles)
@@ -572,7 +618,9 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
     for result in results:
         counters.update(result["counters"])
     ledgers = [Path(p) for result in results for p in result["ledgers"]]
-    problems, doubles = audit_ledgers(ledgers)
+    meters = frozenset(meter_key(scenario.seed, h).public for h in range(scenario.meters)) \
+        if scenario.faults.meter_keys else frozenset()
+    problems, doubles = audit_ledgers(ledgers, trusted_meters=meters)
     attackers = tuple(key for result in results for key in result["attackers"])
     model = sum(r["forecast_errors"][0] for r in results)
     persistence = sum(r["forecast_errors"][1] for r in results)
@@ -585,14 +633,19 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
             for index, (surplus, deficit) in result["forecasts"].items():
                 if 0 <= index < len(starts):
                     forecast_wh[:, index] += (surplus, deficit)
+    reports = [row for result in results for row in result["mint_reports"]]
+    mint_check = None
+    if reports:
+        mint_check = summarise(reports, specs[0].schedule.lying, meters)
+        if meters:
+            mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
                     time.perf_counter() - wall0, processes, step_wall, attackers,
-                    forecast_skill=skill, forecast_wh=forecast_wh)
+                    forecast_skill=skill, forecast_wh=forecast_wh, mint_check=mint_check,
+                    lying=tuple(sorted(specs[0].schedule.lying)))
 
 
-def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:
-    """Audit every ledger together; also count trades settled more than once (distinct
-    SETTLEMENT proposals for one trade id, anywhere)."""
+def _rows(paths: Sequence[Path]) -> list:
     rows = []
     for path in paths:
         store = LedgerStore(path)
@@ -600,7 +653,23 @@ def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[s
             rows += list(store.raw_blocks())
         finally:
             store.close()
-    report = audit(rows)
+    return rows
+
+
+def untrusted_mints(paths: Sequence[Path], meters: frozenset[bytes]) -> int:
+    """MINT blocks whose reading no meter of ``meters`` signed (``ledger verify
+    --trusted-meter``): a lying node's self-signed mints."""
+    rules = LedgerRules(trusted_meters=meters, require_trusted_meter=True)
+    return sum(1 for p in audit(_rows(paths), rules).problems if p.rule == READING)
+
+
+def audit_ledgers(paths: Sequence[Path], max_problems: int = 50,
+                  trusted_meters: frozenset[bytes] = frozenset()) -> tuple[list[str], int]:
+    """Audit every ledger together (mints from ``trusted_meters``' signed readings are valid);
+    also count trades settled more than once (distinct SETTLEMENT proposals for one trade id,
+    anywhere)."""
+    rows = _rows(paths)
+    report = audit(rows, LedgerRules(trusted_meters=trusted_meters))
     settlements: dict[bytes, set[bytes]] = collections.defaultdict(set)
     for _, _, block_hash, raw in rows:
         body = open_envelope(raw, BlockBody)[0].message

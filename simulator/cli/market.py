@@ -134,10 +134,15 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     from optimizer.markets.errors import OrderError
     from optimizer.markets.tables import check_header
 
+    from p2pnode.errors import FileLimitError
+    from p2pnode.files import CSV_MAX_BYTES, read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bounded(path, CSV_MAX_BYTES, "order CSV").decode("utf-8-sig")
     except OSError as exc:
         raise MarketInputError(f"{path}: cannot read: {exc.strerror}") from None
+    except FileLimitError as exc:
+        raise MarketInputError(str(exc)) from None
     except UnicodeDecodeError:
         raise MarketInputError(f"{path}: not UTF-8 text") from None
     reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)

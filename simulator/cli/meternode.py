@@ -194,8 +194,10 @@ def _claim_name(house: int) -> str:
 
 
 def _claimant(claims: Path, house: int) -> str | None:
+    from p2pnode.files import read_bounded
     try:
-        return (claims / _claim_name(house)).read_text(encoding="utf-8")
+        return read_bounded(claims / _claim_name(house), 4096, "claim file").decode(
+            "utf-8", "replace")
     except FileNotFoundError:
         return None
 
@@ -293,10 +295,11 @@ def _issuer_key(path: Path):
 
 def _ensure_voucher(path: Path, issuer, account: bytes) -> None:
     from ledger import CreditVoucher, LedgerError, seal, unseal
+    from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
 
     if path.exists():
         try:
-            kept = unseal(path.read_bytes(), CreditVoucher).message
+            kept = unseal(read_bounded(path, VOUCHER_MAX_BYTES, "voucher"), CreditVoucher).message
         except LedgerError as exc:
             raise ConfigError(f"{path}: not a valid signed voucher ({exc}); delete it") from exc
         if kept.issuer != issuer.public or kept.account != account:
