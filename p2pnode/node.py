@@ -67,6 +67,7 @@ from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
+from p2pnode.trading.delivery import flat_substeps, substep_problem
 from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
@@ -268,10 +269,20 @@ class Node(BuyerSide, SellerSide):
         return reading
 
     def _surplus_substeps(self, start_s: int) -> list[int]:
-        """The metered surplus of each sub-step of the interval (one step if the meter has none)."""
+        """The metered surplus of each sub-step of the interval: the meter's sub-step readings
+        if they add up to the interval's reading, else the reading spread flat (counted as
+        ``substeps_refused_<reason>``, :func:`~p2pnode.trading.delivery.substep_problem`)."""
+        reading = self._reading(start_s)
+        count = self.config.interval_s // self.config.market.substep_s
         steps = self.meter.substeps(start_s, self.config.interval_s, self.config.market.substep_s)
         if steps is None:
-            return [max(0, self._reading(start_s).net_wh)]
+            return flat_substeps(reading.net_wh, count)
+        problem = substep_problem(steps, count, reading.generation_wh, reading.consumption_wh)
+        if problem is not None:
+            self.counters[f"substeps_refused_{problem}"] += 1
+            log.warning("interval %s: sub-step readings refused (%s); delivery measured flat",
+                        start_s, problem)
+            return flat_substeps(reading.net_wh, count)
         return [max(0, g - c) for g, c in steps]
 
     def _expected_net(self, start_s: int) -> int:
