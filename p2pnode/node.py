@@ -165,7 +165,7 @@ class Node(BuyerSide, SellerSide):
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
-        self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
+        self._market_view = (0, 0)   # (supply, demand) Wh of the latest priced interval
         self._started = False
         self._speed = 1.0
         self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
@@ -305,6 +305,8 @@ class Node(BuyerSide, SellerSide):
             await self._open_selling(start_s, residual)
         elif self.balance is Balance.DEFICIT and residual < 0 and self.config.constraints.buys:
             self._buying[start_s] = Buying(-residual, -residual)
+            if self.config.market.mode != "ex_post":   # the demand sellers price from
+                await self._bid(start_s, -residual)
         return self.balance
 
     # -- the day-ahead market ----------------------------------------------------------------
@@ -406,9 +408,10 @@ class Node(BuyerSide, SellerSide):
                                      self._buying_ahead.pop(start_s, None))
                      if state is not None for p in state.trades]
         sold = self._sold_wh.pop(start_s, 0)
-        if offer is not None:
+        if offer is not None and self.config.market.mode == "ex_post":   # no price step there
             self._market_view = (offer.available_wh + sum(offer.proposed.values()),
                                  offer.requested_wh)
+        if offer is not None:
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
         bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
         self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
@@ -476,4 +479,4 @@ class Node(BuyerSide, SellerSide):
 
 
 _STEP_METHODS = {"day_open": "open_day", "day_buy": "buy_day", "open": "open_interval",
-                 "buy": "buy", "settle": "settle", "close": "close_interval"}
+                 "price": "price_interval", "buy": "buy", "settle": "settle", "close": "close_interval"}

@@ -10,6 +10,17 @@ The record
     ``expires_at_s`` is absolute unix time: a record dies then, however often it is stored.
     The sealed record (envelope with signature) is at most :data:`MAX_RECORD_BYTES`.
 
+Demand
+    A buyer trading ahead of delivery publishes what it forecasts to lack as a :class:`BidRecord`
+    (the same fields, its own type id, signed by the buyer, which the field ``seller`` names as
+    for every record: the signer) under ``demand_key(feeder, interval_start_s, shard)``.  Sellers
+    read the offers and bids of an interval to price it from the feeder's supply/demand ratio
+    (:func:`p2pnode.pricing.dynamic_price`).  Bids live in the DHT under the same rules as offers
+    (signature, expiry, admission, per-signer caps); a bid is never returned as an offer (a
+    record found under a key it does not belong to is dropped as ``wrong_key``).  The demand of
+    an interval is spread over :data:`DEMAND_SHARDS` keys by the buyer's key, so a large feeder's
+    bids do not crowd one key.
+
 Validation
     :func:`parse_record` checks what depends only on the bytes (size, strict decoding, field
     bounds, signature); :func:`check_live` checks what depends on the time (expired, expiry too
@@ -52,10 +63,10 @@ from p2pnode.errors import NodeError
 from p2pnode.transport.address import endpoint_problem
 
 __all__ = [
-    "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
+    "BidRecord", "DEMAND_SHARDS", "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
     "OfferMerge", "OfferRecord", "OfferRejected", "PRICE_BAND_MICRO_PER_KWH", "RecordCache",
     "check_live", "check_record", "offer_key", "parse_record", "price_band", "query_keys",
-    "record_keys", "entry_id",
+    "record_keys", "entry_id", "demand_key", "demand_keys",
 ]
 
 MAX_RECORD_BYTES = 1000            # sealed record (envelope + signature) on the wire
@@ -73,6 +84,8 @@ PRICE_BAND_MICRO_PER_KWH = 250_000  # 0.25 currency units per kWh per band (see 
 MAX_QUERY_BANDS = 16
 KEY_BYTES = 20
 KEY_DOMAIN = b"p2p-energy/offer-key/v1"
+DEMAND_KEY_DOMAIN = b"p2p-energy/demand-key/v1"
+DEMAND_SHARDS = 4                  # keys an interval's bids are spread over (see "Demand")
 MAX_CACHED_RECORDS = 4096
 
 U63 = Annotated[int, Range(0, MAX_SEQ)]
@@ -148,6 +161,15 @@ class OfferRecord(SignedMessage):
 
 
 
+@dataclasses.dataclass(frozen=True)
+class BidRecord(OfferRecord):
+    """A buyer's signed forecast need of ``energy_wh`` for one interval at up to
+    ``price_micro_per_kwh`` (see "Demand" in the module doc).  The fields are an offer's;
+    ``seller`` is the signer (the buyer), ``endpoint`` the buyer's peer endpoint."""
+
+    TYPE = 51
+
+
 def entry_id(record: OfferRecord) -> bytes:
     return record.entry_id
 
@@ -160,11 +182,13 @@ def parse_record(raw: bytes) -> Sealed[OfferRecord] | Drop:
         return Drop.MALFORMED
     if len(raw) > MAX_RECORD_BYTES:
         return Drop.OVERSIZE
-    try:
-        sealed, signature_ok = open_envelope(raw, OfferRecord)
-    except DecodeError:
-        return Drop.MALFORMED
-    return sealed if signature_ok else Drop.BAD_SIGNATURE
+    for cls in (OfferRecord, BidRecord):
+        try:
+            sealed, signature_ok = open_envelope(raw, cls)
+        except DecodeError:
+            continue
+        return sealed if signature_ok else Drop.BAD_SIGNATURE
+    return Drop.MALFORMED
 
 
 def check_live(record: OfferRecord, now_s: float) -> Drop | None:
@@ -227,8 +251,23 @@ def offer_key(feeder: str, interval_start_s: int, band: int) -> bytes:
     return hashlib.sha256(KEY_DOMAIN + material).digest()[:KEY_BYTES]
 
 
+def demand_key(feeder: str, interval_start_s: int, shard: int) -> bytes:
+    """The 20-byte DHT key of one shard of the bids of a feeder and interval."""
+    material = msgpack.packb([feeder, int(interval_start_s), int(shard)], use_bin_type=True)
+    return hashlib.sha256(DEMAND_KEY_DOMAIN + material).digest()[:KEY_BYTES]
+
+
+def demand_keys(feeder: str, interval_start_s: int) -> tuple[bytes, ...]:
+    """Every key of the bids of a feeder and interval (what a seller reads to price it)."""
+    return tuple(demand_key(feeder, interval_start_s, s) for s in range(DEMAND_SHARDS))
+
+
 def record_keys(record: OfferRecord) -> tuple[bytes, ...]:
-    """The keys a record is stored under (one: its feeder, interval and price band)."""
+    """The keys a record is stored under (one: an offer's feeder, interval and price band; a
+    bid's demand shard, chosen by the buyer's key)."""
+    if isinstance(record, BidRecord):
+        return (demand_key(record.feeder, record.interval_start_s,
+                           record.seller[0] % DEMAND_SHARDS),)
     band = price_band(record.price_micro_per_kwh)
     return (offer_key(record.feeder, record.interval_start_s, band),)
 

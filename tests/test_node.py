@@ -64,6 +64,28 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
     run(main())
 
 
+@pytest.mark.parametrize("nets, price", [
+    ([[800], [-300]], 80_000 + 220_000 * 300 // 1100),    # a glut: toward feed-in
+    ([[300], [-800]], 80_000 + 220_000 * 800 // 1100),    # scarce: toward retail
+])
+def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_path, nets, price):
+    """The buyer publishes its forecast need as a bid; at the price step the seller reads the
+    interval's offers and bids and prices from their ratio (the SDR pool price, between the
+    feed-in 0.08 and retail 0.30 tariffs); the trade is agreed at that price."""
+    async def main():
+        async with swarm(nets, tmp_path) as s:
+            await s.interval(0)
+            seller, buyer = s.nodes
+            assert buyer.counters["bids_published"] == 1
+            assert seller.counters["offers_repriced"] == 1 and seller.counters["market_lookups"] == 1
+            trade = own(seller, BlockType.TRADE)[0].payload
+            assert trade.price_micro_per_kwh == price
+            assert trade.energy_wh == min(-nets[1][0], nets[0][0])
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
 def test_day_ahead_positions_then_real_time_for_the_difference(tmp_path):
     """Day ahead (perfect forecasts): the buyer takes 300 and 500 Wh for two intervals before
     the gate the day before; in real time only the difference is traded (the seller offers its
