@@ -11,13 +11,16 @@ schedule of each market mode); the shell wires them to the DHT, the peer endpoin
 the meter, the forecaster and the clock.  The buyer's I/O is in :mod:`p2pnode.node_buyer`, the
 seller's in :mod:`p2pnode.node_seller`.
 
-An interval ``[t, t + interval_s)`` goes through four steps (times per mode in
+An interval ``[t, t + interval_s)`` goes through five steps (times per mode in
 :mod:`p2pnode.trading.schedule`).  In ``real_time`` (the default) it is traded *before* it
 starts, on the node's forecast, and delivered during it:
 
 ``open``    forecast the interval (:mod:`models.forecast`), detect surplus/deficit with
-            hysteresis (FR-01); a seller prices its forecast surplus (FR-07) and publishes a
-            signed offer (FR-03)
+            hysteresis (FR-01); a seller publishes a signed offer of its forecast surplus
+            (FR-03), a buyer a signed bid of its forecast need
+``price``   a seller reads the interval's offers and bids and prices its offer from the
+            feeder's supply/demand ratio (FR-07, the SDR pool price; ex post: from what it saw
+            the interval before), offering the newsvendor quantity of its forecast at that price
 ``buy``     on deficit: one parallel discovery (FR-13), ranking over the six criteria with the
             predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade is co-signed
             before delivery

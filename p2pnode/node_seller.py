@@ -25,7 +25,7 @@ from p2pnode.meter import Reading
 from p2pnode.minting import mint_reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status
 from p2pnode.offers import (
-    BidRecord, OfferRecord, OfferRejected, demand_keys, price_band, query_keys,
+    OfferRecord, OfferRejected, price_band, query_keys,
 )
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
@@ -104,13 +104,13 @@ class SellerSide:
         config, record = self.config, offer.record.message
         retail = config.tariffs.frame_at((start % 86400) / 3600).retail_micro_per_kwh
         feed_in = config.tariffs.feed_in_micro_per_kwh
-        seen = await self.dht.find_offers(query_keys(config.feeder, start, retail, feed_in)
-                                          + demand_keys(config.feeder, start))
+        seen = await self.dht.find_offers(query_keys(config.feeder, start, retail, feed_in))
         self.counters["market_lookups"] += 1
-        live = [r.message for r in seen.offers if r.message.interval_start_s == start]
-        demand = sum(r.energy_wh for r in live if isinstance(r, BidRecord))
-        supply = sum(r.energy_wh for r in live if not isinstance(r, BidRecord)
-                     and r.seller != self.public) + record.energy_wh
+        demand = sum(r.message.energy_wh for r in seen.bids
+                     if r.message.interval_start_s == start)
+        supply = sum(r.message.energy_wh for r in seen.offers
+                     if r.message.interval_start_s == start and r.message.seller != self.public)
+        supply += record.energy_wh
         self._market_view = (supply, demand)   # also the next interval's first ask
         offered, price = self._ask(start, offer.surplus_wh, supply, demand)
         if price is None or (price, offered) == (offer.price_micro_per_kwh, record.energy_wh):

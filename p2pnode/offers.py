@@ -13,13 +13,12 @@ The record
 Demand
     A buyer trading ahead of delivery publishes what it forecasts to lack as a :class:`BidRecord`
     (the same fields, its own type id, signed by the buyer, which the field ``seller`` names as
-    for every record: the signer) under ``demand_key(feeder, interval_start_s, shard)``.  Sellers
-    read the offers and bids of an interval to price it from the feeder's supply/demand ratio
+    for every record: the signer), stored like an offer under the key of its price band (its
+    maximum price).  One discovery of an interval's bands therefore returns its offers *and*
+    bids -- :class:`OfferMerge` keeps them apart -- and a seller prices the interval from the
+    feeder's supply/demand ratio with the same lookup a buyer makes
     (:func:`p2pnode.pricing.dynamic_price`).  Bids live in the DHT under the same rules as offers
-    (signature, expiry, admission, per-signer caps); a bid is never returned as an offer (a
-    record found under a key it does not belong to is dropped as ``wrong_key``).  The demand of
-    an interval is spread over :data:`DEMAND_SHARDS` keys by the buyer's key, so a large feeder's
-    bids do not crowd one key.
+    (signature, expiry, admission, per-signer caps); a bid is never taken for an offer.
 
 Validation
     :func:`parse_record` checks what depends only on the bytes (size, strict decoding, field
@@ -63,10 +62,10 @@ from p2pnode.errors import NodeError
 from p2pnode.transport.address import endpoint_problem
 
 __all__ = [
-    "BidRecord", "DEMAND_SHARDS", "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
+    "BidRecord", "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
     "OfferMerge", "OfferRecord", "OfferRejected", "PRICE_BAND_MICRO_PER_KWH", "RecordCache",
     "check_live", "check_record", "offer_key", "parse_record", "price_band", "query_keys",
-    "record_keys", "entry_id", "demand_key", "demand_keys",
+    "record_keys", "entry_id",
 ]
 
 MAX_RECORD_BYTES = 1000            # sealed record (envelope + signature) on the wire
@@ -84,8 +83,6 @@ PRICE_BAND_MICRO_PER_KWH = 250_000  # 0.25 currency units per kWh per band (see 
 MAX_QUERY_BANDS = 16
 KEY_BYTES = 20
 KEY_DOMAIN = b"p2p-energy/offer-key/v1"
-DEMAND_KEY_DOMAIN = b"p2p-energy/demand-key/v1"
-DEMAND_SHARDS = 4                  # keys an interval's bids are spread over (see "Demand")
 MAX_CACHED_RECORDS = 4096
 
 U63 = Annotated[int, Range(0, MAX_SEQ)]
@@ -251,23 +248,8 @@ def offer_key(feeder: str, interval_start_s: int, band: int) -> bytes:
     return hashlib.sha256(KEY_DOMAIN + material).digest()[:KEY_BYTES]
 
 
-def demand_key(feeder: str, interval_start_s: int, shard: int) -> bytes:
-    """The 20-byte DHT key of one shard of the bids of a feeder and interval."""
-    material = msgpack.packb([feeder, int(interval_start_s), int(shard)], use_bin_type=True)
-    return hashlib.sha256(DEMAND_KEY_DOMAIN + material).digest()[:KEY_BYTES]
-
-
-def demand_keys(feeder: str, interval_start_s: int) -> tuple[bytes, ...]:
-    """Every key of the bids of a feeder and interval (what a seller reads to price it)."""
-    return tuple(demand_key(feeder, interval_start_s, s) for s in range(DEMAND_SHARDS))
-
-
 def record_keys(record: OfferRecord) -> tuple[bytes, ...]:
-    """The keys a record is stored under (one: an offer's feeder, interval and price band; a
-    bid's demand shard, chosen by the buyer's key)."""
-    if isinstance(record, BidRecord):
-        return (demand_key(record.feeder, record.interval_start_s,
-                           record.seller[0] % DEMAND_SHARDS),)
+    """The keys a record is stored under (one: its feeder, interval and price band)."""
     band = price_band(record.price_micro_per_kwh)
     return (offer_key(record.feeder, record.interval_start_s, band),)
 
@@ -323,7 +305,16 @@ class OfferMerge:
         return None
 
     def offers(self, *, include_withdrawn: bool = False) -> list[Sealed[OfferRecord]]:
-        """The newest version of every offer seen, cheapest first; tombstones left out."""
-        kept = [s for s in self._best.values() if include_withdrawn or not s.message.withdrawn]
+        """The newest version of every offer seen, cheapest first; tombstones and bids left
+        out."""
+        return self._newest(OfferRecord, include_withdrawn)
+
+    def bids(self) -> list[Sealed[BidRecord]]:
+        """The newest version of every live bid seen, cheapest first."""
+        return self._newest(BidRecord, False)
+
+    def _newest(self, cls: type, include_withdrawn: bool) -> list:
+        kept = [s for s in self._best.values() if type(s.message) is cls
+                and (include_withdrawn or not s.message.withdrawn)]
         kept.sort(key=lambda s: (s.message.price_micro_per_kwh, s.message.entry_id))
         return kept

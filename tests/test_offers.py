@@ -10,9 +10,9 @@ from hypothesis import given, strategies as st
 
 from ledger import EncodeError, Envelope, seal
 from p2pnode.offers import (
-    DEMAND_SHARDS, MAX_OFFER_TTL_S, MAX_QUERY_BANDS, MAX_RECORD_BYTES, PRICE_BAND_MICRO_PER_KWH,
-    BidRecord, Drop, OfferMerge, OfferRecord, RecordCache, check_live, check_record, demand_keys,
-    offer_key, parse_record, price_band, query_keys, record_keys,
+    MAX_OFFER_TTL_S, MAX_QUERY_BANDS, MAX_RECORD_BYTES, PRICE_BAND_MICRO_PER_KWH, BidRecord,
+    Drop, OfferMerge, OfferRecord, RecordCache, check_live, check_record, offer_key, parse_record,
+    price_band, query_keys, record_keys,
 )
 from tests.dhtkit import FEEDER, INTERVAL, NOW, forged, key, record, sealed
 
@@ -172,26 +172,21 @@ def bid(signer, **fields) -> BidRecord:
     return BidRecord(**{f.name: getattr(offer, f.name) for f in dataclasses.fields(offer)})
 
 
-def test_a_bid_is_its_own_type_under_a_demand_key_and_never_an_offer():
+def test_a_bid_is_its_own_record_found_with_the_offers_and_never_taken_for_one():
     wanted = bid(SELLER, price=300_000)
     raw = seal(wanted, SELLER).raw
     parsed = parse_record(raw)
     assert type(parsed.message) is BidRecord and parsed.message == wanted
-    keys = demand_keys(FEEDER, INTERVAL)
-    assert len(set(keys)) == DEMAND_SHARDS and record_keys(wanted)[0] in keys
-    assert not set(keys) & set(query_keys(FEEDER, INTERVAL, 10**8))
-    # the same fields signed as an offer are another record with another key and signature
+    assert record_keys(wanted) == (offer_key(FEEDER, INTERVAL, price_band(300_000)),)
+    # the same fields signed as an offer are another record (the type id is signed)
     as_offer = seal(record(SELLER, price=300_000), SELLER).raw
-    assert as_offer != raw and record_keys(parse_record(as_offer).message)[0] not in keys
-    merge = OfferMerge(NOW)   # found under an offer key, a bid is dropped, not taken as an offer
-    assert merge.add(raw, query_keys(FEEDER, INTERVAL, 10**8)[1]) is Drop.WRONG_KEY
-    assert merge.add(raw, record_keys(wanted)[0]) is None
-    assert [type(o.message) for o in merge.offers()] == [BidRecord]
-
-
-def test_bids_spread_over_the_shards_by_the_buyers_key():
-    shards = {record_keys(bid(key(f"buyer {i}")))[0] for i in range(40)}
-    assert shards == set(demand_keys(FEEDER, INTERVAL))
+    assert as_offer != raw and type(parse_record(as_offer).message) is OfferRecord
+    merge = OfferMerge(NOW)   # one lookup of the band: the offer and the bid, kept apart
+    key_ = record_keys(wanted)[0]
+    assert merge.add(raw, key_) is None
+    assert merge.add(seal(record(OTHER, price=260_000), OTHER).raw, key_) is None
+    assert [o.message.seller for o in merge.offers()] == [OTHER.public]
+    assert [b.message for b in merge.bids()] == [wanted]
 
 
 # -- merging ---------------------------------------------------------------------------------
