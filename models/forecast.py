@@ -183,6 +183,25 @@ class NodeForecaster:
         return (np.array([row.generation_wh for row in rows]),
                 np.array([row.consumption_wh for row in rows]))
 
+    def past_errors(self, target_starts_s, issued_at_s) -> np.ndarray:
+        """How far off the net forecast (generation - consumption, Wh) of each past target
+        issued at its ``issued_at_s`` (one time, or one per target) was from the reading:
+        absolute errors, NaN where the target's reading is not known.  What a node that has just
+        started with a history uses to size its hedges (:class:`p2pnode.trading.hedging.ErrorScale`)
+        before its own forecasts have been scored."""
+        targets = [int(t) for t in target_starts_s]
+        issued = np.broadcast_to(np.asarray(issued_at_s, dtype=np.float64), (len(targets),))
+        errors = np.full(len(targets), np.nan)
+        if self.history.newest is None:
+            return errors
+        for at in np.unique(issued):
+            rows = np.flatnonzero(issued == at)
+            generation, consumption = self.predict_many([targets[i] for i in rows], float(at))
+            actual_g, actual_c = self.history.values(
+                [self._index(targets[i]) for i in rows], self.history.newest + 1)
+            errors[rows] = np.abs((generation - consumption) - (actual_g - actual_c))
+        return errors
+
     def _request(self, target_start_s: int, issued_at_s: int) -> tuple[int, int]:
         if not isinstance(target_start_s, (int, np.integer)) or target_start_s % self.interval_s:
             raise ForecastRequestError(f"target_start_s={target_start_s!r}: must be an integer "

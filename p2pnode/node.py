@@ -71,8 +71,8 @@ from p2pnode.ranking import Location, SellerHistory
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.delivery import flat_substeps, substep_problem
-from p2pnode.trading.hedging import ErrorScale
-from p2pnode.trading.schedule import event_order, events, first_interval, step_times
+from p2pnode.trading.hedging import ErrorScale, day_ahead_quantity_wh
+from p2pnode.trading.schedule import day_times, event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -165,6 +165,8 @@ class Node(BuyerSide, SellerSide):
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
         self._observed_s = -1                     # the last reading the forecaster saw
         self.error_scale = ErrorScale()           # recent forecast error: how much to hedge
+        self.day_ahead_scale = ErrorScale()       # the same for the day-ahead forecasts
+        self._forecast_ahead: dict[int, int] = {}   # interval -> its day-ahead forecast net
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
@@ -200,9 +202,33 @@ class Node(BuyerSide, SellerSide):
             raise
         if net.bootstrap:
             await self.dht.bootstrap(net.bootstrap_addresses())
+        self._seed_error_scales()
         if self._predictor is None and self.config.constraints.buys:
             # loaded now, not inside the first buy's trading window
             self._predictor = await asyncio.get_running_loop().run_in_executor(None, default_predictor)
+
+    def _seed_error_scales(self) -> None:
+        """A forecaster that starts with a history (a meter that kept its readings, a simulated
+        warm-up) sizes the hedges from a backtest of its last day, as if this node had been
+        trading then: the next-interval errors at the lead the node trades at, and the errors
+        of the day-ahead forecasts issued at that day's gate."""
+        newest = getattr(getattr(self.forecaster, "history", None), "newest", None)
+        if newest is None or not hasattr(self.forecaster, "past_errors"):
+            return
+        interval = self.config.interval_s
+        end = (newest + 1) * interval
+        day = end - end % 86400 - 86400
+        starts = list(range(max(day, end - 86400), end, interval))
+        lead = self.config.market.lead_intervals * interval
+        try:
+            self.error_scale.seed(self.forecaster.past_errors(
+                starts, [s - lead for s in starts]))
+            if self.config.market.mode == "day_ahead" and day + 86400 <= end:
+                day_starts = list(range(day, day + 86400, interval))
+                self.day_ahead_scale.seed(self.forecaster.past_errors(
+                    day_starts, day_times(self.config, day)["day_open"]))
+        except ValueError as exc:   # history too short for the backtest: start unhedged
+            log.info("no forecast backtest: %s", exc)
 
     async def stop(self) -> None:
         await self.tasks.close()
@@ -269,6 +295,8 @@ class Node(BuyerSide, SellerSide):
             self._observed_s = start_s
             if start_s in self._forecast_net:
                 self.error_scale.add(self._forecast_net[start_s], reading.net_wh)
+            if start_s in self._forecast_ahead:
+                self.day_ahead_scale.add(self._forecast_ahead.pop(start_s), reading.net_wh)
         return reading
 
     def _surplus_substeps(self, start_s: int) -> list[int]:
@@ -321,10 +349,13 @@ class Node(BuyerSide, SellerSide):
         enter, interval = self.config.detection.enter_wh, self.config.interval_s
         nets = {start: self._forecast(start) for start in range(day_start_s, day_start_s + 86400,
                                                                  interval)}
+        self._forecast_ahead.update(nets)
+        scale = self.day_ahead_scale.value   # positions: a low quantile (trading.hedging)
         selling = [s for s, net in nets.items() if net >= enter]
         for start, net in nets.items():
             if net <= -enter and self.config.constraints.buys:
-                self._buying_ahead[start] = Buying(-net, -net)
+                need = day_ahead_quantity_wh(-net, scale)
+                self._buying_ahead[start] = Buying(need, need, hedged=True)
         gate = asyncio.Semaphore(DAY_AHEAD_PUBLISHES)
 
         async def one(start: int) -> None:

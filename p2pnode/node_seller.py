@@ -30,7 +30,7 @@ from p2pnode.offers import (
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
-from p2pnode.trading.hedging import seller_quantity_wh
+from p2pnode.trading.hedging import day_ahead_quantity_wh, seller_quantity_wh
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
 
@@ -53,7 +53,7 @@ class SellerSide:
         supply, demand = self._market_view
         if demand <= 0:   # no market view yet: ask the middle of the range
             supply = demand = 1
-        offered, price = self._ask(start, surplus_wh, supply, demand)
+        offered, price = self._ask(start, surplus_wh, supply, demand, day_ahead=day_ahead)
         gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
         offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
                                day_ahead=day_ahead)
@@ -73,8 +73,8 @@ class SellerSide:
             log.warning("offer for %s not published: %s", start, exc)
             self.counters["offers_rejected"] += 1
 
-    def _ask(self, start: int, surplus_wh: int, supply_wh: int, demand_wh: int
-             ) -> tuple[int, int | None]:
+    def _ask(self, start: int, surplus_wh: int, supply_wh: int, demand_wh: int, *,
+             day_ahead: bool = False) -> tuple[int, int | None]:
         """(energy to offer, price) for a surplus of ``surplus_wh`` with ``supply_wh`` offered and
         ``demand_wh`` wanted on the feeder: the price from their ratio (FR-07,
         :func:`~p2pnode.pricing.dynamic_price`; None: the user's minimum is above retail), the
@@ -87,6 +87,8 @@ class SellerSide:
                               micro(config.constraints.min_sell_price_per_kwh))
         if start in self.ledger.state.minted:   # ex post: what the reading minted, unsold
             return min(offered, self.ledger.tokens_wh(start)), price
+        if day_ahead:   # a position: a low quantile of the day-ahead forecast
+            return day_ahead_quantity_wh(offered, self.day_ahead_scale.value), price
         if price is not None and config.market.mode != "ex_post":
             retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
             offered = seller_quantity_wh(offered, self.error_scale.value, price, retail,

@@ -211,6 +211,25 @@ def test_predict_many_is_predict_for_each_target(method):
     assert [a.size for a in forecaster.predict_many([], issued, method)] == [0, 0]
 
 
+def test_past_errors_score_past_forecasts_against_the_readings():
+    """The backtest a node seeds its hedges from: each past target forecast as issued then."""
+    starts, generation, consumption = synthetic_house(10)
+    forecaster = fed(starts, generation, consumption)
+    day = starts[8 * 96:9 * 96]
+    issued = [int(t) - 900 for t in day]                     # a quarter of an hour ahead
+    errors = forecaster.past_errors(day, issued)
+    expected = [abs(float(np.subtract(*forecaster.predict(int(t), at)))
+                    - (generation[8 * 96 + i] - consumption[8 * 96 + i]))
+                for i, (t, at) in enumerate(zip(day, issued))]
+    assert np.allclose(errors, expected)
+    gate = int(starts[7 * 96 + 48])                          # the day before at noon, one time
+    ahead = forecaster.past_errors(day, gate)
+    assert ahead.shape == (96,) and np.nanmean(ahead) > np.nanmean(errors) > 0
+    unknown = forecaster.past_errors([int(starts[-1]) + 900], int(starts[-1]))
+    assert np.isnan(unknown).all()                            # not read yet: no error known
+    assert np.isnan(NodeForecaster().past_errors([T0], T0 - 900)).all()   # no history at all
+
+
 # -- baselines, exactly ----------------------------------------------------------------------
 
 def hourly(values_g, values_c, start=T0) -> NodeForecaster:

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import os
 
+import numpy as np
 import pytest
 
 from ledger import BlockBody, BlockType, cost_micro, open_envelope, seal
@@ -159,6 +160,32 @@ def test_a_sub_step_missing_or_twice_is_refused_counted_and_delivery_measured_fl
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())
+
+
+@pytest.mark.parametrize("mode", ["real_time", "day_ahead"])
+def test_a_node_that_starts_with_a_history_hedges_from_a_backtest(tmp_path, mode):
+    """A forecaster that comes with days of readings (a meter that kept them, the simulator's
+    warm-up) sizes the node's hedges before its first interval: the next-interval errors of
+    the last day and, in the day-ahead market, the errors of the forecasts issued at its gate."""
+    from models.forecast import NodeForecaster
+    rng = np.random.default_rng(3)
+    forecaster = NodeForecaster(interval_s=INTERVAL_S)
+    first = START - START % 86400 - 9 * 86400
+    for i in range(9 * 96):
+        hour = (i % 96) / 4
+        generation = max(0.0, 400 * np.sin(np.pi * (hour - 6) / 12)) * rng.uniform(0.5, 1.0)
+        forecaster.observe(first + i * INTERVAL_S, float(int(generation)),
+                           float(int(150 * rng.lognormal(0, 0.4))))
+    config = NodeConfig(ledger=tmp_path / "n.db", market=MarketConfig(mode=mode))
+    node = Node(config, ProfileMeter(START, INTERVAL_S, [0], [0]), key=key(0),
+                forecaster=forecaster, clock=lambda: START - 86400)
+    node._seed_error_scales()
+    assert node.error_scale.samples == 96 and node.error_scale.value > 10   # the last day
+    if mode == "day_ahead":
+        assert node.day_ahead_scale.samples == 96
+        assert node.day_ahead_scale.value > 10
+    else:
+        assert node.day_ahead_scale.samples == 0
 
 
 def test_user_constraints_are_honoured(tmp_path):

@@ -21,7 +21,8 @@ from p2pnode.trading.delivery import (
     Allocation, allocate, flat_substeps, imbalance_micro, substep_problem,
 )
 from p2pnode.trading.hedging import (
-    ErrorScale, buyer_quantity_wh, quantile, seller_quantity_wh,
+    DAY_AHEAD_RATIO, ErrorScale, buyer_quantity_wh, day_ahead_quantity_wh, quantile,
+    seller_quantity_wh,
 )
 from p2pnode.trading.schedule import (
     DAY_AHEAD_LEAD_S, day_gate_s, events, first_interval, gate_s, step_times,
@@ -273,6 +274,23 @@ def test_the_error_scale_is_a_mean_then_exponentially_weighted():
     assert scale.value == 10
 
 
+def test_an_error_scale_seeded_from_a_backtest_continues_from_it():
+    seeded, added = ErrorScale(weight=0.5), ErrorScale(weight=0.5)
+    seeded.seed([10, float("nan"), 30, 0])          # unknown readings are skipped
+    for error in (10, 30, 0):
+        added.add(error, 0)
+    assert (seeded.value, seeded.samples) == (added.value, added.samples) == (10, 3)
+    seeded.seed([1000])                             # once it has samples, a seed changes nothing
+    assert seeded.value == 10
+
+
+def test_a_day_ahead_position_is_a_low_quantile_of_the_forecast():
+    assert DAY_AHEAD_RATIO < 0.5
+    assert day_ahead_quantity_wh(500, 0) == 500                  # no error known: the forecast
+    assert day_ahead_quantity_wh(500, 100) == round(quantile(500, 100, DAY_AHEAD_RATIO)) < 500
+    assert day_ahead_quantity_wh(50, 200) == 0                   # never negative
+
+
 # -- the schedule --------------------------------------------------------------------------------
 
 def config(mode: str) -> NodeConfig:
@@ -282,7 +300,9 @@ def config(mode: str) -> NodeConfig:
 def test_each_mode_has_its_steps_gates_and_first_interval():
     real, post, ahead = config("real_time"), config("ex_post"), config("day_ahead")
     times = step_times(real, START)
-    assert (times["open"], times["buy"]) == (START - 900, START - 895)
+    assert (times["open"], times["price"], times["buy"]) == (START - 900, START - 897.5,
+                                                              START - 895)
+    assert "price" not in step_times(post, START)   # ex post: sellers price from the last view
     assert times["settle"] == START + 905 and times["close"] == START + 1200
     assert gate_s(real, START) == START and gate_s(post, START) == START + 1200
     assert step_times(post, START)["open"] == START + 900

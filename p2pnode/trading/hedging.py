@@ -10,6 +10,12 @@ much and too little cost differently, and the prices say how much:
   :mod:`p2pnode.trading.delivery`); one that sold too little exports the rest at feed-in:
   underage ``price - feed_in``.
 
+A day-ahead position is different: what it leaves out is traded on the day in the real-time
+market at about the same price (underage costs little), while a position that turns out too
+large is delivered short or exported (overage costs the whole spread).  So both sides take the
+:data:`DAY_AHEAD_RATIO` quantile of their day-ahead forecast (:func:`day_ahead_quantity_wh`),
+with the scale of the node's day-ahead errors.
+
 The quantity that minimises the expected cost is the forecast distribution's quantile at the
 critical ratio ``underage / (underage + overage)``: a buyer asks for more than its median need
 when offers are cheap (a glut: price near feed-in), a seller offers less than its median surplus
@@ -21,9 +27,11 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["buyer_quantity_wh", "seller_quantity_wh", "quantile", "ErrorScale"]
+__all__ = ["DAY_AHEAD_RATIO", "buyer_quantity_wh", "day_ahead_quantity_wh", "seller_quantity_wh",
+           "quantile", "ErrorScale"]
 
 MAX_TAIL = 0.45   # |ratio - 0.5| at most: no infinite quantities from a degenerate price
+DAY_AHEAD_RATIO = 0.25   # the day-ahead position: a low quantile (see the module doc)
 
 
 def quantile(median: float, scale: float, ratio: float) -> float:
@@ -51,6 +59,11 @@ def seller_quantity_wh(surplus_wh: int, error_scale_wh: float, price: int, retai
     return max(0, int(round(quantile(surplus_wh, error_scale_wh, ratio))))
 
 
+def day_ahead_quantity_wh(forecast_wh: int, error_scale_wh: float) -> int:
+    """The day-ahead position (Wh to sell, or to buy) on a day-ahead forecast of ``forecast_wh``."""
+    return max(0, int(round(quantile(forecast_wh, error_scale_wh, DAY_AHEAD_RATIO))))
+
+
 class ErrorScale:
     """The node's recent mean absolute forecast error (Wh), exponentially weighted."""
 
@@ -62,3 +75,12 @@ class ErrorScale:
         self.samples += 1
         weight = max(self.weight, 1 / self.samples)   # a plain mean until 1/weight samples
         self.value += weight * (error - self.value)
+
+    def seed(self, errors) -> None:
+        """Start from past absolute errors in time order (a backtest of the forecaster on its
+        history; NaN entries skipped) as if they had been added; nothing once samples exist."""
+        if self.samples:
+            return
+        for error in errors:
+            if error == error:
+                self.add(float(error), 0.0)
