@@ -61,6 +61,8 @@ several keys at once; with the default ~200 KB buffer a node whose event loop is
 moment loses replies to a full buffer -- in a 1000-node swarm on two cores millions of them
 (``RcvbufErrors`` in /proc/net/snmp), each costing an RPC time-out."""
 MAX_OWN_OFFERS = MAX_RECORDS_PER_SELLER
+CLOSEST_REUSE_S = 60.0   # node seconds a key's closest nodes are reused for publishing
+MAX_CLOSEST_KEPT = 256   # keys whose closest nodes are remembered
 
 
 class DHTError(NodeError):
@@ -196,6 +198,7 @@ class OfferDHT:
         self.server = OfferServer(key, self.settings, clock, self.cache, faults)
         self.lookup_dropped: collections.Counter[str] = collections.Counter()
         self._own: dict[bytes, Sealed[OfferRecord]] = {}
+        self._closest_seen: dict[bytes, tuple[float, list[Node]]] = {}   # key -> (until, nodes)
         self._started = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -328,15 +331,35 @@ class OfferDHT:
         accepted = 0
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
-                nodes = await self.server.closest(key)
+                nodes = await self._closest(key)
                 if self._among_closest(key, nodes) and self.storage.offer(key, raw) is None:
                     accepted += 1
                 replies = await asyncio.gather(
                     *(self.server.protocol.call_store(n, key, [raw]) for n in nodes))
-                accepted += sum(1 for r in replies if r)
+                stored = sum(1 for r in replies if r)
+                if nodes and not stored:   # the nodes we remembered are gone: look again
+                    self._closest_seen.pop(key, None)
+                accepted += stored
         except TimeoutError:
             self.server.counters["publish_timeout"] += 1
         return accepted
+
+    async def _closest(self, key: bytes) -> list[Node]:
+        """The closest nodes of ``key``, looked up at most once per :data:`CLOSEST_REUSE_S` of
+        node time: an offer is published, repriced and republished after each sale within
+        seconds, each time under the same key (a full lookup each time was most of the cost of
+        publishing)."""
+        now = self.clock()
+        held = self._closest_seen.get(key)
+        if held is not None and held[0] > now:
+            self.server.counters["closest_reused"] += 1
+            return held[1]
+        nodes = await self.server.closest(key)
+        if len(nodes) >= self.settings.ksize:   # a full set (a young network's may grow)
+            if len(self._closest_seen) >= MAX_CLOSEST_KEPT:
+                self._closest_seen.pop(next(iter(self._closest_seen)))
+            self._closest_seen[key] = (now + CLOSEST_REUSE_S, nodes)
+        return nodes
 
     def _among_closest(self, key: bytes, nodes: list[Node]) -> bool:
         if len(nodes) < self.settings.ksize:
