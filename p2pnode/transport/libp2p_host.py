@@ -198,9 +198,11 @@ class Libp2pHost:
                     task_status.started(bound)
                     await self._stopping.wait()
                     self._idle.clear()
-                    network = self._host.get_network()
-                    for peer in list(network.get_connections_map()):   # else sockets leak
-                        await network.close_peer(peer)
+                    # Swarm.close: connections, then the listener.  Leaving host.run() alone
+                    # leaks both in py-libp2p 0.8.1 (its shutdown path is cancelled before it
+                    # closes them): the socket kept listening, so a host restarted on the port
+                    # (SO_REUSEPORT) shared it with a dead listener that took half the dials.
+                    await self._host.get_network().close()
         finally:
             self._finished.set()
 
