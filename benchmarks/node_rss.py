@@ -377,8 +377,8 @@ async def measure(python: Path, run, modules: list[str] | None = None) -> dict:
     out["floor_modules"] = modules or dependency_modules(out.pop("node_modules"))
     out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(out["floor_modules"]), python)
     out["node_overhead_ratio"] = out["node_rss_mb"] / out["deps_floor_rss_mb"]
-    out["deps_floor_top_level_rss_mb"] = await python_rss_mb(
-        "\n".join(f"import {name}" for name in TOP_LEVEL_DEPS), python)
+    out["deps_floor_top_level_rss_mb"] = await python_rss_mb(   # the old code has no libp2p
+        floor_code(list(TOP_LEVEL_DEPS)), python)
     return out
 
 
