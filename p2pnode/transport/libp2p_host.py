@@ -22,6 +22,12 @@ Limits, each a named constant below:
   stream costs two multistream-select round trips, about 9 ms in py-libp2p 0.8.1 against about
   1 ms for a request on an open stream.
 
+Writes to a connection (a request, a reply, opening a stream, FIN, RST) are never cut by a
+deadline (:func:`_write`): py-libp2p encrypts a Noise frame and then waits to send it, so a
+cancelled write leaves the peer a nonce behind and it drops the connection with every other
+request on it; deadlines apply before and after the write, and a write stuck for
+:data:`WRITE_TIMEOUT_S` closes the connection.
+
 Everything dropped is counted in :attr:`Libp2pHost.counters` by reason (``libp2p_*``): failed
 inbound/outbound upgrades (``libp2p_security_refused``: plaintext or another protocol than
 Noise; ``libp2p_handshake_failed``; ``libp2p_peer_id_mismatch``: the key behind an address was
@@ -62,6 +68,8 @@ MAX_CONNECTIONS_PER_PEER = 1     # yamux multiplexes; and py-libp2p 0.8.1 ends a
 MAX_CONNECTIONS = 300          # py-libp2p wants >= its high watermark (200)
 CLOSE_TIMEOUT_S = 5.0
 UPGRADE_TIMEOUT_S = 5.0         # Noise + yamux negotiation of one connection
+WRITE_TIMEOUT_S = 10.0          # a write to a connection (never cut by a deadline): else stuck
+STREAM_OPEN_TIMEOUT_S = 5.0     # opening a stream (SYN, multistream-select), likewise
 LENGTH = struct.Struct(">I")
 
 Handler = Callable[[bytes], bytes | None]
@@ -247,10 +255,10 @@ class Libp2pHost:
                 await _reset(stream)
                 return
             try:
-                with trio.move_on_after(READ_TIMEOUT_S):
-                    await stream.write(LENGTH.pack(len(reply)) + reply)
-                    self.counters["libp2p_requests_served"] += 1
-                    continue
+                await _write(stream, LENGTH.pack(len(reply)) + reply)
+                self.counters["libp2p_requests_served"] += 1
+                continue
+            except WriteStuck:
                 self.counters["libp2p_reply_timeout"] += 1
             except Exception:
                 self.counters["libp2p_reply_failed"] += 1
@@ -322,7 +330,7 @@ class Libp2pHost:
                 log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
                 return None
             try:
-                stream = await self._host.new_stream(info.peer_id, [protocol])
+                stream = await _open_stream(self._host, info.peer_id, protocol)
             except Exception as exc:
                 self.counters["libp2p_stream_refused"] += 1
                 log.debug("libp2p stream to %s refused: %s", info.peer_id, exc)
@@ -340,7 +348,7 @@ class Libp2pHost:
         """The reply (b"" when the peer dropped the request), or None: the stream is broken."""
         reply = None
         try:
-            await stream.write(LENGTH.pack(len(body)) + body)
+            await _write(stream, LENGTH.pack(len(body)) + body)
             header = await _read_exactly(stream, LENGTH.size)
             reply = await self._read_body(stream, header, "out")
         except Exception:
@@ -381,8 +389,43 @@ async def _read_exactly(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+class WriteStuck(Exception):
+    """A write to a connection took longer than WRITE_TIMEOUT_S; the connection was closed."""
+
+
+async def _write(stream, data: bytes) -> None:
+    """Write ``data`` on ``stream`` out of reach of any deadline: a write cut short would leave
+    the connection's Noise session a nonce ahead of the peer's (py-libp2p encrypts a frame, then
+    waits to send it) or half a frame sent, and the peer then drops the whole connection with
+    every other request on it.  Deadlines apply before and after; a write stuck for
+    WRITE_TIMEOUT_S (a peer that stopped reading) closes the connection."""
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(WRITE_TIMEOUT_S):
+            await stream.write(data)
+            return
+        await _close_connection(stream)
+    raise WriteStuck(f"a write took over {WRITE_TIMEOUT_S} s")
+
+
+async def _open_stream(host, peer_id, protocol: str):
+    """``host.new_stream`` (a yamux SYN and multistream-select: writes) shielded like
+    :func:`_write`, within STREAM_OPEN_TIMEOUT_S."""
+    with trio.CancelScope(shield=True):
+        with trio.fail_after(STREAM_OPEN_TIMEOUT_S):
+            return await host.new_stream(peer_id, [protocol])
+
+
+async def _close_connection(stream) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+        try:
+            await stream.muxed_conn.close()
+        except Exception:
+            pass
+
+
 async def _close(stream) -> None:
-    with trio.move_on_after(1.0):
+    """End our side of ``stream`` (a FIN frame: a write, shielded like :func:`_write`)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT_S):
         try:
             await stream.close()
         except Exception:
@@ -390,10 +433,12 @@ async def _close(stream) -> None:
 
 
 async def _reset(stream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass
+    """Reset ``stream`` (an RST frame: a write, shielded like :func:`_write`)."""
+    with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT_S):
+        try:
+            await stream.reset()
+        except Exception:
+            pass
 
 
 def _ip(host: str) -> str:
