@@ -4,7 +4,7 @@ py-libp2p 0.8.1 encrypts a Noise frame (taking a nonce) and then waits to send i
 landing in between (or in the middle of ``send_all``) leaves our session a nonce ahead of the
 peer's, which then drops the whole connection and every other request on it.  Under load that
 happened hundreds of times per benchmark run (``libp2p_dead_connection``) and the redials made
-it worse.  :func:`p2pnode.transport.libp2p_host._write` (and the stream-opening, FIN and RST
+it worse.  :func:`p2pnode.transport.libp2p_io.write` (and the stream-opening, FIN and RST
 writes) therefore run shielded, bounded by their own timeout, after which the connection is
 closed.  Stand-in streams make the timing exact here; the real connection is covered by
 ``tests/test_libp2p_node.py``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from p2pnode.transport import libp2p_host
+from p2pnode.transport import libp2p_io
 
 
 class SlowStream:
@@ -45,7 +45,7 @@ def test_a_deadline_during_a_write_lets_it_finish_and_then_applies():
     async def main():
         stream = SlowStream(0.2)
         with trio.move_on_after(0.05) as deadline:
-            await libp2p_host._write(stream, b"frame")
+            await libp2p_io.write(stream, b"frame")
             await trio.sleep(1)          # the deadline lands at the next checkpoint
         assert stream.written == [b"frame"]     # written whole, not cut
         assert deadline.cancelled_caught and not stream.closed
@@ -58,20 +58,20 @@ def test_a_reset_under_a_cancelled_scope_is_still_sent():
         stream = SlowStream(0.1)
         with trio.CancelScope() as scope:
             scope.cancel()
-            await libp2p_host._reset(stream)
+            await libp2p_io.reset(stream)
         assert stream.reset_done
 
     trio.run(main)
 
 
 def test_a_write_stuck_past_its_bound_closes_the_connection(monkeypatch):
-    monkeypatch.setattr(libp2p_host, "WRITE_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(libp2p_io, "WRITE_TIMEOUT_S", 0.1)
 
     async def main():
         stream = SlowStream(None)          # the peer stopped reading
         with trio.fail_after(5):
-            with pytest.raises(libp2p_host.WriteStuck):
-                await libp2p_host._write(stream, b"frame")
+            with pytest.raises(libp2p_io.WriteStuck):
+                await libp2p_io.write(stream, b"frame")
         assert stream.closed and stream.written == []
 
     trio.run(main)

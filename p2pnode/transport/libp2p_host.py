@@ -23,10 +23,10 @@ Limits, each a named constant below:
   1 ms for a request on an open stream.
 
 Writes to a connection (a request, a reply, opening a stream, FIN, RST) are never cut by a
-deadline (:func:`_write`): py-libp2p encrypts a Noise frame and then waits to send it, so a
+deadline (:mod:`.libp2p_io`): py-libp2p encrypts a Noise frame and then waits to send it, so a
 cancelled write leaves the peer a nonce behind and it drops the connection with every other
 request on it; deadlines apply before and after the write, and a write stuck for
-:data:`WRITE_TIMEOUT_S` closes the connection.
+:data:`~.libp2p_io.WRITE_TIMEOUT_S` closes the connection.
 
 Everything dropped is counted in :attr:`Libp2pHost.counters` by reason (``libp2p_*``): failed
 inbound/outbound upgrades (``libp2p_security_refused``: plaintext or another protocol than
@@ -49,6 +49,9 @@ import trio
 from ledger import SigningKey
 from p2pnode.transport import bridge
 from p2pnode.transport.address import parse_libp2p_endpoint
+from p2pnode.transport.libp2p_io import (
+    CLOSE_TIMEOUT_S, WriteStuck, close, open_stream, read_exactly, reset, write,
+)
 from p2pnode.transport.libp2p_setup import build_host
 
 from libp2p.host.ping import PingService  # after libp2p_setup, which imports libp2p tolerantly
@@ -66,10 +69,7 @@ MAX_STREAMS_PER_PEER = 16       # our protocol streams open at once with one pee
 MAX_CONNECTIONS_PER_PEER = 1     # yamux multiplexes; and py-libp2p 0.8.1 ends a dial at once only
                                  # when it reaches this (else it waits its 250 ms happy-eyeballs delay)
 MAX_CONNECTIONS = 300          # py-libp2p wants >= its high watermark (200)
-CLOSE_TIMEOUT_S = 5.0
 UPGRADE_TIMEOUT_S = 5.0         # Noise + yamux negotiation of one connection
-WRITE_TIMEOUT_S = 10.0          # a write to a connection (never cut by a deadline): else stuck
-STREAM_OPEN_TIMEOUT_S = 5.0     # opening a stream (SYN, multistream-select), likewise
 LENGTH = struct.Struct(">I")
 
 Handler = Callable[[bytes], bytes | None]
@@ -220,7 +220,7 @@ class Libp2pHost:
             slot = ("in", peer)
             if self._streams[slot] >= MAX_STREAMS_PER_PEER:
                 self.counters["libp2p_stream_flood"] += 1
-                await _reset(stream)
+                await reset(stream)
                 return
             self._streams[slot] += 1
             try:
@@ -237,32 +237,32 @@ class Libp2pHost:
             header = None
             with trio.move_on_after(IDLE_TIMEOUT_S):
                 try:
-                    header = await _read_exactly(stream, LENGTH.size)
+                    header = await read_exactly(stream, LENGTH.size)
                 except Exception:   # ended or reset between requests: the dialler is done
                     header = b""
             if not header:          # ended, or idle for IDLE_TIMEOUT_S: close quietly
-                await _close(stream)
+                await close(stream)
                 return
             body = None
             with trio.move_on_after(READ_TIMEOUT_S):
                 body = await self._read_body(stream, header, "in")
             if body is None:   # counted by _read_body: timeout, oversize, malformed
-                await _reset(stream)
+                await reset(stream)
                 return
             try:
                 reply = await bridge.run_on_loop(self._loop, handler, body) or b""
             except bridge.BridgeClosed:
-                await _reset(stream)
+                await reset(stream)
                 return
             try:
-                await _write(stream, LENGTH.pack(len(reply)) + reply)
+                await write(stream, LENGTH.pack(len(reply)) + reply)
                 self.counters["libp2p_requests_served"] += 1
                 continue
             except WriteStuck:
                 self.counters["libp2p_reply_timeout"] += 1
             except Exception:
                 self.counters["libp2p_reply_failed"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
 
     async def _read_body(self, stream, header: bytes, direction: str) -> bytes | None:
@@ -272,7 +272,7 @@ class Libp2pHost:
             if size > self.max_bytes:
                 self.counters[f"libp2p_{direction}_oversize"] += 1
                 return None
-            return await _read_exactly(stream, size)
+            return await read_exactly(stream, size)
         except trio.Cancelled:
             self.counters[f"libp2p_{direction}_timeout"] += 1
             raise
@@ -330,7 +330,7 @@ class Libp2pHost:
                 log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
                 return None
             try:
-                stream = await _open_stream(self._host, info.peer_id, protocol)
+                stream = await open_stream(self._host, info.peer_id, protocol)
             except Exception as exc:
                 self.counters["libp2p_stream_refused"] += 1
                 log.debug("libp2p stream to %s refused: %s", info.peer_id, exc)
@@ -348,15 +348,15 @@ class Libp2pHost:
         """The reply (b"" when the peer dropped the request), or None: the stream is broken."""
         reply = None
         try:
-            await _write(stream, LENGTH.pack(len(body)) + body)
-            header = await _read_exactly(stream, LENGTH.size)
+            await write(stream, LENGTH.pack(len(body)) + body)
+            header = await read_exactly(stream, LENGTH.size)
             reply = await self._read_body(stream, header, "out")
         except Exception:
             self.counters[f"libp2p_{direction}_broken"] += 1
         finally:
             if reply is None:   # also when the deadline cancelled us mid-request
                 with trio.CancelScope(shield=True):
-                    await _reset(stream)
+                    await reset(stream)
         return reply
 
     async def _idle_stream(self, peer, protocol: str):
@@ -367,78 +367,15 @@ class Libp2pHost:
             stream, since = idle.pop()
             if now - since < CLIENT_IDLE_S:
                 return stream
-            await _close(stream)
+            await close(stream)
         return None
 
     async def _park(self, peer, protocol: str, stream) -> None:
         idle = self._idle.setdefault((peer, protocol), [])
         if len(idle) >= MAX_IDLE_STREAMS_PER_PEER:
-            await _close(stream)
+            await close(stream)
         else:
             idle.append((stream, trio.current_time()))
-
-
-async def _read_exactly(stream, size: int) -> bytes:
-    chunks, need = [], size
-    while need:
-        chunk = await stream.read(need)
-        if not chunk:
-            raise EOFError("stream ended early")
-        chunks.append(chunk)
-        need -= len(chunk)
-    return b"".join(chunks)
-
-
-class WriteStuck(Exception):
-    """A write to a connection took longer than WRITE_TIMEOUT_S; the connection was closed."""
-
-
-async def _write(stream, data: bytes) -> None:
-    """Write ``data`` on ``stream`` out of reach of any deadline: a write cut short would leave
-    the connection's Noise session a nonce ahead of the peer's (py-libp2p encrypts a frame, then
-    waits to send it) or half a frame sent, and the peer then drops the whole connection with
-    every other request on it.  Deadlines apply before and after; a write stuck for
-    WRITE_TIMEOUT_S (a peer that stopped reading) closes the connection."""
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(WRITE_TIMEOUT_S):
-            await stream.write(data)
-            return
-        await _close_connection(stream)
-    raise WriteStuck(f"a write took over {WRITE_TIMEOUT_S} s")
-
-
-async def _open_stream(host, peer_id, protocol: str):
-    """``host.new_stream`` (a yamux SYN and multistream-select: writes) shielded like
-    :func:`_write`, within STREAM_OPEN_TIMEOUT_S."""
-    with trio.CancelScope(shield=True):
-        with trio.fail_after(STREAM_OPEN_TIMEOUT_S):
-            return await host.new_stream(peer_id, [protocol])
-
-
-async def _close_connection(stream) -> None:
-    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
-        try:
-            await stream.muxed_conn.close()
-        except Exception:
-            pass
-
-
-async def _close(stream) -> None:
-    """End our side of ``stream`` (a FIN frame: a write, shielded like :func:`_write`)."""
-    with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT_S):
-        try:
-            await stream.close()
-        except Exception:
-            pass
-
-
-async def _reset(stream) -> None:
-    """Reset ``stream`` (an RST frame: a write, shielded like :func:`_write`)."""
-    with trio.CancelScope(shield=True), trio.move_on_after(WRITE_TIMEOUT_S):
-        try:
-            await stream.reset()
-        except Exception:
-            pass
 
 
 def _ip(host: str) -> str:
