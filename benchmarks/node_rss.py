@@ -6,14 +6,16 @@ New code: the wheel of this tree is installed without extras into a fresh venv
 (``tests/slimkit.py``); ``core_install_mb`` is that venv's site-packages.  A ``p2pnode run
 --config FILE --speed S`` daemon of that venv (key, voucher, CSV meter and TOML config written to
 a temp dir; run from outside the source tree, so it runs the installed wheel) is bootstrapped to
-partner nodes of this process on the same replay clock; its meter alternates surplus and deficit,
-theirs the opposite, so it buys (loading the bundled predictor) and sells.  Once some closed
+partner nodes of this process on the same replay clock, all peer links over libp2p (Noise,
+yamux: the daemon's deployed default, written into its config; the partners use it too); its
+meter alternates surplus and deficit, theirs the opposite, so it buys (loading the bundled
+predictor) and sells.  Once some closed
 intervals had trades settled both ways: ``node_rss_mb`` (VmRSS), ``node_peak_rss_mb`` (VmHWM),
 ``cpu_ms_per_interval`` (the daemon's user+system CPU from up to then, per closed interval),
 ``node_startup_s`` (launch to its "up" line); then SIGTERM (``node_exit_code`` must be 0).
 ``deps_floor_rss_mb``: an idle interpreter of the same venv that imports exactly the third-party
-modules that daemon imported while it ran (aiohttp, cryptography, msgpack, kademlia, deap, numpy
-and what they pull in; read from its ``-X importtime`` report, so lazy imports count) and none of
+modules that daemon imported while it ran (aiohttp, cryptography, msgpack, kademlia, deap, numpy,
+libp2p and what they pull in; read from its ``-X importtime`` report, so lazy imports count) and none of
 ours; ``node_overhead_ratio`` = ``node_rss_mb`` / ``deps_floor_rss_mb``.
 
 Old code (``old``, same keys): a git worktree of ``--old-commit`` installed the same way (its
@@ -59,7 +61,7 @@ __all__ = ["daemon_memory"]
 
 OLD_COMMIT = "d9915c0"
 EX_POST = "ex_post"
-TOP_LEVEL_DEPS = ("aiohttp", "cryptography", "msgpack", "kademlia", "deap", "numpy")
+TOP_LEVEL_DEPS = ("aiohttp", "cryptography", "msgpack", "kademlia", "deap", "numpy", "libp2p")
 OUR_PACKAGES = frozenset({"p2pnode", "ledger", "optimizer", "models", "simulator", "tests"})
 
 DAEMON_START = "2026-07-01T11:59:00Z"   # one node minute before an interval boundary
@@ -68,6 +70,7 @@ DAEMON_PARTNERS = 3
 DAEMON_METER_INTERVALS = 48
 DAEMON_UP_TIMEOUT_S = 60.0
 DAEMON_BUY_DELAY_S = 120  # node seconds: covers what is left of the two clocks' skew
+PEER_TRANSPORT = "libp2p"  # what a deployed daemon uses by default; its partners use it too
 
 # What parts of the daemon cost: an idle interpreter, one that imported the node's modules, one
 # that also loaded the default predictor (what a buying node loads at start).
@@ -102,7 +105,8 @@ def daemon_files(workdir: Path, bootstrap: list[str], rng: random.Random) -> Pat
     config = workdir / "node.toml"
     config.write_text(
         f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n\n'
-        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\nmax_peers_per_host = 0\n\n'
+        f'[network]\nhost = "127.0.0.1"\nbootstrap = [{peers}]\nmax_peers_per_host = 0\n'
+        + (f'transport = "{PEER_TRANSPORT}"\n' if peer_transports() else '') + '\n'
         f'[meter]\nkind = "csv"\npath = "meter.csv"\n\n'
         f'[credit]\nvouchers = ["credit.voucher"]\ntrusted_issuers = ["{issuer.public.hex()}"]\n\n'
         f'[timing]\nbuy_delay_s = {DAEMON_BUY_DELAY_S}\n')
@@ -117,6 +121,19 @@ def market_modes() -> bool:
     forecasts by default).  The benchmark trades ex post, on the metered energy, so that its
     nodes trade from the first interval, with no forecast history, as the older code did."""
     return "market" in {f.name for f in dataclasses.fields(NodeConfig)}
+
+
+def peer_transports() -> bool:
+    """Whether this code's nodes have ``[network] transport`` (newer code: a deployed daemon
+    defaults to libp2p).  Daemon and partners then all trade over :data:`PEER_TRANSPORT`."""
+    return "transport" in {f.name for f in dataclasses.fields(NetworkConfig)}
+
+
+def partner_network() -> NetworkConfig:
+    """The partners' ``[network]``: all on 127.0.0.1, on the daemon's peer transport."""
+    if peer_transports():
+        return NetworkConfig(max_peers_per_host=0, transport=PEER_TRANSPORT)
+    return NetworkConfig(max_peers_per_host=0)
 
 
 def ex_post(config: NodeConfig) -> NodeConfig:
@@ -137,7 +154,7 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
     for i in range(DAEMON_PARTNERS):
         meter = ProfileMeter(DAEMON_FIRST_S, INTERVAL_S, generation, consumption)
         config = NodeConfig(ledger=workdir / f"partner-{i}.db", feeder=FEEDER,
-                            network=NetworkConfig(max_peers_per_host=0),   # all on 127.0.0.1
+                            network=partner_network(),
                             timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S),
                             credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
         config = ex_post(config)
@@ -190,6 +207,7 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             out.update(await watch_daemon(proc.pid, partners, intervals, max_intervals))
             out["cpu_ms_per_interval"] = 1000 * (cpu_seconds(proc.pid) - cpu_s) / max(
                 1, len(partners[0].reports) - closed)
+            out.update(partner_links(partners))
             status = proc_status_mb(proc.pid)
             out["node_rss_mb"], out["node_peak_rss_mb"] = status["VmRSS"], status["VmHWM"]
             out.update(await stop_daemon(proc, log))
@@ -207,6 +225,16 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
         for key, code in RSS_PARTS.items():
             out[key] = await python_rss_mb(code, python)
     return out
+
+
+def partner_links(partners: list[Node]) -> dict:
+    """What the partners' libp2p hosts counted: requests they answered (from the daemon as a
+    buyer) and streams they opened (to the daemon as a seller); none on older code."""
+    if not peer_transports():
+        return {}
+    counters = [n.peer_server.counters for n in partners]
+    return {"partners_libp2p_served": sum(c["libp2p_requests_served"] for c in counters),
+            "partners_libp2p_streams_opened": sum(c["libp2p_streams_opened"] for c in counters)}
 
 
 def imported_modules(log: Path) -> list[str]:
@@ -323,7 +351,7 @@ KEYS = ("node_rss_mb", "deps_floor_rss_mb", "node_overhead_ratio", "core_install
         "node_startup_s", "cpu_ms_per_interval")
 DETAILS = ("deps_floor_top_level_rss_mb", "node_peak_rss_mb", "node_trades_bought", "node_trades_sold", "node_intervals",
            "node_exit_code", "node_imports_rss_mb", "node_imports_predictor_rss_mb",
-           "node_bare_python_rss_mb")
+           "node_bare_python_rss_mb", "partners_libp2p_served", "partners_libp2p_streams_opened")
 
 
 def dependency_modules(names: list[str]) -> list[str]:
@@ -349,8 +377,8 @@ async def measure(python: Path, run, modules: list[str] | None = None) -> dict:
     out["floor_modules"] = modules or dependency_modules(out.pop("node_modules"))
     out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(out["floor_modules"]), python)
     out["node_overhead_ratio"] = out["node_rss_mb"] / out["deps_floor_rss_mb"]
-    out["deps_floor_top_level_rss_mb"] = await python_rss_mb(
-        "\n".join(f"import {name}" for name in TOP_LEVEL_DEPS), python)
+    out["deps_floor_top_level_rss_mb"] = await python_rss_mb(   # the old code has no libp2p
+        floor_code(list(TOP_LEVEL_DEPS)), python)
     return out
 
 
@@ -438,6 +466,9 @@ def main() -> int:
         args.json.write_text(json.dumps(results | ({"old": old} if old else {}), indent=2,
                                         sort_keys=True) + "\n")
     bought, sold = results.get("node_trades_bought", 0), results.get("node_trades_sold", 0)
+    if not (results.get("partners_libp2p_served") and results.get("partners_libp2p_streams_opened")):
+        print("the daemon's peer requests did not travel over libp2p both ways", file=sys.stderr)
+        return 1
     if not (bought and sold) or results.get("node_exit_code") != 0:
         print(f"the daemon did not trade both ways or exit cleanly (bought {bought}, sold {sold})",
               file=sys.stderr)

@@ -33,7 +33,8 @@ them into the ledger's integer µ per kWh.  Layout::
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
                    trust_any_issuer = false (true: any issuer's voucher counts; tests only)
     [api]          enabled = false, host = "127.0.0.1", port = 0, token_file     (FR-15)
-    [feeder_role]  report_to = "http://host:port" (a member: report readings to the feeder node)
+    [feeder_role]  report_to = the feeder node's peer endpoint (a member: report readings to it):
+                   its multiaddr "/ip4/../tcp/../p2p/.." over libp2p, "http://host:port" over http
                    or enabled = true, transformer_meter (CSV: interval_start_s,transformer_wh),
                    loss_threshold_kwh, persistence, grace_s, network, members = ["hex keys"],
                    [feeder_role.buses] "hex key" = bus                 (feeder accounting)
@@ -59,15 +60,15 @@ from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 __all__ = [
     "ApiConfig", "Constraints", "CreditConfig", "FeederRoleConfig", "MARKET_MODES", "MarketConfig",
     "MeterConfig", "NetworkConfig",
-    "NodeConfig", "Timing", "load_config", "micro", "OPT_OUT",
+    "NodeConfig", "Timing", "load_config", "micro", "OPT_OUT", "report_transport",
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
 METER_KINDS = ("csv", "mqtt", "external")
 TRANSPORTS = ("http", "libp2p")
-# A config file (``p2pnode run``) without ``[network] transport`` gets libp2p, except a node in
-# a feeder role: feeder reports travel over HTTP only (p2pnode.feeder_report), so it gets http.
-# ``NodeConfig()`` in code (embedding, tests, the simulator) keeps NetworkConfig's "http".
+# A config file (``p2pnode run``) without ``[network] transport`` gets libp2p (feeder reports
+# too: [feeder_role] report_to is then the feeder node's multiaddr).  ``NodeConfig()`` in code
+# (embedding, tests, the simulator) keeps NetworkConfig's "http".
 DEPLOYED_TRANSPORT = "libp2p"
 MAX_PRICE_PER_KWH = 100.0
 
@@ -345,8 +346,9 @@ def _is_public_key(text) -> bool:
 class FeederRoleConfig:
     """The feeder (transformer) role: members report, one node books (p2pnode/feeder_role.py).
 
-    A member sets ``report_to``, the peer endpoint of the feeder node, and signs a report of
-    every interval's reading to it.  The feeder node sets ``enabled``: it takes the reports,
+    A member sets ``report_to``, the peer endpoint of the feeder node (its multiaddr over
+    libp2p, ``http://host:port`` over HTTP: the node's ``[network] transport``), and signs a
+    report of every interval's reading to it.  The feeder node sets ``enabled``: it takes the reports,
     reads the transformer's meter (``transformer_meter``, a CSV replay) and, ``grace_s`` after an
     interval ends, books generation, consumption, transformer supply and the loss; ``|loss|``
     above ``loss_threshold_kwh`` for ``persistence`` intervals in a row raises the alert.
@@ -407,11 +409,26 @@ class FeederRoleConfig:
             _fail("feeder_role", "buses", dict(self.buses), "needs a network to place members on")
 
 
+REPORT_TO_PROBLEM = ("must be the feeder node's peer endpoint: its multiaddr "
+                     "/ip4/<host>/tcp/<port>/p2p/<peer id> (libp2p) or http://host:port (http)")
+
+
+def report_transport(report_to: str) -> str:
+    """The peer transport a ``[feeder_role] report_to`` endpoint is reached over."""
+    return "libp2p" if report_to.startswith("/") else "http"
+
+
 def _check_report_url(url) -> None:
     from urllib.parse import urlsplit
-    problem = "must be the feeder node's peer endpoint as http://host:port"
+    problem = REPORT_TO_PROBLEM
     if not isinstance(url, str):
         _fail("feeder_role", "report_to", url, problem)
+    if report_transport(url) == "libp2p":
+        from p2pnode.transport.address import parse_libp2p_endpoint
+        parsed = parse_libp2p_endpoint(url)
+        if isinstance(parsed, str):
+            _fail("feeder_role", "report_to", url, f"{problem} ({parsed})")
+        return
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -466,6 +483,13 @@ class NodeConfig:
         if self.feeder_role.grace_s >= self.interval_s:
             _fail("feeder_role", "grace_s", self.feeder_role.grace_s,
                   f"must be less than interval_s ({self.interval_s})")
+        report_to = self.feeder_role.report_to
+        if report_to and report_transport(report_to) != self.network.transport:
+            wanted = ("the feeder node's multiaddr /ip4/<host>/tcp/<port>/p2p/<peer id>"
+                      if self.network.transport == "libp2p" else "http://host:port")
+            _fail("feeder_role", "report_to", report_to,
+                  f"must be {wanted}: this node's [network] transport is "
+                  f"\"{self.network.transport}\"")
 
 
 # -- TOML --------------------------------------------------------------------------------------
@@ -510,13 +534,8 @@ def _network_table(raw: dict) -> dict:
     table = raw.pop("network", {})
     if not isinstance(table, dict):
         return table   # _build names the problem
-    role = raw.get("feeder_role", {})
-    in_feeder_role = isinstance(role, dict) and bool(role.get("enabled") or role.get("report_to"))
     if "transport" not in table:
-        return {**table, "transport": "http" if in_feeder_role else DEPLOYED_TRANSPORT}
-    if in_feeder_role and table["transport"] != "http":
-        _fail("network", "transport", table["transport"],
-              "must be \"http\" for a node in a [feeder_role]: feeder reports travel over HTTP only")
+        return {**table, "transport": DEPLOYED_TRANSPORT}
     return table
 
 

@@ -3,9 +3,12 @@
 After every interval each member node of a feeder tells the feeder node what its meter read:
 a :class:`FeederReport` (generation and consumption in Wh of one interval, the energy tokens
 the node minted for it, and -- from a signing smart meter -- the meter's key and signature of the
-reading), signed with the node's key and posted to ``POST /p2p/v1/feeder/report`` on the feeder node's peer endpoint.
-The feeder node (:mod:`p2pnode.feeder`) answers with JSON: ``{"status": "accepted",
-"interval_start_s": ...}`` (200) or ``{"status": "rejected", "reason": ..., "retry": ...}``.
+reading), signed with the node's key and sent to the feeder node's peer endpoint over the
+node's peer transport: the libp2p protocol ``/p2p-energy/feeder/report/1.0.0`` (Noise, yamux;
+:meth:`p2pnode.transport.libp2p_peer.Libp2pPeerClient.post_route`) or ``POST
+/p2p/v1/feeder/report`` over HTTP.  The feeder node (:mod:`p2pnode.feeder`) answers with a
+status and JSON, the same either way: ``{"status": "accepted", "interval_start_s": ...}`` (200)
+or ``{"status": "rejected", "reason": ..., "retry": ...}``.
 
 A report has no nonce and no send time on purpose: one member has exactly one report per
 interval, so a retransmission is the same bytes (Ed25519 signatures are deterministic) and the
@@ -28,7 +31,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import aiohttp
@@ -110,8 +113,16 @@ class Outcome:
     reason: str
 
 
+# (sealed report, timeout_s) -> (status, body), or None when no answer came in time
+Send = Callable[[bytes, float], Awaitable[tuple[int, bytes] | None]]
+
+
 class FeederReporter:
     """Sends this node's reports to the feeder node at ``url`` from its own task.
+
+    ``send``: how a report travels (over libp2p, the node's peer client's ``post_route`` to the
+    feeder node's multiaddr ``url``); without it, an HTTP POST to ``url`` (``http://host:port``)
+    on the reporter's own session.
 
     ``reading()`` (sync, called from the meter) seals and queues; :meth:`run` posts the queue,
     oldest first, until each report is accepted or refused for good; a report that got no
@@ -123,10 +134,12 @@ class FeederReporter:
     def __init__(self, key: SigningKey, feeder: str, url: str,
                  counters: collections.Counter | None = None, *, keep: int = MAX_PENDING_REPORTS,
                  timeout_s: float = REPORT_TIMEOUT_S, retry_after_s: float = RETRY_AFTER_S,
-                 minted: Callable[[int], int] | None = None):
+                 minted: Callable[[int], int] | None = None, send: Send | None = None):
         self.key, self.feeder = key, feeder
         self.minted = minted   # interval start -> tokens the node minted (read when sent)
-        self.url = url.rstrip("/") + FEEDER_REPORT_PATH
+        self.send = send
+        self.url = url if send is not None else url.rstrip("/") + FEEDER_REPORT_PATH
+        self._started = False
         self.counters = counters if counters is not None else collections.Counter()
         self.keep, self.timeout_s, self.retry_after_s = keep, timeout_s, retry_after_s
         self.pending: dict[int, Sealed[FeederReport] | Reading] = {}
@@ -145,18 +158,23 @@ class FeederReporter:
         self._wake.set()
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(headers={"Content-Type": "application/x-p2p-energy"})
+        if self.send is None:
+            self.session = aiohttp.ClientSession(
+                headers={"Content-Type": "application/x-p2p-energy"})
+        self._started = True
 
     async def stop(self) -> None:
         """One last bounded attempt at what is pending, then close."""
-        if self.session is None:
+        if not self._started:
             return
         if self.pending:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_TIMEOUT_S):
                     await self.send_pending()
-        await self.session.close()
-        self.session = None
+        self._started = False
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
 
     async def run(self) -> None:
         """Send what is pending until cancelled."""
@@ -192,9 +210,12 @@ class FeederReporter:
                             outcome.reason)
 
     async def post(self, raw: bytes) -> Outcome:
-        if self.session is None:
+        if not self._started:
             raise RuntimeError("FeederReporter is not started")
         self.counters["feeder_report_posts"] += 1
+        if self.send is not None:
+            answer = await self.send(raw, self.timeout_s)
+            return Outcome(False, True, "no_answer") if answer is None else outcome_of(*answer)
         try:
             async with self.session.post(self.url, data=raw,
                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as resp:
@@ -206,7 +227,8 @@ class FeederReporter:
 
 
 def outcome_of(status: int, body: bytes) -> Outcome:
-    """The feeder node's answer: 200 accepted; 425 (too early), 503 and other 5xx: retry;
+    """The feeder node's answer (HTTP status codes over either transport): 200 accepted;
+    425 (too early), 503 and other 5xx: retry;
     anything else is a refusal (a node without the feeder role answers 404)."""
     try:
         answer = json.loads(body)

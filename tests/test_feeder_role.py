@@ -271,7 +271,27 @@ def _expected(index: int) -> tuple[int, int, int]:
     return g, c, c - g + LOSSES[index]
 
 
-def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
+async def _post_report(transport: str, peer: str, raw: bytes) -> tuple[int, dict]:
+    """A stranger's report to the feeder node's peer endpoint ``peer`` over ``transport``."""
+    if transport == "http":
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://{peer}{FEEDER_REPORT_PATH}", data=raw) as response:
+                return response.status, await response.json()
+    from p2pnode.transport.libp2p_host import Libp2pHost
+    from p2pnode.transport.libp2p_peer import Libp2pPeerClient
+    host = Libp2pHost(key("stranger host"), 4096)
+    await host.start("127.0.0.1", 0)
+    try:
+        status, body = await Libp2pPeerClient(host).post_route(peer, FEEDER_REPORT_PATH, raw, 10)
+    finally:
+        await host.stop()
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize("transport", ["libp2p", "http"])
+def test_a_feeder_node_books_three_member_nodes_over_loopback(transport, tmp_path, capsys):
+    """Over libp2p (a config file's default: the members' report_to is the feeder node's
+    multiaddr, reports travel on /p2p-energy/feeder/report/1.0.0) and over HTTP."""
     from p2pnode.api import create_token_file, load_token
     from p2pnode.commands.run import ReplayClock, serve
     from p2pnode.meter import CsvReplayMeter
@@ -286,6 +306,7 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
     (feeder_home / "node.toml").write_text(
         f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n[meter]\n'
         f'path = "meter.csv"\n{TIMING}[api]\nenabled = true\ntoken_file = "api.token"\n'
+        f'[network]\ntransport = "{transport}"\n'
         f'[feeder_role]\nenabled = true\ntransformer_meter = "transformer.csv"\n'
         f'loss_threshold_kwh = 0.1\npersistence = 2\ngrace_s = 600\n'
         f'network = "kerber_dorfnetz"\nmembers = [{keys}]\n')
@@ -310,11 +331,14 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         await asyncio.wait_for(up.wait(), 120)
         line = json.loads(capsys.readouterr().out.splitlines()[-1])
         assert line["feeder_role"] == "feeder"
+        report_to = line["peer"] if transport == "libp2p" else f"http://{line['peer']}"
+        assert report_to.startswith("/ip4/127.0.0.1/tcp/" if transport == "libp2p" else "http")
         for home, _ in members:
             (home / "node.toml").write_text(
                 f'key_file = "node.key"\nledger = "node.db"\nfeeder = "{FEEDER}"\n'
                 f'[meter]\npath = "meter.csv"\n{TIMING}[network]\nbootstrap = ["{line["dht"]}"]\n'
-                f'[feeder_role]\nreport_to = "http://{line["peer"]}"\n')
+                + (f'transport = "{transport}"\n' if transport == "http" else "")
+                + f'[feeder_role]\nreport_to = "{report_to}"\n')
         ready = [asyncio.Event() for _ in members]
         running = [asyncio.create_task(start(home, event, until_s=until))
                    for (home, _), event in zip(members, ready)]
@@ -323,11 +347,9 @@ def test_a_feeder_node_books_three_member_nodes_over_loopback(tmp_path, capsys):
         go.set()
         async with aiohttp.ClientSession() as session:
             client = ApiClient(session, line["api"], load_token(token_file))
-            stranger = key("stranger")
-            async with session.post(f"http://{line['peer']}{FEEDER_REPORT_PATH}",
-                                    data=report(stranger, START, 0, 99)) as response:
-                assert response.status == 403
-                assert (await response.json())["reason"] == "not_member"
+            status, answer = await _post_report(transport, line["peer"],
+                                                report(key("stranger"), START, 0, 99))
+            assert status == 403 and answer["reason"] == "not_member"
             books = await client.get("feeder")
             while books["intervals_closed"] < 3:
                 assert clock() < START + 6 * STEP, books        # gave up waiting
@@ -399,8 +421,10 @@ def check_books(books: dict, feeder_key: SigningKey, members) -> None:
     ({"enabled": True}, "[feeder_role] transformer_meter: is required when enabled = true"),
     ({"report_to": "127.0.0.1:8470"},
      '[feeder_role] report_to = "127.0.0.1:8470": must be'
-     " the feeder node's peer endpoint as "
-     "http://host:port"),
+     " the feeder node's peer endpoint: its multiaddr "
+     "/ip4/<host>/tcp/<port>/p2p/<peer id> (libp2p) or http://host:port (http)"),
+    ({"report_to": "/ip4/127.0.0.1/tcp/x/p2p/12D3"},
+     '[feeder_role] report_to = "/ip4/127.0.0.1/tcp/x/p2p/12D3": must be'),
     ({"report_to": "http://feeder/"}, '[feeder_role] report_to = "http://feeder/": must be'),
     ({"enabled": True, "transformer_meter": "t.csv", "report_to": "http://f:1"},
      '[feeder_role] report_to = "http://f:1": is for members'),

@@ -13,7 +13,7 @@ import trio
 
 from ledger import SigningKey
 from p2pnode.identity import peer_id
-from p2pnode.transport import libp2p_host
+from p2pnode.transport import libp2p_host, libp2p_io
 from p2pnode.transport.libp2p_peer import NEGOTIATE_PROTOCOL
 from tests.dhtkit import run
 from tests.nodekit import swarm
@@ -79,7 +79,7 @@ async def open_streams(attacker, victim, frames: list[bytes], hold_s: float) -> 
                     outcomes[i] = "answered" if data else "reset"
                 except Exception:
                     outcomes[i] = "reset"
-            await libp2p_host._reset(stream)
+            await libp2p_io.reset(stream)
 
         async with trio.open_nursery() as nursery:
             for i, frame in enumerate(frames):

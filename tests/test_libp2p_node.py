@@ -95,3 +95,70 @@ def test_the_health_probe_recognises_a_libp2p_peer_endpoint(tmp_path):
 async def _collect(coro, into: list):
     into.append(await coro)
 
+
+
+ECHO = "/p2p-energy/echo/1.0.0"
+RESTARTS = 3
+FRESH_DIALLERS = 4
+
+
+def test_a_host_restarted_on_its_port_is_redialled_at_once():
+    """A stopped host closes its listening socket (py-libp2p 0.8.1 leaked it when its host.run()
+    context was left: the port kept listening, a host restarted on it shared it through
+    SO_REUSEPORT, and the dials the kernel gave the dead socket hung for the 5 s upgrade
+    timeout).  After each restart on the same port, the old dialler and new ones get the new
+    host's answer within a deadline far below that."""
+    import socket
+    import time
+
+    from p2pnode.transport.address import libp2p_endpoint
+    from p2pnode.transport.libp2p_host import Libp2pHost
+    from tests.dhtkit import key
+
+    server_key = key("restarted host")
+
+    def host(name: str, tag: bytes) -> Libp2pHost:
+        made = Libp2pHost(key(name) if name != "server" else server_key, 4096)
+        made.add_protocol(ECHO, lambda body: tag + body)
+        return made
+
+    def listening(port: int) -> bool:
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is no listener
+        try:
+            probe.bind(("127.0.0.1", port))
+            return False
+        except OSError:
+            return True
+        finally:
+            probe.close()
+
+    async def main():
+        client = host("client", b"c")
+        server = host("server", b"0")
+        await client.start("127.0.0.1", 0)
+        port = await server.start("127.0.0.1", 0)
+        endpoint = libp2p_endpoint("127.0.0.1", port, server_key.public)
+        try:
+            assert await client.request(endpoint, ECHO, b"x", 5) == b"0x"
+            for restart in range(1, RESTARTS + 1):
+                await server.stop()
+                assert not listening(port)
+                server = host("server", str(restart).encode())
+                assert await server.start("127.0.0.1", port) == port
+                began = time.monotonic()
+                assert await client.request(endpoint, ECHO, b"x", 2) == b"%dx" % restart
+                for i in range(FRESH_DIALLERS):   # new connections: each a new TCP dial
+                    fresh = host(f"fresh {restart} {i}", b"f")
+                    await fresh.start("127.0.0.1", 0)
+                    try:
+                        assert await fresh.request(endpoint, ECHO, b"y", 2) == b"%dy" % restart
+                    finally:
+                        await fresh.stop()
+                assert time.monotonic() - began < 2 * (1 + FRESH_DIALLERS)
+        finally:
+            await client.stop()
+            await server.stop()
+        assert not listening(port)
+
+    run(main())

@@ -196,12 +196,14 @@ def check_run(swarm: Swarm, finished_at: float) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_compose_swarm_in_network_namespaces(tmp_path):
+@pytest.mark.parametrize("transport", ["http", "libp2p"])
+def test_compose_swarm_in_network_namespaces(tmp_path, transport):
     reason = netnskit.unavailable()
     if reason:
         pytest.skip(f"no network namespaces here: {reason}")
     names = ["bootstrap"] + [f"meter-{i}" for i in range(1, METERS + 1)]
     swarm = Swarm(tmp_path)
+    swarm.env["SWARM_TRANSPORT"] = transport
     with netnskit.Lab(names) as lab:
         try:
             started = time.time()
@@ -222,8 +224,9 @@ def test_compose_swarm_in_network_namespaces(tmp_path):
     measured = check_run(swarm, finished)
     for process in swarm.processes:
         host = lab.host(process.name)
-        line = process.start_line()["peer"]   # the compose swarm's transport (default HTTP)
+        line = process.start_line()["peer"]
         peer = parse_libp2p_endpoint(line) if line.startswith("/") else None
+        assert (peer is not None) == (transport == "libp2p")
         advertised = f"{peer.host}:{peer.port}" if peer is not None else line
         assert advertised == f"{host.address}:7401"                   # advertised, resolved
         assert process.start_line()["dht"] == "0.0.0.0:7400"
@@ -235,8 +238,12 @@ def test_compose_swarm_in_network_namespaces(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_compose_commands_as_processes_on_loopback(tmp_path):
+@pytest.mark.parametrize("transport", ["http", "libp2p"])
+def test_compose_commands_as_processes_on_loopback(tmp_path, transport):
+    """The compose commands as separate processes on 127.0.0.1, over each peer transport
+    (``SWARM_TRANSPORT``: the compose default is HTTP)."""
     swarm = Swarm(tmp_path)
+    swarm.env["SWARM_TRANSPORT"] = transport
     local = {"--host": "127.0.0.1", "--dht-port": "0", "--peer-port": "0"}
     try:
         started = time.time()
@@ -248,6 +255,7 @@ def test_compose_commands_as_processes_on_loopback(tmp_path):
                  "the bootstrap's start line", 60)
         assert boot.proc.poll() is None, f"the bootstrap died:\n{boot.tail()}"
         peer = boot.start_line()["peer"]
+        assert peer.startswith("/ip4/127.0.0.1/tcp/") == (transport == "libp2p")
         assert subprocess.run([P2PNODE, "health", "--peer", peer]).returncode == 0
         for house in range(1, METERS + 1):
             argv = swarm.argv("meter")

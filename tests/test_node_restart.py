@@ -1,11 +1,14 @@
 """Restarts lose no trade: a restarted seller delivers the trades it sold (rebuilt from its
 ledger, with the buyer's endpoint stored with the proposal), once; a DELIVERY written before a
-restart is the one resent, never a second one."""
+restart is the one resent, never a second one.  Over HTTP and over libp2p (nodes restarted on
+their port in the same process: the stopped host's listener must be gone)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+
+import pytest
 
 from ledger import BlockBody, BlockType, cost_micro, open_envelope
 from p2pnode.node import Node
@@ -61,9 +64,10 @@ async def go_down(s, i: int) -> None:
     await s.nodes[i].stop()
 
 
-def test_seller_restarted_before_delivering_delivers_once_from_its_ledger(tmp_path):
+@pytest.mark.parametrize("transport", ["http", "libp2p"])
+def test_seller_restarted_before_delivering_delivers_once_from_its_ledger(tmp_path, transport):
     async def main():
-        async with swarm([[800], [-300]], tmp_path) as s:
+        async with swarm([[800], [-300]], tmp_path, transport=transport) as s:
             seller, buyer = s.nodes
             await trade_agreed(s, seller, buyer)
             [trade] = buyer.unsettled()
@@ -84,11 +88,12 @@ def test_seller_restarted_before_delivering_delivers_once_from_its_ledger(tmp_pa
     run(main())
 
 
-def test_pending_delivery_is_resent_after_restarts_and_never_doubled(tmp_path):
+@pytest.mark.parametrize("transport", ["http", "libp2p"])
+def test_pending_delivery_is_resent_after_restarts_and_never_doubled(tmp_path, transport):
     """The buyer is down when the seller delivers; the seller restarts twice; the buyer comes
     back on its port: the DELIVERY written before the restarts is the one co-signed."""
     async def main():
-        async with swarm([[800], [-300]], tmp_path) as s:
+        async with swarm([[800], [-300]], tmp_path, transport=transport) as s:
             seller, buyer = s.nodes
             await trade_agreed(s, seller, buyer)
             await go_down(s, 1)

@@ -20,13 +20,32 @@ def test_a_config_file_defaults_to_libp2p_code_to_http():
     assert NetworkConfig().transport == "http"                          # NodeConfig() in code
 
 
-@pytest.mark.parametrize("role", [{"report_to": "http://127.0.0.1:7401"},
+FEEDER_ADDR = "/ip4/127.0.0.1/tcp/7401/p2p/12D3KooWPeuigMJXMh8hCPQxjaB5b9Gu6vBisyyeF6AbP9NkFqSX"
+
+
+@pytest.mark.parametrize("role", [{"report_to": FEEDER_ADDR},
                                   {"enabled": True, "transformer_meter": "t.csv"}])
-def test_a_node_in_a_feeder_role_defaults_to_http_and_refuses_libp2p(role, tmp_path):
-    assert config_from_dict({"feeder_role": role}, tmp_path).network.transport == "http"
-    with pytest.raises(ConfigError, match=r"\[network\] transport = \"libp2p\": must be \"http\" "
-                                          r"for a node in a \[feeder_role\]"):
-        config_from_dict({"feeder_role": role, "network": {"transport": "libp2p"}}, tmp_path)
+def test_a_node_in_a_feeder_role_defaults_to_libp2p_too(role, tmp_path):
+    """Feeder reports are a libp2p protocol as well: a feeder-role node is no exception."""
+    assert config_from_dict({"feeder_role": role}, tmp_path).network.transport == "libp2p"
+    http = {"feeder_role": role, "network": {"transport": "http"}}
+    if "enabled" in role:
+        assert config_from_dict(http, tmp_path).network.transport == "http"
+
+
+def test_report_to_must_match_the_transport_and_says_what_it_wants(tmp_path):
+    with pytest.raises(ConfigError, match=r'\[feeder_role\] report_to = "http://127.0.0.1:7401": '
+                                          r"must be the feeder node's multiaddr /ip4/<host>/tcp/"
+                                          r'<port>/p2p/<peer id>: this node\'s \[network\] '
+                                          r'transport is "libp2p"'):
+        config_from_dict({"feeder_role": {"report_to": "http://127.0.0.1:7401"}}, tmp_path)
+    with pytest.raises(ConfigError, match=r'report_to = "/ip4/.*": must be http://host:port: '
+                                          r'this node\'s \[network\] transport is "http"'):
+        config_from_dict({"feeder_role": {"report_to": FEEDER_ADDR},
+                          "network": {"transport": "http"}}, tmp_path)
+    ok = config_from_dict({"feeder_role": {"report_to": "http://127.0.0.1:7401"},
+                           "network": {"transport": "http"}}, tmp_path)
+    assert ok.feeder_role.report_to == "http://127.0.0.1:7401"
 
 
 def test_an_unknown_transport_is_refused_by_name():

@@ -242,10 +242,14 @@ def _feeder_role(config, node, tee, clock):
         tee.listener = role.own_reading
         return role, None
     if config.feeder_role.report_to:
-        from p2pnode.feeder_report import FeederReporter
-        reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
-                                  node.counters,
-                                  minted=lambda start: node.ledger.state.minted_wh.get(start, 0))
+        from p2pnode.feeder_report import FEEDER_REPORT_PATH, FeederReporter
+        report_to, send = config.feeder_role.report_to, None
+        if config.network.transport == "libp2p":      # the node's own host: Noise, its key
+            async def send(raw: bytes, timeout_s: float):
+                return await node.client.post_route(report_to, FEEDER_REPORT_PATH, raw, timeout_s)
+        reporter = FeederReporter(node.key, config.feeder, report_to, node.counters,
+                                  minted=lambda start: node.ledger.state.minted_wh.get(start, 0),
+                                  send=send)
         tee.listener = reporter.reading
         return None, reporter
     return None, None

@@ -22,6 +22,12 @@ Limits, each a named constant below:
   stream costs two multistream-select round trips, about 9 ms in py-libp2p 0.8.1 against about
   1 ms for a request on an open stream.
 
+Writes to a connection (a request, a reply, opening a stream, FIN, RST) are never cut by a
+deadline (:mod:`.libp2p_io`): py-libp2p encrypts a Noise frame and then waits to send it, so a
+cancelled write leaves the peer a nonce behind and it drops the connection with every other
+request on it; deadlines apply before and after the write, and a write stuck for
+:data:`~.libp2p_io.WRITE_TIMEOUT_S` closes the connection.
+
 Everything dropped is counted in :attr:`Libp2pHost.counters` by reason (``libp2p_*``): failed
 inbound/outbound upgrades (``libp2p_security_refused``: plaintext or another protocol than
 Noise; ``libp2p_handshake_failed``; ``libp2p_peer_id_mismatch``: the key behind an address was
@@ -43,6 +49,9 @@ import trio
 from ledger import SigningKey
 from p2pnode.transport import bridge
 from p2pnode.transport.address import parse_libp2p_endpoint
+from p2pnode.transport.libp2p_io import (
+    CLOSE_TIMEOUT_S, WriteStuck, close, open_stream, read_exactly, reset, write,
+)
 from p2pnode.transport.libp2p_setup import build_host
 
 from libp2p.host.ping import PingService  # after libp2p_setup, which imports libp2p tolerantly
@@ -60,7 +69,6 @@ MAX_STREAMS_PER_PEER = 16       # our protocol streams open at once with one pee
 MAX_CONNECTIONS_PER_PEER = 1     # yamux multiplexes; and py-libp2p 0.8.1 ends a dial at once only
                                  # when it reaches this (else it waits its 250 ms happy-eyeballs delay)
 MAX_CONNECTIONS = 300          # py-libp2p wants >= its high watermark (200)
-CLOSE_TIMEOUT_S = 5.0
 UPGRADE_TIMEOUT_S = 5.0         # Noise + yamux negotiation of one connection
 LENGTH = struct.Struct(">I")
 
@@ -198,9 +206,11 @@ class Libp2pHost:
                     task_status.started(bound)
                     await self._stopping.wait()
                     self._idle.clear()
-                    network = self._host.get_network()
-                    for peer in list(network.get_connections_map()):   # else sockets leak
-                        await network.close_peer(peer)
+                    # Swarm.close: connections, then the listener.  Leaving host.run() alone
+                    # leaks both in py-libp2p 0.8.1 (its shutdown path is cancelled before it
+                    # closes them): the socket kept listening, so a host restarted on the port
+                    # (SO_REUSEPORT) shared it with a dead listener that took half the dials.
+                    await self._host.get_network().close()
         finally:
             self._finished.set()
 
@@ -210,7 +220,7 @@ class Libp2pHost:
             slot = ("in", peer)
             if self._streams[slot] >= MAX_STREAMS_PER_PEER:
                 self.counters["libp2p_stream_flood"] += 1
-                await _reset(stream)
+                await reset(stream)
                 return
             self._streams[slot] += 1
             try:
@@ -227,32 +237,32 @@ class Libp2pHost:
             header = None
             with trio.move_on_after(IDLE_TIMEOUT_S):
                 try:
-                    header = await _read_exactly(stream, LENGTH.size)
+                    header = await read_exactly(stream, LENGTH.size)
                 except Exception:   # ended or reset between requests: the dialler is done
                     header = b""
             if not header:          # ended, or idle for IDLE_TIMEOUT_S: close quietly
-                await _close(stream)
+                await close(stream)
                 return
             body = None
             with trio.move_on_after(READ_TIMEOUT_S):
                 body = await self._read_body(stream, header, "in")
             if body is None:   # counted by _read_body: timeout, oversize, malformed
-                await _reset(stream)
+                await reset(stream)
                 return
             try:
                 reply = await bridge.run_on_loop(self._loop, handler, body) or b""
             except bridge.BridgeClosed:
-                await _reset(stream)
+                await reset(stream)
                 return
             try:
-                with trio.move_on_after(READ_TIMEOUT_S):
-                    await stream.write(LENGTH.pack(len(reply)) + reply)
-                    self.counters["libp2p_requests_served"] += 1
-                    continue
+                await write(stream, LENGTH.pack(len(reply)) + reply)
+                self.counters["libp2p_requests_served"] += 1
+                continue
+            except WriteStuck:
                 self.counters["libp2p_reply_timeout"] += 1
             except Exception:
                 self.counters["libp2p_reply_failed"] += 1
-            await _reset(stream)
+            await reset(stream)
             return
 
     async def _read_body(self, stream, header: bytes, direction: str) -> bytes | None:
@@ -262,7 +272,7 @@ class Libp2pHost:
             if size > self.max_bytes:
                 self.counters[f"libp2p_{direction}_oversize"] += 1
                 return None
-            return await _read_exactly(stream, size)
+            return await read_exactly(stream, size)
         except trio.Cancelled:
             self.counters[f"libp2p_{direction}_timeout"] += 1
             raise
@@ -320,7 +330,7 @@ class Libp2pHost:
                 log.debug("libp2p dial to %s failed: %s", info.peer_id, exc)
                 return None
             try:
-                stream = await self._host.new_stream(info.peer_id, [protocol])
+                stream = await open_stream(self._host, info.peer_id, protocol)
             except Exception as exc:
                 self.counters["libp2p_stream_refused"] += 1
                 log.debug("libp2p stream to %s refused: %s", info.peer_id, exc)
@@ -338,15 +348,15 @@ class Libp2pHost:
         """The reply (b"" when the peer dropped the request), or None: the stream is broken."""
         reply = None
         try:
-            await stream.write(LENGTH.pack(len(body)) + body)
-            header = await _read_exactly(stream, LENGTH.size)
+            await write(stream, LENGTH.pack(len(body)) + body)
+            header = await read_exactly(stream, LENGTH.size)
             reply = await self._read_body(stream, header, "out")
         except Exception:
             self.counters[f"libp2p_{direction}_broken"] += 1
         finally:
             if reply is None:   # also when the deadline cancelled us mid-request
                 with trio.CancelScope(shield=True):
-                    await _reset(stream)
+                    await reset(stream)
         return reply
 
     async def _idle_stream(self, peer, protocol: str):
@@ -357,41 +367,15 @@ class Libp2pHost:
             stream, since = idle.pop()
             if now - since < CLIENT_IDLE_S:
                 return stream
-            await _close(stream)
+            await close(stream)
         return None
 
     async def _park(self, peer, protocol: str, stream) -> None:
         idle = self._idle.setdefault((peer, protocol), [])
         if len(idle) >= MAX_IDLE_STREAMS_PER_PEER:
-            await _close(stream)
+            await close(stream)
         else:
             idle.append((stream, trio.current_time()))
-
-
-async def _read_exactly(stream, size: int) -> bytes:
-    chunks, need = [], size
-    while need:
-        chunk = await stream.read(need)
-        if not chunk:
-            raise EOFError("stream ended early")
-        chunks.append(chunk)
-        need -= len(chunk)
-    return b"".join(chunks)
-
-
-async def _close(stream) -> None:
-    with trio.move_on_after(1.0):
-        try:
-            await stream.close()
-        except Exception:
-            pass
-
-
-async def _reset(stream) -> None:
-    try:
-        await stream.reset()
-    except Exception:
-        pass
 
 
 def _ip(host: str) -> str:

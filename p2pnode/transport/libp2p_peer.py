@@ -8,7 +8,9 @@ and a connection opened either way is reused both ways).  The client inherits th
 fault injection of :class:`p2pnode.peer.PeerClient`; only the last hop differs.
 
 Routes added with :meth:`Libp2pPeerServer.add_post` (``/p2p/v1/<name>``) are served on the
-protocol ``/p2p-energy/<name>/1.0.0`` with the reply ``status (2 bytes) + body``.
+protocol ``/p2p-energy/<name>/1.0.0`` with the reply ``status (2 bytes) + body``;
+:meth:`Libp2pPeerClient.post_route` sends to them (the feeder role's reports,
+``/p2p-energy/feeder/report/1.0.0``: :mod:`p2pnode.feeder_report`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,20 @@ class Libp2pPeerClient(PeerClient):
 
     async def start(self) -> None:
         """Nothing to open: the host is started by the server (it listens and dials)."""
+
+    async def post_route(self, endpoint: str, path: str, body: bytes,
+                         timeout_s: float) -> tuple[int, bytes] | None:
+        """``(status, reply)`` of the route ``path`` (see :meth:`Libp2pPeerServer.add_post`) at
+        ``endpoint``, or None: no answer within ``timeout_s``, or one too short to hold a status.
+        No fault injection: that is for negotiation."""
+        if isinstance(parse_libp2p_endpoint(endpoint), str):
+            self.libp2p.counters["libp2p_not_a_libp2p_endpoint"] += 1
+            return None
+        reply = await self.libp2p.request(endpoint, route_protocol(path), body, timeout_s)
+        if reply is None or len(reply) < STATUS.size:
+            return None
+        (status,) = STATUS.unpack_from(reply)
+        return status, reply[STATUS.size:]
 
     async def _post(self, endpoint: str, body: bytes, timeout_s: float) -> bytes | None:
         self.sent += 1
