@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 
@@ -16,6 +17,7 @@ from p2pnode.config import micro
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
 from p2pnode.offers import OfferRecord, query_keys
 from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
+from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.settlement import check_delivery
 
@@ -57,6 +59,8 @@ class BuyerSide:
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
+        await self.refresh_records({r.seller: r.endpoint for r in records})
+        records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
         bought = 0
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
@@ -92,7 +96,8 @@ class BuyerSide:
 
     async def _negotiate(self, record: OfferRecord, state: Buying, started: float) -> int:
         """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure)."""
-        want = want_wh(state.remaining_wh, record.energy_wh, self.config.constraints.max_trade_wh,
+        want = want_wh(state.remaining_wh, min(record.energy_wh, self._seller_limit_wh(
+                           record.seller, state)), self.config.constraints.max_trade_wh,
                        self.ledger.credit_micro, record.price_micro_per_kwh)
         if want <= 0:
             return 0
@@ -136,6 +141,11 @@ class BuyerSide:
         if done is None or done.status is not Status.DONE:
             self.counters["unconfirmed"] += 1
         return payload.energy_wh
+
+    def _seller_limit_wh(self, seller: bytes, state: Buying) -> int:
+        """What ``seller`` may still supply of this interval's need (its reputation's share)."""
+        cap = math.ceil(self.history.share_cap(seller) * state.deficit_wh)
+        return cap - sum(p.payload.energy_wh for p in state.trades if p.payload.seller == seller)
 
     def _request(self, kind: Kind, recipient: bytes, trade_id: bytes, offer_id: bytes,
                  interval_start_s: int, energy_wh: int, price: int,
@@ -192,6 +202,5 @@ class BuyerSide:
             purchase.delivered_wh = delivery.delivered_wh
             purchase.duration_ms = delivery.duration_ms
             purchase.imbalance_micro = delivery.imbalance_micro
-        self.history.record_settlement(trade.seller, trade.energy_wh, delivery.delivered_wh)
-        self.history.record_duration(trade.seller, delivery.duration_ms / 1000)
+        self.history.add(Settlement.of(delivery, self._now_ms(), cosigned=True))
         self.counters["trades_settled"] += 1

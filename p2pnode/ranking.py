@@ -2,8 +2,9 @@
 
 Pure apart from the predictor call.  The buyer turns each seller's best live offer into one
 :class:`~optimizer.selection.Candidate`: price and energy from the record, transfer efficiency
-and distance from the location hints, participation and past quality from its own trade history
-with that seller (:class:`SellerHistory`), and the predicted quality and duration of a trade with
+and distance from the location hints, participation, past quality and duration from the seller's
+co-signed settlements (:class:`p2pnode.reputation.Reputation`: the buyer's own and the seller's
+verified track record), and the predicted quality and duration of a trade with
 it from :class:`models.Predictor` (one call for all candidates).  :func:`rank` then runs the
 configured strategy (the GA by default) over the six criteria.
 
@@ -26,8 +27,9 @@ from ledger import Sealed
 from models.features import FEATURES, ZONES
 from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, select_offers
 from p2pnode.offers import OfferRecord
+from p2pnode.reputation import Reputation
 
-__all__ = ["Location", "MarketContext", "SellerHistory", "candidates_from_offers", "rank"]
+__all__ = ["Location", "MarketContext", "candidates_from_offers", "rank"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
@@ -65,38 +67,6 @@ class Location:
         return f"{self.zone}/{self.x_m:g}/{self.y_m:g}"
 
 
-@dataclasses.dataclass
-class SellerHistory:
-    """What this buyer knows about each seller from its own past trades."""
-
-    trades: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    agreed_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    delivered_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    duration_s: dict[bytes, list[float]] = dataclasses.field(default_factory=dict)
-
-    def record_trade(self, seller: bytes, duration_s: float | None = None) -> None:
-        self.trades[seller] = self.trades.get(seller, 0) + 1
-        if duration_s is not None:
-            self.duration_s.setdefault(seller, []).append(duration_s)
-            del self.duration_s[seller][:-50]
-
-    def record_duration(self, seller: bytes, duration_s: float) -> None:
-        self.duration_s.setdefault(seller, []).append(duration_s)
-        del self.duration_s[seller][:-50]
-
-    def record_settlement(self, seller: bytes, agreed_wh: int, delivered_wh: int) -> None:
-        self.agreed_wh[seller] = self.agreed_wh.get(seller, 0) + agreed_wh
-        self.delivered_wh[seller] = self.delivered_wh.get(seller, 0) + delivered_wh
-
-    def quality(self, seller: bytes) -> float:
-        agreed = self.agreed_wh.get(seller, 0)
-        return self.delivered_wh.get(seller, 0) / agreed if agreed else math.nan
-
-    def mean_duration_s(self, seller: bytes) -> float:
-        values = self.duration_s.get(seller)
-        return float(np.mean(values)) if values else math.nan
-
-
 @dataclasses.dataclass(frozen=True)
 class MarketContext:
     """The buyer's view when it ranks: its place, the weather, and the market it sees."""
@@ -123,9 +93,10 @@ def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
 
 
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
-                           history: SellerHistory, context: MarketContext,
+                           history: Reputation, context: MarketContext,
                            predictor) -> list[Candidate]:
-    """One :class:`Candidate` per record, with predicted quality and duration."""
+    """One :class:`Candidate` per record, with predicted quality and duration; a seller offers
+    at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit."""
     if not records:
         return []
     supply = sum(r.energy_wh for r in records)
@@ -140,14 +111,16 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
         rows.append((min(record.energy_wh, deficit_wh), record.price_micro_per_kwh / 1e6,
                      context.irradiance_w_m2, context.temperature_c, efficiency, distance,
                      where.zone, history.quality(record.seller),
-                     history.trades.get(record.seller, 0),
+                     history.participation(record.seller),
                      history.mean_duration_s(record.seller), ratio))
     quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
-    return [Candidate(seller=r.seller, offer_id=r.offer_id, available_wh=r.energy_wh,
+    return [Candidate(seller=r.seller, offer_id=r.offer_id,
+                      available_wh=max(1, min(r.energy_wh, math.ceil(
+                          history.share_cap(r.seller) * deficit_wh))),
                       price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
                       distance_m=float(dist), predicted_quality=float(q),
                       predicted_duration_s=float(d),
-                      participation=history.trades.get(r.seller, 0))
+                      participation=history.participation(r.seller))
             for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
 
 
