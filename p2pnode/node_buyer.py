@@ -61,20 +61,25 @@ class BuyerSide:
                    if r.interval_start_s == start_s]
         await self.refresh_records({r.seller: r.endpoint for r in records})
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
-        bought = 0
+        bought, capped = 0, True
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
             if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
                 break
-            plan = await self._rank(start_s, state.remaining_wh, max_price, records)
+            capped = capped and len(records) > 1   # a lone seller: no alternative to cap for
+            plan = await self._rank(start_s, state.remaining_wh, max_price, records, capped)
             by_seller = {r.seller: r for r in records}
             progress, excluded = 0, len(state.excluded)
             for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
                 if state.remaining_wh <= 0:
                     break
-                progress += await self._negotiate(by_seller[candidate.seller], state, started)
+                progress += await self._negotiate(by_seller[candidate.seller], state, started,
+                                                  capped)
             bought += progress
             if progress == 0 and len(state.excluded) == excluded:
+                if capped:   # the reputation caps held the rest back: the others cannot supply
+                    capped = False
+                    continue
                 break   # nothing bought and nothing learned: another round would repeat this one
         return bought
 
@@ -82,22 +87,29 @@ class BuyerSide:
         retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
         return min(retail, micro(self.config.constraints.max_buy_price_per_kwh))
 
-    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list):
+    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list,
+                    capped: bool = True):
         irradiance, temperature = self.weather(start_s) if self.weather else (0.0, 20.0)
         context = MarketContext(self.location, irradiance, temperature)
         seed = int.from_bytes(self.public[:4], "big") ^ start_s
 
         def work():
             candidates = candidates_from_offers(records, deficit_wh, self.history, context,
-                                                self.predictor)
+                                                self.predictor, capped=capped)
             return rank(deficit_wh, max_price, candidates, self.config.selection, seed)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
-    async def _negotiate(self, record: OfferRecord, state: Buying, started: float) -> int:
-        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure)."""
-        want = want_wh(state.remaining_wh, min(record.energy_wh, self._seller_limit_wh(
-                           record.seller, state)), self.config.constraints.max_trade_wh,
+    async def _negotiate(self, record: OfferRecord, state: Buying, started: float,
+                         capped: bool = False) -> int:
+        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure).
+
+        ``capped``: buy at most the seller's reputation share of the need
+        (:meth:`~p2pnode.reputation.Reputation.share_cap`); :meth:`_buy` caps while other
+        sellers can supply the rest."""
+        offered = min(record.energy_wh, self._seller_limit_wh(record.seller, state)) \
+            if capped else record.energy_wh
+        want = want_wh(state.remaining_wh, offered, self.config.constraints.max_trade_wh,
                        self.ledger.credit_micro, record.price_micro_per_kwh)
         if want <= 0:
             return 0

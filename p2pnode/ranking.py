@@ -94,9 +94,9 @@ def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
 
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                            history: Reputation, context: MarketContext,
-                           predictor) -> list[Candidate]:
-    """One :class:`Candidate` per record, with predicted quality and duration; a seller offers
-    at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit."""
+                           predictor, *, capped: bool = True) -> list[Candidate]:
+    """One :class:`Candidate` per record, with predicted quality and duration; ``capped``: a
+    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit."""
     if not records:
         return []
     supply = sum(r.energy_wh for r in records)
@@ -116,7 +116,7 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
     quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
     return [Candidate(seller=r.seller, offer_id=r.offer_id,
                       available_wh=max(1, min(r.energy_wh, math.ceil(
-                          history.share_cap(r.seller) * deficit_wh))),
+                          history.share_cap(r.seller) * deficit_wh))) if capped else r.energy_wh,
                       price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
                       distance_m=float(dist), predicted_quality=float(q),
                       predicted_duration_s=float(d),

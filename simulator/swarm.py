@@ -61,6 +61,7 @@ from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
 from simulator.optimum import max_local_match_wh
 from simulator.scenario import Scenario
+from simulator.strategic import strategic_node, strategic_roles
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
@@ -108,6 +109,8 @@ class SwarmRun:
     (attackers' and offline intervals' surplus and deficit left out); None without."""
     optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
     forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
+    roles: dict[int, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    """Strategic and unreliable sellers: house -> (role, parameter) (:mod:`simulator.strategic`)."""
 
 
 # -- node configuration from a scenario -------------------------------------------------------
@@ -173,6 +176,7 @@ class WorkerSpec:
     substeps: tuple[np.ndarray, np.ndarray] | None = None   # [house, interval, sub-step] Wh
     history: tuple[int, np.ndarray, np.ndarray] | None = None   # first start, past surplus,
     # past deficit [house, interval]: what each node's forecaster saw before the run
+    roles: dict[int, tuple[str, float]] | None = None   # strategic sellers (simulator.strategic)
 
 
 class SwarmWorker:
@@ -214,8 +218,10 @@ class SwarmWorker:
         substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
         meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
                              spec.deficit_wh[row], substeps_wh=substeps)
+        meter, forecaster = strategic_node(meter, self._forecaster(row),
+                                           (spec.roles or {}).get(house))
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
-                    predictor=self.predictor, forecaster=self._forecaster(row),
+                    predictor=self.predictor, forecaster=forecaster,
                     dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
 
     def _forecaster(self, row: int):
@@ -522,6 +528,7 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
     steps = delivery_substeps(scenario, surplus, deficit, starts)
+    roles = strategic_roles(scenario.seed, surplus, scenario.households)
     past = None
     if history is not None:
         past = (int(unix_seconds(history.interval_start)[0]),
@@ -530,9 +537,11 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
                         int(starts[0]), run_dir, schedule,
                         substeps=(steps[0][chunk], steps[1][chunk]),
-                        history=past and (past[0], past[1][chunk], past[2][chunk]))
+                        history=past and (past[0], past[1][chunk], past[2][chunk]),
+                        roles=roles)
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
     swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm.roles = roles
     swarm.optimum_wh = float(max_local_match_wh(surplus, deficit).sum())
     if schedule.malicious or schedule.offline:
         up = schedule.taking_part(scenario.meters)
