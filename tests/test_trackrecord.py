@@ -32,10 +32,10 @@ PRICE = 200_000
 class Market:
     """A seller and buyers on real ledgers (temporary stores)."""
 
-    def __init__(self, tmp_path, buyers: int = 2):
+    def __init__(self, tmp_path, buyers: int = 2, seller: str = "track-seller"):
         self.tmp = tmp_path
         tmp_path.mkdir(parents=True, exist_ok=True)
-        self.seller_key = key("track-seller")
+        self.seller_key = key(seller)
         self.seller = self._ledger(self.seller_key)
         self.buyer_keys = [key(f"track-buyer-{i}") for i in range(buyers)]
         self.buyers = [self._ledger(k) for k in self.buyer_keys]

@@ -1,0 +1,208 @@
+"""Training data from ledgers: one row per co-signed DELIVERY settlement, held-out evaluation.
+
+    dataset = rows_from_ledgers([Path("runs/x/node-0.db"), ...])
+    report = evaluate_by_day(dataset)          # train on the first days, test on the last
+
+Every settlement whose buyer's agreement is stored (in any of the ledgers) is one row, counted
+once however many ledgers hold it.  The labels are what the seller's meter measured: quality =
+delivered / agreed, duration = the settlement's ``duration_ms``.  The features
+(:data:`~models.features.FEATURES`) are what a buyer knew when it traded -- the time of the
+seller's TRADE proposal:
+
+=====================  ==========================================================================
+transaction            agreed energy, price (the TRADE payload)
+weather                clear-sky irradiance at the interval's middle (:mod:`models.clearsky`, at
+                       ``latitude``/``longitude``: a ledger holds no weather); temperature is
+                       not in a ledger: :data:`UNKNOWN_TEMPERATURE_C` (a constant column)
+technical / location   ``locations`` (seller key -> (efficiency, distance m, zone)) when the caller
+                       knows them (the simulator does); else the unknown-distance estimate
+history                the seller's settlements completed before the trade: mean delivered share,
+                       count, mean duration (NaN without)
+market                 sellers / buyers trading in the interval (a ledger has no view of the
+                       offers; this is the nearest market-side measure it has)
+=====================  ==========================================================================
+
+Pure apart from reading the ledger files.  Training and evaluation use :mod:`models.train` (the
+``[train]`` extra).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ledger import BlockBody, BlockType, DeliveryPayload, LedgerStore, decode_envelope
+from models.clearsky import clear_sky_ghi
+from models.dataset import Dataset
+from models.errors import ModelError
+
+__all__ = ["LedgerDataset", "evaluate_by_day", "evaluate_by_seller", "fit_all",
+           "rows_from_ledgers"]
+
+UNKNOWN_TEMPERATURE_C = 20.0
+UNKNOWN_DISTANCE_M = 250.0       # as p2pnode.ranking assumes for a seller without coordinates
+LOSS_PER_KM = 0.04
+DEFAULT_LATITUDE, DEFAULT_LONGITUDE = 36.1, -79.9   # p2pnode.config.MarketConfig's defaults
+MIN_DURATION_S = 0.001
+HELD_OUT_SELLERS = 0.25
+MIN_ROWS = 50
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LedgerDataset:
+    """The rows (a :class:`~models.dataset.Dataset`) and each row's day (unix days)."""
+
+    data: Dataset
+    day: np.ndarray
+    sellers: tuple[bytes, ...]   # seller ids of ``data.seller`` index this
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@dataclasses.dataclass
+class _Seen:
+    # keyed by (seller, trade id): a trade id is the buyer's random choice, unique per seller
+    trades: dict = dataclasses.field(default_factory=dict)        # -> (payload, time ms)
+    deliveries: dict = dataclasses.field(default_factory=dict)    # -> (payload, time, seq)
+    agreed: set = dataclasses.field(default_factory=set)          # (seller, seq) co-signed
+
+
+def _scan(paths: Sequence[Path]) -> _Seen:
+    seen = _Seen()
+    for path in paths:
+        store = LedgerStore(path, sync="normal")
+        try:
+            for author, seq, _, raw in store.raw_blocks():
+                body = decode_envelope(raw, BlockBody)[0].message
+                payload = body.payload
+                if body.type is BlockType.TRADE and body.is_proposal:
+                    seen.trades.setdefault((payload.seller, payload.trade_id),
+                                           (payload, body.time_ms))
+                elif body.type is BlockType.SETTLEMENT and isinstance(payload, DeliveryPayload):
+                    if body.is_proposal:
+                        seen.deliveries.setdefault((payload.seller, payload.trade_id),
+                                                   (payload, body.time_ms, seq))
+                    else:
+                        seen.agreed.add((body.link_key, body.link_seq))
+        finally:
+            store.close()
+    return seen
+
+
+def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
+                      latitude: float = DEFAULT_LATITUDE, longitude: float = DEFAULT_LONGITUDE,
+                      locations: Callable[[bytes], tuple[float, float, int]] | None = None
+                      ) -> LedgerDataset:
+    """The co-signed DELIVERY settlements in the ledger files ``paths`` as training rows."""
+    seen = _scan([Path(p) for p in paths])
+    settled = []
+    for key, (delivery, time_ms, seq) in seen.deliveries.items():
+        trade = seen.trades.get(key)
+        if trade is None or (delivery.seller, seq) not in seen.agreed or delivery.agreed_wh <= 0:
+            continue
+        settled.append((trade[1], time_ms, trade[0], delivery))
+    if not settled:
+        raise ModelError("the ledgers hold no co-signed DELIVERY settlement")
+    settled.sort(key=lambda s: s[0])   # by the time the buyer decided
+    by_interval: dict[int, tuple[set, set]] = {}
+    for _, _, trade, _ in settled:
+        sellers, buyers = by_interval.setdefault(trade.interval_start_s, (set(), set()))
+        sellers.add(trade.seller)
+        buyers.add(trade.buyer)
+    completed = sorted(((t_settled, d) for _, t_settled, _, d in settled), key=lambda s: s[0])
+    history: dict[bytes, list[float]] = {}   # seller -> [agreed, delivered, count, duration sum]
+    done = 0
+    seller_ids: dict[bytes, int] = {}
+    rows, quality, duration, seller_col, day = [], [], [], [], []
+    for decided_ms, _, trade, delivery in settled:
+        while done < len(completed) and completed[done][0] < decided_ms:
+            d = completed[done][1]
+            h = history.setdefault(d.seller, [0.0, 0.0, 0, 0.0])
+            h[0] += d.agreed_wh
+            h[1] += d.delivered_wh
+            h[2] += 1
+            h[3] += d.duration_ms / 1000
+            done += 1
+        h = history.get(trade.seller)
+        middle = trade.interval_start_s + interval_s / 2
+        efficiency, distance, zone = locations(trade.seller) if locations else (
+            1 - LOSS_PER_KM * UNKNOWN_DISTANCE_M / 1000, UNKNOWN_DISTANCE_M, 0)
+        sellers, buyers = by_interval[trade.interval_start_s]
+        rows.append((trade.energy_wh, trade.price_micro_per_kwh / 1e6,
+                     float(clear_sky_ghi(middle, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
+                     efficiency, distance, zone,
+                     h[1] / h[0] if h and h[0] else math.nan, h[2] if h else 0,
+                     h[3] / h[2] if h and h[2] else math.nan, len(sellers) / len(buyers)))
+        quality.append(delivery.delivered_wh / delivery.agreed_wh)
+        duration.append(max(MIN_DURATION_S, delivery.duration_ms / 1000))
+        seller_col.append(seller_ids.setdefault(trade.seller, len(seller_ids)))
+        day.append(trade.interval_start_s // 86400)
+    data = Dataset(np.array(rows, dtype=np.float64), np.array(quality), np.array(duration),
+                   np.array(seller_col))
+    return LedgerDataset(data, np.array(day), tuple(seller_ids))
+
+
+def _fit_and_score(train: Dataset, test: Dataset, seed: int) -> dict:
+    from models.predictor import Predictor
+    from models.train import evaluate, fit
+    from models.trees import export
+    quality, duration = fit(train, seed)
+    predictor = Predictor(export(quality), export(duration))
+    evaluation = evaluate(lambda x: predictor.predict(x, check=False), train, test)
+    out = {"rows_train": len(train), "rows_test": len(test)}
+    for target, short in (("quality", "quality"), ("duration_s", "duration")):
+        scores = evaluation.scores[target]
+        out[f"{short}_r2"] = round(scores["model"].r2, 4)
+        out[f"{short}_r2_mean"] = round(scores["mean"].r2, 4)
+        out[f"{short}_r2_seller_past"] = round(scores["seller_past"].r2, 4)
+        out[f"{short}_r2_baseline"] = max(out[f"{short}_r2_mean"], out[f"{short}_r2_seller_past"])
+    return out
+
+
+def _check_split(train: Dataset, test: Dataset, what: str) -> None:
+    if len(train) < MIN_ROWS or len(test) < MIN_ROWS // 5:
+        raise ModelError(f"too few settlements to hold out {what}: {len(train)} to train, "
+                         f"{len(test)} to test (need {MIN_ROWS} and {MIN_ROWS // 5})")
+
+
+def evaluate_by_day(dataset: LedgerDataset, seed: int = 0) -> dict:
+    """Train on every day but the last, score on the last: ``quality_r2_ledger`` etc."""
+    last = dataset.day.max()
+    train_rows = np.flatnonzero(dataset.day < last)
+    test_rows = np.flatnonzero(dataset.day == last)
+    train, test = dataset.data.subset(train_rows), dataset.data.subset(test_rows)
+    _check_split(train, test, "the last day")
+    scores = _fit_and_score(train, test, seed)
+    return {f"{k.replace('_r2', '_r2_ledger', 1)}" if "_r2" in k else f"ledger_{k}": v
+            for k, v in scores.items()}
+
+
+def evaluate_by_seller(dataset: LedgerDataset, seed: int = 0) -> dict:
+    """Train on 75 % of the sellers, score on the others' settlements (``*_by_seller``)."""
+    sellers = np.unique(dataset.data.seller)
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(sellers, max(1, int(len(sellers) * HELD_OUT_SELLERS)), replace=False))
+    mask = np.array([s in held for s in dataset.data.seller])
+    train, test = dataset.data.subset(np.flatnonzero(~mask)), dataset.data.subset(np.flatnonzero(mask))
+    _check_split(train, test, "a quarter of the sellers")
+    scores = _fit_and_score(train, test, seed)
+    return {f"{k}_by_seller": v for k, v in scores.items()}
+
+
+def fit_all(dataset: LedgerDataset, seed: int = 0):
+    """The :class:`~models.predictor.Predictor` fitted on every row (what ``p2pnode train
+    --ledgers`` writes, in the versioned format of :mod:`models.store`)."""
+    from models.predictor import Predictor
+    from models.train import fit
+    from models.trees import export
+    if len(dataset) < MIN_ROWS:
+        raise ModelError(f"too few settlements to train on: {len(dataset)} (need {MIN_ROWS})")
+    quality, duration = fit(dataset.data, seed)
+    return Predictor(export(quality), export(duration),
+                     trained={"source": "ledgers", "rows": len(dataset), "seed": seed,
+                              "sellers": len(dataset.sellers)})
