@@ -23,9 +23,9 @@ from p2pnode.trackrecord import RECORD_WINDOW_BLOCKS, RecordCursor, page_for, ve
 __all__ = ["TrackRecordSide"]
 
 RECORD_PAGE_BYTES = MAX_PEER_MESSAGE_BYTES - 1536   # room for the reply's own fields
-MAX_RECORD_FETCHES = 6     # sellers whose records one buy step refreshes
-MAX_RECORD_PAGES = 16      # pages of one fetch (a first look at a long chain goes on later)
-RECORD_REFRESH_S = 600.0   # node seconds between two looks at one seller's record
+MAX_RECORD_FETCHES = 4     # sellers whose records one buy step refreshes
+MAX_RECORD_PAGES = 8       # pages of one fetch (a first look at a long chain goes on later)
+RECORD_REFRESH_S = 3600.0  # node seconds between two looks at one seller's record
 
 
 class TrackRecordSide:

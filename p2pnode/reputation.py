@@ -15,12 +15,14 @@ on every settlement it agrees to) and those in the sellers' verified track recor
                     :data:`OVERDUE_WEIGHT` of its energy undelivered
 ``duration``        mean duration of the settled trades (s)
 ``participation``   co-signed settlements in the record (market participation, X6)
-``volume_wh``       co-signed delivered energy
+``volume_wh``       co-signed delivered energy (capped per counterparty)
 ``age_s``           since the oldest verified block
 
 A key without a record is not trusted by default: :meth:`Reputation.share_cap` lets it supply at
 most :data:`NEW_KEY_SHARE` of a buyer's demand, rising with its co-signed delivered volume to the
-whole demand at :data:`TRUSTED_VOLUME_WH`.  A seller caught serving a forged, truncated,
+whole demand at :data:`TRUSTED_VOLUME_WH`, each counterparty's deliveries counting
+:data:`VOLUME_PER_COUNTERPARTY_WH` at most (a seller's own fresh buyer keys buy it little trust).
+The cap binds while other sellers can supply the rest (:meth:`p2pnode.node.Node.buy`).  A seller caught serving a forged, truncated,
 reordered or rewritten record is *penalised*: it is no candidate for :data:`PENALTY_S`, and its
 cursor is forgotten (the next look starts afresh).
 """
@@ -38,7 +40,8 @@ __all__ = ["Reputation", "NEW_KEY_SHARE", "TRUSTED_VOLUME_WH", "PENALTY_S",
            "MAX_SETTLEMENTS_PER_COUNTERPARTY"]
 
 NEW_KEY_SHARE = 0.5                      # of a buyer's demand, for a seller without a record
-TRUSTED_VOLUME_WH = 5_000                # co-signed delivered Wh for an uncapped share
+TRUSTED_VOLUME_WH = 1_000                # co-signed delivered Wh for an uncapped share ...
+VOLUME_PER_COUNTERPARTY_WH = 250         # ... each buyer's settlements counting this much at most
 PENALTY_S = 86_400                       # a seller caught cheating is no candidate this long
 MAX_SETTLEMENTS_PER_COUNTERPARTY = 24    # the most recent ones count
 MAX_SETTLEMENTS_PER_SELLER = 512         # evidence kept per seller (the most recent)
@@ -170,7 +173,13 @@ class Reputation:
         return sum(1 for s in self._counted(seller) if s.cosigned)
 
     def volume_wh(self, seller: bytes) -> int:
-        return sum(s.delivered_wh for s in self._counted(seller) if s.cosigned)
+        """Co-signed delivered energy, each counterparty's counting at most
+        :data:`VOLUME_PER_COUNTERPARTY_WH` (full trust needs several real buyers)."""
+        per_buyer: collections.Counter[bytes] = collections.Counter()
+        for s in self._counted(seller):
+            if s.cosigned:
+                per_buyer[s.buyer] += s.delivered_wh
+        return sum(min(v, VOLUME_PER_COUNTERPARTY_WH) for v in per_buyer.values())
 
     def age_s(self, seller: bytes, now_s: float) -> float:
         view = self.sellers.get(seller)

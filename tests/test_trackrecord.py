@@ -19,7 +19,8 @@ from ledger import (
 )
 from p2pnode.negotiation import MAX_RECORD_BLOCKS
 from p2pnode.reputation import (
-    MAX_SETTLEMENTS_PER_COUNTERPARTY, NEW_KEY_SHARE, Reputation,
+    MAX_SETTLEMENTS_PER_COUNTERPARTY, NEW_KEY_SHARE, TRUSTED_VOLUME_WH,
+    VOLUME_PER_COUNTERPARTY_WH, Reputation,
 )
 from p2pnode.trackrecord import RecordCursor, Settlement, page_for, verify_page
 from tests.chainkit import key
@@ -226,7 +227,8 @@ def test_reputation_is_multidimensional_and_caps_new_keys_and_sybils():
     for n in range(10):
         view.add(settlement(n, honest, bytes([n]) * 32, 1000, 1000))
     assert view.quality(honest) == 1.0 and view.participation(honest) == 10
-    assert view.volume_wh(honest) == 10_000 and view.share_cap(honest) == 1.0
+    assert view.volume_wh(honest) == 10 * VOLUME_PER_COUNTERPARTY_WH
+    assert view.share_cap(honest) == 1.0
     assert view.mean_duration_s(honest) == pytest.approx(30.0045)
     assert view.age_s(honest, 100.0) == pytest.approx(99.0)   # the oldest settlement at 1 s
     # a seller padding its record with many perfect trades with one (own) key: that key's
@@ -238,6 +240,9 @@ def test_reputation_is_multidimensional_and_caps_new_keys_and_sybils():
     expected = (5 * 200 + MAX_SETTLEMENTS_PER_COUNTERPARTY * 1000) / (
         (5 + MAX_SETTLEMENTS_PER_COUNTERPARTY) * 1000)
     assert view.quality(seller) == pytest.approx(expected)
+    # ... nor buy itself trust: one counterparty's deliveries count a bounded volume
+    assert view.volume_wh(seller) == 2 * VOLUME_PER_COUNTERPARTY_WH < TRUSTED_VOLUME_WH
+    assert NEW_KEY_SHARE < view.share_cap(seller) < 1.0
     # the same settlement seen twice (own ledger and the seller's record) counts once
     again = settlement(1, honest, bytes([1]) * 32, 1000, 1000)
     view.add(again)
