@@ -27,7 +27,7 @@ from p2pnode.meter import Meter, Reading
 
 __all__ = ["OVERSELLING", "UNRELIABLE", "OverstatingForecaster", "UnreliableMeter",
            "choice_shift", "plot_choice_shift", "seller_rows", "strategic_node",
-           "strategic_roles"]
+           "strategic_roles", "write_strategic"]
 
 OVERSELLING = "overselling"
 UNRELIABLE = "unreliable"
@@ -148,3 +148,24 @@ def plot_choice_shift(runs: dict[str, list[dict]], path: Path, interval_s: int,
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
+
+
+def write_strategic(out_dir: Path, trades: Sequence[dict], roles: dict[int, tuple[str, float]],
+                    intervals: int, interval_s: int, plots: bool = True) -> None:
+    """The run directory's ``sellers.csv`` (delivered share per seller and its role) and
+    ``strategic_choices.png`` (the strategic sellers' share of the energy bought over the run);
+    nothing without strategic sellers."""
+    if not roles:
+        return
+    import csv
+    rows = seller_rows(trades, roles)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "sellers.csv").open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["seller"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if plots:
+        per_bin = max(1, 7200 // interval_s)
+        plot_choice_shift({"this run": choice_shift(trades, roles, intervals, per_bin)},
+                          out_dir / "strategic_choices.png", interval_s)

@@ -73,3 +73,16 @@ def test_bad_strategic_settings_name_the_field():
         Households(overselling_share=0.7, unreliable_share=0.5)
     with pytest.raises(ScenarioError, match="unreliable_delivery"):
         Households(unreliable_delivery=1.5)
+
+
+def test_the_run_directory_gets_the_sellers_table_and_the_plot(tmp_path):
+    from simulator.strategic import write_strategic
+    trades = [{"seller": 1, "interval": i, "energy_wh": 100, "delivered_wh": 40} for i in range(8)]
+    trades += [{"seller": 2, "interval": i, "energy_wh": 100, "delivered_wh": 100}
+               for i in range(8)]
+    write_strategic(tmp_path / "run", trades, {1: (OVERSELLING, 3.0)}, 8, 900)
+    lines = (tmp_path / "run" / "sellers.csv").read_text().splitlines()
+    assert lines[0].startswith("seller,role,trades") and lines[1].startswith("1,overselling,8")
+    assert (tmp_path / "run" / "strategic_choices.png").stat().st_size > 1000
+    write_strategic(tmp_path / "none", trades, {}, 8, 900)
+    assert not (tmp_path / "none").exists()
