@@ -11,9 +11,13 @@ seller's TRADE proposal:
 
 =====================  ==========================================================================
 transaction            agreed energy, price (the TRADE payload)
-weather                clear-sky irradiance at the interval's middle (:mod:`models.clearsky`, at
-                       ``latitude``/``longitude``: a ledger holds no weather); temperature is
-                       not in a ledger: :data:`UNKNOWN_TEMPERATURE_C` (a constant column)
+weather                estimated irradiance: the clear-sky irradiance at the traded interval's
+                       middle (:mod:`models.clearsky`, at ``latitude``/``longitude``) times the
+                       *clearness* of the latest interval measured before the trade -- the
+                       generation in the ledgers' MINT readings over its clear-sky irradiation,
+                       relative to the highest such ratio in the data (the fleet's size); 1
+                       when nothing was measured in the :data:`CLEARNESS_LOOKBACK_S` before.
+                       Temperature is not in a ledger: :data:`UNKNOWN_TEMPERATURE_C` (constant)
 technical / location   ``locations`` (seller key -> (efficiency, distance m, zone)) when the caller
                        knows them (the simulator does); else the unknown-distance estimate
 history                the seller's settlements completed before the trade: mean delivered share,
@@ -36,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ledger import BlockBody, BlockType, DeliveryPayload, LedgerStore, decode_envelope
-from models.clearsky import clear_sky_ghi
+from models.clearsky import clear_sky_energy_wh_m2, clear_sky_ghi
 from models.dataset import Dataset
 from models.errors import ModelError
 
@@ -48,6 +52,9 @@ UNKNOWN_DISTANCE_M = 250.0       # as p2pnode.ranking assumes for a seller witho
 LOSS_PER_KM = 0.04
 DEFAULT_LATITUDE, DEFAULT_LONGITUDE = 36.1, -79.9   # p2pnode.config.MarketConfig's defaults
 MIN_DURATION_S = 0.001
+CLEARNESS_LOOKBACK_S = 3 * 3600
+MIN_CLEAR_SKY_WH_M2 = 25.0    # per interval: intervals darker than this say nothing of clouds
+MAX_CLEARNESS = 1.2
 HELD_OUT_SELLERS = 0.25
 MIN_ROWS = 50
 
@@ -70,6 +77,7 @@ class _Seen:
     trades: dict = dataclasses.field(default_factory=dict)        # -> (payload, time ms)
     deliveries: dict = dataclasses.field(default_factory=dict)    # -> (payload, time, seq)
     agreed: set = dataclasses.field(default_factory=set)          # (seller, seq) co-signed
+    generation: dict = dataclasses.field(default_factory=dict)    # (meter, interval) -> Wh
 
 
 def _scan(paths: Sequence[Path]) -> _Seen:
@@ -80,7 +88,11 @@ def _scan(paths: Sequence[Path]) -> _Seen:
             for author, seq, _, raw in store.raw_blocks():
                 body = decode_envelope(raw, BlockBody)[0].message
                 payload = body.payload
-                if body.type is BlockType.TRADE and body.is_proposal:
+                if body.type is BlockType.MINT:
+                    reading = payload.reading
+                    seen.generation[(reading.meter, reading.interval_start_s)] = \
+                        reading.generation_wh
+                elif body.type is BlockType.TRADE and body.is_proposal:
                     seen.trades.setdefault((payload.seller, payload.trade_id),
                                            (payload, body.time_ms))
                 elif body.type is BlockType.SETTLEMENT and isinstance(payload, DeliveryPayload):
@@ -114,6 +126,8 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         sellers, buyers = by_interval.setdefault(trade.interval_start_s, (set(), set()))
         sellers.add(trade.seller)
         buyers.add(trade.buyer)
+    clearness = _clearness(seen.generation, interval_s, latitude, longitude)
+    measured = sorted(clearness)
     completed = sorted(((t_settled, d) for _, t_settled, _, d in settled), key=lambda s: s[0])
     history: dict[bytes, list[float]] = {}   # seller -> [agreed, delivered, count, duration sum]
     done = 0
@@ -133,8 +147,9 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         efficiency, distance, zone = locations(trade.seller) if locations else (
             1 - LOSS_PER_KM * UNKNOWN_DISTANCE_M / 1000, UNKNOWN_DISTANCE_M, 0)
         sellers, buyers = by_interval[trade.interval_start_s]
+        sky = _latest(clearness, measured, decided_ms / 1000 - interval_s)
         rows.append((trade.energy_wh, trade.price_micro_per_kwh / 1e6,
-                     float(clear_sky_ghi(middle, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
+                     sky * float(clear_sky_ghi(middle, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
                      efficiency, distance, zone,
                      h[1] / h[0] if h and h[0] else math.nan, h[2] if h else 0,
                      h[3] / h[2] if h and h[2] else math.nan, len(sellers) / len(buyers)))
@@ -145,6 +160,34 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
     data = Dataset(np.array(rows, dtype=np.float64), np.array(quality), np.array(duration),
                    np.array(seller_col))
     return LedgerDataset(data, np.array(day), tuple(seller_ids))
+
+
+def _clearness(generation: dict, interval_s: int, latitude: float, longitude: float
+               ) -> dict[int, float]:
+    """Interval start -> measured generation over clear-sky irradiation, scaled to 0..1.2."""
+    total: dict[int, int] = {}
+    for (_, start), wh in generation.items():
+        total[start] = total.get(start, 0) + wh
+    if not total:
+        return {}
+    starts = np.array(sorted(total))
+    sky = clear_sky_energy_wh_m2(starts, interval_s, latitude, longitude)
+    lit = sky >= MIN_CLEAR_SKY_WH_M2
+    if not lit.any():
+        return {}
+    ratio = np.array([total[s] for s in starts])[lit] / sky[lit]
+    scale = float(ratio.max()) or 1.0
+    return {int(s): min(MAX_CLEARNESS, r / scale) for s, r in zip(starts[lit], ratio)}
+
+
+def _latest(clearness: dict[int, float], measured: list[int], before_s: float) -> float:
+    """The clearness of the latest interval that started before ``before_s`` (1 if none
+    within :data:`CLEARNESS_LOOKBACK_S`)."""
+    import bisect
+    i = bisect.bisect_right(measured, before_s) - 1
+    if i < 0 or measured[i] < before_s - CLEARNESS_LOOKBACK_S:
+        return 1.0
+    return clearness[measured[i]]
 
 
 def _fit_and_score(train: Dataset, test: Dataset, seed: int) -> dict:
