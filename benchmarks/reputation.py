@@ -110,6 +110,7 @@ def main() -> int:
             shifts[label] = choice_shift(swarm.trades, swarm.roles, scenario.intervals,
                                          per_bin=86400 // scenario.interval_s // 12)
             results["strategic_sellers"] = len(swarm.roles)
+            print(f"{label}: {stats} strategic: {strategic}", file=sys.stderr, flush=True)
             if informed:
                 ledgers = list(swarm.ledger_paths)
                 results.update(ledger_predictors(ledgers, scenario))

@@ -115,13 +115,20 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                      history.mean_duration_s(record.seller), ratio))
     quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
     return [Candidate(seller=r.seller, offer_id=r.offer_id,
-                      available_wh=max(1, min(r.energy_wh, math.ceil(
-                          history.share_cap(r.seller) * deficit_wh))) if capped else r.energy_wh,
+                      available_wh=_capped_wh(r, history, deficit_wh) if capped else r.energy_wh,
                       price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
                       distance_m=float(dist), predicted_quality=float(q),
                       predicted_duration_s=float(d),
                       participation=history.participation(r.seller))
             for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
+
+
+def _capped_wh(record: OfferRecord, history: Reputation, deficit_wh: int) -> int:
+    """The record's energy, at most the seller's reputation share of the deficit."""
+    share = history.share_cap(record.seller)
+    if share >= 1.0:
+        return record.energy_wh
+    return max(1, min(record.energy_wh, math.ceil(share * deficit_wh)))
 
 
 def rank(deficit_wh: int, max_price_micro_per_kwh: int, candidates: Sequence[Candidate],

@@ -271,3 +271,24 @@ def test_the_view_is_rebuilt_from_the_buyers_ledger(tmp_path):
     assert view.quality(seller) == pytest.approx(1250 / 2000)
     assert view.participation(seller) == 2 and view.sellers[seller].trades == 2
     assert view.mean_duration_s(seller) == pytest.approx(60.0)
+
+
+def test_candidates_take_participation_and_the_share_cap_from_the_reputation():
+    from models import Predictor
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import MarketContext, candidates_from_offers
+    trusted, newcomer, liar = b"t" * 32, b"n" * 32, b"l" * 32
+    view = Reputation()
+    for n in range(8):
+        view.add(settlement(n, trusted, bytes([n]) * 32, 500, 500))
+        view.add(settlement(100 + n, liar, bytes([n]) * 32, 500, 100))
+    records = [OfferRecord(seller, bytes([i]) * 16, 1, 4000, 200_000, "F", DAY, DAY + 900,
+                           "127.0.0.1:1") for i, seller in enumerate((trusted, newcomer, liar))]
+    candidates = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default())
+    by_seller = {c.seller: c for c in candidates}
+    assert by_seller[trusted].available_wh == 4000 and by_seller[trusted].participation == 8
+    assert by_seller[newcomer].available_wh == 1000 and by_seller[newcomer].participation == 0
+    assert by_seller[liar].predicted_quality < by_seller[trusted].predicted_quality - 0.3
+    uncapped = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default(),
+                                      capped=False)
+    assert {c.available_wh for c in uncapped} == {4000}
