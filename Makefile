@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test run bench clean
+.PHONY: venv test run bench fuzz clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ test: venv
 
 run: venv
 	$(BIN)/p2pnode simulate examples/quickstart.toml --out runs/quickstart
+
+# Coverage-guided fuzzing of every decoder (fuzz/targets.py), FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	$(BIN)/python benchmarks/fuzz.py --seconds $(FUZZ_SECONDS)
 
 bench: venv
 	$(BIN)/python benchmarks/ledger.py --quick --json benchmarks/results/ledger.json

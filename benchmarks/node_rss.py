@@ -12,8 +12,9 @@ intervals had trades settled both ways: ``node_rss_mb`` (VmRSS), ``node_peak_rss
 ``cpu_ms_per_interval`` (the daemon's user+system CPU from up to then, per closed interval),
 ``node_startup_s`` (launch to its "up" line); then SIGTERM (``node_exit_code`` must be 0).
 ``deps_floor_rss_mb``: an idle interpreter of the same venv that imports exactly the third-party
-modules a node process loads (aiohttp, cryptography, msgpack, kademlia, deap, numpy and what they
-pull in) and none of ours; ``node_overhead_ratio`` = ``node_rss_mb`` / ``deps_floor_rss_mb``.
+modules that daemon imported while it ran (aiohttp, cryptography, msgpack, kademlia, deap, numpy
+and what they pull in; read from its ``-X importtime`` report, so lazy imports count) and none of
+ours; ``node_overhead_ratio`` = ``node_rss_mb`` / ``deps_floor_rss_mb``.
 
 Old code (``old``, same keys): a git worktree of ``--old-commit`` installed the same way (its
 base install had every library), its own copy of this harness (``daemon_memory``, partners of its
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -56,11 +58,9 @@ from trade_path import FEEDER, INTERVAL_S, TRADE_START_S, voucher_for  # noqa: E
 __all__ = ["daemon_memory"]
 
 OLD_COMMIT = "d9915c0"
+EX_POST = "ex_post"
 TOP_LEVEL_DEPS = ("aiohttp", "cryptography", "msgpack", "kademlia", "deap", "numpy")
 OUR_PACKAGES = frozenset({"p2pnode", "ledger", "optimizer", "models", "simulator", "tests"})
-# What a node process imports: the daemon's modules and the predictor it loads to buy.
-NODE_PROBE = ("import p2pnode.cli, p2pnode.commands.run, p2pnode.node\n"
-              "p2pnode.node.default_predictor()\n")
 
 DAEMON_START = "2026-07-01T11:59:00Z"   # one node minute before an interval boundary
 DAEMON_FIRST_S = TRADE_START_S - INTERVAL_S  # the first interval its daemon loop trades
@@ -106,7 +106,24 @@ def daemon_files(workdir: Path, bootstrap: list[str], rng: random.Random) -> Pat
         f'[meter]\nkind = "csv"\npath = "meter.csv"\n\n'
         f'[credit]\nvouchers = ["credit.voucher"]\ntrusted_issuers = ["{issuer.public.hex()}"]\n\n'
         f'[timing]\nbuy_delay_s = {DAEMON_BUY_DELAY_S}\n')
+    if market_modes():
+        with config.open("a") as out:
+            out.write(f'\n[market]\nmode = "{EX_POST}"\n')
     return config
+
+
+def market_modes() -> bool:
+    """Whether this code's node config has a ``[market]`` table (newer code: trading ahead on
+    forecasts by default).  The benchmark trades ex post, on the metered energy, so that its
+    nodes trade from the first interval, with no forecast history, as the older code did."""
+    return "market" in {f.name for f in dataclasses.fields(NodeConfig)}
+
+
+def ex_post(config: NodeConfig) -> NodeConfig:
+    if not market_modes():
+        return config
+    from p2pnode.config import MarketConfig
+    return dataclasses.replace(config, market=MarketConfig(mode=EX_POST))
 
 
 async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node]:
@@ -123,6 +140,7 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
                             network=NetworkConfig(max_peers_per_host=0),   # all on 127.0.0.1
                             timing=Timing(buy_delay_s=DAEMON_BUY_DELAY_S),
                             credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
+        config = ex_post(config)
         node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                     predictor=predictor)
         await node.start()
@@ -133,13 +151,17 @@ async def daemon_partners(workdir: Path, clock, rng: random.Random) -> list[Node
 
 
 async def daemon_memory(speed: float, intervals: int, max_intervals: int,
-                        rng: random.Random, python: Path | None = None) -> dict:
+                        rng: random.Random, python: Path | None = None,
+                        modules: bool = False) -> dict:
     """Run ``p2pnode run`` against partners until it traded both ways; read its memory.
 
     ``python``: the interpreter of another venv whose installed ``p2pnode`` runs the daemon
     (from a directory outside the source tree); default: this one, on this source tree.
+    ``modules``: also return ``node_modules``, every module the daemon imported while it ran
+    (Python's ``-X importtime`` report on its stderr), lazily imported ones included.
     """
     out: dict = {"node_speed": speed}
+    env = os.environ | ({"PYTHONPROFILEIMPORTTIME": "1"} if modules else {})
     if python is None:
         command, cwd = [sys.executable, "-m", "p2pnode.cli"], ROOT
     else:
@@ -155,7 +177,7 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             proc = await asyncio.create_subprocess_exec(
                 *command, "run", "--config", str(config), "--speed",
                 str(speed), "--start", DAEMON_START, "--log-level", "WARNING",
-                cwd=cwd or workdir, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+                cwd=cwd or workdir, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env)
         tasks = []
         try:
             up = await asyncio.wait_for(proc.stdout.readline(), DAEMON_UP_TIMEOUT_S)
@@ -171,6 +193,8 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             status = proc_status_mb(proc.pid)
             out["node_rss_mb"], out["node_peak_rss_mb"] = status["VmRSS"], status["VmHWM"]
             out.update(await stop_daemon(proc, log))
+            if modules:
+                out["node_modules"] = imported_modules(log)
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -183,6 +207,20 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
         for key, code in RSS_PARTS.items():
             out[key] = await python_rss_mb(code, python)
     return out
+
+
+def imported_modules(log: Path) -> list[str]:
+    """The modules named in a ``-X importtime`` report (``import time: self | cumul | name``)."""
+    names = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("import time:") and "imported package" not in line:
+            names.append(line.rpartition("|")[2].strip())
+    return names
+
+
+def sold_count(counters) -> int:
+    """Deliveries a seller settled (the counter's name in this code and in older code)."""
+    return counters.get("deliveries_settled", 0) + counters.get("settlements_agreed", 0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -202,7 +240,7 @@ async def stop_daemon(proc, log: Path) -> dict:
         print(f"p2pnode run exited {out['node_exit_code']}:\n{log.read_text()[-2000:]}",
               file=sys.stderr)
     out["node_trades_bought"] = counters.get("trades_settled", 0)
-    out["node_trades_sold"] = counters.get("settlements_agreed", 0)
+    out["node_trades_sold"] = sold_count(counters)
     return out
 
 
@@ -229,7 +267,7 @@ async def watch_daemon(pid: int, partners: list[Node], intervals: int, max_inter
     """Wait until ``intervals`` intervals closed with trades settled both ways (or give up)."""
     while True:
         closed = len(partners[0].reports)
-        sold = sum(n.counters["settlements_agreed"] for n in partners)     # the daemon bought
+        sold = sum(sold_count(n.counters) for n in partners)               # the daemon bought
         bought = sum(n.counters["trades_settled"] for n in partners)       # the daemon sold
         if closed >= max_intervals or (closed >= intervals and sold and bought):
             return {"node_intervals": closed}
@@ -288,14 +326,11 @@ DETAILS = ("deps_floor_top_level_rss_mb", "node_peak_rss_mb", "node_trades_bough
            "node_bare_python_rss_mb")
 
 
-def node_dependency_modules(python: Path) -> list[str]:
-    """The third-party modules a node process of ``python``'s venv loads (none of ours)."""
-    code = NODE_PROBE + "import sys, json; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tempfile.gettempdir(), timeout=120)
-    return [name for name in json.loads(out.stdout)
-            if name.partition(".")[0] not in OUR_PACKAGES | set(sys.stdlib_module_names)
-            and not name.startswith("__") and name != "_distutils_hack"]
+def dependency_modules(names: list[str]) -> list[str]:
+    """The third-party modules among ``names`` (none of ours, none of the stdlib)."""
+    return sorted({name for name in names
+                   if name.partition(".")[0] not in OUR_PACKAGES | set(sys.stdlib_module_names)
+                   and not name.startswith("__") and name != "_distutils_hack"})
 
 
 def floor_code(modules: list[str]) -> str:
@@ -306,16 +341,16 @@ def floor_code(modules: list[str]) -> str:
             "    except ImportError:\n        pass\n")
 
 
-async def measure(python: Path, modules: list[str], run) -> dict:
-    """The issue's keys for one install: ``run()`` gives the daemon's figures."""
+async def measure(python: Path, run, modules: list[str] | None = None) -> dict:
+    """The issue's keys for one install: ``run()`` gives the daemon's figures; the floor imports
+    ``modules`` (default: the dependency modules that daemon imported)."""
     out = {"core_install_mb": slimkit.tree_mb(slimkit.site_packages(python))}
     out.update(await run())
-    out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(modules), python)
+    out["floor_modules"] = modules or dependency_modules(out.pop("node_modules"))
+    out["deps_floor_rss_mb"] = await python_rss_mb(floor_code(out["floor_modules"]), python)
     out["node_overhead_ratio"] = out["node_rss_mb"] / out["deps_floor_rss_mb"]
-    top_level = sorted({name.partition(".")[0] for name in modules if "." not in name
-                        and not name.startswith("_")})
     out["deps_floor_top_level_rss_mb"] = await python_rss_mb(
-        floor_code([name for name in top_level if name in TOP_LEVEL_DEPS]), python)
+        "\n".join(f"import {name}" for name in TOP_LEVEL_DEPS), python)
     return out
 
 
@@ -357,10 +392,11 @@ async def benchmark(plan: tuple, seed: int, old_commit: str | None) -> dict:
         workdir = Path(tmp)
         progress("building the wheel and the slim venv")
         slim = slimkit.slim_venv(workdir / "new")
-        modules = node_dependency_modules(slim)
-        progress(f"new code: the daemon trades ({len(modules)} dependency modules in the floor)")
-        new = await measure(slim, modules, lambda: daemon_memory(*plan, random.Random(seed),
-                                                                  python=slim))
+        progress("new code: the daemon trades")
+        new = await measure(slim, lambda: daemon_memory(*plan, random.Random(seed), python=slim,
+                                                        modules=True))
+        modules = new["floor_modules"]
+        progress(f"the floor: {len(modules)} dependency modules the daemon imported")
         results.update({key: new[key] for key in KEYS})
         results.update({key: new[key] for key in DETAILS if key in new})
         results["deps_rss_mb"] = await dependency_costs(slim, modules)
@@ -371,7 +407,7 @@ async def benchmark(plan: tuple, seed: int, old_commit: str | None) -> dict:
 
                 async def run_old():
                     return await asyncio.to_thread(old_daemon, source, python, plan, seed)
-                old = await measure(python, modules, run_old)
+                old = await measure(python, run_old, modules)
             finally:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                                 str(source)], capture_output=True, timeout=120)

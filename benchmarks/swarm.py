@@ -39,6 +39,15 @@ Per size ``m<N>_``:
   against the smallest size of the same run (1 would be linear); ``cpu_per_meter_vs_100`` the
   same for cpu_s, which other load on the machine disturbs less than wall time.
 
+Market modes (``--modes ex_post real_time day_ahead``): each size runs once per mode on the
+same profiles, keys ``<mode>_m<N>_...``, adding what trading ahead of delivery measures:
+``forward_match_ratio`` (delivered energy that met a real deficit / the perfect-foresight
+optimum: what ``summary.json`` reports), ``delivered_share`` (delivered / agreed),
+``shortfall_kwh``, ``imbalance_cost``, ``trade_duration_s_p50`` and
+``forecast_skill_next_interval``.  Ahead of delivery the nodes' forecasters first see the 7
+days before (as ``p2pnode simulate`` does).  Without ``--modes`` the scenario's default mode
+runs, keys ``m<N>_...``.
+
 One run per size (a day takes minutes to an hour): the numbers are single samples on a shared
 2-core machine.  ``--quick`` (under a minute or two): 100 meters, 8 midday intervals.
 """
@@ -120,19 +129,25 @@ def cpu_s(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_size(meters: int, quick: bool, progress: bool, run_dir: Path) -> dict:
+def one_size(meters: int, quick: bool, progress: bool, run_dir: Path, mode: str | None = None
+             ) -> dict:
     """Run the swarm once for ``meters`` meters in this process; flat results."""
-    from simulator import Scenario, build_profiles, max_local_match_wh
+    from simulator import Scenario, max_local_match_wh
+    from simulator.run import forward_stats, run_profiles, within_deficits
+    from simulator.settings import Market
     from simulator.swarm import run_swarm
 
     scenario = dataclasses.replace(Scenario.default(), meters=meters, processes=PROCESSES,
                                    acceleration=ACCELERATION)
-    profiles = build_profiles(scenario.profile_spec())
+    if mode is not None:
+        scenario = dataclasses.replace(scenario, market=Market(mode))
+    profiles, history = run_profiles(scenario)
     if quick:
         profiles = profiles.window(QUICK_FIRST, QUICK_INTERVALS)
     cpu0, drops0 = cpu_s(resource.RUSAGE_SELF), udp_receive_buffer_errors()
     with RssSampler() as sampler:
-        swarm = run_swarm(scenario, profiles, run_dir, processes=PROCESSES, progress=progress)
+        swarm = run_swarm(scenario, profiles, run_dir, processes=PROCESSES, progress=progress,
+                          history=history)
     cpu = cpu_s(resource.RUSAGE_SELF) - cpu0 + cpu_s(resource.RUSAGE_CHILDREN)
     drops = udp_receive_buffer_errors() - drops0
     optimum_wh = float(max_local_match_wh(profiles.surplus_wh, profiles.deficit_wh).sum())
@@ -159,6 +174,7 @@ def one_size(meters: int, quick: bool, progress: bool, run_dir: Path) -> dict:
         **{name: swarm.counters.get(f"dht_{name}", 0)
            for name in ("rpc_timeout", "publish_timeout", "late_reply", "unexpected_reply")},
         "udp_rcvbuf_errors": drops,
+        **forward_stats(swarm, within_deficits(swarm.trades, profiles), optimum_wh),
     }
 
 
@@ -175,13 +191,14 @@ def udp_receive_buffer_errors() -> int:
 
 # -- the driver: every size in its own process group ------------------------------------------
 
-def run_child(meters: int, quick: bool, progress: bool, timeout_s: float) -> dict:
+def run_child(meters: int, quick: bool, progress: bool, timeout_s: float,
+              mode: str | None = None) -> dict:
     """One size in a fresh interpreter (own session: killed as a group on time-out)."""
     started = time.perf_counter()
     (ROOT / "runs").mkdir(exist_ok=True)                  # git-ignored, on the repo's disk
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as run_dir:  # removed even if killed
         command = [sys.executable, __file__, "--one", str(meters), "--run-dir", run_dir] \
-            + ["--quick"] * quick + ["--progress"] * progress
+            + ["--quick"] * quick + ["--progress"] * progress + (["--mode", mode] if mode else [])
         child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                  start_new_session=True)
         try:
@@ -201,14 +218,17 @@ def run_child(meters: int, quick: bool, progress: bool, timeout_s: float) -> dic
 
 
 def run_sizes(sizes: list[int], quick: bool, progress: bool, timeout_s: float,
-              json_path: Path | None) -> dict:
+              json_path: Path | None, modes: list[str] | None = None) -> dict:
     results: dict = {"processes": PROCESSES, "acceleration": ACCELERATION}
-    for meters in sizes:
-        print(f"[swarm] {meters} meters ...", file=sys.stderr, flush=True)
-        size = run_child(meters, quick, progress, timeout_s)
-        results.update({f"m{meters}_{name}": value for name, value in size.items()})
-        results.update(scaling(results, sizes[0], meters))
-        emit(results, json_path)   # after every size: a run that dies later keeps the rest
+    for mode in modes or [None]:
+        prefix = f"{mode}_" if mode else ""
+        for meters in sizes:
+            print(f"[swarm] {meters} meters {mode or ''}...", file=sys.stderr, flush=True)
+            size = run_child(meters, quick, progress, timeout_s, mode)
+            results.update({f"{prefix}m{meters}_{name}": value for name, value in size.items()})
+            if not mode:
+                results.update(scaling(results, sizes[0], meters))
+            emit(results, json_path)   # after every run: a run that dies later keeps the rest
     return results
 
 
@@ -232,17 +252,21 @@ def main() -> int:
     parser.add_argument("--timeout-s", type=float, default=TIMEOUT_S,
                         help="per size (default 3 h)")
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument("--modes", nargs="+", choices=("ex_post", "real_time", "day_ahead"),
+                        help="market modes to compare on the same profiles")
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)   # the child's entry
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one, args.quick, args.progress, args.run_dir)), flush=True)
+        print(json.dumps(one_size(args.one, args.quick, args.progress, args.run_dir, args.mode)),
+              flush=True)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so a running size is killed too
     sizes = args.meters or ([100] if args.quick else list(SIZES))
     if min(sizes) < PROCESSES:
         parser.error(f"--meters must be at least {PROCESSES}")
-    run_sizes(sorted(sizes), args.quick, args.progress, args.timeout_s, args.json)
+    run_sizes(sorted(sizes), args.quick, args.progress, args.timeout_s, args.json, args.modes)
     return 0
 
 

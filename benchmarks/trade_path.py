@@ -7,8 +7,8 @@ real :class:`~p2pnode.node.Node` s (DHT, HTTP peer endpoint, SQLite ledger) on o
 Each interval every seller mints and publishes its offer; then every buyer negotiates K trades
 of 10 Wh in a row with its seller's offer (REQUEST -> ACCEPTED with the seller's TRADE
 proposal, the buyer's agreement, CONFIRM; the node's own negotiation step -- discovery and
-ranking are left out, ``benchmarks/dht.py`` measures the gets) and settles them all (SETTLE ->
-the seller's settlement agreement): 3 HTTP round trips per trade.
+ranking are left out, ``benchmarks/dht.py`` measures the gets), and each seller settles them all
+(DELIVER with its DELIVERY settlement -> the buyer's agreement): 3 round trips per trade.
 
 * ``trades_per_s``: co-signed settled trades per wall second of negotiation plus settlement,
   ledgers with ``ledger_sync="full"`` (a meter: an fsync per commit);
@@ -47,6 +47,8 @@ import os
 import pstats
 import random
 import sys
+import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -61,13 +63,17 @@ from ledger import (  # noqa: E402
     BlockBody, CreditVoucher, Ledger, LedgerStore, MeterReading, SigningKey, TradePayload, audit,
     seal,
 )
-from p2pnode.config import Constraints, CreditConfig, NodeConfig, Timing  # noqa: E402
+from p2pnode.config import (  # noqa: E402
+    Constraints, CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing,
+)
 from p2pnode.dht.server import DHTSettings  # noqa: E402
 from p2pnode.meter import ProfileMeter  # noqa: E402
 from p2pnode.negotiation import PeerReply, PeerRequest  # noqa: E402
 from p2pnode.node import Node  # noqa: E402
 from p2pnode.offers import OfferRecord  # noqa: E402
 from p2pnode.peer import PeerClient, PeerServer  # noqa: E402
+from p2pnode.transport.address import libp2p_endpoint  # noqa: E402
+from p2pnode.transport.libp2p_host import Libp2pHost  # noqa: E402
 from report import emit  # noqa: E402
 from simulator.swarm import VirtualClock  # noqa: E402
 
@@ -80,10 +86,13 @@ TRADE_START_S = 1_782_907_200        # 2026-07-01 12:00 UTC: the "normal" tariff
 TRADE_TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=2.0, attempts=4, max_rounds=4)
 TRADE_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0,
                         max_contacts_per_host=None)   # every node shares 127.0.0.1
-ROUND_TRIPS_PER_TRADE = 3            # request, confirm, settle
+ROUND_TRIPS_PER_TRADE = 3            # request, confirm, deliver
 ECHO_BODY_BYTES = 400                # about a sealed PeerRequest with one block
 CREDIT_MICRO = 100_000_000
 REPEATS = 5                          # trade, echo and append rates: best of interleaved rounds
+HANDSHAKES = 20                      # fresh libp2p host pairs for the handshake cost
+HANDSHAKES_QUICK = 5
+REQUESTS_AFTER_HANDSHAKE = 10
 TRADE_MESSAGES = {PeerRequest.TYPE, PeerReply.TYPE, BlockBody.TYPE}
 
 
@@ -101,7 +110,7 @@ class Traders:
 
     @classmethod
     async def start(cls, pairs: int, trades: int, rounds: int, workdir: Path, rng: random.Random,
-                    ledger_sync: str) -> Traders:
+                    ledger_sync: str, transport: str = "http") -> Traders:
         clock = VirtualClock(TRADE_START_S)
         issuer = SigningKey.from_seed(rng.randbytes(32))
         net, zero = [2 * trades * TRADE_WH] * rounds, [0] * rounds
@@ -110,9 +119,11 @@ class Traders:
             seller = i % 2 == 0
             meter = ProfileMeter(TRADE_START_S, INTERVAL_S, net if seller else zero,
                                  zero if seller else net)
-            config = NodeConfig(ledger=workdir / f"{ledger_sync}-{i}.db", feeder=FEEDER,
+            config = NodeConfig(ledger=workdir / f"{transport}-{ledger_sync}-{i}.db", feeder=FEEDER,
                                 timing=TRADE_TIMING, constraints=Constraints(max_trade_wh=TRADE_WH),
-                                credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
+                                credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)),
+                                network=NetworkConfig(transport=transport),
+                                market=MarketConfig(mode="ex_post"))   # metered: no forecasts
             node = Node(config, meter, key=SigningKey.from_seed(rng.randbytes(32)), clock=clock,
                         dht_settings=TRADE_DHT, ledger_sync=ledger_sync)
             nodes.append(node)
@@ -146,7 +157,7 @@ class Traders:
             await asyncio.gather(*(buy_from(b, o, trades, began)
                                    for b, o in zip(self.buyers, offers)))
             self.clock.now_s = end + TRADE_TIMING.window_s
-            settled = sum(await asyncio.gather(*(b.settle(start) for b in self.buyers)))
+            settled = sum(await asyncio.gather(*(s.settle(start) for s in self.sellers)))
             elapsed = time.perf_counter() - began
         self.clock.now_s = end + TRADE_TIMING.window_s + 1
         await asyncio.gather(*(n.close_interval(start) for n in self.nodes))
@@ -261,15 +272,16 @@ async def negotiation(pairs: int, trades: int, repeats: int, rng: random.Random)
     """Every key of the module docstring."""
     out: dict = {"trade_pairs": pairs, "trades_per_pair": trades}
     best = dict.fromkeys(("trades_per_s", "trades_per_s_sync_normal", "http_round_trips_per_s",
-                          "ledger_appends_per_s"), 0.0)
+                          "ledger_appends_per_s", "libp2p_trades_per_s"), 0.0)
     with tempfile.TemporaryDirectory(dir=ROOT) as tmp:
         workdir = Path(tmp)
         full = await Traders.start(pairs, trades, repeats + 1, workdir, rng, "full")
         normal = await Traders.start(pairs, trades, repeats, workdir, rng, "normal")
+        over_libp2p = await Traders.start(pairs, trades, repeats, workdir, rng, "normal", "libp2p")
         echo = Echo(pairs)
         await echo.start()
         appender = Appender(workdir / "appends.db")
-        settled = 0
+        settled = libp2p_settled = 0
         try:
             for _ in range(repeats):   # interleaved, so each rate sees the same noise
                 rate, count = await full.round(trades)
@@ -277,27 +289,75 @@ async def negotiation(pairs: int, trades: int, repeats: int, rng: random.Random)
                 best["trades_per_s"] = max(best["trades_per_s"], rate)
                 best["trades_per_s_sync_normal"] = max(best["trades_per_s_sync_normal"],
                                                        (await normal.round(trades))[0])
+                rate, count = await over_libp2p.round(trades)
+                best["libp2p_trades_per_s"] = max(best["libp2p_trades_per_s"], rate)
+                libp2p_settled += count
                 best["http_round_trips_per_s"] = max(best["http_round_trips_per_s"],
                                                      await echo.rate(ROUND_TRIPS_PER_TRADE * trades))
                 best["ledger_appends_per_s"] = max(best["ledger_appends_per_s"],
                                                    appender.appends_per_s(pairs * trades))
             costs = TradeCosts(full.nodes)
             counted = (await full.round(trades, costs))[1]
-            out["trade_audit_problems"] = full.audit_problems() + normal.audit_problems()
+            out["trade_audit_problems"] = (full.audit_problems() + normal.audit_problems()
+                                           + over_libp2p.audit_problems())
         finally:
             appender.ledger.store.close()
             await full.stop()
             await normal.stop()
+            await over_libp2p.stop()
             await echo.stop()
     out.update(best)
     out["trades_settled"] = settled
     out["trades_unsettled"] = repeats * pairs * trades - settled
+    out["libp2p_trades_unsettled"] = repeats * pairs * trades - libp2p_settled
+    out["http_trades_per_s"] = best["trades_per_s_sync_normal"]
+    out["libp2p_vs_http"] = best["libp2p_trades_per_s"] / best["trades_per_s_sync_normal"]
     out["trade_cost_round_trips"] = best["http_round_trips_per_s"] / best["trades_per_s"]
     out["trade_cost_appends"] = best["ledger_appends_per_s"] / best["trades_per_s"]
     out["trade_signature_checks"] = costs.checks["trade"] / counted
     out["trade_offer_checks"] = costs.checks["offer"] / counted
     out["trade_commits"] = costs.commits / counted
     return out
+
+
+async def libp2p_costs(pairs: int) -> dict:
+    """The handshake: ``pairs`` fresh host pairs, each a first request (dial, Noise, yamux,
+    the request) and then requests on the open connection; medians."""
+    first, again = [], []
+    for i in range(pairs):
+        keys = [SigningKey.from_seed(bytes([i, side]) * 16) for side in (0, 1)]
+        server, client = (Libp2pHost(k, 4096) for k in keys)
+        server.add_protocol("/bench/echo/1.0.0", lambda body: body)
+        await server.start("127.0.0.1", 0)
+        await client.start("127.0.0.1", 0)
+        endpoint = libp2p_endpoint("127.0.0.1", server.port, server.key.public)
+        try:
+            for n in range(1 + REQUESTS_AFTER_HANDSHAKE):
+                began = time.perf_counter()
+                reply = await client.request(endpoint, "/bench/echo/1.0.0", b"x" * 400, 10.0)
+                (first if n == 0 else again).append(time.perf_counter() - began)
+                assert reply == b"x" * 400, reply
+        finally:
+            await client.stop()
+            await server.stop()
+    first_s, again_s = statistics.median(first), statistics.median(again)
+    return {"libp2p_first_request_s": first_s, "libp2p_request_s": again_s,
+            "libp2p_handshake_s": first_s - again_s}
+
+
+def libp2p_import_rss_mb() -> float:
+    """Resident memory that importing the libp2p transport adds to a process that has already
+    imported the node (a fresh interpreter)."""
+    code = ("import p2pnode.node\n"
+            "def rss():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith('VmRSS:'): return int(line.split()[1])\n"
+            "before = rss()\n"
+            "import p2pnode.transport.libp2p_peer\n"
+            "print((rss() - before) / 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    return float(done.stdout.strip())
 
 
 async def profile_round(pairs: int, trades: int, rng: random.Random) -> pstats.Stats:
@@ -330,7 +390,10 @@ def main() -> int:
     if args.profile:
         asyncio.run(profile_round(pairs, trades, rng)).sort_stats("tottime").print_stats(25)
         return 0
-    emit(asyncio.run(negotiation(pairs, trades, repeats, rng)), args.json)
+    out = asyncio.run(negotiation(pairs, trades, repeats, rng))
+    out.update(asyncio.run(libp2p_costs(HANDSHAKES_QUICK if args.quick else HANDSHAKES)))
+    out["libp2p_import_rss_mb"] = libp2p_import_rss_mb()
+    emit(out, args.json)
     return 0
 
 

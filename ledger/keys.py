@@ -41,21 +41,36 @@ class SigningKey:
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
-    def from_pem(cls, data: bytes) -> SigningKey:
+    def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> SigningKey:
+        """Load PEM PKCS#8; an encrypted key needs its ``passphrase``.
+
+        Raises :class:`DecodeError` for a malformed or non-Ed25519 key, a wrong passphrase, an
+        encrypted key without a passphrase and a passphrase for an unencrypted key; the message
+        says which.
+        """
+        encrypted = b"ENCRYPTED PRIVATE KEY" in data[:64]
+        if encrypted and not passphrase:
+            raise DecodeError("the key is encrypted and no passphrase was given")
+        if passphrase and not encrypted:
+            raise DecodeError("a passphrase was given but the key is not encrypted")
         try:
-            private = serialization.load_pem_private_key(data, password=None)
+            private = serialization.load_pem_private_key(data, password=passphrase or None)
         except (ValueError, TypeError) as exc:
-            raise DecodeError(f"not an unencrypted PEM private key: {exc}") from exc
+            if encrypted:
+                raise DecodeError("wrong passphrase (or a damaged encrypted key)") from exc
+            raise DecodeError(f"not a PEM private key: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 -- cryptography raises its own on odd input
+            raise DecodeError(f"not a PEM private key: {type(exc).__name__}: {exc}") from exc
         if not isinstance(private, Ed25519PrivateKey):
             raise DecodeError(f"expected an Ed25519 key, got {type(private).__name__}")
         return cls(private)
 
-    def to_pem(self) -> bytes:
+    def to_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PEM PKCS#8, encrypted with ``passphrase`` (the library's best scheme) when given."""
+        protection = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                      else serialization.NoEncryption())
         return self._private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, protection)
 
     def sign(self, data: bytes) -> bytes:
         return self._private.sign(data)

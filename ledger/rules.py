@@ -66,6 +66,9 @@ class LedgerRules:
     max_deposit_micro: int = 10**12
     trusted_issuers: frozenset[bytes] | None = None  # None: any issuer's voucher is accepted
     trusted_meters: frozenset[bytes] = frozenset()  # meter keys besides the author's own
+    # True: a MINT needs a reading signed by one of ``trusted_meters``; the author's own
+    # (self-signed) reading is refused -- a node cannot mint from a reading it made up.
+    require_trusted_meter: bool = False
     max_clock_skew_ms: int = 5 * 60_000
 
 
@@ -105,6 +108,7 @@ class ChainState:
         self.credit_micro = 0
         self.tokens_wh: dict[int, int] = {}
         self.minted: set[int] = set()
+        self.minted_wh: dict[int, int] = {}   # tokens minted per interval (before any sale)
         self.vouchers: set[bytes] = set()
         self.grid_intervals: set[int] = set()
         self.trades: dict[bytes, TradeState] = {}
@@ -122,6 +126,7 @@ class ChainState:
     def _fold_mint(self, body: BlockBody, payload: MintPayload) -> None:
         interval = payload.reading.interval_start_s
         self.minted.add(interval)
+        self.minted_wh[interval] = self.minted_wh.get(interval, 0) + payload.tokens_wh
         self.tokens_wh[interval] = self.tokens_for(interval) + payload.tokens_wh
 
     def _fold_deposit(self, body: BlockBody, payload: DepositPayload) -> None:
@@ -194,6 +199,8 @@ def check_block(block: Block, signature_ok: bool, state: ChainState, rules: Ledg
 def _check_mint(body: BlockBody, state: ChainState, rules: LedgerRules):
     payload, reading = body.payload, body.payload.reading
     if reading.meter == body.author:
+        if rules.require_trusted_meter and reading.meter not in rules.trusted_meters:
+            yield READING, "the reading is signed by the node itself, not by a trusted meter key"
         if payload.reading_sig:
             yield READING, "the author's own reading is signed by the block; reading_sig must be empty"
     else:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from ledger.block import BlockBody
+from ledger.block import BlockBody, BlockType
 from ledger.errors import DecodeError
 from ledger.rules import (
     FORK, LINK, MALFORMED, PREVIOUS_HASH, SIGNATURE, DOUBLE_SPEND, ChainState, LedgerRules,
@@ -123,7 +123,27 @@ def audit(rows: Iterable[tuple[bytes, int, bytes, bytes]], rules: LedgerRules = 
     for author, blocks in chains.items():
         _audit_chain(report, author, blocks, bad_signatures, rules)
     _audit_links(report, chains)
+    _audit_readings(report, chains)
     return report
+
+
+def _audit_readings(report: AuditReport, chains: dict[bytes, dict[int, Block]]) -> None:
+    """One meter's reading of one interval mints on one chain only: a node that copies another
+    house's signed reading (or two nodes sharing one meter key) is a double spend."""
+    minted_by: dict[tuple[bytes, int], bytes] = {}
+    for author, blocks in chains.items():
+        for block in blocks.values():
+            body = block.message
+            if body.type != BlockType.MINT:
+                continue
+            reading = body.payload.reading
+            slot = (reading.meter, reading.interval_start_s)
+            first = minted_by.setdefault(slot, author)
+            if first != author:
+                report.problems.append(Problem(
+                    DOUBLE_SPEND, author, body.seq,
+                    f"meter {reading.meter.hex()[:16]}'s reading of interval "
+                    f"{reading.interval_start_s} is also minted by {first.hex()[:16]}"))
 
 
 def _record_fork(report: AuditReport, proof: ForkProof) -> None:

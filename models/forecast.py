@@ -3,6 +3,7 @@
     f = NodeForecaster(latitude=36.1, longitude=-79.95, interval_s=900)
     f.observe(interval_start_s, generation_wh, consumption_wh)   # in time order
     generation_wh, consumption_wh = f.predict(target_start_s, issued_at_s)
+    generation, consumption = f.predict_many(day_starts_s, issued_at_s)   # arrays, one batch
 
 A reading covers ``[interval_start_s, interval_start_s + interval_s)`` on the node's clock.  A
 forecast *issued at* ``t`` uses only the readings of intervals that had ended by ``t``
@@ -24,6 +25,11 @@ snapshot of coefficients per day kept (:meth:`NodeForecaster.nbytes`: about 60 K
 intervals).  A forecast may be issued up to ``HISTORY_DAYS - LOOKBACK_DAYS`` days before the
 newest reading (older: :class:`ForecastRequestError`).  Everything is pure: no clock, no files,
 no randomness.
+
+Cost: :meth:`NodeForecaster.observe` only stores a reading, except on the first reading of a day,
+which scores the previous day's readings against every horizon bucket in one vectorised batch
+and refits (``benchmarks/forecast.py``: ``observe_ms`` median, ``observe_ms_mean`` per reading
+with that batch spread over the day).
 
 Clock and location: solar position needs UTC; ``utc_offset_s`` is the node clock minus UTC (0 on
 unix time; the simulator's clock reads local standard time, so there it is the site's offset,
@@ -52,6 +58,8 @@ DEFAULT_UTC_OFFSET_S = -5 * 3600
 """The shipped data's site and clock (Greensboro NC, local standard time UTC-5)."""
 HISTORY_DAYS = 21
 LOOKBACK_DAYS = 14
+MAX_HORIZON_DAYS = 2
+"""Furthest target: two days after the issue time (day-ahead needs at most 36 hours)."""
 DAY_S = 86_400
 METHODS = ("learned", "persistence", "yesterday")
 HORIZON_EDGES = (1, 2, 4, 8, 16, 48)
@@ -91,12 +99,15 @@ class NodeForecaster:
         self.pv_model = OnlineRidge(np.array(PV_PRIOR), RIDGE_STRENGTH, forget, snapshots)
         self.load_model = OnlineRidge(np.array(LOAD_PRIOR), RIDGE_STRENGTH, forget, snapshots)
         self.horizon_edges = np.array(HORIZON_EDGES)
+        self.train_horizons = np.array(TRAIN_HORIZONS)
         self.first_index: int | None = None
+        self.unlearned: list[int] = []
+        """Indices observed since the last refit, not yet in the ridge statistics (< a day)."""
 
     def nbytes(self) -> int:
         """Bytes held in arrays (history, clear-sky cache, ridge statistics and snapshots)."""
-        return (self.history.nbytes + self.clear_sky.nbytes + self.pv_model.nbytes
-                + self.load_model.nbytes)
+        return (self.history.nbytes + self.clear_sky.nbytes + self.features.nbytes
+                + self.pv_model.nbytes + self.load_model.nbytes)
 
     # -- readings ---------------------------------------------------------------------------
 
@@ -105,34 +116,45 @@ class NodeForecaster:
         ``reason`` to count) for a duplicate, out-of-order, misaligned or negative reading."""
         index = self._index(interval_start_s)
         newest = self.history.newest
+        new_day = newest is not None and index // self.per_day != newest // self.per_day
+        if new_day:           # before the append: the ring still holds what the day's rows read
+            self._learn()
         self.history.append(index, generation_wh, consumption_wh)
         if self.first_index is None:
             self.first_index = index
-        if newest is not None and index // self.per_day != newest // self.per_day:
+        if new_day:
             day_start = index - index % self.per_day
             self.pv_model.snapshot(day_start)
             self.load_model.snapshot(day_start)
-        self._learn(index)
+        self.unlearned.append(index)
 
     def _index(self, interval_start_s: int) -> int:
-        if not isinstance(interval_start_s, (int, np.integer)) or interval_start_s % self.interval_s:
+        if not isinstance(interval_start_s, (int, np.integer)) \
+                or interval_start_s % self.interval_s:
             raise ReadingError("misaligned", f"reading interval_start_s={interval_start_s!r}: "
                                f"must be an integer multiple of interval_s={self.interval_s}")
         return int(interval_start_s) // self.interval_s
 
-    def _learn(self, target: int) -> None:
-        """Score the just-observed interval as the target of each horizon bucket's forecast."""
-        self.pv_model.decay()
-        self.load_model.decay()
-        for bucket, horizon in enumerate(TRAIN_HORIZONS):
-            cutoff = target - horizon + 1
-            x, scale, _ = self.features.pv(target, cutoff)
-            if x is not None:
-                weight = scale / self.clear_sky.interval_s
-                self.pv_model.add(bucket, x, self.features.pv_target(target, scale), weight)
-            x, level = self.features.load(target, cutoff)
-            if x is not None:
-                self.load_model.add(bucket, x, self.features.load_target(target) / level, 1.0)
+    def _learn(self) -> None:
+        """Score each reading observed since the last refit as the target of each horizon
+        bucket's forecast (issued ``horizon`` intervals before it), all in one batch."""
+        readings = len(self.unlearned)
+        if not readings:
+            return
+        buckets = np.tile(np.arange(len(TRAIN_HORIZONS)), readings)
+        targets = np.repeat(self.unlearned, len(TRAIN_HORIZONS))
+        later = np.repeat(np.arange(readings - 1, -1, -1), len(TRAIN_HORIZONS))
+        cutoffs = targets - self.train_horizons[buckets] + 1
+        generation, consumption = self.history.values(targets, targets + 1)
+        pv = self.features.pv(targets, cutoffs)
+        ok = pv.ok
+        self.pv_model.learn(readings, buckets[ok], pv.x[ok], generation[ok] / pv.scale[ok],
+                            pv.scale[ok] / self.interval_s, later[ok])
+        load = self.features.load(targets, cutoffs)
+        ok = load.ok
+        self.load_model.learn(readings, buckets[ok], load.x[ok], consumption[ok] / load.level[ok],
+                              np.ones(ok.sum()), later[ok])
+        self.unlearned.clear()
 
     # -- forecasts --------------------------------------------------------------------------
 
@@ -140,14 +162,26 @@ class NodeForecaster:
                 method: str = "learned") -> Forecast:
         """Generation and consumption (Wh) of the interval starting at ``target_start_s``, as
         forecast at ``issued_at_s`` from the readings that had ended by then."""
-        target, cutoff = self._request(target_start_s, issued_at_s)
+        generation, consumption = self.predict_many([target_start_s], issued_at_s, method)
+        return Forecast(float(generation[0]), float(consumption[0]))
+
+    def predict_many(self, target_starts_s, issued_at_s: int,
+                     method: str = "learned") -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` for several targets issued at the same time (a day-ahead schedule
+        at the gate), in one batch: arrays of generation and consumption (Wh)."""
+        if method not in METHODS:
+            raise ForecastRequestError(f"method={method!r}: must be one of {METHODS}")
+        requests = [self._request(target, issued_at_s) for target in target_starts_s]
+        if not requests:
+            return np.zeros(0), np.zeros(0)
+        targets = np.array([target for target, _ in requests], dtype=np.int64)
+        cutoff = requests[0][1]
         if method == "learned":
-            return Forecast(self._learned_pv(target, cutoff), self._learned_load(target, cutoff))
-        if method == "persistence":
-            return self._persistence(cutoff)
-        if method == "yesterday":
-            return self._yesterday(target, cutoff)
-        raise ForecastRequestError(f"method={method!r}: must be one of {METHODS}")
+            return self._learned_pv(targets, cutoff), self._learned_load(targets, cutoff)
+        rows = [self._persistence(cutoff) if method == "persistence"
+                else self._yesterday(int(target), cutoff) for target in targets]
+        return (np.array([row.generation_wh for row in rows]),
+                np.array([row.consumption_wh for row in rows]))
 
     def _request(self, target_start_s: int, issued_at_s: int) -> tuple[int, int]:
         if not isinstance(target_start_s, (int, np.integer)) or target_start_s % self.interval_s:
@@ -161,6 +195,9 @@ class NodeForecaster:
         if target < cutoff:
             raise ForecastRequestError(f"target_start_s={target_start_s}: that interval had "
                                        f"ended by issued_at_s={issued_at_s}")
+        if target - cutoff >= MAX_HORIZON_DAYS * self.per_day:
+            raise ForecastRequestError(f"target_start_s={target_start_s}: more than "
+                                       f"{MAX_HORIZON_DAYS} days after issued_at_s={issued_at_s}")
         oldest = self.history.oldest
         if self.first_index is not None and self.first_index < oldest \
                 and cutoff - LOOKBACK_DAYS * self.per_day < oldest:
@@ -169,23 +206,20 @@ class NodeForecaster:
                 f"({HISTORY_DAYS - LOOKBACK_DAYS} days before the newest reading)")
         return target, cutoff
 
-    def _bucket(self, target: int, cutoff: int) -> int:
-        horizon = target - cutoff + 1
-        return int(np.searchsorted(self.horizon_edges, horizon))
+    def _buckets(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        return np.searchsorted(self.horizon_edges, targets - cutoff + 1)
 
-    def _learned_pv(self, target: int, cutoff: int) -> float:
-        x, scale, fallback = self.features.pv(target, cutoff)
-        if x is None:
-            return float(fallback)
-        coef = self.pv_model.coefficients(cutoff)[self._bucket(target, cutoff)]
-        return float(np.clip(x @ coef, 0.0, K_MAX) * scale)
+    def _learned_pv(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        pv = self.features.pv(targets, np.full(targets.size, cutoff))
+        coef = self.pv_model.coefficients(cutoff)[self._buckets(targets, cutoff)]
+        index = np.clip(np.einsum("ij,ij->i", pv.x, coef), 0.0, K_MAX)
+        return np.where(pv.ok, index * pv.scale, pv.fallback)
 
-    def _learned_load(self, target: int, cutoff: int) -> float:
-        x, level = self.features.load(target, cutoff)
-        if x is None:
-            return self._persistence(cutoff).consumption_wh
-        coef = self.load_model.coefficients(cutoff)[self._bucket(target, cutoff)]
-        return float(max(x @ coef, 0.0) * level)
+    def _learned_load(self, targets: np.ndarray, cutoff: int) -> np.ndarray:
+        load = self.features.load(targets, np.full(targets.size, cutoff))
+        coef = self.load_model.coefficients(cutoff)[self._buckets(targets, cutoff)]
+        relative = np.maximum(np.einsum("ij,ij->i", load.x, coef), 0.0)
+        return np.where(load.ok, relative * load.level, self._persistence(cutoff).consumption_wh)
 
     def _persistence(self, cutoff: int) -> Forecast:
         last = self.history.last_known(cutoff)

@@ -8,7 +8,9 @@ horizon bucket, shrunk toward a prior blend (ridge): ``w = (X'WX + l I)^-1 (X'Wy
 Only the sufficient statistics ``X'WX`` and ``X'Wy`` are kept (a few hundred numbers), decayed
 by ``forget`` per reading so the fit follows the seasons.  Coefficients are refitted once a day
 and kept as dated snapshots: a forecast whose readings end at ``cutoff`` uses the newest snapshot
-fitted from readings before ``cutoff``, so adding later readings never changes it.
+fitted from readings before ``cutoff``, so adding later readings never changes it.  The refit is
+the only reader of the statistics, so a day's readings are added in one batch just before it
+(:meth:`OnlineRidge.learn` weights each row as if it had been added when its reading arrived).
 """
 
 from __future__ import annotations
@@ -34,19 +36,26 @@ class OnlineRidge:
         return (self.prior.nbytes + self.xtx.nbytes + self.xty.nbytes
                 + sum(coef.nbytes for _, coef in self.fits))
 
-    def decay(self) -> None:
-        """Age the statistics by one reading."""
-        self.xtx *= self.forget
-        self.xty *= self.forget
-
-    def add(self, bucket: int, x: np.ndarray, y: float, weight: float) -> None:
-        self.xtx[bucket] += weight * np.outer(x, x)
-        self.xty[bucket] += weight * y * x
+    def learn(self, readings: int, buckets: np.ndarray, x: np.ndarray, y: np.ndarray,
+              weight: np.ndarray, later: np.ndarray) -> None:
+        """Bring the statistics up to date with ``readings`` more readings at once: each ages
+        them by ``forget``, and row ``j`` (bucket, features, target, weight), scored on the
+        reading that ``later[j]`` others followed, counts ``forget ** later[j]`` of its weight:
+        the same sums as adding the rows one reading at a time."""
+        self.xtx *= self.forget ** readings
+        self.xty *= self.forget ** readings
+        weight = np.asarray(weight, dtype=np.float64) * self.forget ** np.asarray(later)
+        for bucket in np.unique(buckets):
+            rows = buckets == bucket
+            weighted = x[rows] * weight[rows, None]
+            self.xtx[bucket] += weighted.T @ x[rows]
+            self.xty[bucket] += weighted.T @ y[rows]
 
     def fit(self) -> np.ndarray:
         """Coefficients [bucket, feature] from the statistics so far."""
         eye = np.eye(self.prior.shape[1]) * self.strength
-        return np.linalg.solve(self.xtx + eye, (self.xty + self.strength * self.prior)[..., None])[..., 0]
+        rhs = (self.xty + self.strength * self.prior)[..., None]
+        return np.linalg.solve(self.xtx + eye, rhs)[..., 0]
 
     def snapshot(self, valid_from: int) -> None:
         """Refit and date the coefficients: they hold for cutoffs at or after ``valid_from``."""

@@ -33,11 +33,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 import os
 import secrets
-import stat
 import time
 from pathlib import Path
 
@@ -49,7 +47,8 @@ from p2pnode import api_views as views
 from p2pnode.api_metrics import CONTENT_TYPE_LATEST, metrics_text, node_registry
 from p2pnode.api_schema import API_PREFIX, openapi_document
 from p2pnode.connguard import ConnectionLimits, GuardedSite, SiteRef
-from p2pnode.errors import ConfigError, NodeError
+from p2pnode.errors import ConfigError, FileLimitError, NodeError
+from p2pnode.files import TOKEN_FILE_MAX_BYTES, read_private
 
 __all__ = ["ApiError", "ApiServer", "DASHBOARD_DIR", "MIN_TOKEN_CHARS", "create_token_file",
            "load_token"]
@@ -59,7 +58,6 @@ log = logging.getLogger(__name__)
 DASHBOARD_DIR = Path(__file__).parent / "dashboard"
 MIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 64 * 1024
-MAX_JSON_NUMBER_CHARS = 32      # a longer number in a body is refused, never converted
 API_CONNECTIONS = ConnectionLimits(max_connections=64, idle_s=15.0, request_s=30.0)
 DEFAULT_PAGE = 50
 PUBLIC_PATHS = frozenset({"/", f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json"})
@@ -85,18 +83,14 @@ def load_token(path: Path) -> str:
     """Read the bearer token, refusing a missing, empty, weak or group/other-accessible file."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
+        text = read_private(path, TOKEN_FILE_MAX_BYTES, "API token file").decode("utf-8")
     except FileNotFoundError:
         raise ApiError(f"API token file {path} does not exist; "
                        + TOKEN_HINT.format(path=path)) from None
-    except OSError as exc:
-        raise ApiError(f"cannot read API token file {path}: {exc.strerror}") from exc
+    except FileLimitError as exc:
+        raise ApiError(str(exc)) from None
     except UnicodeDecodeError:
         raise ApiError(f"API token file {path} is not UTF-8 text") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ApiError(f"API token file {path} is accessible by others "
-                       f"(mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}`")
     token = text.strip()
     if not token:
         raise ApiError(f"API token file {path} is empty; " + TOKEN_HINT.format(path=path))
@@ -127,31 +121,6 @@ def _bearer_ok(header: str | None, token: bytes) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token)
-
-
-def parse_json_body(raw: bytes):
-    """A request body as JSON, or :class:`~p2pnode.api_views.BadRequest` (a 400) saying why.
-
-    Numbers longer than :data:`MAX_JSON_NUMBER_CHARS` and ``NaN``/``Infinity`` are refused
-    before any conversion (Python refuses integers over 4300 digits with a ValueError, which
-    was a 500), and nesting too deep for the parser is a 400, not a RecursionError.
-    """
-    def number(text: str, kind):
-        if len(text) > MAX_JSON_NUMBER_CHARS:
-            raise ValueError(f"a number of {len(text)} characters (at most "
-                             f"{MAX_JSON_NUMBER_CHARS})")
-        return kind(text)
-
-    def constant(name: str):
-        raise ValueError(f"{name} is not a number")
-
-    try:
-        return json.loads(raw.decode("utf-8"), parse_int=lambda t: number(t, int),
-                          parse_float=lambda t: number(t, float), parse_constant=constant)
-    except (UnicodeDecodeError, ValueError) as exc:   # JSONDecodeError is a ValueError
-        raise views.BadRequest(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise views.BadRequest("body is not valid JSON: nested too deeply") from None
 
 
 def _json(data, status: int = 200) -> web.Response:
@@ -284,7 +253,7 @@ class ApiServer:
     async def health(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
         dht = self.node.dht.server.transport is not None
-        peer = self.node.peer_server.runner is not None and self.node.peer_server.port > 0
+        peer = self.node.peer_server.serving
         body = views.health_view(self.node, dht, peer)
         return _json(body, 200 if body["ok"] else 503)
 
@@ -369,8 +338,9 @@ class ApiServer:
 
     async def put_settings(self, request: web.Request) -> web.Response:
         views.check_query(request.query, ())
-        body = parse_json_body(await request.read())
-        constraints = views.parse_constraints(body)
+        if request.content_length is not None and request.content_length > views.MAX_BODY_BYTES:
+            raise views.BadRequest(f"body is over {views.MAX_BODY_BYTES} bytes")
+        constraints = views.parse_settings_body(await request.content.read(views.MAX_BODY_BYTES + 1))
         try:
             config = dataclasses.replace(self.node.config, constraints=constraints)
         except ConfigError as exc:

@@ -27,6 +27,8 @@ restarts, as Prometheus counters may; those read from the ledger (``p2p_ledger_*
 ``p2p_peers_reachable``              peers that answered the latest probe (one per interval)
 ``p2p_intervals_without_peers``      intervals in a row without a reachable peer
 ``p2p_overdue_settlements``          bought trades of earlier intervals not settled yet
+``p2p_meter_events_total{event}``    a live meter's counters (p2pnode/meter_mqtt.py: connects,
+                                     disconnects, samples accepted and dropped by reason)
 ``p2p_node_events_total{event}``     every counter of the node (trades, denials, drops, ...)
 ``p2p_dht_events_total{event}``      every counter of the DHT (drops, timeouts, failures)
 ==================================== =========================================================
@@ -43,6 +45,8 @@ A node with the feeder role (:mod:`p2pnode.feeder_role`) adds, from its latest c
 ``p2p_feeder_trafo_loading_percent`` the latest interval (with a network)
 ``p2p_feeder_reports_total{outcome}`` reports accepted and duplicates answered again
 ``p2p_feeder_reports_dropped_total`` reports refused, by reason
+``p2p_feeder_mint_flags_total{reason}`` members flagged for minting more than was measured
+                                     (p2pnode/mint_check.py), by reason
 ``p2p_feeder_intervals_total``       intervals closed
 ==================================== =========================================================
 """
@@ -58,6 +62,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "FeederCollector", "LATENCY_BUCKETS_S", "NodeC
            "histogram_buckets", "metrics_text", "node_registry"]
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+MAX_METER_WRAPPERS = 4
 
 
 def histogram_buckets(values_s: list[float], bounds: tuple[float, ...] = LATENCY_BUCKETS_S
@@ -82,7 +87,22 @@ class NodeCollector:
         yield from self._dht()
         yield from self._negotiation()
         yield from self._failsafe()
+        yield from self._meter()
         yield from self._events()
+
+    def _meter(self):
+        meter = self.node.meter
+        for _ in range(MAX_METER_WRAPPERS):     # the API's and the feeder role's pass-throughs
+            if hasattr(meter, "stats") or not hasattr(meter, "meter"):
+                break
+            meter = meter.meter
+        if not hasattr(meter, "stats"):
+            return
+        events = CounterMetricFamily("p2p_meter_events", "a live meter's connection and sample "
+                                     "counters", labels=["event"])
+        for name, count in meter.stats().items():
+            events.add_metric([name], count)
+        yield events
 
     def _failsafe(self):
         health = self.node.failsafe.health
@@ -195,15 +215,23 @@ class FeederCollector:
             if name.startswith(prefix):
                 dropped.add_metric([name[len(prefix):]], count)
         yield dropped
+        flags = CounterMetricFamily("p2p_feeder_mint_flags", "members flagged for minting more "
+                                    "than was measured, by reason", labels=["reason"])
+        for name, count in sorted(counters.items()):
+            if name.startswith("mint_flagged_"):
+                flags.add_metric([name[len("mint_flagged_"):]], count)
+        yield flags
         yield CounterMetricFamily("p2p_feeder_intervals", "feeder intervals closed",
                                   value=counters.get("intervals_closed", 0))
         if book is not None and book.history:
-            yield from self._latest(book.history[-1])
+            yield from self._latest(book.history[-1], book.history)
 
-    def _latest(self, booked):
-        if booked.loss_wh is not None:
+    def _latest(self, booked, history=()):
+        measured = next((b for b in reversed(history) if b.loss_wh is not None), booked)
+        if measured.loss_wh is not None:   # an interval without a transformer reading has none
             yield GaugeMetricFamily("p2p_feeder_loss_kwh", "unaccounted energy T + G - C of the "
-                                    "latest closed interval", value=booked.loss_wh / 1000)
+                                    "latest closed interval that has a transformer reading",
+                                    value=measured.loss_wh / 1000)
         yield GaugeMetricFamily("p2p_feeder_alert", "1 while the persistent-loss alert is raised",
                                 value=int(booked.alert))
         energy = GaugeMetricFamily("p2p_feeder_energy_kwh", "the latest closed interval's energy",
@@ -226,7 +254,7 @@ class FeederCollector:
             yield voltage
             yield GaugeMetricFamily("p2p_feeder_trafo_loading_percent", "transformer loading of "
                                     "the latest closed interval",
-                                    value=booked.network.trafo_loading_percent)
+                                    value=booked.network.max_trafo_loading_percent)
 
 
 def metrics_text(registry: CollectorRegistry) -> bytes:

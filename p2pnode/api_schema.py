@@ -110,7 +110,10 @@ SCHEMAS = {
         "members_missing": NAT, "generation_wh": NAT, "consumption_wh": NAT,
         "transformer_wh": _nullable(INT), "local_wh": NAT, "shared_wh": NAT, "surplus_wh": NAT,
         "deficit_wh": NAT, "loss_wh": _nullable(INT), "alert": {"type": "boolean"},
-        "loss_streak": NAT, "network": _nullable(_ref("FeederNetwork"))}),
+        "loss_streak": NAT, "network": _nullable(_ref("FeederNetwork")),
+        "minted_wh": NAT, "mint_excess_wh": _nullable(INT),
+        "flagged": {"type": "array", "items": {"type": "array", "items": STR,
+                                               "minItems": 2, "maxItems": 2}}}),
     "Feeder": _obj({
         "feeder": STR, "interval_s": NAT, "loss_threshold_kwh": NUM, "persistence": NAT,
         "grace_s": NUM, "network": _nullable(STR), "members_configured": _nullable(NAT),
@@ -120,6 +123,8 @@ SCHEMAS = {
         "reports": _obj({"accepted": NAT, "duplicate": NAT,
                          "dropped": {"type": "object", "additionalProperties": NAT}}),
         "intervals_closed": NAT, "latest": _nullable(_ref("FeederInterval")),
+        "mint_flags": {"type": "object", "additionalProperties": NAT},
+        "flagged_members": {"type": "object", "additionalProperties": NAT},
         "intervals": {"type": "array", "items": _ref("FeederInterval")}}),
     "Settings": _obj({
         "min_sell_price_per_kwh": {"type": "number", "minimum": 0, "maximum": 100},

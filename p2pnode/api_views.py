@@ -46,6 +46,11 @@ NODE_DROP_PREFIXES = {"peer_dropped_": "peer", "reply_dropped_": "reply", "dropp
 DHT_FAILURES = frozenset({"rpc_timeout", "no_reply", "publish_timeout", "socket_error"})
 
 
+MAX_BODY_BYTES = 16 * 1024     # a settings body is about 150 bytes
+MAX_JSON_DEPTH = 8
+MAX_NUMBER_CHARS = 40
+
+
 class BadRequest(ValueError):
     """A request the API refuses (400); ``field`` names the offending field or parameter."""
 
@@ -188,18 +193,20 @@ def _countersigned(store, author: bytes, seq: int, counterparty: bytes) -> bool:
 def trade_view(node, trade) -> dict:
     """One trade of the ledger (``trade``: its TradeState) with where it stands.
 
-    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``,
-    then ``settled`` once the seller countersigned the buyer's settlement.  A buyer's is
-    ``agreed`` (it signed), ``settling`` (it proposed the settlement) and ``settled`` (the
-    seller's countersignature came back).
+    A seller's trade is ``proposed`` until the buyer's agreement is stored, then ``agreed``; a
+    buyer's is ``agreed`` once it signed.  After the interval the side that measured the delivery
+    proposes the settlement (the seller's DELIVERY; the buyer in ledgers of the ex-post market
+    before it): its trade is ``settling`` until the other side's countersignature is stored,
+    then ``settled``; the countersigning side's trade is ``settled`` when it signs.
     """
     payload, me, store = trade.payload, node.public, node.ledger.store
     seller = payload.seller == me
     other = payload.buyer if seller else payload.seller
     delivered = settled = None
     if trade.settled:
-        delivered = node.ledger.own_block(trade.settlement_seq).message.payload.delivered_wh
-        settled = seller or _countersigned(store, me, trade.settlement_seq, other)
+        block = node.ledger.own_block(trade.settlement_seq).message
+        delivered = block.payload.delivered_wh
+        settled = block.is_agreement or _countersigned(store, me, trade.settlement_seq, other)
     if settled:
         status = "settled"
     elif trade.settled:
@@ -296,8 +303,19 @@ def feeder_interval_view(booked) -> dict:
     """One closed interval of the feeder's books (a :class:`~p2pnode.feeder.FeederInterval`)."""
     out = dataclasses.asdict(booked)
     if booked.network is not None:
-        out["network"]["buses_outside_limits"] = list(booked.network.buses_outside_limits)
+        out["network"] = network_view(booked.network)
     return out
+
+
+def network_view(state) -> dict:
+    """The load flow of an interval (:class:`optimizer.markets.FeederState`, kWh) in the API's
+    Wh, with the most loaded transformer."""
+    return {"converged": state.converged, "vm_min_pu": state.vm_min_pu,
+            "vm_min_bus": state.vm_min_bus, "vm_max_pu": state.vm_max_pu,
+            "vm_max_bus": state.vm_max_bus, "buses_outside_limits": list(state.buses_outside_limits),
+            "trafo_loading_percent": state.max_trafo_loading_percent,
+            "technical_loss_wh": state.technical_loss_kwh * 1000,
+            "expected_transformer_wh": state.expected_transformer_kwh * 1000}
 
 
 def feeder_view(role, limit: int) -> dict:
@@ -323,6 +341,9 @@ def feeder_view(role, limit: int) -> dict:
                     "dropped": {name[len(prefix):]: count for name, count in sorted(counters.items())
                                 if name.startswith(prefix)}},
         "intervals_closed": counters.get("intervals_closed", 0),
+        "mint_flags": {name[len("mint_flagged_"):]: count for name, count in sorted(counters.items())
+                       if name.startswith("mint_flagged_")},
+        "flagged_members": dict(sorted(book.flagged.items())) if book is not None else {},
         "latest": feeder_interval_view(history[-1]) if history else None,
         "intervals": [feeder_interval_view(booked) for booked in history],
     }
@@ -330,6 +351,69 @@ def feeder_view(role, limit: int) -> dict:
 
 def settings_view(constraints: Constraints) -> dict:
     return dataclasses.asdict(constraints)
+
+
+def parse_json_body(raw: bytes) -> object:
+    """A request body as JSON, or :class:`BadRequest` (a 400) saying why.
+
+    Bounded before any conversion: at most :data:`MAX_BODY_BYTES`, nested at most
+    :data:`MAX_JSON_DEPTH` deep, numbers of at most :data:`MAX_NUMBER_CHARS` characters and no
+    ``NaN``/``Infinity`` (a 5000-digit integer raised a ValueError in ``int()`` and a 20k-deep
+    array a RecursionError: both were a 500)."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"body is over {MAX_BODY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise BadRequest(f"body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    try:
+        return json.loads(text, parse_int=_bounded(int), parse_float=_bounded(float),
+                          parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:     # JSONDecodeError is a ValueError
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+def parse_settings_body(raw: bytes) -> Constraints:
+    """The constraints of a ``PUT /api/v1/settings`` body (:func:`parse_json_body`)."""
+    return parse_constraints(parse_json_body(raw))
+
+
+def _nesting(text: str) -> int:
+    """Upper bound of the JSON nesting depth (brackets inside strings count too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded(kind):
+    def convert(text: str):
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters (more than "
+                             f"{MAX_NUMBER_CHARS} characters)")
+        return kind(text)
+    return convert
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+_INTEGER_FIELDS = frozenset(f.name for f in dataclasses.fields(Constraints) if f.type in (int, "int"))
+
+
+def _integral(name: str, value):
+    """672.0 for an integer field is 672: JSON (and JSON Schema's "integer") does not tell an
+    integer from a float with no fraction (found by schemathesis)."""
+    if name in _INTEGER_FIELDS and type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 def parse_constraints(body: object) -> Constraints:
@@ -340,6 +424,7 @@ def parse_constraints(body: object) -> Constraints:
     for key in body:
         if key not in names:
             raise BadRequest(f"unknown field {key!r}; fields: {', '.join(names)}", key)
+    body = {key: _integral(key, value) for key, value in body.items()}
     for name in names:
         if name not in body:
             raise BadRequest(f"field {name!r} is missing (PUT replaces every constraint)", name)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from p2pnode.errors import ConfigError
+from p2pnode.errors import ConfigError, FileLimitError
+from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
 
 __all__ = ["Checker", "MISSING", "Problem", "TomlFileError", "config_error", "did_you_mean",
            "read_toml", "toml_repr", "unknown_keys"]
@@ -103,7 +104,7 @@ class Checker:
         """A finite int or float (not a bool) within the bounds (open ends as flagged)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return self.fail(key, value, "must be a number")
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):   # ints are (even 10**400)
             return self.fail(key, value, "must be a finite number")
         if low_open and low is not None and value <= low:
             return self.fail(key, value, f"must be greater than {low}")
@@ -172,13 +173,22 @@ class TomlFileError(ConfigError):
 
 
 def read_toml(path: str | Path) -> dict:
-    """The parsed TOML document at ``path``; :class:`TomlFileError` if unreadable or invalid."""
+    """The parsed TOML document at ``path``; :class:`TomlFileError` if unreadable or invalid.
+
+    Read bounded (:func:`p2pnode.files.read_bounded`: a regular file of at most
+    :data:`~p2pnode.files.CONFIG_MAX_BYTES`, so ``/dev/zero`` or a huge file is refused)."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_bounded(path, CONFIG_MAX_BYTES, "file").decode("utf-8"))
+    except FileLimitError as exc:
+        raise TomlFileError(path, Problem("", "file", MISSING, f"cannot be read ({exc})")) \
+            from exc
     except (OSError, UnicodeDecodeError) as exc:
         reason = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
         raise TomlFileError(path, Problem("", "file", MISSING, reason)) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except RecursionError:
+        raise TomlFileError(path, Problem("", "file", MISSING,
+                                          "is not valid TOML: nested too deeply")) from None
+    except (tomllib.TOMLDecodeError, ValueError) as exc:   # ValueError: a 5000-digit integer
         raise TomlFileError(path, Problem("", "file", MISSING, f"is not valid TOML: {exc}")) \
             from exc

@@ -3,7 +3,7 @@
 Each command group lives in its own module and exposes ``register(subparsers)``; it sets
 ``func`` on its parser to a handler ``func(args) -> int``.  The node's own commands are in
 :mod:`p2pnode.commands`; commands of other layers (the simulator's ``simulate``, ``sweep``,
-``market``, ``powerflow``, ``meternode``) register themselves through the ``p2pnode.commands``
+``market``, ``powerflow``, ``meter-node``, ``health``) register themselves through the ``p2pnode.commands``
 entry-point group, so this package never imports them.
 
 Only the module of the command being run is imported (``p2pnode run`` must not pay for the
@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import entry_points
 
 from ledger import LedgerError
 from p2pnode.errors import NodeError
 from p2pnode.extras import MissingExtra, missing_extra
 
 ENTRY_POINT_GROUP = "p2pnode.commands"
-NODE_COMMANDS = {
-    "identity": "p2pnode.commands.identity",
+NODE_COMMANDS = {        # command name -> module that registers it
+    "keygen": "p2pnode.commands.identity",
+    "id": "p2pnode.commands.identity",
     "run": "p2pnode.commands.run",
     "voucher": "p2pnode.commands.voucher",
     "ledger": "p2pnode.commands.ledger",
@@ -35,6 +35,7 @@ NODE_COMMANDS = {
 
 def command_modules() -> dict[str, str]:
     """Command name -> the module that registers it: the node's, then the entry points'."""
+    from importlib.metadata import entry_points
     found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return NODE_COMMANDS | {name: module for name, module in found.items()
                             if name not in NODE_COMMANDS}
@@ -69,7 +70,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="Peer-to-peer energy trading node: one per smart meter.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    modules = command_modules()
+    first = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    # a node command needs no entry-point scan (importlib.metadata: a daemon need not load it)
+    modules = {first: NODE_COMMANDS[first]} if first in NODE_COMMANDS else command_modules()
     for module in _requested(argv, modules):
         try:
             importlib.import_module(module).register(sub)

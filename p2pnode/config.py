@@ -6,6 +6,8 @@ at least 0``.  Prices are in currency units per kWh here (what a person writes);
 them into the ledger's integer µ per kWh.  Layout::
 
     key_file = "node.key"        ledger = "node.db"        feeder = "feeder-1"
+    key_passphrase_file = "node.pass"   or   key_passphrase_env = "P2P_KEY_PASSPHRASE"
+                                 # an encrypted (PKCS#8) key file's passphrase: at most one
     location = "3/120/40"        # optional: zone/x_m/y_m, for distance and the predictors
     interval_s = 900
     [network]      host, dht_port, peer_port, advertise ("host:port" buyers reach us at),
@@ -14,6 +16,10 @@ them into the ledger's integer µ per kWh.  Layout::
     [meter]        kind = "csv", path (CSV: interval_start_s,generation_wh,consumption_wh)
                    or kind = "mqtt", host, port, topic, format = "json" | "senml", client_id,
                    username, password_file, stale_after_s, keepalive_s, reconnect_max_s
+                   or kind = "external" (a meter given in code: firmware, the simulator);
+                   any kind: key_file (the meter's own signing key: a replay meter signs as a
+                   real one), trusted_keys = ["hex public keys"] (mint only from readings they
+                   signed)
     [detection]    enter_wh, exit_wh                          (FR-01 hysteresis)
     [tariffs]      feed_in_per_kwh, [tariffs.frames.NAME] start_hour, end_hour, retail_per_kwh
     [constraints]  min_sell_price_per_kwh, max_buy_price_per_kwh, reserve_wh, max_trade_wh,
@@ -36,16 +42,18 @@ them into the ledger's integer µ per kWh.  Layout::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optimizer.selection import STRATEGIES, SelectionConfig, Weights
+from optimizer.selection import STRATEGIES, SelectionConfig, SelectionConfigError, Weights
 from p2pnode.balance import DetectionConfig
 from p2pnode.checks import Checker, Problem, TomlFileError, read_toml, toml_repr, unknown_keys
 from p2pnode.errors import ConfigError
+from p2pnode.extras import MissingExtra
 from p2pnode.pricing import DEFAULT_FRAMES, Frame, Tariffs
 
 __all__ = [
@@ -55,8 +63,12 @@ __all__ = [
 ]
 
 OPT_OUT = ("none", "selling", "buying", "all")
-METER_KINDS = ("csv", "mqtt")
+METER_KINDS = ("csv", "mqtt", "external")
 TRANSPORTS = ("http", "libp2p")
+# A config file (``p2pnode run``) without ``[network] transport`` gets libp2p, except a node in
+# a feeder role: feeder reports travel over HTTP only (p2pnode.feeder_report), so it gets http.
+# ``NodeConfig()`` in code (embedding, tests, the simulator) keeps NetworkConfig's "http".
+DEPLOYED_TRANSPORT = "libp2p"
 MAX_PRICE_PER_KWH = 100.0
 
 
@@ -91,7 +103,8 @@ class NetworkConfig:
     # DHT contacts of one IP address per bucket and lookup (p2pnode.dht.protocol); 0: no limit,
     # for several daemons on one machine.  Used when the Node is given no DHTSettings.
     max_peers_per_host: int = 2
-    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux)
+    transport: str = "http"    # peer links: "http" (clear) or "libp2p" (Noise, yamux); a
+                               # config file without the key: DEPLOYED_TRANSPORT (see below)
 
     def __post_init__(self):
         if self.transport not in TRANSPORTS:
@@ -116,7 +129,8 @@ def parse_hostport(text: str, where: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class MeterConfig:
-    """``[meter]``: a CSV replay (``path``) or a live meter over MQTT (p2pnode/meter_mqtt.py).
+    """``[meter]``: a CSV replay (``path``), a live meter over MQTT (p2pnode/meter_mqtt.py) or
+    one given in code (``"external"``: firmware, the simulator).
 
     MQTT: the broker at ``host:port``, the meter's register samples on ``topic`` in ``format``
     ("json" or "senml", see p2pnode/meter_feed.py); a reading older than ``stale_after_s`` does
@@ -135,16 +149,23 @@ class MeterConfig:
     stale_after_s: float = 300.0
     keepalive_s: int = 30
     reconnect_max_s: float = 30.0
+    key_file: Path | None = None
+    trusted_keys: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in METER_KINDS:
-            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)} "
-                  "(other meters are built in code)")
+            _fail("meter", "kind", self.kind, f"must be one of {', '.join(METER_KINDS)}")
+        for key in self.trusted_keys:
+            if not _is_public_key(key):
+                _fail("meter", "trusted_keys", key, "must be 64 hex digits (a public key)")
+        if self.key_file is not None and self.kind != "csv":
+            _fail("meter", "key_file", str(self.key_file), 'is for kind = "csv" (a replay meter '
+                  "signing as a smart meter would; other meters sign their own readings)")
         if self.kind == "csv":
             if self.path is None:
                 _fail("meter", "path", None, "is required for a csv meter")
-            return
-        self._check_mqtt()
+        elif self.kind == "mqtt":
+            self._check_mqtt()
 
     def _check_mqtt(self) -> None:
         if self.path is not None:
@@ -405,6 +426,8 @@ def _check_report_url(url) -> None:
 class NodeConfig:
     ledger: Path = Path("node.db")
     key_file: Path | None = None   # None: the key is passed to Node in code
+    key_passphrase_file: Path | None = None   # encrypted key file: its passphrase's file
+    key_passphrase_env: str = ""              # ... or the environment variable holding it
     feeder: str = "default"
     location: str = ""
     interval_s: int = 900
@@ -431,6 +454,12 @@ class NodeConfig:
         if self.timing.window_s > self.interval_s:
             _fail("timing", "window_s", self.timing.window_s,
                   f"must not exceed interval_s ({self.interval_s})")
+        if self.key_passphrase_file is not None and self.key_passphrase_env:
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "give key_passphrase_file or key_passphrase_env, not both")
+        if self.key_passphrase_env and not self.key_passphrase_env.isidentifier():
+            _fail("", "key_passphrase_env", self.key_passphrase_env,
+                  "must be an environment variable name")
         if self.interval_s % self.market.substep_s:
             _fail("market", "substep_s", self.market.substep_s,
                   f"must divide interval_s ({self.interval_s}) evenly")
@@ -457,7 +486,7 @@ def load_config(path: str | Path) -> NodeConfig:
 def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
     raw = dict(raw)
     sections = {
-        "network": _build(NetworkConfig, raw.pop("network", {}), "network", base),
+        "network": _build(NetworkConfig, _network_table(raw), "network", base),
         "detection": _build(DetectionConfig, raw.pop("detection", {}), "detection", base),
         "tariffs": _tariffs(raw.pop("tariffs", {})),
         "constraints": _build(Constraints, raw.pop("constraints", {}), "constraints", base),
@@ -474,6 +503,21 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> NodeConfig:
     _reject_unknown(raw, top, "")
     values = {k: _convert(NodeConfig, k, v, "", base) for k, v in raw.items()}
     return NodeConfig(**values, **sections)
+
+
+def _network_table(raw: dict) -> dict:
+    """``[network]`` with the deployed default transport filled in (see DEPLOYED_TRANSPORT)."""
+    table = raw.pop("network", {})
+    if not isinstance(table, dict):
+        return table   # _build names the problem
+    role = raw.get("feeder_role", {})
+    in_feeder_role = isinstance(role, dict) and bool(role.get("enabled") or role.get("report_to"))
+    if "transport" not in table:
+        return {**table, "transport": "http" if in_feeder_role else DEPLOYED_TRANSPORT}
+    if in_feeder_role and table["transport"] != "http":
+        _fail("network", "transport", table["transport"],
+              "must be \"http\" for a node in a [feeder_role]: feeder reports travel over HTTP only")
+    return table
 
 
 def _build(cls, table, section: str, base: Path):
@@ -548,16 +592,18 @@ def _selection(table) -> SelectionConfig:
     strategy = table.get("strategy", "ga")
     if strategy not in STRATEGIES:
         _fail("selection", "strategy", strategy, f"must be one of {', '.join(STRATEGIES)}")
+    if strategy == "exact" and importlib.util.find_spec("scipy") is None:
+        _fail("selection", "strategy", strategy, "the exact solver needs scipy, which the base "
+              f"install lacks: {MissingExtra('scipy', 'sim').install}")
     weights = table.get("weights", {})
     if not isinstance(weights, dict):
         _fail("selection", "weights", weights, "must be a table ([selection.weights])")
-    _reject_unknown(weights, {f.name for f in dataclasses.fields(Weights)}, "selection.weights")
-    for key, value in weights.items():
-        _number("selection.weights", key, value, 0)
+    _reject_unknown(weights, Weights.names(), "selection.weights")
     try:
         return SelectionConfig(weights=Weights(**weights), strategy=strategy)
-    except ValueError as exc:
-        raise ConfigError(f"[selection.weights] {exc}") from None
+    except SelectionConfigError as exc:     # the one check of the six weights
+        key, value, reason = exc.problems[0]
+        _fail("selection.weights", key, value, reason)
 
 
 def _reject_unknown(table: dict, allowed, section: str) -> None:

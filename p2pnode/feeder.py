@@ -38,13 +38,15 @@ import logging
 
 from ledger import Sealed, open_checked
 from optimizer.markets import (
-    LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses, share_pool,
+    FeederState, LossWatch, NodeReading, OrderError, account_interval, feeder_state, place_on_houses,
+    share_pool,
 )
 from optimizer.powerflow import Feeder, PowerFlowError
 from p2pnode.feeder_report import MAX_REPORT_BYTES, FeederReport
+from p2pnode.mint_check import MemberMint, cross_check
 
 __all__ = [
-    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "NetworkState", "HISTORY_S",
+    "Answer", "FeederBook", "FeederInterval", "FeederSettings", "HISTORY_S",
     "MAX_MEMBERS", "MAX_MEMBER_POWER_W",
 ]
 
@@ -97,25 +99,11 @@ class FeederSettings:
     member_order: tuple[bytes, ...] = ()       # placement order on the network's houses
     buses: tuple[tuple[bytes, int], ...] = ()  # explicit placements
     network: str = ""
+    trusted_meters: frozenset[bytes] = frozenset()   # [meter] trusted_keys (the cross-check)
 
     @property
     def history_intervals(self) -> int:
         return max(1, HISTORY_S // self.interval_s)
-
-
-@dataclasses.dataclass(frozen=True)
-class NetworkState:
-    """The load flow of one closed interval (see :class:`optimizer.markets.FeederState`)."""
-
-    converged: bool
-    vm_min_pu: float
-    vm_min_bus: int
-    vm_max_pu: float
-    vm_max_bus: int
-    buses_outside_limits: tuple[int, ...]
-    trafo_loading_percent: float          # the most loaded transformer
-    technical_loss_wh: float
-    expected_transformer_wh: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +125,10 @@ class FeederInterval:
     loss_wh: int | None
     alert: bool
     loss_streak: int
-    network: NetworkState | None
+    network: FeederState | None     # the load flow, when the role has a network
+    minted_wh: int = 0                    # tokens the members minted (their reports)
+    mint_excess_wh: int | None = None     # minted beyond the transformer balance (see mint_check)
+    flagged: tuple[tuple[str, str], ...] = ()   # (member hex, reason) of p2pnode.mint_check
 
 
 class FeederBook:
@@ -187,6 +178,13 @@ class FeederBook:
         for old in sorted(book.answered)[:-ANSWERED_INTERVALS]:
             del book.answered[old]
         return book
+
+    @property
+    def flagged(self) -> collections.Counter[str]:
+        """Mint cross-check flags per member (hex) over the closed intervals kept (the
+        history, restored with the books after a restart)."""
+        return collections.Counter(member for booked in self.history
+                                   for member, _ in booked.flagged)
 
     # -- reports ---------------------------------------------------------------------------------
     def submit(self, raw: bytes, now_s: float) -> Answer:
@@ -284,6 +282,7 @@ class FeederBook:
             self.streak = account.loss_streak
             loss, alert = round(account.loss_kwh * 1000), account.alert
         expected = self.settings.members if self.settings.members is not None else self.known
+        check = self._cross_check(start_s, reports, transformer_wh)
         return FeederInterval(
             interval_start_s=start_s, interval_s=self.settings.interval_s,
             members_reporting=len(reports),
@@ -293,7 +292,21 @@ class FeederBook:
             local_wh=round(account.local_kwh * 1000), shared_wh=round(pool.shared_kwh * 1000),
             surplus_wh=round(account.surplus_kwh * 1000), deficit_wh=round(account.deficit_kwh * 1000),
             loss_wh=loss, alert=alert, loss_streak=self.streak,
-            network=self._network(readings) if self.grid is not None else None)
+            network=self._network(readings) if self.grid is not None else None,
+            minted_wh=check.minted_wh, mint_excess_wh=check.excess_wh,
+            flagged=tuple((member.hex(), reason) for member, reason in check.flags))
+
+    def _cross_check(self, start_s: int, reports: list[FeederReport], transformer_wh: int | None):
+        """Minted tokens against the reports and the transformer (:mod:`p2pnode.mint_check`)."""
+        mints = [MemberMint(r.member, r.interval_start_s, r.interval_s, r.generation_wh,
+                            r.consumption_wh, r.minted_wh, r.meter, r.meter_sig) for r in reports]
+        tolerance_wh = round(self.settings.watch.threshold_kwh * 1000)
+        check = cross_check(mints, transformer_wh, tolerance_wh, self.settings.trusted_meters)
+        for member, reason in check.flags:
+            self.counters[f"mint_flagged_{reason}"] += 1
+            log.warning("feeder %s interval %s: member %s flagged: %s", self.settings.feeder,
+                        start_s, member.hex()[:16], reason)
+        return check
 
     def placement(self) -> dict[str, int]:
         """Bus of every known member (hex key): explicit ``buses``, the rest on the houses in
@@ -302,7 +315,7 @@ class FeederBook:
         ids = [m.hex() for m in self.known] + list(buses)   # every explicit bus is checked
         return place_on_houses(list(dict.fromkeys(ids)), buses, self.grid)
 
-    def _network(self, readings: list[NodeReading]) -> NetworkState | None:
+    def _network(self, readings: list[NodeReading]) -> FeederState | None:
         try:
             state = feeder_state(readings, self.placement(), self.grid,
                                  hours=self.settings.interval_s / 3600)
@@ -310,19 +323,15 @@ class FeederBook:
             log.error("feeder load flow failed: %s", exc)
             self.counters["network_failed"] += 1
             return None
-        return NetworkState(
-            converged=state.converged, vm_min_pu=state.vm_min_pu, vm_min_bus=state.vm_min_bus,
-            vm_max_pu=state.vm_max_pu, vm_max_bus=state.vm_max_bus,
-            buses_outside_limits=state.buses_outside_limits,
-            trafo_loading_percent=max(state.trafo_loading_percent, default=0.0),
-            technical_loss_wh=state.technical_loss_kwh * 1000,
-            expected_transformer_wh=state.expected_transformer_kwh * 1000)
+        return state
 
 
 def _interval_from_dict(data: dict) -> FeederInterval:
     """A :class:`FeederInterval` from ``dataclasses.asdict`` (the books file)."""
     network = data.get("network")
     if network is not None:
-        network = NetworkState(**{**network, "buses_outside_limits":
-                                  tuple(network["buses_outside_limits"])})
-    return FeederInterval(**{**data, "network": network})
+        network = FeederState(**{**network, **{
+            name: tuple(network[name]) for name in ("buses_outside_limits",
+                                                    "trafo_loading_percent")}})
+    flagged = tuple(tuple(flag) for flag in data.get("flagged", ()))
+    return FeederInterval(**{**data, "network": network, "flagged": flagged})

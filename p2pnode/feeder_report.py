@@ -1,8 +1,9 @@
 """A member's signed interval report to its feeder node, and the member side that sends it.
 
 After every interval each member node of a feeder tells the feeder node what its meter read:
-a :class:`FeederReport` (generation and consumption in Wh of one interval), signed with the
-node's key and posted to ``POST /p2p/v1/feeder/report`` on the feeder node's peer endpoint.
+a :class:`FeederReport` (generation and consumption in Wh of one interval, the energy tokens
+the node minted for it, and -- from a signing smart meter -- the meter's key and signature of the
+reading), signed with the node's key and posted to ``POST /p2p/v1/feeder/report`` on the feeder node's peer endpoint.
 The feeder node (:mod:`p2pnode.feeder`) answers with JSON: ``{"status": "accepted",
 "interval_start_s": ...}`` (200) or ``{"status": "rejected", "reason": ..., "retry": ...}``.
 
@@ -32,7 +33,7 @@ from typing import Annotated
 
 import aiohttp
 
-from ledger import PUBLIC_KEY_BYTES, Bytes, Range, Sealed, SignedMessage, SigningKey, Text, seal
+from ledger import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, Bytes, Range, Sealed, SignedMessage, SigningKey, Text, seal
 from ledger.sealed import ENVELOPE_OVERHEAD
 from p2pnode.meter import Meter, Reading
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 FEEDER_REPORT_PATH = "/p2p/v1/feeder/report"
 REPORT_TYPE_ID = 70                      # unused by ledger (1-24), offers (50), negotiation (60-61)
-MAX_REPORT_BODY_BYTES = 256
+MAX_REPORT_BODY_BYTES = 384
 MAX_REPORT_BYTES = MAX_REPORT_BODY_BYTES + ENVELOPE_OVERHEAD   # a sealed report on the wire
 MAX_REPORT_WH = 10**9                    # codec bound; the feeder node checks the power too
 MAX_PENDING_REPORTS = 4                  # intervals a member keeps retrying
@@ -68,12 +69,17 @@ class FeederReport(SignedMessage):
     interval_s: Annotated[int, Range(1, 86400)]
     generation_wh: Annotated[int, Range(0, MAX_REPORT_WH)]
     consumption_wh: Annotated[int, Range(0, MAX_REPORT_WH)]
+    minted_wh: Annotated[int, Range(0, MAX_REPORT_WH)] = 0   # tokens minted for the interval
+    meter: Annotated[bytes, Bytes(max=PUBLIC_KEY_BYTES)] = b""   # the signing meter's key
+    meter_sig: Annotated[bytes, Bytes(max=SIGNATURE_BYTES)] = b""   # its signature of the reading
 
 
-def report_for(reading: Reading, feeder: str, key: SigningKey) -> Sealed[FeederReport]:
-    """The sealed report of one meter reading."""
+def report_for(reading: Reading, feeder: str, key: SigningKey,
+               minted_wh: int = 0) -> Sealed[FeederReport]:
+    """The sealed report of one meter reading (with the meter's signature when it has one)."""
     return seal(FeederReport(key.public, feeder, reading.interval_start_s, reading.interval_s,
-                             reading.generation_wh, reading.consumption_wh), key)
+                             reading.generation_wh, reading.consumption_wh, minted_wh,
+                             reading.meter_key, reading.meter_sig), key)
 
 
 class ReportingMeter(Meter):
@@ -116,18 +122,20 @@ class FeederReporter:
 
     def __init__(self, key: SigningKey, feeder: str, url: str,
                  counters: collections.Counter | None = None, *, keep: int = MAX_PENDING_REPORTS,
-                 timeout_s: float = REPORT_TIMEOUT_S, retry_after_s: float = RETRY_AFTER_S):
+                 timeout_s: float = REPORT_TIMEOUT_S, retry_after_s: float = RETRY_AFTER_S,
+                 minted: Callable[[int], int] | None = None):
         self.key, self.feeder = key, feeder
+        self.minted = minted   # interval start -> tokens the node minted (read when sent)
         self.url = url.rstrip("/") + FEEDER_REPORT_PATH
         self.counters = counters if counters is not None else collections.Counter()
         self.keep, self.timeout_s, self.retry_after_s = keep, timeout_s, retry_after_s
-        self.pending: dict[int, Sealed[FeederReport]] = {}
+        self.pending: dict[int, Sealed[FeederReport] | Reading] = {}
         self.session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
 
     def reading(self, reading: Reading) -> None:
-        sealed = report_for(reading, self.feeder, self.key)
-        self.pending[reading.interval_start_s] = sealed
+        # sealed when first sent: the node mints from this reading right after reading it
+        self.pending[reading.interval_start_s] = reading
         self.counters["feeder_report_queued"] += 1
         while len(self.pending) > self.keep:
             oldest = min(self.pending)
@@ -167,6 +175,9 @@ class FeederReporter:
             sealed = self.pending.get(start)
             if sealed is None:
                 continue
+            if isinstance(sealed, Reading):   # sealed once: a retry sends the same bytes
+                minted = self.minted(start) if self.minted is not None else 0
+                sealed = self.pending[start] = report_for(sealed, self.feeder, self.key, minted)
             outcome = await self.post(sealed.raw)
             if outcome.retry:
                 self.counters["feeder_report_retry"] += 1

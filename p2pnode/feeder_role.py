@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import csv
+import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +26,12 @@ from ledger import SigningKey
 from optimizer.markets import LossWatch
 from optimizer.powerflow.errors import PowerFlowError
 from p2pnode.config import NodeConfig
-from p2pnode.errors import ConfigError
+from p2pnode.errors import ConfigError, FileLimitError
+from p2pnode.files import CSV_MAX_BYTES, read_bounded
 from p2pnode.feeder import Answer, FeederBook, FeederInterval, FeederSettings
 from p2pnode.feeder_report import FEEDER_REPORT_PATH, report_for
 from p2pnode.feeder_store import FeederStore, feeder_books_path
+from p2pnode.minting import trusted_meter_keys
 from p2pnode.meter import Reading
 
 __all__ = ["CsvTransformerMeter", "FeederRole", "TransformerMeter"]
@@ -56,11 +59,13 @@ class CsvTransformerMeter(TransformerMeter):
         self.path, self.interval_s = Path(path), interval_s
         self.readings: dict[int, int] = {}
         try:
-            with self.path.open(newline="") as handle:
-                self._load(csv.DictReader(handle))
+            text = read_bounded(self.path, CSV_MAX_BYTES, "transformer meter CSV").decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"[feeder_role] transformer_meter: {self.path}: cannot read "
                               f"({exc.strerror})") from exc
+        except (UnicodeDecodeError, FileLimitError) as exc:
+            raise ConfigError(f"[feeder_role] transformer_meter: {self.path}: {exc}") from None
+        self._load(csv.DictReader(io.StringIO(text, newline="")))
 
     def _load(self, rows: csv.DictReader) -> None:
         missing = [c for c in self.COLUMNS if c not in (rows.fieldnames or ())]
@@ -111,7 +116,8 @@ class FeederRole:
             watch=LossWatch(role.loss_threshold_kwh, role.persistence), grace_s=role.grace_s,
             members=frozenset((key.public, *members)) if members else None,
             member_order=tuple(dict.fromkeys((key.public, *members))),
-            buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network)
+            buses=tuple((bytes.fromhex(m), bus) for m, bus in role.buses), network=role.network,
+            trusted_meters=trusted_meter_keys(config))
         self.book: FeederBook | None = None
         self.store: FeederStore | None = None
         self.books_path = feeder_books_path(config.ledger)

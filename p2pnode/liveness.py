@@ -50,6 +50,10 @@ async def observe_interval(node, start_s: int) -> Health:
             reachable = await reachable_peers(node.dht, node.config.network.bootstrap_addresses())
     except (TimeoutError, OSError):
         reachable = 0
+    except Exception:                   # a probe never stops trading: logged, counted
+        log.exception("fail-safe: the peer probe failed")
+        node.counters["failsafe_probe_errors"] += 1
+        reachable = 0
     overdue = sum(1 for trade in node.unsettled() if trade.payload.interval_start_s < start_s)
     health, changed = node.failsafe.observe(Observation(start_s, reachable, overdue))
     if changed and health.grid_only:

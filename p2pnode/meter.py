@@ -1,9 +1,16 @@
-"""The meter interface a node reads from (FR-06), and two meters that implement it.
+"""The meter interface a node reads from (FR-06), and the meters that implement it.
 
 Real firmware implements :class:`Meter` over its metering chip; the simulator uses
 :class:`ProfileMeter`; :class:`CsvReplayMeter` replays recorded readings.  A reading covers one
 trading interval: energy generated and consumed in watt-hours, and the battery's state of charge
 when there is one.
+
+Readings a node cannot forge: a smart meter signs its readings with its own Ed25519 key,
+separate from the node key.  A :class:`Reading` carries that signature (``meter_key``,
+``meter_sig``: the meter's signature of :meth:`Reading.meter_reading`, the ledger's
+``MeterReading``); :class:`SigningMeter` adds it to the readings of any meter (a replay or
+simulated meter standing in for a signing one).  A node configured with ``[meter] trusted_keys``
+mints only from readings signed by one of them (:mod:`p2pnode.minting`).
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 import abc
 import csv
 import dataclasses
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from ledger import MeterReading, SigningKey
 from p2pnode.errors import ConfigError
+from p2pnode.files import CSV_MAX_BYTES, read_bounded
 
-__all__ = ["Reading", "Meter", "ProfileMeter", "CsvReplayMeter"]
+__all__ = ["Reading", "Meter", "ProfileMeter", "CsvReplayMeter", "SigningMeter"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +36,8 @@ class Reading:
     generation_wh: int
     consumption_wh: int
     soc: float | None = None  # battery state of charge 0..1, None without a battery
+    meter_key: bytes = b""    # the signing meter's public key (empty: an unsigned reading)
+    meter_sig: bytes = b""    # its signature of ``meter_reading(meter_key).signing_bytes()``
 
     def __post_init__(self):
         for name in ("interval_s", "generation_wh", "consumption_wh"):
@@ -38,6 +50,16 @@ class Reading:
     def net_wh(self) -> int:
         """Generation minus consumption: positive is surplus, negative is deficit."""
         return self.generation_wh - self.consumption_wh
+
+    def meter_reading(self, meter: bytes) -> MeterReading:
+        """The ledger's signed form of this reading, as meter ``meter`` signs it."""
+        return MeterReading(meter, self.interval_start_s, self.interval_s, self.generation_wh,
+                            self.consumption_wh)
+
+    def signed_by(self, key: SigningKey) -> Reading:
+        """This reading with meter ``key``'s signature."""
+        signature = key.sign(self.meter_reading(key.public).signing_bytes())
+        return dataclasses.replace(self, meter_key=key.public, meter_sig=signature)
 
 
 class Meter(abc.ABC):
@@ -96,10 +118,12 @@ class CsvReplayMeter(Meter):
         self.path, self.interval_s = Path(path), interval_s
         self.readings: dict[int, Reading] = {}
         try:
-            with self.path.open(newline="") as handle:
-                self._load(csv.DictReader(handle))
+            text = read_bounded(self.path, CSV_MAX_BYTES, "meter CSV").decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot read ({exc.strerror})") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.path}: not UTF-8 text") from None
+        self._load(csv.DictReader(io.StringIO(text, newline="")))
 
     def _load(self, rows: csv.DictReader) -> None:
         missing = [c for c in self.COLUMNS if c not in (rows.fieldnames or ())]
@@ -132,3 +156,17 @@ class CsvReplayMeter(Meter):
         if reading is None or interval_s != self.interval_s:
             raise ConfigError(f"{self.path}: no reading for interval {interval_start_s}")
         return reading
+
+
+class SigningMeter(Meter):
+    """Signs every reading of ``meter`` with the meter key ``key`` (as a smart meter does)."""
+
+    def __init__(self, meter: Meter, key: SigningKey):
+        self.meter, self.key = meter, key
+
+    def read(self, interval_start_s: int, interval_s: int) -> Reading:
+        return self.meter.read(interval_start_s, interval_s).signed_by(self.key)
+
+    def substeps(self, interval_start_s: int, interval_s: int, substep_s: int
+                 ) -> list[tuple[int, int]] | None:
+        return self.meter.substeps(interval_start_s, interval_s, substep_s)

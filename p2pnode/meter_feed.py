@@ -9,7 +9,8 @@ value is **frozen** the first time it is used, so consecutive intervals share it
 between two boundaries is counted in exactly one interval, however the samples arrive (late,
 out of order, repeated, with gaps from a broker restart), and the interval energies add up to
 the registers' difference.  Interval energy = ``floor(register at end) - floor(register at
-start)``, so the rounding telescopes too.
+start)``, so the rounding telescopes too.  The first interval counts from the first sample the
+node received (what flowed before it started listening is not its to trade).
 
 Payloads (UTF-8 JSON, at most :data:`MAX_PAYLOAD_BYTES`), ``format = "json"``::
 

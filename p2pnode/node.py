@@ -47,8 +47,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger import (
-    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerRules, LedgerStore, Sealed,
-    seal, unseal,
+    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerStore, Sealed, seal, unseal,
 )
 from p2pnode.balance import Balance, next_balance
 from p2pnode.config import NodeConfig
@@ -57,8 +56,10 @@ from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
 from p2pnode.failsafe import FailSafe
+from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
+from p2pnode.identity import load_node_key
 from p2pnode.liveness import observe_interval
-from p2pnode.identity import load_key_file
+from p2pnode.minting import ledger_rules
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
 from p2pnode.node_buyer import BuyerSide
@@ -68,7 +69,8 @@ from p2pnode.ranking import Location
 from p2pnode.reputation import Reputation
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
-from p2pnode.trading.schedule import event_order, events, step_times
+from p2pnode.trading.hedging import ErrorScale
+from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -129,7 +131,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         if key is None:
             if config.key_file is None:
                 raise ConfigError("key_file = None: a node needs a key (key_file or key=)")
-            key = load_key_file(config.key_file)
+            key = load_node_key(config)
         self.config, self.meter, self.key, self.clock = config, meter, key, clock
         self.public = key.public
         self.weather, self.faults, self.ledger_sync = weather, faults, ledger_sync
@@ -151,8 +153,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         self.ledger: Ledger | None = None
         self.balance = Balance.BALANCED
         self.reports: list[IntervalReport] = []
-        self.book = SellerBook(sells=config.constraints.sells,
-                               max_trade_wh=config.constraints.max_trade_wh)
+        self.book = SellerBook()
         self._buying: dict[int, Buying] = {}
         self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
         self._readings: dict[int, Reading] = {}
@@ -161,6 +162,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
         self._observed_s = -1                     # the last reading the forecaster saw
+        self.error_scale = ErrorScale()           # recent forecast error: how much to hedge
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
@@ -174,11 +176,10 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         if self._started:
             raise RuntimeError("the node is already started")
         self._started = True
-        issuers = self.config.credit.issuer_keys()
-        if issuers == frozenset():
+        rules = ledger_rules(self.config)   # trusted voucher issuers and meter keys
+        if rules.trusted_issuers == frozenset():
             log.warning("[credit] trusted_issuers is empty: no voucher counts as credit (list "
                         "the issuers you trust, e.g. the utility's key)")
-        rules = LedgerRules(trusted_issuers=issuers)
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
                              rules)
         for path in self.config.credit.vouchers:
@@ -242,7 +243,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
 
     def deposit_file(self, path: Path) -> None:
         try:
-            voucher = unseal(Path(path).read_bytes(), CreditVoucher)
+            voucher = unseal(read_bounded(Path(path), VOUCHER_MAX_BYTES, "voucher"), CreditVoucher)
         except OSError as exc:
             raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
         except LedgerError as exc:
@@ -265,6 +266,8 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
             except ValueError as exc:   # models.errors.ReadingError: out of order, duplicate
                 self.counters[f"reading_refused_{getattr(exc, 'reason', 'invalid')}"] += 1
             self._observed_s = start_s
+            if start_s in self._forecast_net:
+                self.error_scale.add(self._forecast_net[start_s], reading.net_wh)
         return reading
 
     def _surplus_substeps(self, start_s: int) -> list[int]:
@@ -394,6 +397,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
                                  offer.requested_wh)
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
         bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
+        self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
         surplus, deficit = max(reading.net_wh, 0), max(-reading.net_wh, 0)
         export = max(0, surplus - sold) + max(0, bought - deficit)
         imported = max(0, deficit - bought)
@@ -417,9 +421,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         """
         self._speed = speed
         interval = self.config.interval_s
-        first = (int(self.clock()) // interval + 1) * interval   # the next interval boundary
-        if self.config.market.mode == "ex_post":
-            first -= interval
+        first = first_interval(self.config, self.clock())
         day = first - first % 86400 + 86400
         pending = [e for e in events(self.config, range(first, day, interval))
                    if not (e[1].startswith("day_") and e[0] < self.clock())]   # gate passed
@@ -430,6 +432,8 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
                 day += 86400
                 upcoming = events(self.config, range(day, day + 86400, interval))
             at, name, start = pending.pop(0)
+            if until_s is not None and at >= until_s:
+                break
             await self._sleep_until(at)
             try:
                 if name == "open":

@@ -19,6 +19,7 @@ from p2pnode.offers import OfferRecord, query_keys
 from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
 from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
+from p2pnode.trading.hedging import buyer_quantity_wh
 from p2pnode.trading.settlement import check_delivery
 
 __all__ = ["BuyerSide"]
@@ -61,6 +62,11 @@ class BuyerSide:
                    if r.interval_start_s == start_s]
         await self.refresh_records({r.seller: r.endpoint for r in records})
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
+        if records:   # how much to buy on the forecast, at these prices (trading.hedging)
+            retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
+            state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
+                                          min(r.price_micro_per_kwh for r in records), retail,
+                                          floor))
         bought, capped = 0, True
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]

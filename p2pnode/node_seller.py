@@ -18,15 +18,17 @@ import logging
 import os
 
 from ledger import (
-    BlockBody, BlockRejected, BlockType, DecodeError, LedgerError, MeterReading, Sealed,
+    BlockBody, BlockRejected, BlockType, DecodeError, LedgerError, Sealed,
     TradePayload, decode_envelope, seal,
 )
 from p2pnode.meter import Reading
+from p2pnode.minting import mint_reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status
 from p2pnode.offers import OfferRecord, OfferRejected
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
+from p2pnode.trading.hedging import seller_quantity_wh
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
 
@@ -55,6 +57,10 @@ class SellerSide:
             supply = demand = 1
         price = dynamic_price(supply, demand, hour, config.tariffs,
                               micro(config.constraints.min_sell_price_per_kwh))
+        if price is not None:   # how much to offer on the forecast, at this price
+            retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
+            offered = min(offered, seller_quantity_wh(offered, self.error_scale.value, price,
+                                                      retail, config.tariffs.feed_in_micro_per_kwh))
         gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
         offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
                                day_ahead=day_ahead)
@@ -75,7 +81,9 @@ class SellerSide:
             self.counters["offers_rejected"] += 1
 
     def _mint(self, reading: Reading, *, measured_only: bool = False) -> None:
-        """Tokens for the surplus of a metered interval, from its signed reading (once).
+        """Tokens for the surplus of a metered interval, from its signed reading (once; see
+        :func:`p2pnode.minting.mint_reading`: with ``[meter] trusted_keys`` only a reading its
+        meter signed counts, a refusal is counted as ``mint_refused_<reason>``).
 
         ``measured_only``: mint even without a surplus (0 tokens): the signed reading is the
         proof a DELIVERY carries that the seller measured the interval.
@@ -83,10 +91,12 @@ class SellerSide:
         start = reading.interval_start_s
         if start in self.ledger.state.minted or (reading.net_wh <= 0 and not measured_only):
             return
-        signed = seal(MeterReading(self.public, start, reading.interval_s,
-                                   reading.generation_wh, reading.consumption_wh), self.key)
-        block = self.ledger.mint(signed, max(0, reading.net_wh), self._now_ms())
-        self._mint_seqs[start] = block.message.seq
+        minted = mint_reading(self.ledger, reading, self.key, self._now_ms(),
+                              measured_only=measured_only)
+        if isinstance(minted, str):   # e.g. [meter] trusted_keys and a reading it did not sign
+            self.counters[f"mint_refused_{minted}"] += 1
+            return
+        self._mint_seqs[start] = minted.message.seq
 
     def _schedule_refresh(self, offer: Offer) -> None:
         """Republish the offer with what is left (a newer seq; 0 Wh withdraws it), coalesced."""
@@ -115,8 +125,10 @@ class SellerSide:
         tokens = None
         if request.interval_start_s in self.ledger.state.minted:
             tokens = self.ledger.tokens_wh(request.interval_start_s)
+        limits = self.config.constraints
         decision = self.book.decide(
-            request, now_s=self.clock(), trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
+            request, now_s=self.clock(), sells=limits.sells, max_trade_wh=limits.max_trade_wh,
+            trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
         if isinstance(decision, str):
             return self._reply(request, Status.DENIED, decision)
         payload = TradePayload(request.trade_id, self.public, request.sender,

@@ -96,6 +96,7 @@ class Drop(enum.StrEnum):
     SELLER_KEY_FULL = "seller_key_full"  # the seller already has a few offers under this key
     WRONG_FEEDER = "wrong_feeder"      # a record of a feeder this node does not hold offers of
     OUT_OF_HORIZON = "out_of_horizon"  # its interval is too far ahead or behind to be traded
+    NEWCOMER_QUOTA = "newcomer_quota"  # sellers without standing have their share of the key
 
 
 class OfferRejected(NodeError, ValueError):

@@ -97,6 +97,11 @@ class PeerServer:
         """The endpoint written into offers for ``host:port``: that, for HTTP."""
         return hostport
 
+    @property
+    def serving(self) -> bool:
+        """Started and bound (the local API's health)."""
+        return self.runner is not None and self.port > 0
+
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()

@@ -15,24 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from optimizer.frames import TimeFrame, day_coverage_problem
 from p2pnode.errors import ConfigError
 
 __all__ = ["Frame", "Tariffs", "dynamic_price"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Frame:
-    """A time-of-day frame [start_hour, end_hour) with its retail tariff; may wrap midnight."""
+class Frame(TimeFrame):
+    """A time-of-day frame (:class:`optimizer.frames.TimeFrame`: hours, wrapping midnight) with
+    its retail tariff."""
 
-    name: str
-    start_hour: int
-    end_hour: int
     retail_micro_per_kwh: int
-
-    def contains(self, hour: float) -> bool:
-        if self.start_hour <= self.end_hour:
-            return self.start_hour <= hour < self.end_hour
-        return hour >= self.start_hour or hour < self.end_hour
 
 
 DEFAULT_FRAMES = (
@@ -48,11 +42,9 @@ class Tariffs:
     frames: tuple[Frame, ...] = DEFAULT_FRAMES
 
     def __post_init__(self):
-        for hour in range(24):
-            covering = [f.name for f in self.frames if f.contains(hour)]
-            if len(covering) != 1:
-                raise ConfigError(f"tariffs.frames: hour {hour} is covered by "
-                                  f"{len(covering)} frames {covering}, expected exactly 1")
+        problem = day_coverage_problem(self.frames)
+        if problem:
+            raise ConfigError(f"tariffs.frames: {problem}")
         for frame in self.frames:
             if frame.retail_micro_per_kwh < self.feed_in_micro_per_kwh:
                 raise ConfigError(f"tariffs.frames[{frame.name}].retail_micro_per_kwh: below the "

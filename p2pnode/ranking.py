@@ -29,11 +29,14 @@ from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, se
 from p2pnode.offers import OfferRecord
 from p2pnode.reputation import Reputation
 
-__all__ = ["Location", "MarketContext", "candidates_from_offers", "rank"]
+__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "bounded_newcomers",
+           "candidates_from_offers", "rank"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
 MIN_EFFICIENCY = 0.5
+MAX_NEWCOMER_CANDIDATES = 4   # sellers this buyer never traded with, per ranking (SPEC: "new
+                              # keys start without a record and get a bounded share of demand")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +99,15 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                            history: Reputation, context: MarketContext,
                            predictor, *, capped: bool = True) -> list[Candidate]:
     """One :class:`Candidate` per record, with predicted quality and duration; ``capped``: a
-    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit."""
+    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit.
+
+    Sellers the buyer knows nothing verified of (:meth:`~p2pnode.reputation.Reputation.known`)
+    are bounded to the first :data:`MAX_NEWCOMER_CANDIDATES` of ``records`` (cheapest first, as
+    :func:`best_offer_per_seller` orders them): keys are free, and a discovery that returned
+    hundreds of offers signed by fresh keys must not push the sellers the buyer knows out of
+    the plan.  The buyer's later rounds, without the newcomers that failed, see the next ones.
+    """
+    records = bounded_newcomers(records, history)
     if not records:
         return []
     supply = sum(r.energy_wh for r in records)
@@ -129,6 +140,19 @@ def _capped_wh(record: OfferRecord, history: Reputation, deficit_wh: int) -> int
     if share >= 1.0:
         return record.energy_wh
     return max(1, min(record.energy_wh, math.ceil(share * deficit_wh)))
+
+
+def bounded_newcomers(records: Sequence[OfferRecord], history: Reputation,
+                      limit: int = MAX_NEWCOMER_CANDIDATES) -> list[OfferRecord]:
+    """``records`` with at most ``limit`` of sellers not :meth:`~Reputation.known`, in order."""
+    kept, newcomers = [], 0
+    for record in records:
+        if not history.known(record.seller):
+            if newcomers >= limit:
+                continue
+            newcomers += 1
+        kept.append(record)
+    return kept
 
 
 def rank(deficit_wh: int, max_price_micro_per_kwh: int, candidates: Sequence[Candidate],

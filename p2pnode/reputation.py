@@ -127,6 +127,14 @@ class Reputation:
         until = self.penalties.get(seller)
         return until is not None and now_s < until[0]
 
+    def known(self, seller: bytes) -> bool:
+        """Whether this buyer has traded with ``seller`` or holds a co-signed settlement of it
+        (its own or from the seller's verified record); the others are newcomers
+        (:func:`p2pnode.ranking.bounded_newcomers`)."""
+        view = self.sellers.get(seller)
+        return view is not None and (view.trades > 0
+                                     or any(s.cosigned for s in view.settlements.values()))
+
     def cursor(self, seller: bytes) -> RecordCursor | None:
         view = self.sellers.get(seller)
         return view.cursor if view is not None else None

@@ -13,6 +13,9 @@
   (:func:`settle_profiles`), scored by
   :func:`score` into :class:`Metrics` (:mod:`simulator.metrics`).
 
+* Sub-interval readings: :func:`substep_readings` (:mod:`simulator.substeps`) spreads each interval's
+  whole Wh over one-minute sub-steps (clouds, appliance spikes), summing exactly.
+
 The swarm runner that drives real nodes is :mod:`simulator.swarm`; :mod:`simulator.run` runs a
 scenario end to end into its run directory (:mod:`simulator.report`).
 
@@ -56,6 +59,9 @@ _LAZY = {
     "simulator.scenario": (
         "FEEDERS", "Scenario", "load_scenario", "scenario_from_dict",
     ),
+    "simulator.substeps": (
+        "clear_sky_substeps", "substep_readings",
+    ),
     "simulator.settings": (
         "Faults", "Households", "Selection", "Weights",
     ),
@@ -92,8 +98,9 @@ __all__ = [
     "default_prices", "gini", "load_scenario", "market_outcome", "max_local_match_wh",
     "merit_order", "net_cost", "per_interval", "run_baselines", "savings_per_house",
     "scenario_from_dict", "score", "settle", "settle_profiles", "solve_interval_lp",
-    "solve_optimum", "step_batteries", "trade_arrays",
+    "solve_optimum", "step_batteries", "trade_arrays", "clear_sky_substeps", "substep_readings",
     "RunStats", "ScoredRun", "TradeLog", "print_summary", "score_run", "summarize", "write_run",
     "MECHANISMS", "Comparison", "MechanismError", "MechanismSetup", "compare_mechanisms",
     "comparison_table", "format_table", "scenario_feeder",
+    "clear_sky_substeps", "substep_readings",
 ]

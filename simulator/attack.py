@@ -13,6 +13,19 @@ endpoints) and then, bounded by the rates in :mod:`simulator.faults`:
             old messages replayed past the replay window.
 ``flood``   sends garbage datagrams to every DHT socket it knows and well-formed, validly
             signed REQUESTs for offers that do not exist to every peer endpoint it knows.
+``storage_fill``  stores offers signed by fresh keys (:mod:`simulator.hostile`) on every DHT
+            node it knows: :data:`FILL_RECORDS_PER_BAND` under each price-band key of the next
+            interval, one under each of :data:`FILL_OTHER_KEYS` other keys.
+``ground_ids``  runs :data:`GROUND_NODES_PER_KEY` DHT nodes per price-band key of the next
+            interval at ids ground to share :data:`GROUND_BITS` bits with the key; they accept
+            every store and return nothing.  (The swarm's honest nodes share 127.0.0.1, so the
+            DHT's per-address contact limit is off there: this measures the damage without
+            that defence; ``benchmarks/attacks.py`` measures it with.)
+
+``storage_fill`` and ``ground_ids`` start after :data:`DHT_ATTACK_AFTER` intervals: they attack
+an established feeder, whose sellers have standing in the DHT.  A feeder starting from nothing,
+where every seller is as new as the attacker's keys, is not protected against storage fill
+(see the README's threat model).
 
 Every forged record carries an offer id starting with :data:`FORGED_PREFIX`, so a run can check
 that no honest store ever held one.  The attacker counts what it sent and what the honest
@@ -33,8 +46,9 @@ from collections.abc import Callable
 from ledger import Envelope, SigningKey, seal
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.negotiation import Kind, PeerRequest
-from p2pnode.offers import OfferRecord, query_keys, record_keys
+from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRecord, query_keys, record_keys
 from p2pnode.peer import PeerClient
+from simulator import hostile
 from simulator.faults import (
     FLOOD_DATAGRAMS_PER_INTERVAL, FLOOD_REQUESTS_PER_INTERVAL, FORGED_MESSAGES_PER_INTERVAL,
     FORGED_RECORDS_PER_INTERVAL,
@@ -42,7 +56,12 @@ from simulator.faults import (
 
 __all__ = ["Attacker", "FORGED_PREFIX", "KINDS"]
 
-KINDS = ("forge", "flood")
+KINDS = ("forge", "flood", "storage_fill", "ground_ids")
+FILL_RECORDS_PER_BAND = 300      # past a key's 256 records
+FILL_OTHER_KEYS = 200
+GROUND_NODES_PER_KEY = 5
+GROUND_BITS = 10
+DHT_ATTACK_AFTER = 2             # intervals storage_fill / ground_ids wait (see the module doc)
 FORGED_PREFIX = b"forged:"
 SEND_CONCURRENCY = 16            # the attacker's own requests in flight at once
 REQUEST_TIMEOUT_S = 0.5
@@ -74,6 +93,8 @@ class Attacker:
         self.counters: collections.Counter[str] = collections.Counter()
         self.sellers: dict[str, bytes] = {}          # endpoint -> seller key (learned)
         self._udp: asyncio.DatagramTransport | None = None
+        self._ground: list[OfferDHT] = []
+        self.dht_settings = dht_settings
 
     async def start(self) -> None:
         await self.dht.start("127.0.0.1", 0)
@@ -83,6 +104,7 @@ class Attacker:
                                                            local_addr=("127.0.0.1", 0))
 
     async def stop(self) -> None:
+        await self._stop_ground()
         if self._udp is not None:
             self._udp.close()
         await self.client.stop()
@@ -102,6 +124,14 @@ class Attacker:
             await self._send_all([self._forged_message(start_s, records, i)
                                   for i in range(FORGED_MESSAGES_PER_INTERVAL) if self.sellers],
                                  "forged_messages")
+        elif self.kind in ("storage_fill", "ground_ids"):
+            self.counters["attack_intervals_seen"] += 1
+            if self.counters["attack_intervals_seen"] <= DHT_ATTACK_AFTER:
+                return
+            if self.kind == "storage_fill":
+                await self._fill_storage(start_s + self.interval_s)
+            else:
+                await self._ground_ids(start_s + self.interval_s)
         else:
             await self._flood_datagrams()
             await self._send_all([self._bogus_request(start_s)
@@ -191,6 +221,47 @@ class Attacker:
             offer_id=FORGED_PREFIX + os.urandom(9), interval_start_s=start_s, energy_wh=1000,
             price_micro_per_kwh=10**6)
         return endpoint, seal(request, self.key).raw
+
+    # -- storage fill and ground ids ------------------------------------------------------------
+    def _targets(self) -> list[tuple[str, int]]:
+        router = self.dht.server.protocol.router
+        return [(n.ip, n.port) for n in router.find_neighbors(self.dht.server.node, k=MAX_TARGETS)]
+
+    def _band_keys(self, start_s: int) -> list[bytes]:
+        return list(query_keys(self.feeder, start_s, self.prices.max_micro_per_kwh,
+                               self.prices.floor_micro_per_kwh))
+
+    async def _fill_storage(self, start_s: int) -> None:
+        """Offers by fresh keys for the next interval's keys (and others) on every known node."""
+        await self.dht.server.closest(os.urandom(20))   # learn more of the DHT
+        targets = self._targets()
+        first = self.prices.floor_micro_per_kwh // PRICE_BAND_MICRO_PER_KWH
+        bands = range(first, first + len(self._band_keys(start_s)))
+        records = hostile.flood_records(self.random, self.feeder, start_s, bands=bands,
+                                        per_band=FILL_RECORDS_PER_BAND, other_keys=FILL_OTHER_KEYS,
+                                        interval_s=self.interval_s, now_s=self.clock())
+        for i, (data, address) in enumerate(hostile.store_datagrams(targets, records, self.random)):
+            self._udp.sendto(data, address)
+            self.counters["attack_fill_datagrams_sent"] += 1
+            if i % 50 == 49:
+                await asyncio.sleep(0)
+        self.counters["attack_fill_records_signed"] += sum(map(len, records.values()))
+
+    async def _ground_ids(self, start_s: int) -> None:
+        """Nodes next to the next interval's offer keys (the previous interval's stopped)."""
+        await self._stop_ground()
+        entry = self._targets()[:3]
+        for target in self._band_keys(start_s):
+            for key in hostile.ground_keys(target, GROUND_NODES_PER_KEY, GROUND_BITS, self.random):
+                self._ground.append(await hostile.start_ground_node(
+                    key, "127.0.0.1", entry, self.dht_settings, self.clock))
+                self.counters["attack_ground_nodes"] += 1
+
+    async def _stop_ground(self) -> None:
+        for node in self._ground:
+            self.counters["attack_ground_records_swallowed"] += node.storage.swallowed
+            await node.stop()
+        self._ground = []
 
     # -- sending -------------------------------------------------------------------------------
     async def _send_all(self, messages: list[tuple[str, bytes]], name: str) -> None:

@@ -5,6 +5,7 @@
     plan = fault_schedule(seed=42, meters=100, intervals=96, faults=scenario.faults)
     plan.malicious        # {house: "forge" | "flood"}: attacker machines, they never trade
     plan.offline[house]   # ((first, end), ...): offline for intervals first .. end - 1
+    plan.lying            # houses whose node lies about its meter (they trade, and inflate)
 
 Seeded and deterministic (no global RNG, no clock).  The malicious houses and the churned ones
 are disjoint: a house that trades honestly is never an attacker.  A churned house goes offline
@@ -45,6 +46,7 @@ class FaultSchedule:
     intervals: int
     malicious: dict[int, str]
     offline: dict[int, tuple[tuple[int, int], ...]]
+    lying: frozenset[int] = frozenset()
 
     def is_offline(self, house: int, interval: int) -> bool:
         return any(first <= interval < end for first, end in self.offline.get(house, ()))
@@ -86,11 +88,13 @@ def fault_schedule(seed: int, meters: int, intervals: int, faults: Faults) -> Fa
     kinds = faults.malicious_kinds or ("forge",)
     n_malicious = share_count(faults.malicious_share, meters)
     n_churn = min(share_count(faults.churn_share, meters), meters - n_malicious)
+    n_lying = min(share_count(faults.lying_share, meters), meters - n_malicious - n_churn)
     malicious = {house: kinds[i % len(kinds)] for i, house in enumerate(order[:n_malicious])}
     churned = order[n_malicious:n_malicious + n_churn]
     offline = {house: spans for house in churned
                if (spans := _outages(rng, intervals))}
-    return FaultSchedule(intervals, malicious, offline)
+    lying = frozenset(order[n_malicious + n_churn:n_malicious + n_churn + n_lying])
+    return FaultSchedule(intervals, malicious, offline, lying)
 
 
 def _outages(rng: np.random.Generator, intervals: int) -> tuple[tuple[int, int], ...]:

@@ -37,6 +37,7 @@ from simulator.baselines import Baselines, settle_profiles
 from simulator.metrics import Metrics, per_interval, savings_per_house, score
 from simulator.outcome import Outcome
 from simulator.profiles import Profiles
+from simulator.report_forward import plot_forecast_vs_actual, plot_shortfalls
 from simulator.scenario import Scenario
 from simulator.trades import RunStats, TradeLog
 
@@ -145,7 +146,10 @@ def summarize(run: ScoredRun) -> dict:
         **run.metrics.as_dict(),
         "trades": count,
         "agreed_kwh": agreed / 1000, "delivered_kwh": delivered / 1000,
-        "transaction_quality": delivered / agreed if agreed else math.nan,
+        # delivered / agreed as the sellers' meters measured it (ahead of delivery the trade
+        # log counts only what met a buyer's real deficit: delivered_kwh)
+        "transaction_quality": stats.extra.get("delivered_share",
+                                               delivered / agreed if agreed else math.nan),
         "messages_per_trade": float(trades.messages.mean()) if count else math.nan,
         "peer_messages": stats.peer_messages,
         "peer_messages_per_trade": stats.peer_messages / count if count else math.nan,
@@ -155,6 +159,7 @@ def summarize(run: ScoredRun) -> dict:
         "double_settlements": stats.double_settlements, "ledgers_valid": stats.ledgers_valid,
         "ledger_problems": list(stats.ledger_problems),
         "wall_s": stats.wall_s, "processes": stats.processes, "extra": dict(stats.extra),
+        "market_mode": run.scenario.market.mode,
         "currency": run.currency,
         "scenario": run.scenario.as_dict(),
         "baselines": {name: m.as_dict() for name, m in run.baseline_metrics.items()},
@@ -346,17 +351,21 @@ def plot_savings(run: ScoredRun) -> Figure:
     return fig
 
 
-PLOTS: dict[str, tuple[Callable[[ScoredRun], Figure], str]] = {
+PLOTS: dict[str, tuple[Callable[[ScoredRun], Figure | None], str]] = {
     "energy_flows": (plot_energy_flows, "Energy flows over the run"),
     "prices": (plot_prices, "Grid prices and peer-to-peer prices"),
     "matched_vs_optimum": (plot_matched_vs_optimum, "Locally matched energy vs the optimum"),
     "savings": (plot_savings, "Savings per household"),
+    "forecast_vs_actual": (plot_forecast_vs_actual, "Forecast when traded vs metered"),
+    "shortfalls": (plot_shortfalls, "Delivered vs agreed ahead of delivery"),
 }
 
 
 def render_plots(run: ScoredRun) -> dict[str, bytes]:
-    """Plot name -> PNG bytes."""
-    return {name: png_bytes(plot(run)) for name, (plot, _) in PLOTS.items()}
+    """Plot name -> PNG bytes (a plot without data for this run, e.g. forecasts ex post, is
+    left out)."""
+    figures = {name: plot(run) for name, (plot, _) in PLOTS.items()}
+    return {name: png_bytes(fig) for name, fig in figures.items() if fig is not None}
 
 
 def png_bytes(fig: Figure) -> bytes:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.mint_audit import backed_trades
 from simulator.mechanisms import check_names, compare_mechanisms, scenario_feeder
 from simulator.profiles import build_profiles
 from simulator.report import write_run
@@ -25,7 +26,7 @@ from simulator.trades import TRADE_FIELDS, RunStats, TradeLog
 
 __all__ = ["DEFAULT_MECHANISMS", "fault_stats", "run_stats", "simulate"]
 
-WARMUP_DAYS = 3
+WARMUP_DAYS = 7
 """Days of readings each node's forecaster has seen before a real-time run starts."""
 DEFAULT_MECHANISMS = ("double_auction", "continuous", "pooling")
 """Compared on every run; add "nsga2" for the welfare optimisation (~15 s per 100-house day)."""
@@ -47,13 +48,19 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     feeder = scenario_feeder(scenario.feeder) if "nsga2" in mechanisms else None
     baselines = compare_mechanisms(profiles, scenario.tariffs, mechanisms, feeder=feeder,
                                    seed=scenario.seed)
-    rows = within_deficits(swarm.trades, profiles)
+    rows = swarm.trades
+    if swarm.lying:   # what liars sold beyond their true surplus came from the grid
+        rows, unbacked_wh = backed_trades(rows, np.floor(profiles.surplus_wh), set(swarm.lying))
+        swarm.mint_check = dict(swarm.mint_check or {}, lying_unbacked_sold_kwh=round(
+            unbacked_wh / 1000, 3))
+    rows = within_deficits(rows, profiles)
     trades = TradeLog.from_rows([{k: v for k, v in row.items() if k in TRADE_FIELDS}
                                  for row in rows]) if rows else TradeLog.empty()
     write_strategic(Path(out_dir), swarm.trades, swarm.roles, scenario.intervals,
                     scenario.interval_s, plots=plots)
-    return write_run(Path(out_dir), scenario, profiles, baselines, trades, run_stats(swarm, rows),
-                     plots=plots)
+    optimum_wh = float(np.nansum(baselines.optimum.matched_wh))
+    return write_run(Path(out_dir), scenario, profiles, baselines, trades,
+                     run_stats(swarm, rows, optimum_wh), plots=plots)
 
 
 def within_deficits(rows: list[dict], profiles) -> list[dict]:
@@ -79,17 +86,16 @@ def within_deficits(rows: list[dict], profiles) -> list[dict]:
 
 
 def run_profiles(scenario: Scenario):
-    """The run's profiles and, for the real-time market, the :data:`WARMUP_DAYS` before them
-    (what the nodes' forecasters learned from before the run; the same houses)."""
-    if scenario.market.mode == "ex_post":
-        return build_profiles(scenario.profile_spec()), None
+    """The run's profiles (the scenario's days, the same in every market mode) and, ahead of
+    delivery, the :data:`WARMUP_DAYS` before them on the same houses (what the nodes'
+    forecasters learned from before the run)."""
     spec = scenario.profile_spec()
-    longer = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
-                                 days=spec.days + WARMUP_DAYS)
-    both = build_profiles(longer)
-    per_day = 86400 // scenario.interval_s
-    warm = WARMUP_DAYS * per_day
-    return both.window(warm, scenario.intervals), both.window(0, warm)
+    profiles = build_profiles(spec)
+    if scenario.market.mode == "ex_post":
+        return profiles, None
+    before = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
+                                 days=WARMUP_DAYS)
+    return profiles, build_profiles(before)
 
 
 def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> dict[str, float]:
@@ -117,6 +123,22 @@ def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> di
     return stats
 
 
+def forward_series(swarm: SwarmRun) -> dict[str, tuple[float, ...]]:
+    """Per interval (kWh): what the nodes forecast when they traded, and what their trades
+    agreed and the sellers' meters delivered (the report's forecast and shortfall plots)."""
+    if swarm.forecast_wh is None:
+        return {}
+    count = swarm.forecast_wh.shape[1]
+    agreed, delivered = np.zeros(count), np.zeros(count)
+    for row in swarm.trades:
+        if 0 <= row["interval"] < count:
+            agreed[row["interval"]] += row["energy_wh"]
+            delivered[row["interval"]] += row["delivered_wh"]
+    return {"forecast_surplus_kwh": tuple(swarm.forecast_wh[0] / 1000),
+            "forecast_deficit_kwh": tuple(swarm.forecast_wh[1] / 1000),
+            "agreed_kwh": tuple(agreed / 1000), "delivered_kwh": tuple(delivered / 1000)}
+
+
 def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     """Churn and attacks (:mod:`simulator.faults`): what happened and what the nodes did.
 
@@ -128,11 +150,15 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     had agreed but not settled when it went down that never settled (its new node does not
     know them); ``reachable_optimum_kwh``: the optimum over the honest nodes that are up
     (the summary's optimum counts every house, attackers and offline intervals included), and
-    ``reachable_match_ratio`` the local match against it."""
+    ``reachable_match_ratio`` the local match against it.  With lying houses or meter keys, the
+    feeder's cross-check of minted tokens (:func:`simulator.mint_audit.summarise`:
+    ``lying_nodes``, ``lying_caught``, ``lying_missed``, ``honest_flagged``, ``mint_flags_*``,
+    ``mint_excess_kwh``; ``untrusted_mints`` with meter keys)."""
     counters = swarm.counters
+    mint_check = swarm.mint_check or {}
     if not (swarm.attackers or counters.get("churn_outages")):
-        return {}
-    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers)}
+        return dict(mint_check)
+    stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers), **mint_check}
     stats.update({name: counters.get(name, 0) for name in (
         "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
         "forged_records_held")})
@@ -146,7 +172,8 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     return stats
 
 
-def run_stats(swarm: SwarmRun, matched: list[dict] | None = None) -> RunStats:
+def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
+              optimum_wh: float | None = None) -> RunStats:
     counters = swarm.counters
     dropped = {k.removeprefix("peer_dropped_"): v for k, v in counters.items()
                if k.startswith("peer_dropped_")}
@@ -159,8 +186,9 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None) -> RunStats:
         "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
     extra.update(fault_stats(swarm))
     extra.update(forward_stats(swarm, swarm.trades if matched is None else matched,
-                               swarm.optimum_wh))
+                               swarm.optimum_wh if optimum_wh is None else optimum_wh))
     return RunStats(wall_s=swarm.wall_s, processes=swarm.processes,
+                    per_interval=forward_series(swarm),
                     double_settlements=swarm.double_settlements,
                     ledgers_valid=not swarm.audit_problems,
                     ledger_problems=tuple(swarm.audit_problems),

@@ -13,7 +13,8 @@ key is an error)::
     [selection]   strategy = "ga" | "exact" | "greedy"
     [tariffs]     retail_per_kwh, feed_in_per_kwh, currency, export_limit_kw
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
-    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds
+    [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
+                  lying_share, meter_keys
     [market]      mode = "real_time" | "ex_post"
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
+from optimizer.selection import SelectionConfigError
 from p2pnode.checks import TomlFileError, read_toml, unknown_keys
 from simulator.checks import Checker
 from simulator.errors import MISSING, Problem, ScenarioError
@@ -44,7 +46,8 @@ MAX_ACCELERATION = 1e6
 
 _SECTIONS = {"households": Households, "weights": Weights, "selection": Selection,
              "tariffs": Tariffs, "faults": Faults, "market": Market}
-_TOP_KEYS = ("name", "seed", "meters", "feeder", "processes")
+_TOP_KEYS = ("name", "seed", "meters", "feeder", "processes", "transport")
+TRANSPORTS = ("http", "libp2p")
 _TIME_KEYS = ("start_date", "days", "interval_s", "acceleration")
 
 
@@ -57,6 +60,7 @@ class Scenario:
     meters: int = 100
     feeder: str = "kerber_dorfnetz"
     processes: int = 2
+    transport: str = "http"        # the nodes' peer links (p2pnode [network] transport)
     start_date: date = date(2023, 6, 30)
     days: int = 1
     interval_s: int = 900
@@ -75,6 +79,7 @@ class Scenario:
         top.integer("seed", self.seed, 0)
         meters_ok = top.integer("meters", self.meters, 1, MAX_HOUSES)
         top.choice("feeder", self.feeder, FEEDERS)
+        top.choice("transport", self.transport, TRANSPORTS)
         if top.integer("processes", self.processes, 1, MAX_PROCESSES) and meters_ok \
                 and self.processes > self.meters:
             top.fail("processes", self.processes, f"must not exceed meters ({self.meters})")
@@ -124,7 +129,7 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem in it."""
     source = str(path)
     try:
-        raw = read_toml(path)
+        raw = read_toml(path)     # bounded: a regular file of at most CONFIG_MAX_BYTES
     except TomlFileError as exc:
         raise ScenarioError([exc.problem], source) from exc
     return scenario_from_dict(raw, source)
@@ -170,6 +175,9 @@ def _build_section(kind: type, name: str, table: dict, problems: list[Problem]):
         return kind(**values)
     except ScenarioError as exc:
         problems.extend(exc.problems)
+        return None
+    except SelectionConfigError as exc:      # the weights: optimizer.selection.Weights
+        problems.extend(Problem(name, key, value, reason) for key, value, reason in exc.problems)
         return None
 
 

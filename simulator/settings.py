@@ -1,4 +1,6 @@
-"""The sections of a scenario other than tariffs: households, weights, selection, faults.
+"""The sections of a scenario other than tariffs and weights: households, selection, faults.
+
+``[weights]`` is :class:`optimizer.selection.Weights`, the one definition of the six weights.
 
 Each is a frozen dataclass that validates itself when built and reports every bad field with the
 TOML table it belongs to, e.g. ``[faults] loss = 1.5: must be between 0 and 1``.
@@ -8,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["Faults", "Households", "STRATEGIES", "Selection", "Weights"]
+
+from optimizer.selection import Weights
 from simulator.checks import Checker
 from simulator.load import LOAD_PROFILES
 from simulator.pv import WEATHER_SITES
 
 STRATEGIES = ("ga", "exact", "greedy")
-MALICIOUS_KINDS = ("forge", "flood")
+MALICIOUS_KINDS = ("forge", "flood")      # the default kinds
+ATTACK_KINDS = ("forge", "flood", "storage_fill", "ground_ids")   # every kind an attacker runs
 MAX_DELAY_MS = 60_000
 
 
@@ -58,40 +64,6 @@ class Households:
 
 
 @dataclass(frozen=True)
-class Weights:
-    """``[weights]``: the six criteria weights C1..C6 of the offer-selection objective.
-
-    f(X) = C1*X1 * sum(Ci*Xi, i=2..6) (SRS 3.2.5), so C1 (surplus availability) must be positive
-    and at least one of C2..C6 must be positive, or every offer scores zero.
-    """
-
-    surplus_availability: float = 1.0
-    trade_surplus: float = 1.0
-    transfer_efficiency: float = 1.0
-    transaction_duration: float = 1.0
-    transaction_quality: float = 1.0
-    market_participation: float = 1.0
-
-    def __post_init__(self):
-        check = Checker("weights")
-        check.number("surplus_availability", self.surplus_availability, 0, low_open=True)
-        rest_ok = [check.number(name, getattr(self, name), 0) for name in self.names()[1:]]
-        if all(rest_ok) and not any(getattr(self, name) > 0 for name in self.names()[1:]):
-            check.fail("market_participation", self.market_participation,
-                       "at least one of the weights C2..C6 must be positive")
-        check.done()
-
-    @staticmethod
-    def names() -> tuple[str, ...]:
-        return ("surplus_availability", "trade_surplus", "transfer_efficiency",
-                "transaction_duration", "transaction_quality", "market_participation")
-
-    def as_tuple(self) -> tuple[float, ...]:
-        """C1..C6 in SRS order."""
-        return tuple(float(getattr(self, name)) for name in self.names())
-
-
-@dataclass(frozen=True)
 class Selection:
     """``[selection]``: how a buyer picks offers: GA, exact solver, or greedy."""
 
@@ -126,7 +98,13 @@ class Faults:
     ``delay_ms``: extra one-way delay of every datagram; ``churn_share``: share of nodes that go
     offline and come back during the run; ``malicious_share``: share of nodes that misbehave in
     the ways listed in ``malicious_kinds`` (``forge``: forged or tampered records and messages,
-    ``flood``: request and record flooding).
+    ``flood``: request and record flooding, ``storage_fill``: offers signed by fresh keys for
+    the next interval's keys and many others, ``ground_ids``: DHT nodes at ids ground next to
+    the next interval's offer keys that swallow what is stored on them; see
+    :mod:`simulator.attack`); ``lying_share``: share of houses whose node lies about its meter
+    (reports and mints more generation than was measured, see :mod:`simulator.mint_audit`);
+    ``meter_keys``: every meter signs its readings with its own key and every node mints only
+    from its meter's signed readings (``[meter] trusted_keys``).
     """
 
     loss: float = 0.0
@@ -135,6 +113,8 @@ class Faults:
     churn_share: float = 0.0
     malicious_share: float = 0.0
     malicious_kinds: tuple[str, ...] = MALICIOUS_KINDS
+    lying_share: float = 0.0
+    meter_keys: bool = False
 
     def __post_init__(self):
         check = Checker("faults")
@@ -143,6 +123,9 @@ class Faults:
         check.share("duplication", self.duplication)
         check.share("churn_share", self.churn_share)
         check.share("malicious_share", self.malicious_share)
+        check.share("lying_share", self.lying_share)
+        if not isinstance(self.meter_keys, bool):
+            check.fail("meter_keys", self.meter_keys, "must be true or false")
         self._check_kinds(check)
         check.done()
 
@@ -151,10 +134,10 @@ class Faults:
         if not isinstance(kinds, tuple) or not all(isinstance(k, str) for k in kinds):
             check.fail("malicious_kinds", kinds, "must be a list of strings")
             return
-        unknown = [k for k in kinds if k not in MALICIOUS_KINDS]
+        unknown = [k for k in kinds if k not in ATTACK_KINDS]
         if unknown:
             check.fail("malicious_kinds", list(kinds),
-                       f"unknown kind(s) {unknown}; allowed: {list(MALICIOUS_KINDS)}")
+                       f"unknown kind(s) {unknown}; allowed: {list(ATTACK_KINDS)}")
         elif len(set(kinds)) != len(kinds):
             check.fail("malicious_kinds", list(kinds), "must not repeat a kind")
         elif not kinds and isinstance(self.malicious_share, (int, float)) \

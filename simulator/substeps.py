@@ -16,7 +16,9 @@ arrays and a ``numpy.random.Generator`` in, integer arrays ``[house, interval, s
    ``SUNNY_SHARE`` of the run's peak), so on the clearest interval of the run the house is at
    its envelope.  The envelope of a sub-step is ``c_h * clear_sky_wh_m2[i, j]``, raised for an
    interval to that interval's own energy where the roof's orientation makes it produce more
-   than ``c_h`` times the horizontal clear sky.
+   than ``c_h`` times the horizontal clear sky.  The capacity is learnt from the run itself, so
+   a run of a single overcast day would have a low envelope and flicker little: given the
+   houses' ``pv_kwp``, ``c_h`` is at least ``PERFORMANCE_RATIO * kWp``.
 2. *Clear-sky index.* ``k = E / envelope`` of the interval (0 overcast .. 1 clear).
 3. *Clouds.* A standard normal AR(1) process per house over the sub-steps of the whole run,
    correlation time ``CLOUD_CORRELATION_S`` (cloud passages last minutes), continuous across
@@ -26,8 +28,9 @@ arrays and a ``numpy.random.Generator`` in, integer arrays ``[house, interval, s
    broken clouds (``k`` near 0.5), where the index swings between shade and full sun.
 4. *Exact energy.* The interval's energy is split in proportion to envelope x index, any share
    above a sub-step's envelope moved to the other sub-steps in proportion to their headroom
-   (so no sub-step exceeds its envelope), then rounded to whole Wh by largest remainders.  The
-   envelope therefore holds to within the 1 Wh of rounding.
+   (so no sub-step exceeds its envelope), then rounded to whole Wh on the running sum (each
+   part within 1 Wh of its share).  The envelope therefore holds to within the 1 Wh of
+   rounding.
 
 Without ``clear_sky_wh_m2`` there is no cloud model: PV follows the interval energies linearly
 interpolated between interval midpoints (a smooth ramp) and is rounded the same way.
@@ -35,11 +38,13 @@ interpolated between interval midpoints (a smooth ramp) and is rounded the same 
 **Load: base plus appliance spikes.**  A house's base load (fridge, standby) is its
 ``BASE_QUANTILE`` quantile of interval energy over the run, spread evenly; the rest of an
 interval's energy comes from ``1 + Poisson(SPIKES_MEAN)`` appliance events (at most
-``MAX_SPIKES``), each switched on at a uniform sub-step for 1 to ``SPIKE_MAX_S`` seconds (cut at
-the interval's end) with a uniform random share of that energy at constant power: a kettle, an
-oven cycle, a washing-machine heater.  Then the same exact rounding.
+``MAX_SPIKES``), each switched on at a uniform sub-step for a uniform whole number of sub-steps
+up to ``SPIKE_MAX_S`` (one to six minutes at one-minute sub-steps; cut at the interval's end)
+with a uniform random share of that energy at constant power: a kettle, an oven cycle, a
+washing-machine heater.  Then the same exact rounding.
 
-Speed: 1000 houses x 96 intervals x 15 sub-steps in about 0.5 s.
+Speed: 1000 houses x 96 intervals x 15 sub-steps take about 0.2-0.3 s of CPU
+(``substeps_cpu_ms`` of ``benchmarks/forecast.py``).
 """
 
 from __future__ import annotations
@@ -57,16 +62,21 @@ BASE_QUANTILE = 0.1
 SPIKES_MEAN = 1.0
 MAX_SPIKES = 3
 SPIKE_MAX_S = 360
+PERFORMANCE_RATIO = 0.8
+"""Wh per Wh/m2 of clear-sky irradiation per installed kWp (PVWatts' 14 % losses and 96 %
+inverter efficiency, before temperature losses): the floor ``pv_kwp`` puts under a capacity."""
 
 
-def substeps(generation_wh, consumption_wh, rng: np.random.Generator,
-             substeps_per_interval: int = DEFAULT_SUBSTEPS, *, interval_s: int = 900,
-             clear_sky_wh_m2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def substep_readings(generation_wh, consumption_wh, rng: np.random.Generator,
+                     substeps_per_interval: int = DEFAULT_SUBSTEPS, *, interval_s: int = 900,
+                     clear_sky_wh_m2: np.ndarray | None = None,
+                     pv_kwp: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sub-step generation and consumption, int64 arrays ``[house, interval, sub-step]``.
 
     ``generation_wh``/``consumption_wh``: whole, non-negative Wh per ``[house, interval]``;
     ``clear_sky_wh_m2``: ``[interval, sub-step]`` clear-sky irradiation (enables the cloud
-    model; see the module docstring).  Draws: clouds first, then load spikes.
+    model; see the module docstring); ``pv_kwp``: the houses' installed PV, a floor under the
+    clear-sky capacity learnt from the run.  Draws: clouds first, then load spikes.
     """
     generation = _whole("generation_wh", generation_wh)
     consumption = _whole("consumption_wh", consumption_wh)
@@ -85,7 +95,10 @@ def substeps(generation_wh, consumption_wh, rng: np.random.Generator,
         if clear_sky.shape != (generation.shape[1], steps):
             raise ValueError(f"clear_sky_wh_m2 has shape {clear_sky.shape}, expected "
                              f"{(generation.shape[1], steps)} (intervals, sub-steps)")
-        pv = cloudy_pv(generation, clear_sky, rng, interval_s // steps)
+        floor = None if pv_kwp is None else \
+            PERFORMANCE_RATIO * np.broadcast_to(np.asarray(pv_kwp, dtype=np.float64),
+                                                generation.shape[:1])
+        pv = cloudy_pv(generation, clear_sky, rng, interval_s // steps, floor)
     return pv, appliance_load(consumption, steps, rng, interval_s // steps)
 
 
@@ -103,9 +116,9 @@ def clear_sky_substeps(interval_start_utc_s, interval_s: int, substeps_per_inter
 
 
 def cloudy_pv(generation: np.ndarray, clear_sky: np.ndarray, rng: np.random.Generator,
-              step_s: float) -> np.ndarray:
+              step_s: float, capacity_floor: np.ndarray | None = None) -> np.ndarray:
     """PV sub-steps under a clear-sky envelope with AR(1) clouds (module docstring, PV)."""
-    envelope = _envelope(generation.astype(np.float64), clear_sky)
+    envelope = _envelope(generation.astype(np.float64), clear_sky, capacity_floor)
     total = envelope.sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         k = np.clip(np.where(total > 0, generation / total, 0.0), 0.0, 1.0)
@@ -143,14 +156,15 @@ def appliance_load(consumption: np.ndarray, steps: int, rng: np.random.Generator
 
 def allocate(total_wh: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Whole-Wh split of each ``total_wh[h, i]`` over the last axis of ``weights``: in
-    proportion to the weights (evenly where they are all zero), rounded by largest remainders,
-    so the parts sum exactly to the total."""
+    proportion to the weights (evenly where they are all zero), rounded on the running sum
+    (each part is the difference of consecutive rounded partial sums), so every part is within
+    1 Wh of its exact share, none is negative, a zero weight gets nothing and the parts sum
+    exactly to the total."""
     total = np.asarray(total_wh, dtype=np.int64)
-    shares = _proportional(total.astype(np.float64), weights)
-    whole = np.floor(shares)
-    rest = np.clip(total - whole.sum(axis=-1).astype(np.int64), 0, weights.shape[-1])
-    rank = np.argsort(np.argsort(whole - shares, axis=-1, kind="stable"), axis=-1, kind="stable")
-    return whole.astype(np.int64) + (rank < rest[..., None])
+    running = np.cumsum(_proportional(total.astype(np.float64), weights), axis=-1)
+    rounded = np.floor(running + 0.5).astype(np.int64)
+    rounded[..., -1] = total                    # the float sum may be off by far less than 0.5
+    return np.diff(rounded, axis=-1, prepend=0)
 
 
 def _proportional(total: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -172,13 +186,16 @@ def _capped(shares: np.ndarray, envelope: np.ndarray) -> np.ndarray:
         return capped + np.where(room > 0, excess * headroom / room, 0.0)
 
 
-def _envelope(generation: np.ndarray, clear_sky: np.ndarray) -> np.ndarray:
+def _envelope(generation: np.ndarray, clear_sky: np.ndarray,
+              capacity_floor: np.ndarray | None = None) -> np.ndarray:
     """Clear-sky energy per ``[house, interval, sub-step]``, never below the interval's energy."""
     per_interval = clear_sky.sum(axis=1)
     sunny = per_interval >= SUNNY_SHARE * per_interval.max(initial=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(per_interval > 0, generation / per_interval, 0.0)
         capacity = np.where(sunny, ratio, 0.0).max(axis=1, initial=0.0)
+        if capacity_floor is not None:
+            capacity = np.maximum(capacity, capacity_floor)
         scale = np.maximum(capacity[:, None], ratio)
     envelope = scale[..., None] * clear_sky[None, :, :]
     no_sun = (per_interval <= 0)[None, :] & (generation > 0)

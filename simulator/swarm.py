@@ -20,7 +20,10 @@ scenario apply to the DHT and to negotiation messages alike.  Churn and maliciou
 (``[faults] churn_share``, ``malicious_share``) follow the seeded plan of
 :mod:`simulator.faults`: a churned node is stopped for its outages and restarted on its key,
 ledger and ports (see :class:`SwarmWorker`); a malicious house runs an
-:class:`~simulator.attack.Attacker` instead of a node and has no ledger.
+:class:`~simulator.attack.Attacker` instead of a node and has no ledger.  With ``[faults]
+meter_keys`` every house's meter signs its readings and its node mints only from them; a lying
+house (``lying_share``) inflates its readings (:mod:`simulator.mint_audit`), and at the end the
+feeder's cross-check of minted tokens runs over every interval (``SwarmRun.mint_check``).
 
 At the end each process reads the trades back from its nodes' ledgers (only co-signed, settled
 trades count) and the coordinator audits every database together.
@@ -41,44 +44,42 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerStore, SigningKey, audit, decode_envelope,
+    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, audit, decode_envelope,
     open_envelope, seal,
 )
-from p2pnode.balance import DetectionConfig
-from p2pnode.config import CreditConfig, MarketConfig, NodeConfig, Timing
+from ledger.rules import READING
+from p2pnode.config import MeterConfig
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.dht.server import DHTSettings
 from p2pnode.errors import NodeError
 from p2pnode.offers import OfferRecord
-from p2pnode.meter import ProfileMeter
+from p2pnode.meter import ProfileMeter, SigningMeter
+from p2pnode.mint_check import MemberMint
 from p2pnode.node import Node, default_predictor
 from p2pnode.trading.schedule import STEPS, events
-from p2pnode.pricing import Frame, Tariffs as NodeTariffs
-from p2pnode.ranking import Location
-from optimizer.selection import SelectionConfig, Weights as SelectionWeights
 from simulator.attack import FORGED_PREFIX, Attacker, Prices
 from simulator.errors import SimulatorError
 from simulator.faults import FaultSchedule, fault_schedule
+from simulator.mint_audit import HouseReport, LyingMeter, meter_key, summarise
 from simulator.optimum import max_local_match_wh
+from simulator.nodes import (
+    fault_plan, house_key, issuer_key, node_config, node_tariffs,
+)
 from simulator.scenario import Scenario
 from simulator.strategic import strategic_node, strategic_roles
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
-SWARM_TIMING = Timing(buy_delay_s=5.0, window_s=300.0, request_timeout_s=0.5, attempts=4,
-                      max_rounds=6)
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
                         publish_timeout_s=5.0,
                         max_contacts_per_host=None)   # every node shares 127.0.0.1
-DETECTION = DetectionConfig(enter_wh=2, exit_wh=1)
 STEP_CONCURRENCY = 48
 """Nodes of one process that run a step at the same moment.  All of a process's nodes share one
 event loop, which also answers every DHT and peer request addressed to them; started all at
 once, a few hundred nodes' lookups and signatures delay those answers past the RPC time-outs
 (measured at 1000 meters: discoveries found 2 of ~240 offers).  The rest wait their turn, as
 real meters would be spread over the trading window."""
-STREET_SPACING_M = 15.0               # house positions on a synthetic street grid
 
 
 class VirtualClock:
@@ -109,57 +110,12 @@ class SwarmRun:
     (attackers' and offline intervals' surplus and deficit left out); None without."""
     optimum_wh: float = 0.0   # the perfect-foresight optimum of locally matched energy
     forecast_skill: dict[str, float] = dataclasses.field(default_factory=dict)
+    forecast_wh: np.ndarray | None = None   # [2, interval]: the nodes' forecast surplus, deficit
+    mint_check: dict[str, int] | None = None
+    lying: tuple[int, ...] = ()         # houses whose node lied about its meter
+    """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
     roles: dict[int, tuple[str, float]] = dataclasses.field(default_factory=dict)
     """Strategic and unreliable sellers: house -> (role, parameter) (:mod:`simulator.strategic`)."""
-
-
-# -- node configuration from a scenario -------------------------------------------------------
-
-def node_tariffs(scenario: Scenario) -> NodeTariffs:
-    """The scenario's tariffs in the node's integer µ/kWh."""
-    tariffs = scenario.tariffs
-    frames = tuple(Frame(f.name, f.start_hour, f.end_hour % 24,
-                         int(round(tariffs.retail_per_kwh * f.multiplier * 1e6)))
-                   for f in tariffs.frames)
-    return NodeTariffs(int(round(tariffs.feed_in_per_kwh * 1e6)), frames)
-
-
-def house_key(seed: int, house: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/house/{house}".encode()).digest())
-
-
-def issuer_key(seed: int) -> SigningKey:
-    return SigningKey.from_seed(hashlib.sha256(f"p2p-energy/sim/{seed}/issuer".encode()).digest())
-
-
-def house_location(house: int) -> Location:
-    row, column = divmod(house, 10)
-    return Location(zone=(house // 10) % 16, x_m=column * STREET_SPACING_M,
-                    y_m=row * 2 * STREET_SPACING_M)
-
-
-def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
-    weights = SelectionWeights(**dataclasses.asdict(scenario.weights))
-    return NodeConfig(
-        ledger=run_dir / "ledgers" / f"house-{house:04d}.db", feeder=scenario.feeder,
-        location=str(house_location(house)), interval_s=scenario.interval_s,
-        detection=DETECTION, tariffs=node_tariffs(scenario),
-        selection=SelectionConfig(weights=weights, strategy=scenario.selection.strategy),
-        timing=dataclasses.replace(SWARM_TIMING, window_s=min(SWARM_TIMING.window_s,
-                                                              scenario.interval_s / 3),
-                                   buy_delay_s=min(SWARM_TIMING.buy_delay_s,
-                                                   scenario.interval_s / 30)),
-        market=MarketConfig(mode=scenario.market.mode),
-        credit=CreditConfig(trusted_issuers=(issuer_key(scenario.seed).public.hex(),)))
-
-
-def fault_plan(scenario: Scenario) -> FaultPlan | None:
-    faults = scenario.faults
-    if not (faults.loss or faults.duplication or faults.delay_ms):
-        return None
-    delay = faults.delay_ms / 1000
-    return FaultPlan(loss=faults.loss, duplicate=faults.duplication, delay_min_s=delay,
-                     delay_max_s=delay, seed=scenario.seed)
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -168,8 +124,8 @@ def fault_plan(scenario: Scenario) -> FaultPlan | None:
 class WorkerSpec:
     scenario: Scenario
     houses: tuple[int, ...]
-    surplus_wh: np.ndarray       # [len(houses), intervals], whole Wh
-    deficit_wh: np.ndarray
+    generation_wh: np.ndarray    # [len(houses), intervals], whole Wh: the meters' registers,
+    consumption_wh: np.ndarray   # generation - consumption = the house's net at the connection
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
     schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
@@ -216,8 +172,16 @@ class SwarmWorker:
         if network is not None:
             config = dataclasses.replace(config, network=network)
         substeps = None if spec.substeps is None else (spec.substeps[0][row], spec.substeps[1][row])
-        meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.surplus_wh[row],
-                             spec.deficit_wh[row], substeps_wh=substeps)
+        meter = ProfileMeter(spec.start_s, scenario.interval_s, spec.generation_wh[row],
+                             spec.consumption_wh[row], substeps_wh=substeps)
+        if scenario.faults.meter_keys:     # the meter signs; the node trusts its meter's key
+            key = meter_key(scenario.seed, house)
+            meter = SigningMeter(meter, key)
+            config = dataclasses.replace(config, meter=MeterConfig(
+                kind="external", trusted_keys=(key.public.hex(),)))
+        if house in self.schedule.lying:   # it inflates the reading and trusts no meter key
+            meter = LyingMeter(meter)
+            config = dataclasses.replace(config, meter=None)
         meter, forecaster = strategic_node(meter, self._forecaster(row),
                                            (spec.roles or {}).get(house))
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
@@ -240,9 +204,9 @@ class SwarmWorker:
                 forecaster.observe(first + i * interval, int(surplus[row, i]),
                                    int(deficit[row, i]))
         done = int(max(0, (self.clock() - spec.start_s) // interval - 1))
-        for i in range(min(done, spec.surplus_wh.shape[1])):
-            forecaster.observe(spec.start_s + i * interval, int(spec.surplus_wh[row, i]),
-                               int(spec.deficit_wh[row, i]))
+        for i in range(min(done, spec.generation_wh.shape[1])):
+            forecaster.observe(spec.start_s + i * interval, int(spec.generation_wh[row, i]),
+                               int(spec.consumption_wh[row, i]))
         return forecaster
 
     def _deposit(self, node: Node) -> None:
@@ -362,6 +326,9 @@ class SwarmWorker:
             counters.update({f"attacker_dht_{k}": v for k, v in attacker.dht.counters().items()})
         counters["forged_records_held"] = sum(forged_held(n) for n in self.online.values())
         errors = forecast_errors(list(self.online.values()))
+        forecasts = forecasts_by_interval(list(self.online.values()), self.spec.start_s,
+                                          self.spec.scenario.interval_s)
+        mint_reports = self._mint_reports()
         for node in self.online.values():
             await node.stop()
         for attacker in self.attackers.values():
@@ -375,8 +342,45 @@ class SwarmWorker:
         settled = {bytes.fromhex(row["trade_id"]) for row in trades}
         counters["unsettled_after_restart"] = len(self.lost - settled)
         return {"trades": trades, "counters": dict(counters), "forecast_errors": errors,
+                "forecasts": forecasts,
                 "ledgers": [str(n.config.ledger) for n in self.online.values()],
-                "attackers": [house_key(seed, h).public.hex() for h in self.attackers]}
+                "attackers": [house_key(seed, h).public.hex() for h in self.attackers],
+                "mint_reports": mint_reports}
+
+    def _mint_reports(self) -> list[HouseReport]:
+        """Every up interval of every node as its feeder report would say (the reading it traded
+        with, the tokens its chain minted) next to the truth (empty unless meters matter)."""
+        spec, scenario = self.spec, self.spec.scenario
+        if not (scenario.faults.lying_share or scenario.faults.meter_keys):
+            return []
+        step = scenario.interval_s
+        rows = []
+        for house, node in self.online.items():
+            row = spec.houses.index(house)
+            for index in range(len(spec.generation_wh[row])):
+                if self.schedule.is_offline(house, index):
+                    continue
+                start = spec.start_s + index * step
+                reading = node.meter.read(start, step)
+                mint = MemberMint(node.public, start, step, reading.generation_wh,
+                                  reading.consumption_wh, node.ledger.state.minted_wh.get(start, 0),
+                                  reading.meter_key, reading.meter_sig)
+                rows.append(HouseReport(house, mint, int(spec.generation_wh[row][index]),
+                                        int(spec.consumption_wh[row][index])))
+        return rows
+
+
+def forecasts_by_interval(nodes: Sequence[Node], first_s: int, interval_s: int
+                          ) -> dict[int, list[int]]:
+    """Interval index -> [forecast surplus, forecast deficit] (Wh) summed over the nodes: what
+    they expected when they traded."""
+    out: dict[int, list[int]] = {}
+    for node in nodes:
+        for report in node.reports:
+            sums = out.setdefault((report.interval_start_s - first_s) // interval_s, [0, 0])
+            sums[0] += max(report.forecast_net_wh, 0)
+            sums[1] += max(-report.forecast_net_wh, 0)
+    return out
 
 
 def forecast_errors(nodes: Sequence[Node]) -> tuple[float, float]:
@@ -525,16 +529,20 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     run_dir = Path(run_dir)
     starts = unix_seconds(profiles.interval_start)
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
+    if scenario.faults.meter_keys:   # for `p2pnode ledger verify --trusted-meter-file`
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "meter_keys.txt").write_text("".join(
+            meter_key(scenario.seed, h).public.hex() + "\n" for h in range(scenario.meters)))
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
-    steps = delivery_substeps(scenario, surplus, deficit, starts)
+    generation, consumption = meter_registers(profiles)
+    steps = delivery_substeps(scenario, generation, consumption, starts)
     roles = strategic_roles(scenario.seed, surplus, scenario.households)
     past = None
     if history is not None:
-        past = (int(unix_seconds(history.interval_start)[0]),
-                np.floor(history.surplus_wh).astype(np.int64),
-                np.floor(history.deficit_wh).astype(np.int64))
-    specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), surplus[chunk], deficit[chunk],
+        past = (int(unix_seconds(history.interval_start)[0]), *meter_registers(history))
+    specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), generation[chunk],
+                        consumption[chunk],
                         int(starts[0]), run_dir, schedule,
                         substeps=(steps[0][chunk], steps[1][chunk]),
                         history=past and (past[0], past[1][chunk], past[2][chunk]),
@@ -549,19 +557,30 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     return swarm
 
 
-def delivery_substeps(scenario: Scenario, surplus: np.ndarray, deficit: np.ndarray,
+def meter_registers(profiles) -> tuple[np.ndarray, np.ndarray]:
+    """What each house's meter reads per interval (whole Wh): its PV generation and what the
+    house drew (its load, plus what the battery charged, less what it discharged), so that
+    generation - consumption is exactly the net surplus or deficit the trades settle on.  A
+    node forecasts the two registers, not their difference (a battery's net is the node's)."""
+    net = np.floor(profiles.surplus_wh).astype(np.int64) \
+        - np.floor(profiles.deficit_wh).astype(np.int64)
+    generation = np.maximum(np.floor(profiles.generation_wh).astype(np.int64), net)
+    return generation, generation - net
+
+
+def delivery_substeps(scenario: Scenario, generation: np.ndarray, consumption: np.ndarray,
                       starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The meters' one-minute readings, derived from the interval data with seeded variability
     (:mod:`simulator.substeps`: clouds over PV, appliance spikes in the load), summing to it."""
     from models.forecast import DEFAULT_LATITUDE, DEFAULT_LONGITUDE, DEFAULT_UTC_OFFSET_S
-    from simulator.substeps import clear_sky_substeps, substeps
+    from simulator.substeps import clear_sky_substeps, substep_readings
 
-    per_interval = scenario.interval_s // MarketConfig().substep_s
+    per_interval = scenario.interval_s // node_config(scenario, 0, Path(".")).market.substep_s
     clear_sky = clear_sky_substeps(starts - DEFAULT_UTC_OFFSET_S, scenario.interval_s,
                                    per_interval, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
     rng = np.random.default_rng([scenario.seed, 0x5E7])
-    return substeps(surplus, deficit, rng, per_interval, interval_s=scenario.interval_s,
-                    clear_sky_wh_m2=clear_sky)
+    return substep_readings(generation, consumption, rng, per_interval,
+                            interval_s=scenario.interval_s, clear_sky_wh_m2=clear_sky)
 
 
 async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.ndarray,
@@ -608,20 +627,34 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
     for result in results:
         counters.update(result["counters"])
     ledgers = [Path(p) for result in results for p in result["ledgers"]]
-    problems, doubles = audit_ledgers(ledgers)
+    meters = frozenset(meter_key(scenario.seed, h).public for h in range(scenario.meters)) \
+        if scenario.faults.meter_keys else frozenset()
+    problems, doubles = audit_ledgers(ledgers, trusted_meters=meters)
     attackers = tuple(key for result in results for key in result["attackers"])
     model = sum(r["forecast_errors"][0] for r in results)
     persistence = sum(r["forecast_errors"][1] for r in results)
     skill = {"forecast_skill_next_interval": round(1 - model / persistence, 4)} \
         if persistence and scenario.market.mode != "ex_post" else {}
+    forecast_wh = None
+    if scenario.market.mode != "ex_post":
+        forecast_wh = np.zeros((2, len(starts)))
+        for result in results:
+            for index, (surplus, deficit) in result["forecasts"].items():
+                if 0 <= index < len(starts):
+                    forecast_wh[:, index] += (surplus, deficit)
+    reports = [row for result in results for row in result["mint_reports"]]
+    mint_check = None
+    if reports:
+        mint_check = summarise(reports, specs[0].schedule.lying, meters)
+        if meters:
+            mint_check["untrusted_mints"] = untrusted_mints(ledgers, meters)
     return SwarmRun(trades, dict(counters), ledgers, problems, doubles,
                     time.perf_counter() - wall0, processes, step_wall, attackers,
-                    forecast_skill=skill)
+                    forecast_skill=skill, forecast_wh=forecast_wh, mint_check=mint_check,
+                    lying=tuple(sorted(specs[0].schedule.lying)))
 
 
-def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[str], int]:
-    """Audit every ledger together; also count trades settled more than once (distinct
-    SETTLEMENT proposals for one trade id, anywhere)."""
+def _rows(paths: Sequence[Path]) -> list:
     rows = []
     for path in paths:
         store = LedgerStore(path)
@@ -629,7 +662,23 @@ def audit_ledgers(paths: Sequence[Path], max_problems: int = 50) -> tuple[list[s
             rows += list(store.raw_blocks())
         finally:
             store.close()
-    report = audit(rows)
+    return rows
+
+
+def untrusted_mints(paths: Sequence[Path], meters: frozenset[bytes]) -> int:
+    """MINT blocks whose reading no meter of ``meters`` signed (``ledger verify
+    --trusted-meter``): a lying node's self-signed mints."""
+    rules = LedgerRules(trusted_meters=meters, require_trusted_meter=True)
+    return sum(1 for p in audit(_rows(paths), rules).problems if p.rule == READING)
+
+
+def audit_ledgers(paths: Sequence[Path], max_problems: int = 50,
+                  trusted_meters: frozenset[bytes] = frozenset()) -> tuple[list[str], int]:
+    """Audit every ledger together (mints from ``trusted_meters``' signed readings are valid);
+    also count trades settled more than once (distinct SETTLEMENT proposals for one trade id,
+    anywhere)."""
+    rows = _rows(paths)
+    report = audit(rows, LedgerRules(trusted_meters=trusted_meters))
     settlements: dict[bytes, set[bytes]] = collections.defaultdict(set)
     for _, _, block_hash, raw in rows:
         body = open_envelope(raw, BlockBody)[0].message

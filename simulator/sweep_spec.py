@@ -182,7 +182,7 @@ def load_sweep(path: str | Path, *, workers: int | None = None) -> SweepSpec:
     problem, :class:`ScenarioError` (the base file's own) if the base scenario is invalid."""
     source = str(path)
     try:
-        raw = read_toml(path)
+        raw = read_toml(path)     # bounded: a regular file of at most CONFIG_MAX_BYTES
     except TomlFileError as exc:
         raise SweepError([exc.problem], source) from exc
     return sweep_from_dict(raw, Path(path).parent, source, workers=workers)

@@ -1,7 +1,7 @@
 """Grid tariffs with time-of-day frames, and the price of every interval.
 
 The grid retail price is ``retail_per_kwh`` times the multiplier of the time-of-day frame the
-interval starts in (off-peak 22-06, normal 06-18, peak 18-22 by default).  The feed-in tariff is
+interval starts in (frames are :class:`optimizer.frames.TimeFrame` s) (off-peak 22-06, normal 06-18, peak 18-22 by default).  The feed-in tariff is
 flat.  Peer-to-peer prices live between the two: a buyer never pays more than the grid would
 charge, a seller never takes less than the grid would pay.  ``export_limit_kw`` caps what a house
 may feed into the grid (``None``: no cap); energy above the cap that is not sold locally is
@@ -14,16 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimizer.frames import TimeFrame as DayFrame, day_coverage_problem
 from simulator.checks import Checker
 
 
 @dataclass(frozen=True)
-class TimeFrame:
-    """Hours ``[start_hour, end_hour)`` of each day, wrapping past midnight if end < start."""
+class TimeFrame(DayFrame):
+    """Hours ``[start_hour, end_hour)`` of each day (:class:`optimizer.frames.TimeFrame`) with
+    the multiplier of the retail price."""
 
-    name: str
-    start_hour: int
-    end_hour: int
     multiplier: float
 
     def __post_init__(self):
@@ -34,10 +33,6 @@ class TimeFrame:
         if self.start_hour == self.end_hour:
             check.fail("end_hour", self.end_hour, "must differ from start_hour")
         check.done()
-
-    def hours(self) -> tuple[int, ...]:
-        end = self.end_hour if self.end_hour > self.start_hour else self.end_hour + 24
-        return tuple(h % 24 for h in range(self.start_hour, end))
 
 
 DEFAULT_FRAMES = (TimeFrame("off_peak", 22, 6, 0.8), TimeFrame("normal", 6, 18, 1.0),
@@ -66,16 +61,12 @@ class Tariffs:
         check.done()
 
     def _check_frames(self, check: Checker) -> None:
-        counts = np.zeros(24, dtype=int)
-        for frame in self.frames:
-            counts[list(frame.hours())] += 1
         names = [frame.name for frame in self.frames]
         if len(set(names)) != len(names):
             check.fail("frames", names, "frame names must be unique")
-        if (counts != 1).any():
-            bad = [h for h in range(24) if counts[h] != 1]
-            check.fail("frames", names, "must cover every hour exactly once; hours "
-                       f"{_hour_ranges(bad)} are not covered or covered twice")
+        problem = day_coverage_problem(self.frames)
+        if problem:
+            check.fail("frames", names, problem)
             return
         lowest = self.retail_per_kwh * min(frame.multiplier for frame in self.frames)
         if self.feed_in_per_kwh >= lowest:
@@ -104,17 +95,6 @@ class Tariffs:
         if self.export_limit_kw is None:
             return None
         return self.export_limit_kw * 1000.0 * interval_s / 3600.0
-
-
-def _hour_ranges(hours: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    runs: list[list[int]] = []
-    for hour in hours:
-        if runs and hour == runs[-1][1] + 1:
-            runs[-1][1] = hour
-        else:
-            runs.append([hour, hour])
-    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def hour_of_day(interval_start: np.ndarray) -> np.ndarray:

@@ -161,7 +161,9 @@ class RunStats:
     node's ledger passed the audit, ``ledger_problems`` the first problems it found otherwise;
     ``peer_messages``: every negotiation message sent; ``denied``: requests sellers denied;
     ``dropped``: invalid messages/records dropped, by reason; ``extra``: any other measurement
-    (DHT lookups, lookup latency ...), written to the summary as it is.
+    (DHT lookups, lookup latency ...), written to the summary as it is; ``per_interval``:
+    series of one value per interval (trading ahead of delivery: the nodes' forecast surplus
+    and deficit, agreed and delivered energy), plotted by the report.
     """
 
     wall_s: float
@@ -173,6 +175,7 @@ class RunStats:
     denied: int = 0
     dropped: Mapping[str, int] = field(default_factory=dict)
     extra: Mapping[str, float] = field(default_factory=dict)
+    per_interval: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         _check_number("wall_s", self.wall_s)
@@ -196,6 +199,9 @@ class RunStats:
         object.__setattr__(self, "ledger_problems", problems)
         object.__setattr__(self, "dropped", dropped)
         object.__setattr__(self, "extra", {key: float(value) for key, value in extra.items()})
+        series = _mapping("per_interval", self.per_interval)
+        object.__setattr__(self, "per_interval", {
+            key: tuple(float(v) for v in values) for key, values in series.items()})
 
     def as_dict(self) -> dict:
         """JSON-friendly copy (NaN in ``extra`` stays NaN; the writer turns it into null)."""

@@ -77,9 +77,11 @@ class Swarm:
 @contextlib.asynccontextmanager
 async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None = None,
                 constraints: dict[int, Constraints] | None = None, transport: str = "http",
-                market: MarketConfig = MarketConfig()):
+                market: MarketConfig = MarketConfig(), configure=None):
     """One node per row of ``nets_wh`` (net Wh per interval: + surplus, - deficit); peer links
-    over ``transport`` ("http" or "libp2p")."""
+    over ``transport`` ("http" or "libp2p").
+
+    ``configure(i, config, meter) -> (config, meter)`` changes node ``i``'s before it starts."""
     clock = VirtualClock(START - 2 * 86400)   # before any step (day-ahead: the day before)
     nodes = []
     try:
@@ -90,6 +92,8 @@ async def swarm(nets_wh: list[list[int]], tmp_path, *, faults: FaultPlan | None 
                                 constraints=(constraints or {}).get(i, Constraints()))
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
                                  [max(-n, 0) for n in nets])
+            if configure is not None:
+                config, meter = configure(i, config, meter)
             node = Node(config, meter, key=key(i), clock=clock, dht_settings=DHT, faults=faults,
                         forecaster=PerfectForesight(meter))
             await node.start()

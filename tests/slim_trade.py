@@ -16,18 +16,20 @@ import tempfile
 from pathlib import Path
 
 from ledger import CreditVoucher, SigningKey, seal
-from p2pnode.config import NodeConfig, Timing
+from p2pnode.config import CreditConfig, MarketConfig, NodeConfig, Timing
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node
+from p2pnode.trading.schedule import events
+
+from dhtkit import run   # the strict runner (this script runs from tests/, outside the package)
 
 START = 1_782_907_200            # 2026-07-01 12:00 UTC
 INTERVAL_S = 900
 TIMING = Timing(buy_delay_s=1, window_s=60, request_timeout_s=0.5, attempts=4, max_rounds=4)
 DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, lookup_timeout_s=3.0, publish_timeout_s=3.0)
 NETS_WH = ([800, -300], [-300, 600])      # node 0 sells then buys; node 1 the other way round
-STEPS = ((0, Node.open_interval), (TIMING.buy_delay_s, Node.buy), (TIMING.window_s, Node.settle),
-         (TIMING.window_s + 1, Node.close_interval))
+MARKET = MarketConfig(mode="ex_post")     # on the metered energy: no forecaster history needed
 
 
 class Clock:
@@ -49,7 +51,8 @@ async def trade(workdir: Path) -> dict:
             meter = ProfileMeter(START, INTERVAL_S, [max(n, 0) for n in nets],
                                  [max(-n, 0) for n in nets])
             config = NodeConfig(ledger=workdir / f"node-{i}.db", timing=TIMING,
-                                location=f"0/{10 * i}/0")
+                                location=f"0/{10 * i}/0", market=MARKET,
+                                credit=CreditConfig(trusted_issuers=(issuer.public.hex(),)))
             node = Node(config, meter, key=signing_key(f"node {i}"), clock=clock, dht_settings=DHT)
             await node.start()
             node.deposit(seal(CreditVoucher(issuer.public, node.public, bytes([i]) * 16,
@@ -57,14 +60,13 @@ async def trade(workdir: Path) -> dict:
             nodes.append(node)
         await nodes[1].dht.bootstrap([nodes[0].dht.address])
         await nodes[0].dht.bootstrap([nodes[1].dht.address])
-        intervals = []
-        for index in range(len(NETS_WH[0])):
-            start = START + index * INTERVAL_S
-            for offset, step in STEPS:
-                clock.now_s = start + INTERVAL_S + offset
-                await asyncio.gather(*(step(node, start) for node in nodes))
-            intervals.append([{"bought_wh": n.reports[index].bought_wh,
-                               "sold_wh": n.reports[index].sold_wh} for n in nodes])
+        starts = [START + index * INTERVAL_S for index in range(len(NETS_WH[0]))]
+        for at, step, start in events(nodes[0].config, starts):
+            clock.now_s = at
+            await asyncio.gather(*(node.step(step, start) for node in nodes))
+        intervals = [[{"bought_wh": n.reports[index].bought_wh,
+                       "sold_wh": n.reports[index].sold_wh} for n in nodes]
+                     for index in range(len(starts))]
         return {"intervals": intervals,
                 "predictor": type(nodes[0].predictor).__module__,
                 "counters": [dict(n.counters) for n in nodes]}
@@ -75,7 +77,7 @@ async def trade(workdir: Path) -> dict:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(asyncio.wait_for(trade(Path(tmp)), 120))
+        result = run(trade(Path(tmp)), timeout_s=120)
     result["modules"] = sorted({name.partition(".")[0] for name in sys.modules})
     result["p2pnode_file"] = sys.modules["p2pnode"].__file__
     print(json.dumps(result))

@@ -23,7 +23,10 @@ from p2pnode.config import FeederRoleConfig, NodeConfig
 from p2pnode.feeder_role import FeederRole
 from p2pnode.feeder_report import FeederReport
 from tests.dhtkit import run as strict_run
+from p2pnode.config import MarketConfig
 from tests.nodekit import INTERVAL_S, START, key, swarm
+
+EX_POST = MarketConfig(mode="ex_post")   # the API shows state: one interval after another
 from tests.test_api import TOKEN, serving, step
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -81,7 +84,7 @@ def text_of(dom: str, element_id: str) -> str:
 
 def test_the_page_shows_the_node_with_the_token_from_the_fragment(tmp_path):
     async def main():
-        async with swarm(NETS, tmp_path) as s:
+        async with swarm(NETS, tmp_path, market=EX_POST) as s:
             node = s.nodes[0]
             async with serving([node]) as (apis, _):
                 for index in range(len(NETS[0]) - 1):
@@ -142,7 +145,7 @@ def check_screenshot(png) -> None:
 
 def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(tmp_path):
     async def main():
-        async with swarm([[100]], tmp_path) as s:
+        async with swarm([[100]], tmp_path, market=EX_POST) as s:
             async with serving(s.nodes) as (apis, _):
                 url = apis[0].url
                 dom = await chromium(tmp_path, url, "--dump-dom")
@@ -176,7 +179,8 @@ async def feeder_role(tmp_path, node, clock) -> FeederRole:
         c = sum(MEMBERS[m][k][1] for m in present)
         rows.append(f"{START + k * INTERVAL_S},{c - g + LOSS_WH[k]}\n")
     (tmp_path / "transformer.csv").write_text("interval_start_s,transformer_wh\n" + "".join(rows))
-    config = NodeConfig(feeder=node.config.feeder, interval_s=INTERVAL_S, feeder_role=FeederRoleConfig(
+    config = NodeConfig(feeder=node.config.feeder, interval_s=INTERVAL_S,
+                        ledger=tmp_path / "feeder.db", feeder_role=FeederRoleConfig(
         enabled=True, transformer_meter=tmp_path / "transformer.csv", loss_threshold_kwh=0.3,
         persistence=2, grace_s=60, network="kerber_dorfnetz",
         members=tuple(key(100 + m).public.hex() for m in range(6))))
@@ -204,7 +208,7 @@ def feed(role: FeederRole, clock) -> None:
 
 def test_the_feeder_panel_shows_the_books_of_a_feeder_node(tmp_path):
     async def main():
-        async with swarm(NETS, tmp_path) as s:
+        async with swarm(NETS, tmp_path, market=EX_POST) as s:
             node = s.nodes[0]
             s.clock.now_s = START
             role = await feeder_role(tmp_path, node, s.clock)
@@ -241,7 +245,7 @@ def check_feeder_dom(dom: str, role) -> None:
         f"T {last.transformer_wh / 1000:.2f} kWh, loss 0.48 kWh")
     assert text_of(dom, "feeder-members") == "6 reporting, 1 missing of 7 configured"   # the node itself: not wired here
     net = last.network
-    assert text_of(dom, "feeder-loading").startswith(f"{net.trafo_loading_percent:.1f} % loaded")
+    assert text_of(dom, "feeder-loading").startswith(f"{net.max_trafo_loading_percent:.1f} % loaded")
     assert text_of(dom, "feeder-voltage").startswith(f"{net.vm_min_pu:.3f} (bus {net.vm_min_bus})")
     rows = re.findall(r'<tr class="feeder-row">(.*?)</tr>', dom, re.S)
     assert len(rows) == 8 and ">ALERT<" in rows[0] and ">480<" in rows[0]

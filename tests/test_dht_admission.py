@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from p2pnode.dht import storage as storage_module
@@ -9,9 +11,10 @@ from p2pnode.dht.admission import (
     OFFER_HORIZON_AHEAD_S, OFFER_HORIZON_BEHIND_S, AdmissionPolicy, SellerStanding,
     admission_problem,
 )
+from p2pnode.dht.server import OfferDHT
 from p2pnode.dht.storage import OfferStorage
-from p2pnode.offers import Drop, record_keys
-from tests.dhtkit import FEEDER, INTERVAL, NOW, Clock, key, record, sealed
+from p2pnode.offers import Drop, OfferRejected, record_keys
+from tests.dhtkit import FAST, FEEDER, INTERVAL, NOW, Clock, key, record, run, sealed
 
 SELLER = key("seller")
 
@@ -101,3 +104,18 @@ def test_a_full_storage_makes_room_for_a_seller_with_history(monkeypatch):
     mine = sealed(honest, price=6 * 250_000, expires=NOW + 700)
     assert store.offer(record_keys(mine.message)[0], mine.raw) is None
     assert len(store.keys()) == 4 and store.records(record_keys(mine.message)[0]) == (mine.raw,)
+
+
+def test_a_publish_that_no_node_stored_is_refused_not_counted():
+    """``offers_published`` counted offers nobody held (the report): now publish raises."""
+    async def main():
+        elsewhere = dataclasses.replace(FAST, admission=AdmissionPolicy(feeder="elsewhere"))
+        clock = Clock()
+        async with OfferDHT(SELLER, settings=elsewhere, clock=clock) as alone:
+            with pytest.raises(OfferRejected, match="not_stored"):
+                await alone.publish(sealed(SELLER))
+            assert alone.counters()["stored_wrong_feeder"] == 1
+        async with OfferDHT(SELLER, settings=FAST, clock=clock) as home:
+            assert await home.publish(sealed(SELLER)) == 1
+
+    run(main())

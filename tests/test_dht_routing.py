@@ -7,8 +7,8 @@ import random
 from kademlia.node import Node
 from kademlia.routing import KBucket
 
-from p2pnode.dht import protocol as protocol_module
-from p2pnode.dht.protocol import OfferRoutingTable, _depth
+from p2pnode.dht import routing as routing_module
+from p2pnode.dht.routing import OfferRoutingTable, _depth
 
 
 class Pings:
@@ -65,7 +65,7 @@ def test_a_full_far_bucket_pings_its_head_once_however_many_callers_knock(monkey
     # the far half holds first and second (depth 5: they share exactly 10000): full, no split
     callers = [node_with("10000", rng, 10 + i) for i in range(50)]
     now = [1000.0]
-    monkeypatch.setattr(protocol_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(routing_module.time, "monotonic", lambda: now[0])
     for caller in callers:
         assert not table.admits(caller)
         table.add_contact(caller)
@@ -74,7 +74,7 @@ def test_a_full_far_bucket_pings_its_head_once_however_many_callers_knock(monkey
     bucket = table.buckets[table.get_bucket_for(first)]
     assert set(bucket.nodes) == {first.id, second.id}
     assert callers[-1].id in bucket.replacement_nodes
-    now[0] += protocol_module.HEAD_PING_INTERVAL_S
+    now[0] += routing_module.HEAD_PING_INTERVAL_S
     table.add_contact(callers[0])
     assert pings.pinged == [first.id, first.id]                 # again after the interval
     table.remove_contact(first)                                 # the head did not answer

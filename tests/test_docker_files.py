@@ -19,6 +19,7 @@ import json
 import re
 import shlex
 import stat
+import time
 import tomllib
 
 import numpy as np
@@ -33,7 +34,6 @@ from p2pnode.errors import ConfigError
 from p2pnode.meter import CsvReplayMeter
 from p2pnode.peer import PATH, PeerServer
 from tests import netnskit
-from tests.dhtkit import run as strict_run
 from tests.netnskit import DOCKER, ROOT
 
 EPOCH = "1782907200"
@@ -97,7 +97,8 @@ def instructions() -> dict[str, list[str]]:
 def test_dockerfile_base_user_entrypoint_and_health_check():
     steps = netnskit.dockerfile()
     found = instructions()
-    assert found["FROM"] == ["python:3.11-slim"]
+    assert found["FROM"] == ["${BASE_IMAGE}"] and steps[0] == ("ARG", "BASE_IMAGE=python:3.11-slim")
+    assert 'EXTRAS="sim"' in found["ARG"]       # the one line that picks the install's extras
     users = found["USER"]
     assert users[-1] not in ("root", "0") and users[-1] in " ".join(found["RUN"])  # created
     last_user = max(i for i, (w, _) in enumerate(steps) if w == "USER")
@@ -135,8 +136,29 @@ def test_the_image_gets_every_package_and_the_example_scenarios():
     needed = {*packages, "pyproject.toml", project["project"]["readme"], "examples"}
     assert needed <= allowed, f"the build context lacks {needed - allowed}"
     assert all((ROOT / name).exists() for name in allowed)
+    assert "docker/constraints.txt" in allowed
     run = " ".join(instructions()["RUN"])
-    assert "pip install ." in run and "cp -r examples /opt/p2p-energy/examples" in run
+    assert 'pip install --constraint /tmp/src/docker/constraints.txt "/tmp/src${EXTRAS:+[$EXTRAS]}"' \
+        in run and "cp -r /tmp/src/examples /opt/p2p-energy/examples" in run
+    assert instructions()["COPY"] == [". /tmp/src"]
+
+
+def test_the_constraints_pin_every_dependency_within_its_range():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (DOCKER / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and canonicalize_name(name) not in pins, line
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"docker/constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs {text}"
 
 
 # -- compose ----------------------------------------------------------------------------------
@@ -145,17 +167,22 @@ NODE_SERVICES = ("bootstrap", "meter")
 
 
 def compose_env() -> dict[str, str]:
-    return {"SWARM_EPOCH": EPOCH}
+    return {}      # every variable has a default: `down` and `logs` need none
 
 
 def test_compose_services_volumes_and_dependencies():
     compose = netnskit.compose_file()
     services = compose["services"]
     assert set(services) == {"bootstrap", "meter", "audit"}
+    build = services["bootstrap"]["build"]          # one build, its image used by all
+    assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
+    assert build["network"] == "host" and set(build["args"]) == {"BASE_IMAGE", "EXTRAS"}
+    assert netnskit.interpolate(build["args"]["BASE_IMAGE"], {}) == "python:3.11-slim"
+    assert netnskit.interpolate(build["args"]["EXTRAS"], {}) == "sim"      # as the Dockerfile
     for name, spec in services.items():
-        build = spec["build"]
-        assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
         assert spec["image"] == "p2p-energy:latest"
+        if name != "bootstrap":
+            assert "build" not in spec and spec["pull_policy"] == "never"
         for mount in spec["volumes"]:
             volume, target = mount.split(":")[:2]
             assert volume in compose["volumes"] and target == "/swarm"
@@ -188,9 +215,10 @@ def test_compose_nodes_agree_on_ports_clock_and_directory():
         args = parse_cli(argv[service])
         assert args.command == "meter-node" and args.host == "0.0.0.0"
         assert (args.dht_port, args.peer_port) == (7400, 7401)
-        assert str(args.dir) == "/swarm" and args.epoch == float(EPOCH)
+        assert str(args.dir) == "/swarm" and args.epoch is None
+        assert str(args.epoch_file) == "/swarm/epoch" and args.epoch_delay > 0
         assert args.intervals and args.speed and args.start
-    clock = ("--speed", "--start", "--epoch", "--intervals", "--scenario")
+    clock = ("--speed", "--start", "--epoch-file", "--epoch-delay", "--intervals", "--scenario")
     assert [option(argv["meter"], o) for o in clock] == [option(argv["bootstrap"], o) for o in clock]
     host, port = option(argv["meter"], "--bootstrap").split(":")
     assert compose["services"][host]["hostname"] == host == "bootstrap"
@@ -214,9 +242,25 @@ def test_the_audit_reads_the_ledgers_where_meter_node_writes_them():
     assert "finished.json" in script
 
 
-def test_compose_needs_the_epoch():
-    with pytest.raises(KeyError, match="SWARM_EPOCH"):
-        netnskit.service_argv("meter", {})
+def test_compose_needs_no_variable_so_down_and_logs_work():
+    """Compose interpolates every service for every command: a required variable would make
+    `docker compose down` and `logs` fail; the clock is set when the swarm starts instead."""
+    text = (DOCKER / "compose.yaml").read_text()
+    assert ":?" not in text and "SWARM_EPOCH" not in text
+    for service in ("bootstrap", "meter", "audit"):
+        netnskit.service_argv(service, {})
+
+
+def test_the_first_node_sets_the_shared_epoch_once(tmp_path):
+    path = tmp_path / "epoch"
+    before = time.time()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        epochs = set(pool.map(lambda _: meternode.shared_epoch(path, 30.0), range(16)))
+    assert len(epochs) == 1 and before + 30 <= epochs.pop() <= time.time() + 30
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch"]        # no temporary left
+    path.write_text("soon\n")
+    with pytest.raises(ConfigError, match=r"--epoch-file .*epoch: 'soon' is not a unix time"):
+        meternode.shared_epoch(path, 30.0)
 
 
 def test_interpolation_follows_compose():
@@ -500,6 +544,7 @@ def test_prepare_only_writes_what_p2pnode_run_loads(tmp_path, scenario_and_profi
     (["--start", "noon"], "not an ISO 8601 time"),
     ([], "--start is required"),
     (["--start", "2023-06-30T11:00Z", "--speed", "500"], "too fast"),
+    (["--start", "2023-06-30T11:00Z", "--epoch", "1", "--epoch-file", "e"], "give one"),
 ])
 def test_meter_node_errors_name_the_flag(tmp_path, scenario_and_profiles, capsys, extra, message):
     scenario_path, _, _ = scenario_and_profiles
@@ -525,7 +570,7 @@ def test_health_probe_tells_a_serving_node_from_a_dead_port():
             None, main, ["health", "--peer", f"127.0.0.1:{server.port}", "--timeout", "1"])
         return alive, dead
 
-    assert strict_run(probe(), timeout_s=60) == (0, 1)
+    assert asyncio.run(probe()) == (0, 1)
 
 
 def test_a_node_started_after_its_run_stays_until_sigterm(tmp_path, scenario_and_profiles):

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.cli import command_modules
+from p2pnode.cli import build_parser, command_modules
 from p2pnode.extras import EXTRA_OF_MODULE
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_LAYERS = ("p2pnode", "ledger", "optimizer/selection", "models")
 TRAINING_ONLY = {"models/train.py"}     # needs the [train] extra; imports it inside functions
 HEAVY = ("simulator", "pandas", "matplotlib", "sklearn", "scipy", "pvlib", "pandapower",
-         "pyarrow", "skops", "ray", "distributed", "dask", "threadpoolctl", "demandlib")
+         "pyarrow", "skops", "ray", "distributed", "dask", "threadpoolctl", "demandlib",
+         "moocore")   # moocore: deap.tools loads it (25 MB); the node uses deap.base only
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
@@ -72,10 +73,12 @@ def test_a_node_process_loads_no_simulator_nor_heavy_library():
 
 def test_simulator_commands_come_from_the_entry_point_group():
     modules = command_modules()
-    for name in ("simulate", "sweep", "market", "powerflow", "meternode"):
+    for name in ("simulate", "sweep", "market", "powerflow", "meter-node", "health"):
         assert modules[name].startswith("simulator.cli."), name
-    for name in ("run", "identity", "voucher", "ledger", "train"):
+    for name in ("run", "keygen", "id", "voucher", "ledger", "train"):
         assert modules[name].startswith("p2pnode.commands."), name
+    registered = build_parser()._subparsers._group_actions[0].choices
+    assert sorted(registered) == sorted(modules)      # every name is the command it registers
     assert not (ROOT / "p2pnode" / "commands" / "simulate.py").exists()
 
 

@@ -5,7 +5,8 @@ import dataclasses
 import pytest
 
 from ledger import (
-    BlockType, ChainState, EncodeError, LedgerRules, check_block, check_pair, seal,
+    BlockType, ChainState, DeliveryPayload, EncodeError, LedgerRules, MeterReading, MintPayload,
+    check_block, check_pair, seal,
 )
 from ledger.rules import (
     BOUNDS, CREDIT_BALANCE, DOUBLE_SPEND, LINK, PREVIOUS_HASH, READING, SEQUENCE, SIGNATURE,
@@ -88,9 +89,24 @@ def test_token_balance_rule():
     too_much = block(SELLER, seller, BlockType.TRADE, trade_payload(energy=4001),
                      counterparty=BUYER.public)
     assert rules_broken(too_much, seller) == [TOKEN_BALANCE]
-    other_interval = block(SELLER, seller, BlockType.TRADE, trade_payload(interval=INTERVAL + 900),
-                           counterparty=BUYER.public)
-    assert rules_broken(other_interval, seller) == [TOKEN_BALANCE]
+    # an interval not minted yet is sold forward: its tokens are spent on delivery, where the
+    # DELIVERY may claim no more than the interval's reading minted
+    forward_trade = trade_payload(interval=INTERVAL + 900, energy=300)
+    forward = block(SELLER, seller, BlockType.TRADE, forward_trade, counterparty=BUYER.public)
+    assert rules_broken(forward, seller) == []
+    seller.apply(forward)
+    assert seller.trades[forward_trade.trade_id].forward
+    delivery = DeliveryPayload(forward_trade.trade_id, SELLER.public, BUYER.public, 300, 200,
+                               forward_trade.price_micro_per_kwh, 60_000, 0)
+    unmeasured = block(SELLER, seller, BlockType.SETTLEMENT, delivery, counterparty=BUYER.public)
+    assert rules_broken(unmeasured, seller) == [TOKEN_BALANCE]
+    seller.apply(block(SELLER, seller, BlockType.MINT, MintPayload(
+        MeterReading(SELLER.public, INTERVAL + 900, 900, 250, 100), b"", 150)))
+    assert rules_broken(block(SELLER, seller, BlockType.SETTLEMENT, delivery,
+                              counterparty=BUYER.public), seller) == [TOKEN_BALANCE]  # 200 > 150
+    measured = dataclasses.replace(delivery, delivered_wh=150)
+    assert rules_broken(block(SELLER, seller, BlockType.SETTLEMENT, measured,
+                              counterparty=BUYER.public), seller) == []
 
 
 def test_credit_balance_rule():

@@ -7,12 +7,15 @@ import asyncio
 from ledger import BlockType, open_envelope, BlockBody
 from p2pnode.identity import peer_id
 from p2pnode.transport.address import parse_libp2p_endpoint
+from p2pnode.transport import libp2p_host
+from p2pnode.transport.libp2p_peer import NEGOTIATE_PROTOCOL
 from simulator.swarm import audit_ledgers
+from tests.dhtkit import run as strict_run
 from tests.nodekit import START, swarm
 
 
 def run(coro):
-    asyncio.run(asyncio.wait_for(coro, timeout=120))
+    strict_run(asyncio.wait_for(coro, timeout=120))
 
 
 def trades(node):
@@ -36,9 +39,61 @@ def test_two_nodes_trade_and_settle_over_libp2p(tmp_path):
             assert (trade.seller, trade.buyer, trade.energy_wh) == (seller.public, buyer.public, 300)
             assert trade.interval_start_s == START
             assert buyer.reports[0].bought_wh == 300 and seller.reports[0].sold_wh == 300
-            # REQUEST, CONFIRM and SETTLE went over one connection, dialled once
+            # RECORD (the seller's track record), REQUEST and CONFIRM went over one connection
+            # the buyer dialled once, on one stream; the seller's DELIVER the other way, to the
+            # endpoint the REQUEST named
             assert buyer.peer_server.counters["libp2p_dials"] == 1
-            assert seller.peer_server.counters["libp2p_requests_served"] >= 3
+            assert buyer.peer_server.counters["libp2p_streams_opened"] == 1
+            assert seller.counters["records_served"] == 1
+            assert seller.peer_server.counters["libp2p_requests_served"] == 3
+            assert buyer.peer_server.counters["libp2p_requests_served"] == 1
+            assert seller.peer_server.counters["libp2p_dials"] <= 1
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())
+
+
+def test_a_parked_stream_the_peer_closed_meanwhile_costs_one_more_try_not_the_request(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(libp2p_host, "IDLE_TIMEOUT_S", 0.2)   # the listener closes idle streams
+
+    async def main():
+        async with swarm([[0], [0]], tmp_path, transport="libp2p") as s:
+            a, b = s.nodes
+            host = a.peer_server.libp2p
+            for _ in range(3):
+                # the node drops garbage with an empty reply (None here), but it did answer
+                assert await host.request(b.endpoint, NEGOTIATE_PROTOCOL, b"garbage", 5.0) is None
+                await asyncio.sleep(0.5)   # the listener closes the parked stream
+            assert b.peer_server.counters["libp2p_requests_served"] == 3
+            assert host.counters["libp2p_streams_opened"] == 3
+            assert host.counters["libp2p_reused_broken"] == 2
+            assert host.counters["libp2p_out_timeout"] == 0
+            # the node itself dropped and counted the garbage, each time
+            assert sum(v for k, v in b.counters.items() if k.startswith("peer_dropped_")) == 3
+
+    run(main())
+
+
+def test_the_health_probe_recognises_a_libp2p_peer_endpoint(tmp_path):
+    from p2pnode.cli import main as cli
+
+    async def main():
+        async with swarm([[0]], tmp_path, transport="libp2p") as s:
+            node = s.nodes[0]
+            loop = asyncio.get_running_loop()
+            alive = await loop.run_in_executor(
+                None, cli, ["health", "--peer", f"127.0.0.1:{node.peer_server.port}"])
+            assert alive == 0
+            # the probe stops after multistream-select: the node counted it, nothing more
+            assert node.peer_server.counters["libp2p_security_refused"] <= 1
+            return node.peer_server.port
+
+    port = []
+    run(_collect(main(), port))
+    assert cli(["health", "--peer", f"127.0.0.1:{port[0]}", "--timeout", "1"]) == 1   # stopped
+
+
+async def _collect(coro, into: list):
+    into.append(await coro)
+

@@ -174,3 +174,26 @@ def test_every_help_renders(capsys, argv):
         main([*argv, "--help"])
     assert exit_info.value.code == 0
     assert "usage: p2pnode" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_compare_trades_the_scenario_in_each_market_mode(tmp_path, capsys):
+    """``market compare --modes``: one real swarm per mode on the same profiles; ex post
+    delivers everything it agreed, ahead of delivery the sellers' meters decide."""
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text('name = "tiny"\nseed = 5\nmeters = 6\nprocesses = 1\nfeeder = "none"\n'
+                        "[time]\nacceleration = 1000000.0\n")
+    assert main(["market", "compare", str(scenario), "--mechanisms", "double_auction",
+                 "--modes", "ex_post,real_time", "--out", str(tmp_path / "modes"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    post, real = out["modes"]["ex_post"], out["modes"]["real_time"]
+    for row in (post, real):
+        assert row["ledgers_valid"] and row["double_settlements"] == 0 and row["trades"] > 0
+        assert row["perfect_foresight_match_kwh"] == pytest.approx(out["optimum_match_kwh"],
+                                                                   rel=1e-3)
+    assert (post["delivered_share"], post["shortfall_kwh"]) == (1.0, 0.0)
+    assert real["delivered_share"] < 1.0 and real["trade_duration_s_p50"] > 0
+    assert (tmp_path / "modes" / "real_time" / "shortfalls.png").exists()
+    assert main(["market", "compare", str(scenario), "--modes", "ex_post,hourly"]) == 2
+    assert "--modes ex_post,hourly" in capsys.readouterr().err

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from types import SimpleNamespace
 
 import aiomqtt
 import pytest
 
+from p2pnode.api_metrics import NodeCollector
+from p2pnode.api_views import RecordingMeter
 from p2pnode.config import MeterConfig, config_from_dict
+from p2pnode.feeder_report import ReportingMeter
 from p2pnode.errors import ConfigError
 from p2pnode.meter_feed import MeterNoData, MeterStale
 from p2pnode.meter_mqtt import MqttMeter
@@ -57,9 +61,13 @@ def test_readings_arrive_and_bad_payloads_are_counted(broker):
             await until(lambda: sum(meter.feed.counters.values()) == 7, "7 payloads")
             reading = meter.read(T0, 900)
             stats = meter.stats()
-        return reading, stats
+            wrapped = SimpleNamespace(meter=RecordingMeter(ReportingMeter(meter)))
+            families = list(NodeCollector(wrapped)._meter())
+        return reading, stats, families
 
-    reading, stats = _run(main)
+    reading, stats, families = _run(main)
+    assert [(f.name, {s.labels["event"]: s.value for s in f.samples if s.name.endswith("_total")})
+            for f in families] == [("p2p_meter_events", stats)]
     # at T0: 1000 + 100/550 * 550 = 1100 / 5000 + 100/550 * 400; at T0 + 900: 2000 / 5750
     assert (reading.generation_wh, reading.consumption_wh) == (900, 5750 - 5072)
     assert stats == {"mqtt_connects": 1, "samples_accepted": 4, "samples_duplicate": 1,
@@ -162,15 +170,81 @@ def test_mqtt_meter_config_is_checked_and_names_the_key():
                                          "port": 8883, "stale_after_s": 120}})
     assert (config.meter.topic, config.meter.format, config.meter.port) == ("a/b", "senml", 8883)
     for table, message in [
-        ({"kind": "mqtt"}, "[meter] topic = '': is required"),
+        ({"kind": "mqtt"}, "[meter] topic = \"\": is required"),
         ({"kind": "mqtt", "topic": "a/#"}, "no wildcards"),
-        ({"kind": "mqtt", "topic": "a", "format": "xml"}, "[meter] format = 'xml': must be one of"),
+        ({"kind": "mqtt", "topic": "a", "format": "xml"}, '[meter] format = "xml": must be one of'),
         ({"kind": "mqtt", "topic": "a", "port": 0}, "[meter] port = 0"),
         ({"kind": "mqtt", "topic": "a", "path": "m.csv"}, '[meter] path = '),
-        ({"kind": "modbus"}, "[meter] kind = 'modbus': must be one of csv, mqtt"),
+        ({"kind": "modbus"}, '[meter] kind = "modbus": must be one of csv, mqtt'),
         ({"kind": "mqtt", "topic": "a", "stale_after_s": 0}, "[meter] stale_after_s = 0"),
         ({"kind": "mqtt", "topic": "a", "qos": 2}, '[meter] qos = 2: unknown key'),
     ]:
         with pytest.raises(ConfigError) as caught:
             config_from_dict({"meter": table})
         assert message in str(caught.value), (table, str(caught.value))
+
+
+def test_p2pnode_run_trades_from_a_live_meter(broker, tmp_path):
+    """The daemon with ``[meter] kind = "mqtt"``: a meter publishing its registers in node time
+    (1 Wh per node second of consumption), two intervals at 60x; a node alone buys nothing, so
+    the grid's imports on its ledger are what the meter measured."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ledger import BlockBody, BlockType, LedgerStore, open_envelope
+    from p2pnode.identity import create_key_file
+
+    create_key_file(tmp_path / "node.key")
+    (tmp_path / "node.toml").write_text(
+        'key_file = "node.key"\nledger = "node.db"\n[meter]\nkind = "mqtt"\n'
+        f'port = {broker.port}\ntopic = "{TOPIC}"\nstale_after_s = 120\n'
+        "[timing]\nbuy_delay_s = 30\nwindow_s = 300\nrequest_timeout_s = 0.5\n"
+        '[market]\nmode = "ex_post"\n')   # each interval on what the live meter measured
+    speed, start = 60.0, T0
+    p2pnode = str(Path(sys.executable).with_name("p2pnode"))
+    proc = subprocess.Popen([p2pnode, "run", "--config", str(tmp_path / "node.toml"), "--speed",
+                             str(speed), "--start", "2026-07-01T12:00Z", "--intervals", "2",
+                             "--log-level", "WARNING"], stdout=subprocess.PIPE, text=True)
+
+    async def feed():
+        up = json.loads(await asyncio.to_thread(proc.stdout.readline))   # the clock runs now
+        wall0 = time.monotonic()
+        async with aiomqtt.Client("127.0.0.1", broker.port, identifier="meter-7") as client:
+            await client.publish(TOPIC, sample(start - 60, 0, 0), qos=1)
+            await client.publish(TOPIC, b"not json", qos=1)
+            while proc.poll() is None:
+                node_now = start + (time.monotonic() - wall0) * speed - 20   # never ahead
+                await client.publish(TOPIC, sample(node_now, 0, node_now - (start - 60)), qos=1)
+                await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)        # the client's own task ends after the disconnect
+        return up
+
+    try:
+        up = _run(lambda: feed())
+        stopped = json.loads(proc.stdout.read().strip().splitlines()[-1])
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert up["ledger"].endswith("node.db")
+    meter = stopped["meter"]
+    assert meter["mqtt_connects"] == 1 and meter["samples_dropped_malformed"] == 1
+    # samples stamped before a boundary that was already held at an earlier one come too late
+    # to change it: dropped, counted (their energy is in the next interval all the same)
+    assert meter["samples_accepted"] >= 30 and set(meter) <= {
+        "mqtt_connects", "samples_accepted", "samples_dropped_malformed", "samples_dropped_late"}
+    with LedgerStore(tmp_path / "node.db") as store:
+        grid = {}
+        for _, _, _, raw in store.raw_blocks():
+            block = open_envelope(raw, BlockBody)[0].message
+            if block.type is BlockType.GRID:
+                grid[block.payload.interval_start_s] = block.payload.import_wh
+    assert sorted(grid) == [start, start + 900]
+    # the first boundary is interpolated exactly (60 Wh before it); each later one is held at
+    # the latest sample (published 20 node seconds late, every 15): within 60 Wh of 900
+    assert all(840 <= wh <= 960 for wh in grid.values()), grid
+

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ledger import BlockBody, BlockType, LedgerStore, open_envelope
+from p2pnode.transport.address import parse_libp2p_endpoint
 from tests import netnskit
 
 SCENARIO = """\
@@ -78,8 +79,10 @@ class Swarm:
         self.scenario = tmp_path / "six-meters.toml"
         self.scenario.write_text(SCENARIO)
         self.epoch = int(time.time()) + EPOCH_LEAD_S
-        self.env = {"SWARM_EPOCH": str(self.epoch), "SWARM_SPEED": str(SPEED),
-                    "SWARM_INTERVALS": str(INTERVALS), "SWARM_SCENARIO": str(self.scenario)}
+        self.env = {"SWARM_SPEED": str(SPEED), "SWARM_INTERVALS": str(INTERVALS),
+                    "SWARM_SCENARIO": str(self.scenario)}
+        self.swarm_dir.mkdir()      # the clock as the first node would write it (--epoch-file)
+        (self.swarm_dir / "epoch").write_text(f"{self.epoch}\n")
         self.processes: list[Process] = []
 
     def argv(self, service: str) -> list[str]:
@@ -101,7 +104,8 @@ class Swarm:
             if instruction == "ENV":
                 for pair in args.split():
                     key, _, value = pair.partition("=")
-                    env[key] = self._local(value)
+                    if key.startswith(("P2P_", "PYTHON")):   # not the image's PATH, venv, pip
+                        env[key] = self._local(value)
         return env
 
     def start(self, name: str, argv: list[str]) -> Process:
@@ -218,7 +222,8 @@ def test_compose_swarm_in_network_namespaces(tmp_path):
     measured = check_run(swarm, finished)
     for process in swarm.processes:
         host = lab.host(process.name)
-        assert process.start_line()["peer"] == f"{host.address}:7401"   # advertised, resolved
+        peer = parse_libp2p_endpoint(process.start_line()["peer"])    # libp2p: the default
+        assert f"{peer.host}:{peer.port}" == f"{host.address}:7401"   # advertised, resolved
         assert process.start_line()["dht"] == "0.0.0.0:7400"
     claims = {p.name: p.read_text() for p in (swarm.swarm_dir / "claims").iterdir()}
     assert sorted(claims) == [f"house-{i:04d}" for i in range(len(names))]   # one house each

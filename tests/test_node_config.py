@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,7 +108,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
     ("[detection]\nenter_wh = 10\nexit_wh = 10", "detection.exit_wh = 10"),
     ("[tariffs]\nfeed_in_per_kwh = 0.5", "below the feed-in tariff"),
     ("[tariffs.frames.day]\nstart_hour = 0\nend_hour = 12\nretail_per_kwh = 0.3",
-     "hour 12 is covered by 0 frames"),
+     "hours 12-23 belong to no frame"),
     ('[credit]\ntrusted_issuers = ["zz"]', '[credit] trusted_issuers = "zz": must be 64 hex digits'),
     ("[meter]\nkind = \"csv\"", "[meter] path: is required"),
     ("network = 5", "network = 5: must be a table"),
@@ -123,3 +125,15 @@ def test_unreadable_and_invalid_files(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "key = [unclosed"))
+
+
+def test_the_exact_strategy_without_scipy_names_the_extra(tmp_path):
+    path = write(tmp_path, '[selection]\nstrategy = "exact"')
+    code = ("import sys; sys.modules['scipy'] = None\n"      # as if scipy were not installed
+            "from p2pnode.config import load_config\n"
+            f"load_config({str(path)!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert '[selection] strategy = "exact": the exact solver needs scipy' in out.stderr
+    assert "pip install 'p2p-energy[sim]'" in out.stderr
+    assert load_config(path).selection.strategy == "exact"      # here scipy is installed

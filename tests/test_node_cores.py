@@ -42,7 +42,7 @@ def test_price_follows_supply_and_demand_within_tariffs():
 
 
 def test_tariff_frames_must_cover_the_day_once():
-    with pytest.raises(ConfigError, match="hour 6 is covered by 0 frames"):
+    with pytest.raises(ConfigError, match="hour 6 belongs to no frame"):
         Tariffs(frames=(Frame("night", 22, 6, 200_000), Frame("day", 7, 22, 300_000)))
     assert Tariffs().frame_at(23.5).name == "off-peak"
 

@@ -19,8 +19,10 @@ import pytest
 from simulator import (
     RunStats, Scenario, TradeLog, build_profiles, print_summary, run_baselines, write_run,
 )
+from simulator.report_forward import plot_forecast_vs_actual, plot_shortfalls
 from simulator.report import (
-    PLOTS, interval_rows, plot_energy_flows, plot_matched_vs_optimum, plot_savings, score_run,
+    PLOTS, interval_rows, plot_energy_flows, plot_matched_vs_optimum, plot_savings,
+    render_plots, score_run,
 )
 
 double_auction = pytest.importorskip("tests.test_optimum_auction").double_auction
@@ -191,9 +193,13 @@ def test_trade_and_household_tables(run_dir, trades, community):
     assert [float(h["pv_kwp"]) > 0 for h in houses] == list(profiles.pv_kwp > 0)
 
 
+FORWARD_PLOTS = ("forecast_vs_actual", "shortfalls")   # drawn only for runs ahead of delivery
+
+
 def test_plots_are_png_files_and_show_the_table_data(run_dir, community, trades):
     out, _ = run_dir
-    for name in PLOTS:
+    assert not any((out / f"{name}.png").exists() for name in FORWARD_PLOTS)   # ex post
+    for name in (n for n in PLOTS if n not in FORWARD_PLOTS):
         data = (out / f"{name}.png").read_bytes()
         assert data.startswith(PNG_SIGNATURE), name
         width, height = struct.unpack(">II", data[16:24])
@@ -212,6 +218,26 @@ def test_plots_are_png_files_and_show_the_table_data(run_dir, community, trades)
     heights = [patch.get_height() for patch in savings.patches]
     assert heights == sorted(heights, reverse=True)
     assert sum(heights) == pytest.approx(run.metrics.total_savings)
+
+
+def test_forecast_and_shortfall_plots_show_the_per_interval_series(community, trades):
+    scenario, profiles, _ = community
+    count = profiles.intervals
+    agreed = np.linspace(0.0, 2.0, count)
+    series = {"forecast_surplus_kwh": tuple(profiles.surplus_wh.sum(axis=0) / 1000 * 1.1),
+              "forecast_deficit_kwh": tuple(profiles.deficit_wh.sum(axis=0) / 1000 * 0.9),
+              "agreed_kwh": tuple(agreed), "delivered_kwh": tuple(agreed * 0.75)}
+    run = score_run(*community, trades, dataclasses.replace(STATS, per_interval=series))
+    assert set(render_plots(run)) == set(PLOTS)
+    forecast = plot_forecast_vs_actual(run).axes[0]
+    lines = {line.get_label(): line.get_ydata() for line in forecast.get_lines()}
+    assert lines["surplus, forecast"] == pytest.approx(series["forecast_surplus_kwh"])
+    assert lines["deficit, metered"] == pytest.approx(profiles.deficit_wh.sum(axis=0) / 1000)
+    short = plot_shortfalls(run).axes[0]
+    heights = [patch.get_height() for patch in short.patches]
+    assert sum(heights) == pytest.approx(agreed.sum())          # delivered + shortfall stacked
+    assert "75.0 %" in short.get_title()
+    assert plot_shortfalls(score_run(*community, trades, STATS)) is None   # ex post: no data
 
 
 def test_export_cap_shows_wasted_surplus(community, trades):
@@ -240,9 +266,10 @@ def test_report_is_self_contained_and_escaped(run_dir):
     assert "<script" not in page.lower()
     assert "Dorf &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co" in page
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == len(PLOTS)
+    drawn = [name for name in PLOTS if name not in FORWARD_PLOTS]
+    assert len(images) == len(drawn)
     assert sorted(base64.b64decode(i) for i in images) == sorted(
-        (out / f"{name}.png").read_bytes() for name in PLOTS)
+        (out / f"{name}.png").read_bytes() for name in drawn)
     for name in ("intervals.csv", "trades.csv", "households.csv", "summary.json"):
         assert f'href="{name}"' in page
     assert "double_auction" in page and f"{100 * summary['local_match_ratio']:.1f} %" in page

@@ -112,7 +112,7 @@ BAD_FIELDS = [
     ("[tariffs]\nexport_limit_kw = -1", "[tariffs] export_limit_kw = -1: must be at least 0"),
     ('[tariffs]\ncurrency = ""', '[tariffs] currency = "": must be a non-empty string'),
     ("[tariffs.frames.day]\nstart_hour = 6\nend_hour = 22\nmultiplier = 1.0",
-     "[tariffs] frames = [\"day\"]: must cover every hour exactly once; hours 0-5, 22-23"),
+     "[tariffs] frames = [\"day\"]: every hour must be in exactly one frame; hours 0-5, 22-23 belong to no frame"),
     ("[tariffs.frames.all]\nstart_hour = 0\nend_hour = 24\nmultiplier = 0",
      "[tariffs.frames.all] multiplier = 0: must be greater than 0"),
     ("[tariffs.frames.all]\nstart_hour = 0\nend_hour = 24",

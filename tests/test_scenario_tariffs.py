@@ -32,5 +32,5 @@ def test_custom_frames_and_export_limit():
 
 
 def test_overlapping_frames_are_rejected():
-    with pytest.raises(ScenarioError, match=r"hours 6-9 are not covered or covered twice"):
+    with pytest.raises(ScenarioError, match=r"every hour must be in exactly one frame; hour 6 is in both a and b"):
         Tariffs(frames=(TimeFrame("a", 0, 10, 1.0), TimeFrame("b", 6, 24, 1.0)))

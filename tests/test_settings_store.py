@@ -42,7 +42,7 @@ def test_saved_constraints_load_back_and_the_file_is_replaced_whole(tmp_path):
     ('{"version": 1, "constraints": {"reserve_wh": -5}}',
      "[constraints] reserve_wh = -5: must be between 0"),
     ('{"version": 1, "constraints": {"opt_out": "sometimes"}}', "[constraints] opt_out = "),
-    ('{"version": 1, "constraints": {"max_trade_wh": "lots"}}', "max_trade_wh = 'lots'"),
+    ('{"version": 1, "constraints": {"max_trade_wh": "lots"}}', 'max_trade_wh = "lots"'),
     (" " * (MAX_SETTINGS_BYTES + 1), "bytes (at most"),
 ])
 def test_a_hand_edited_settings_file_is_a_clear_error(tmp_path, text, message):
@@ -81,7 +81,13 @@ async def _daemon(path, capsys, work):
     daemon = asyncio.create_task(serve(config, meter, clock, 1.0, None, token, on_ready=up.set,
                                        stop=stop))
     try:
-        await asyncio.wait_for(up.wait(), 60)
+        ready = asyncio.create_task(up.wait())
+        await asyncio.wait({ready, daemon}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():                # the daemon ended (or hangs) before it was up
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)
+            await asyncio.wait_for(daemon, 1)   # raises what stopped it
+            raise AssertionError("the daemon stopped before it was up")
         line = json.loads(capsys.readouterr().out.splitlines()[-1])
         async with aiohttp.ClientSession() as session:
             return await work(ApiClient(session, line["api"], token), line)

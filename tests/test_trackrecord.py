@@ -292,3 +292,30 @@ def test_candidates_take_participation_and_the_share_cap_from_the_reputation():
     uncapped = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default(),
                                       capped=False)
     assert {c.available_wh for c in uncapped} == {4000}
+
+
+def test_a_flood_of_fresh_keys_gets_a_bounded_share_of_the_candidates():
+    from models import Predictor
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import (
+        MAX_NEWCOMER_CANDIDATES, MarketContext, bounded_newcomers, candidates_from_offers,
+    )
+    traded, recorded, unsigned = b"t" * 32, b"r" * 32, b"u" * 32
+    view = Reputation()
+    view.record_trade(traded)                                    # our own trade with it
+    view.add(settlement(1, recorded, b"b" * 32, 500, 500))       # co-signed, in its record
+    view.add(settlement(2, unsigned, b"b" * 32, 500, 500, cosigned=False))   # its word only
+    assert view.known(traded) and view.known(recorded)
+    assert not view.known(unsigned) and not view.known(b"x" * 32)
+    fresh = [bytes([i]) * 32 for i in range(20)]
+    # the flood is cheaper than the known sellers: it comes first in the price order
+    order = fresh[:10] + [unsigned] + fresh[10:] + [traded, recorded]
+    records = [OfferRecord(seller, i.to_bytes(16, "big"), 1, 500, 100_000 + i, "F", DAY,
+                           DAY + 900, "127.0.0.1:1") for i, seller in enumerate(order)]
+    kept = bounded_newcomers(records, view)
+    assert [r.seller for r in kept] == fresh[:MAX_NEWCOMER_CANDIDATES] + [traded, recorded]
+    candidates = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default())
+    assert {c.seller for c in candidates} == {r.seller for r in kept}
+    # without the first newcomers (the buyer's next round), the next ones come in
+    later = bounded_newcomers([r for r in records if r.seller not in fresh[:4]], view, limit=2)
+    assert [r.seller for r in later] == fresh[4:6] + [traded, recorded]

@@ -7,7 +7,6 @@ message is acted on twice, or if a step's writes stop being one commit.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import time

@@ -23,7 +23,10 @@ from optimizer.powerflow import Feeder, VoltageLimits, solve
 @dataclass(frozen=True)
 class FeederState:
     """Load flow of one interval. ``expected_transformer_kwh`` is what the transformer should
-    have delivered for these readings (same sign convention as ``transformer_kwh``)."""
+    have delivered for these readings (same sign convention as ``transformer_kwh``).
+
+    The one feeder state: the market CLI reports it, the node's feeder role books it
+    (:class:`p2pnode.feeder.FeederInterval`) and its API shows it in Wh."""
 
     converged: bool
     vm_min_pu: float
@@ -34,6 +37,11 @@ class FeederState:
     trafo_loading_percent: tuple[float, ...]
     technical_loss_kwh: float
     expected_transformer_kwh: float
+
+    @property
+    def max_trafo_loading_percent(self) -> float:
+        """The loading of the most loaded transformer (0 without one)."""
+        return max(self.trafo_loading_percent, default=0.0)
 
 
 def place_on_houses(ids: Sequence[str], buses: Mapping[str, int], feeder: Feeder) -> dict[str, int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from deap import base, tools
+from deap import base
 
 from optimizer.markets.errors import OrderError
 from optimizer.markets.welfare import WelfareProblem, decode, net_load_mw, welfare
@@ -177,6 +177,7 @@ def _candidates(objectives: np.ndarray) -> list[_Candidate]:
 
 
 def _rank(objectives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from deap import tools      # here, not at import: deap.tools loads moocore (about 25 MB)
     rank, crowding = np.zeros(len(objectives), int), np.zeros(len(objectives))
     for level, front in enumerate(tools.sortNondominated(_candidates(objectives), len(objectives))):
         tools.emo.assignCrowdingDist(front)
@@ -187,6 +188,7 @@ def _rank(objectives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _select(objectives: np.ndarray, k: int) -> np.ndarray:
+    from deap import tools
     return np.array([c.row for c in tools.selNSGA2(_candidates(objectives), k)])
 
 
@@ -231,6 +233,7 @@ def _mutate(genes: np.ndarray, rng: np.random.Generator, config: Nsga2Config) ->
 
 
 def _first_front(state) -> list[tuple]:
+    from deap import tools
     genes, kwh, price, objectives, vm, feasible = state
     front = tools.sortNondominated(_candidates(objectives), len(objectives), first_front_only=True)[0]
     rows, seen = [], set()

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from optimizer.frames import TimeFrame, day_coverage_problem
 from optimizer.markets.errors import OrderError
 
 
@@ -69,17 +70,15 @@ class TimeFrames:
     frames: tuple[tuple[str, int, int], ...] = DEFAULT_FRAMES
 
     def __post_init__(self) -> None:
-        owner: dict[int, str] = {}
         for name, start, end in self.frames:
             if not (0 <= start < 24 and 0 <= end < 24) or start == end:
                 raise OrderError(f"frames: {name} needs 0 <= start, end < 24 and start != end")
-            for hour in _hours(start, end):
-                if hour in owner:
-                    raise OrderError(f"frames: hour {hour} is in both {owner[hour]} and {name}")
-                owner[hour] = name
-        if len(owner) != 24:
-            missing = sorted(set(range(24)) - set(owner))
-            raise OrderError(f"frames: hours {missing} belong to no frame")
+        problem = day_coverage_problem(self._time_frames())
+        if problem:
+            raise OrderError(f"frames: {problem}")
+
+    def _time_frames(self) -> tuple[TimeFrame, ...]:
+        return tuple(TimeFrame(name, start, end) for name, start, end in self.frames)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -89,21 +88,17 @@ class TimeFrames:
         """The frame containing ``hour`` (0 <= hour < 24, fractions allowed)."""
         if not 0 <= hour < 24:
             raise OrderError(f"hour: must be in [0, 24), got {hour}")
-        for name, start, end in self.frames:
-            if int(hour) in _hours(start, end):
-                return name
+        for frame in self._time_frames():
+            if frame.contains(hour):
+                return frame.name
         raise AssertionError("frames cover the day")  # unreachable after __post_init__
 
     def hours(self, name: str) -> int:
         """Duration of frame ``name`` in hours."""
-        for frame, start, end in self.frames:
-            if frame == name:
-                return len(_hours(start, end))
+        for frame in self._time_frames():
+            if frame.name == name:
+                return frame.length_h
         raise OrderError(f"frame: unknown {name!r}; known: {', '.join(self.names)}")
-
-
-def _hours(start: int, end: int) -> range | list[int]:
-    return range(start, end) if start < end else [*range(start, 24), *range(0, end)]
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,21 +31,46 @@ class Weights:
     market_participation: float = 1.0
 
     def __post_init__(self) -> None:
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise SelectionConfigError(
-                    f"Weights.{item.name} must be a finite number >= 0, got {value!r}")
-        if self.surplus_availability <= 0:
-            raise SelectionConfigError("Weights.surplus_availability must be > 0")
-        if sum(self.soft()) <= 0:
-            raise SelectionConfigError("Weights: at least one soft weight (C2..C6) must be > 0")
+        problems = weight_problems(self)
+        if problems:
+            raise SelectionConfigError(
+                "; ".join(f"Weights.{key} = {value!r}: {reason}" for key, value, reason in problems),
+                problems)
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        """C1..C6 in SRS order (the field names)."""
+        return tuple(item.name for item in fields(Weights))
+
+    def as_tuple(self) -> tuple[float, ...]:
+        """C1..C6 in SRS order."""
+        return tuple(float(getattr(self, name)) for name in self.names())
 
     def soft(self) -> tuple[float, float, float, float, float]:
         """C2..C6 in criterion order."""
         return (self.trade_surplus, self.transfer_efficiency, self.transaction_duration,
                 self.transaction_quality, self.market_participation)
+
+
+def weight_problems(weights: Weights) -> list[tuple[str, object, str]]:
+    """(field, value, reason) for every bad weight: each a finite number >= 0, C1 > 0, and at
+    least one of C2..C6 > 0 (else every offer scores zero).  The node config and scenarios
+    report these under their own table names."""
+    problems = []
+    for name in Weights.names():
+        value = getattr(weights, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append((name, value, "must be a number"))
+        elif not math.isfinite(value):
+            problems.append((name, value, "must be a finite number"))
+        elif name == "surplus_availability" and value <= 0:
+            problems.append((name, value, "must be greater than 0"))
+        elif value < 0:
+            problems.append((name, value, "must be at least 0"))
+    if not problems and sum(weights.soft()) <= 0:
+        problems.append(("market_participation", weights.market_participation,
+                         "at least one of the weights C2..C6 (the soft weights) must be positive"))
+    return problems
 
 
 @dataclass(frozen=True)

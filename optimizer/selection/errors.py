@@ -20,4 +20,9 @@ class InvalidInputError(SelectionError, ValueError):
 
 
 class SelectionConfigError(SelectionError, ValueError):
-    """A weight or setting is out of range; the message names the field."""
+    """A weight or setting is out of range; the message names the field.  ``problems``:
+    (field, value, reason) of each bad field, when known (see ``weight_problems``)."""
+
+    def __init__(self, message: str, problems=()):
+        super().__init__(message)
+        self.problems = tuple(problems)

@@ -28,7 +28,7 @@ import math
 import random
 from typing import Sequence
 
-from deap import base, tools
+from deap import base
 
 from optimizer.selection.config import GaSettings
 from optimizer.selection.construct import complete, extend, greedy
@@ -123,19 +123,28 @@ def _offspring(population: list[_Individual], toolbox: base.Toolbox, rng: random
     return children
 
 
+def _best(best: _Individual | None, population: list[_Individual]) -> _Individual:
+    """A copy of the first individual with the highest value seen so far (what a one-place
+    ``deap.tools.HallOfFame`` keeps; ``deap.tools`` itself is not imported: it loads moocore,
+    about 25 MB a meter does not need)."""
+    for individual in population:
+        if best is None or individual.value > best.value:
+            best = _Individual(individual, individual.value)
+    return best
+
+
 def run_ga(problem: Problem, rng: random.Random, settings: GaSettings) -> tuple[list[int], float, dict]:
     """The best feasible set found, its soft value and run statistics."""
     if not problem.feasible:
         return [], -math.inf, {"generations": 0}
     toolbox = _toolbox(problem, rng, settings)
     population = _first_population(problem, toolbox, settings.population, settings.seed_polished)
-    hall = tools.HallOfFame(1)
-    hall.update(population)
+    best = _best(None, population)
     improved: set[tuple[int, ...]] = set()
     stale = generation = 0
     while generation < settings.max_generations and stale < settings.patience:
         generation += 1
-        best_before = hall[0].value
+        best_before = best.value
         children = _offspring(population, toolbox, rng, settings)
         known = {tuple(ind) for ind in population}
         fresh = {tuple(c): c for c in children if tuple(c) not in known}
@@ -146,7 +155,7 @@ def run_ga(problem: Problem, rng: random.Random, settings: GaSettings) -> tuple[
                 fresh.setdefault(tuple(polished), polished)
         merged = {tuple(ind): ind for ind in population} | fresh
         population = sorted(merged.values(), key=lambda ind: -ind.value)[: settings.population]
-        hall.update(population)
-        stale = stale + 1 if hall[0].value <= best_before + 1e-12 else 0
-    members, value = deep_climb(problem, list(hall[0]), hall[0].value)
+        best = _best(best, population)
+        stale = stale + 1 if best.value <= best_before + 1e-12 else 0
+    members, value = deep_climb(problem, list(best), best.value)
     return members, value, {"generations": generation}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from p2pnode.identity import create_key_file, load_key_file, node_id, peer_id
+from p2pnode.identity import create_key_file, load_key_file, node_id, passphrase_from, peer_id
 
 DEFAULT_KEY = Path("node.key")
 
@@ -17,6 +17,7 @@ def register(sub) -> None:
     )
     keygen.add_argument("--key", type=Path, default=DEFAULT_KEY, help="key file (default: node.key)")
     keygen.add_argument("--force", action="store_true", help="replace an existing key file")
+    _passphrase_args(keygen, "encrypt the key (PKCS#8) with the passphrase in")
     keygen.set_defaults(func=_keygen)
 
     ident = sub.add_parser(
@@ -25,7 +26,20 @@ def register(sub) -> None:
     )
     ident.add_argument("--key", type=Path, default=DEFAULT_KEY, help="key file (default: node.key)")
     ident.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _passphrase_args(ident, "the encrypted key's passphrase is in")
     ident.set_defaults(func=_id)
+
+
+def _passphrase_args(parser, what: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--passphrase-file", type=Path, metavar="FILE",
+                       help=f"{what} FILE (first line; mode 0600)")
+    group.add_argument("--passphrase-env", default="", metavar="VAR",
+                       help=f"{what} environment variable VAR")
+
+
+def _passphrase(args) -> bytes | None:
+    return passphrase_from(args.passphrase_file, args.passphrase_env)
 
 
 def _describe(public: bytes) -> dict:
@@ -33,15 +47,16 @@ def _describe(public: bytes) -> dict:
 
 
 def _keygen(args) -> int:
-    key = create_key_file(args.key, overwrite=args.force)
-    print(f"wrote {args.key} (mode 0600)")
+    passphrase = _passphrase(args)
+    key = create_key_file(args.key, overwrite=args.force, passphrase=passphrase)
+    print(f"wrote {args.key} (mode 0600{', encrypted' if passphrase else ''})")
     for name, value in _describe(key.public).items():
         print(f"{name:11} {value}")
     return 0
 
 
 def _id(args) -> int:
-    info = _describe(load_key_file(args.key).public)
+    info = _describe(load_key_file(args.key, _passphrase(args)).public)
     if args.json:
         print(json.dumps(info))
     else:

@@ -25,6 +25,11 @@ def register(sub) -> None:
     verify.add_argument("dbs", nargs="+", type=Path, metavar="DB", help="ledger database file")
     verify.add_argument("--trusted-issuer", action="append", default=None, metavar="HEXKEY",
                         help="accept credit vouchers only from this issuer key (repeatable)")
+    verify.add_argument("--trusted-meter", action="append", default=None, metavar="HEXKEY",
+                        help="accept MINT blocks only from readings signed by this meter key "
+                             "(repeatable; a node's self-signed readings are then refused)")
+    verify.add_argument("--trusted-meter-file", type=Path, metavar="FILE",
+                        help="like --trusted-meter, for every key in FILE (one hex key a line)")
     verify.add_argument("--quiet", action="store_true", help="print problems only, no summary")
     verify.set_defaults(func=_verify)
 
@@ -92,14 +97,41 @@ def _recover(args) -> int:
     return 0
 
 
-def _rules(args) -> LedgerRules:
-    if args.trusted_issuer is None:
-        return LedgerRules()
+def _keys(values: list[str] | None, option: str) -> frozenset[bytes] | None:
+    if values is None:
+        return None
+    keys = set()
+    for value in values:
+        try:
+            key = bytes.fromhex(value)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise StoreError(f"{option} {value!r}: expected a hex public key (64 hex digits)")
+        keys.add(key)
+    return frozenset(keys)
+
+
+def _meter_file(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    from p2pnode.errors import ConfigError
+    from p2pnode.files import CONFIG_MAX_BYTES, read_bounded
     try:
-        issuers = frozenset(bytes.fromhex(key) for key in args.trusted_issuer)
-    except ValueError:
-        raise StoreError("--trusted-issuer: expected a hex public key") from None
-    return LedgerRules(trusted_issuers=issuers)
+        text = read_bounded(path, CONFIG_MAX_BYTES, "meter key file").decode("utf-8")
+    except (OSError, ConfigError, UnicodeDecodeError) as exc:
+        raise StoreError(f"--trusted-meter-file {path}: cannot read ({exc})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _rules(args) -> LedgerRules:
+    listed = getattr(args, "trusted_meter", None)
+    from_file = _meter_file(getattr(args, "trusted_meter_file", None))
+    if from_file is not None:
+        listed = (listed or []) + from_file
+    meters = _keys(listed, "--trusted-meter")
+    return LedgerRules(trusted_issuers=_keys(args.trusted_issuer, "--trusted-issuer"),
+                       trusted_meters=meters or frozenset(), require_trusted_meter=bool(meters))
 
 
 def _verify(args) -> int:

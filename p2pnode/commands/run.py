@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from p2pnode.errors import ConfigError
+from p2pnode.trading.schedule import first_interval, step_times
 
 
 def register(sub) -> None:
@@ -93,12 +94,12 @@ class ReplayClock:
 
 def _run(args) -> int:
     from p2pnode.config import load_config
-    from p2pnode.meter import CsvReplayMeter
 
     configure_logging(args.log_level, args.log_format)
     config = load_config(args.config)
-    if config.meter is None:
-        raise ConfigError(f"{args.config}: [meter] is required to run a node")
+    if config.meter is None or config.meter.kind not in ("csv", "mqtt"):
+        raise ConfigError(f'{args.config}: [meter] kind = "csv" (with a path) or "mqtt" is '
+                          "required to run a node")
     if config.key_file is None:
         raise ConfigError(f"{args.config}: key_file is required to run a node")
     if not 0 < args.speed <= 100_000:
@@ -113,13 +114,26 @@ def _run(args) -> int:
     clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
     until = None
     if args.intervals is not None:
-        first_end = (int(start) // config.interval_s + 1) * config.interval_s
-        until = first_end + (args.intervals - 1) * config.interval_s + 1
+        last = first_interval(config, start) + (args.intervals - 1) * config.interval_s
+        until = step_times(config, last)["close"] + 1   # the last interval closed
     if config.meter.kind == "mqtt":
         return asyncio.run(_serve_live(config, clock, args.speed, until, token))
-    meter = CsvReplayMeter(config.meter.path, config.interval_s)
+    meter = replay_meter(config)
     return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
                               on_ready=clock.start))
+
+
+def replay_meter(config):
+    """The daemon's meter: the ``[meter] path`` CSV replay, signing its readings with ``[meter]
+    key_file`` when set (it then stands in for a smart meter with its own key)."""
+    from p2pnode.meter import CsvReplayMeter
+
+    meter = CsvReplayMeter(config.meter.path, config.interval_s)
+    if config.meter.key_file is not None:
+        from p2pnode.identity import load_key_file
+        from p2pnode.meter import SigningMeter
+        meter = SigningMeter(meter, load_key_file(config.meter.key_file))
+    return meter
 
 
 async def _serve_live(config, clock, speed: float, until: float | None, token: str | None) -> int:
@@ -221,17 +235,17 @@ def _feeder_role(config, node, tee, clock):
     route on the peer endpoint, added before the node starts; the node's own reading; closing
     intervals).  ``report_to``: the member's reporter (:mod:`p2pnode.feeder_report`).
     """
-    from p2pnode.feeder_report import FeederReporter
-    from p2pnode.feeder_role import FeederRole
-
     if config.feeder_role.enabled:
+        from p2pnode.feeder_role import FeederRole      # imported only by nodes that have a role
         role = FeederRole(config, node.key, clock)
         role.attach(node.peer_server)
         tee.listener = role.own_reading
         return role, None
     if config.feeder_role.report_to:
+        from p2pnode.feeder_report import FeederReporter
         reporter = FeederReporter(node.key, config.feeder, config.feeder_role.report_to,
-                                  node.counters)
+                                  node.counters,
+                                  minted=lambda start: node.ledger.state.minted_wh.get(start, 0))
         tee.listener = reporter.reading
         return None, reporter
     return None, None

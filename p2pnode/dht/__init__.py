@@ -5,6 +5,9 @@ Modules, one idea each:
     storage   OfferStorage: validated records per key, caps, sequence rules, absolute expiry (pure)
     wire      datagram framing and strict parsing of every request and reply (pure)
     protocol  OfferProtocol: kademlia's protocol with validated stores and merged lookups
+    routing   OfferRoutingTable: exact neighbours, quiet full buckets, per-address diversity
+    admission which offers a node holds for others, and whose go first when full (pure)
+    budget    TokenBucket: work an unknown peer may cause per second (pure)
     crawler   NodeLookup / OfferLookup: steady lookups that merge the record sets of all responders
     server    OfferServer (kademlia's Server subclass) and OfferDHT, the node's interface
     faults    FaultPlan / FaultyTransport: seeded datagram loss, duplication and delay

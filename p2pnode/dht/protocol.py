@@ -15,9 +15,10 @@ routing table, but changes what kademlia gets wrong for signed offers:
   the wrong keys or none);
 * no amplification: an unknown caller is not welcomed on its word -- its claimed address may be
   somebody else's (UDP source addresses are not checked by anybody).  It gets the reply to its
-  request and, at most once per :data:`VERIFY_MEMORY_S` per address and at most
-  :data:`VERIFY_PINGS_PER_S` in all, one ping: only when it answers (from that address, with the
-  key that hashes to its id) is it added to the routing table and handed records.  So a
+  request; it enters the routing table and is handed the records it should hold only once its
+  address is checked: it answered a request of ours from there before, or it answers one
+  ping, sent once (no resend), unless a ping to that address is out or failed in the last
+  :data:`VERIFY_RETRY_S`, at most :data:`VERIFY_PINGS_PER_S` in all.  So a
   request from an unknown contact draws at most its reply and one ping (a ping: under 3x its
   bytes; kademlia's package and this module before sent every record held close to the
   caller's id: one 62-byte ping drew 381 KB).  The hand-over itself scans every key held: it
@@ -53,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
 import logging
 import os
 import time
@@ -62,17 +62,17 @@ from typing import Any
 
 from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
-from kademlia.routing import RoutingTable
 
 from p2pnode.dht import wire
 from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
+from p2pnode.dht.routing import OfferRoutingTable
 from p2pnode.dht.rtt import RetransmitTimer
 from p2pnode.dht.storage import PAGE_BUDGET_BYTES, OfferStorage
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.identity import node_id
 
-__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_MAX_TIMEOUT_S", "RPC_TIMEOUT_S", "diverse"]
+__all__ = ["OfferProtocol", "RPC_ATTEMPTS", "RPC_MAX_TIMEOUT_S", "RPC_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
@@ -80,126 +80,15 @@ RPC_TIMEOUT_S = 0.5     # first attempt's time-out until replies are measured, a
 RPC_MAX_TIMEOUT_S = 2.0 # ceiling of any attempt's time-out (see p2pnode.dht.rtt)
 RPC_ATTEMPTS = 2        # first send + one resend (with a new message id)
 MAX_GIVEN_UP = 4096     # requests remembered after giving up, to measure their late replies
-HEAD_PING_INTERVAL_S = 30.0   # a full bucket's head is pinged at most this often
-MAX_PING_MEMORY = 1024
 NO_REPLY = object()     # what a request returns when no reply came in time
 VERIFY_PINGS_PER_S = 100.0     # pings to unknown callers (address checks), all callers together
 VERIFY_BURST = 200
-VERIFY_MEMORY_S = 30.0         # an address is pinged at most once in this long
-MAX_VERIFY_MEMORY = 4096
+MAX_VERIFYING = 4096           # address checks in flight at once
+VERIFY_RETRY_S = 5.0           # an address whose check failed is not checked again sooner
+MAX_ANSWERED = 8192            # addresses remembered as having answered our requests
 HANDOVER_KEYS_PER_S = 4096.0   # keys scanned per second for hand-overs to new contacts
 HANDOVER_BURST_KEYS = 8192
 MAX_HANDOVER_RECORDS = 512     # records handed to one new contact
-
-
-class OfferRoutingTable(RoutingTable):
-    """kademlia's routing table with an exact, cheaper ``find_neighbors`` and quiet full buckets.
-
-    * ``find_neighbors``: the package walks the buckets outward from the target's with a
-      generator and stops at the first k contacts it meets, then sorts those; every RPC we answer
-      asks for neighbours, so that walk dominated a swarm's CPU profile.  Here all contacts (at
-      most 160 buckets of k) are ranked by XOR distance in one pass: the k truly closest.
-    * ``add_contact`` for a full bucket that may not split: the package pings the bucket's head
-      every time an unknown caller in its range talks to us.  In a swarm of a thousand nodes most
-      callers fall in such buckets, so nearly every request we answered cost a ping (and its
-      answer): a traffic amplifier under load.  Here the caller waits in the bucket's replacement
-      cache as in the paper (section 4.1), and the head is pinged at most once per
-      :data:`HEAD_PING_INTERVAL_S` -- if it does not answer, the protocol removes it and the
-      newest replacement takes its place.
-    """
-
-    def __init__(self, protocol, ksize: int, node: Node, max_per_host: int | None = None):
-        super().__init__(protocol, ksize, node)
-        self.max_per_host = max_per_host
-        self._head_pinged: dict[bytes, float] = {}
-        self._contacts: list[Node] | None = None   # every bucket's contacts, rebuilt on change
-
-    def flush(self) -> None:
-        super().flush()
-        self._contacts = None
-
-    def split_bucket(self, index: int) -> None:
-        super().split_bucket(index)
-        self._contacts = None
-
-    def remove_contact(self, node: Node) -> None:
-        super().remove_contact(node)
-        self._contacts = None
-
-    def find_neighbors(self, node, k=None, exclude=None):
-        k = k or self.ksize
-        if self._contacts is None:
-            self._contacts = [n for bucket in self.buckets for n in bucket.nodes.values()]
-        target, own = node.long_id, node.id
-        # the k closest once the target itself and ``exclude`` (at most a few contacts: the
-        # caller's address) are left out; ask for more only when those were among them
-        want = k + 1 + (exclude is not None)
-        while True:
-            closest = heapq.nsmallest(want, self._contacts, key=lambda n: n.long_id ^ target)
-            kept = diverse([n for n in closest
-                            if n.id != own and (exclude is None or not n.same_home_as(exclude))],
-                           self.max_per_host)
-            if len(kept) >= k or len(closest) < want:
-                return kept[:k]
-            want *= 2
-
-    def admits(self, node: Node) -> bool:
-        """True when ``add_contact(node)`` puts it in a bucket, not only in a replacement cache."""
-        bucket = self.buckets[self.get_bucket_for(node)]
-        return (node.id in bucket.nodes or len(bucket) < self.ksize
-                or self._may_split(bucket))
-
-    def _may_split(self, bucket) -> bool:
-        # Kademlia paper, section 4.2: split a full bucket when its range holds our own id, or
-        # (relaxed routing) when its depth is not a multiple of 5
-        return bucket.has_in_range(self.node) or _depth(bucket) % 5 != 0
-
-    def add_contact(self, node: Node) -> None:
-        index = self.get_bucket_for(node)
-        bucket = self.buckets[index]
-        if self.max_per_host is not None and node.id not in bucket.nodes and sum(
-                1 for n in bucket.nodes.values() if n.ip == node.ip) >= self.max_per_host:
-            self.protocol.counters["contact_host_full"] += 1
-            return
-        if bucket.add_node(node):           # room, or already there (moved to the tail)
-            self._contacts = None
-            return
-        if self._may_split(bucket):
-            self.split_bucket(index)
-            self.add_contact(node)
-            return
-        # add_node left ``node`` in the bucket's replacement cache; check the head is alive
-        head, now = bucket.head(), time.monotonic()
-        if now - self._head_pinged.get(head.id, -HEAD_PING_INTERVAL_S) >= HEAD_PING_INTERVAL_S:
-            if len(self._head_pinged) > MAX_PING_MEMORY:
-                self._head_pinged = {nid: at for nid, at in self._head_pinged.items()
-                                     if now - at < HEAD_PING_INTERVAL_S}
-            self._head_pinged[head.id] = now
-            self.protocol.call_ping(head)
-
-
-def diverse(nodes, max_per_host: int | None) -> list:
-    """``nodes`` in order, keeping at most ``max_per_host`` of each IP address (None: all)."""
-    if max_per_host is None:
-        return list(nodes)
-    seen: collections.Counter[str] = collections.Counter()
-    kept = []
-    for n in nodes:
-        if seen[n.ip] < max_per_host:
-            seen[n.ip] += 1
-            kept.append(n)
-    return kept
-
-
-def _depth(bucket) -> int:
-    """Length of the id prefix the bucket's contacts share (bits of a 160-bit id)."""
-    ids = [n.long_id for n in bucket.nodes.values()]
-    if not ids:
-        return 160
-    spread = 0
-    for other in ids[1:]:
-        spread |= ids[0] ^ other
-    return 160 - spread.bit_length()
 
 
 class OfferProtocol(KademliaProtocol):
@@ -223,7 +112,11 @@ class OfferProtocol(KademliaProtocol):
         self._given_up: collections.OrderedDict[bytes, tuple[tuple[str, int], float]] = (
             collections.OrderedDict())
         self._verify_budget = TokenBucket(VERIFY_PINGS_PER_S, VERIFY_BURST)
-        self._verified_at: dict[tuple[str, int], float] = {}   # address -> when last pinged
+        self._verifying: set[tuple[str, int]] = set()   # addresses with a check ping out
+        self._failed_at: dict[tuple[str, int], float] = {}   # address -> when its check failed
+        # address -> node id that answered a request of ours from there (most recent last)
+        self._answered: collections.OrderedDict[tuple[str, int], bytes] = (
+            collections.OrderedDict())
         self._handover_budget = TokenBucket(HANDOVER_KEYS_PER_S, HANDOVER_BURST_KEYS)
         self._handlers: dict[str, Callable[..., Any]] = {
             "ping": self.rpc_ping, "store": self.rpc_store,
@@ -293,16 +186,21 @@ class OfferProtocol(KademliaProtocol):
     def _contact(self, sender, public: Any) -> Node:
         """The caller as a routing contact, its id derived from its public key.
 
-        A known contact (same id, same address) is refreshed; an unknown one is only checked
-        with a ping (see the module doc): it enters the table when it answers.
+        A known contact (same id, same address) stays as it is, and so does one that answered a
+        request of ours from that address (welcomed); another unknown one that would enter a
+        bucket is checked with a ping first (see the module doc): it enters when it answers.
         """
         contact = Node(node_id(wire.want_public(public)), sender[0], sender[1])
         if contact.id == self.source_node.id:
             raise wire.WireError("a peer claims our own key")
         if self._is_known(contact):
-            self.router.add_contact(contact)   # moves it to its bucket's tail
-        else:
+            return contact
+        if self._answered.get((contact.ip, contact.port)) == contact.id:
+            self.welcome_if_new(contact)   # it answered us from there: its address is checked
+        elif self.router.admits(contact):
             self._verify(contact)
+        else:   # it would only wait in a full bucket's replacement cache: no records, no ping
+            self.router.add_contact(contact)
         return contact
 
     def _is_known(self, contact: Node) -> bool:
@@ -312,22 +210,27 @@ class OfferProtocol(KademliaProtocol):
 
     def _verify(self, contact: Node) -> None:
         """Ping an unknown caller once (rate-limited); it is welcomed if it answers."""
-        now = time.monotonic()
         address = (contact.ip, contact.port)
-        if now - self._verified_at.get(address, -VERIFY_MEMORY_S) < VERIFY_MEMORY_S:
+        now = time.monotonic()
+        if address in self._verifying or now - self._failed_at.get(address, -1e9) < VERIFY_RETRY_S:
             return
-        if not self._verify_budget.take(1, now):
+        if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(1, now):
             self.counters["verify_skipped"] += 1
             return
-        if len(self._verified_at) >= MAX_VERIFY_MEMORY:
-            self._verified_at = {a: t for a, t in self._verified_at.items()
-                                 if now - t < VERIFY_MEMORY_S}
-            if len(self._verified_at) >= MAX_VERIFY_MEMORY:
-                self.counters["verify_skipped"] += 1
-                return
-        self._verified_at[address] = now
+        self._verifying.add(address)
         self.counters["verify_pings"] += 1
-        self.call_ping(contact)
+        self.spawn(self._check_caller(contact, address))
+
+    async def _check_caller(self, contact: Node, address: tuple[str, int]) -> None:
+        answered = None
+        try:   # on an answer, _ask welcomes it (and hands records over)
+            answered = await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
+        finally:
+            self._verifying.discard(address)
+            if answered is None:
+                if len(self._failed_at) >= MAX_VERIFYING:
+                    self._failed_at.clear()
+                self._failed_at[address] = time.monotonic()
 
     def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
@@ -355,7 +258,8 @@ class OfferProtocol(KademliaProtocol):
         return [[n.id, n.ip, n.port] for n in found]
 
     def welcome_if_new(self, node: Node) -> None:
-        """Add a new contact; first send it the records it should hold (Kademlia paper, 2.5).
+        """Add a new contact whose address is checked; first send it the records it should
+        hold (Kademlia paper, 2.5).
 
         A caller that only enters a replacement cache (its bucket is full and may not split) is
         far from us, so not among the k closest to any key we hold: it gets no records, and the
@@ -404,7 +308,8 @@ class OfferProtocol(KademliaProtocol):
             return done
         return self.tasks.spawn(coro)
 
-    async def _call(self, address: tuple[str, int], name: str, args: list) -> Any:
+    async def _call(self, address: tuple[str, int], name: str, args: list,
+                    attempts: int | None = None) -> Any:
         """Send a request and await its reply's payload, or :data:`NO_REPLY` after the retries.
 
         Each attempt has its own message id (a reply names the attempt it answers, so its round
@@ -417,7 +322,7 @@ class OfferProtocol(KademliaProtocol):
         address = (address[0], address[1])
         sent: list[tuple[bytes, float]] = []
         try:
-            for attempt in range(self.rpc_attempts):
+            for attempt in range(attempts or self.rpc_attempts):
                 msg_id = os.urandom(20)
                 sent.append((msg_id, loop.time()))
                 self._outstanding[msg_id] = (future, address, sent[-1][1])
@@ -437,9 +342,10 @@ class OfferProtocol(KademliaProtocol):
             if not future.done():
                 future.cancel()
 
-    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any]):
+    async def _ask(self, node: Node, name: str, args: list, parse: Callable[[Any], Any],
+                   attempts: int | None = None):
         """Call ``node``; parse the reply; update the routing table.  None when it failed."""
-        payload = await self._call((node.ip, node.port), name, args)
+        payload = await self._call((node.ip, node.port), name, args, attempts)
         if payload is NO_REPLY:
             self.counters["no_reply"] += 1
             self.router.remove_contact(node)
@@ -455,8 +361,17 @@ class OfferProtocol(KademliaProtocol):
             log.debug("bad %s reply from %s: %s", name, node, exc)
             self.router.remove_contact(node)  # penalty: forget a contact that talks garbage
             return None
+        self._remember_answer(node)
         self.welcome_if_new(node)
         return value
+
+    def _remember_answer(self, node: Node) -> None:
+        address = (node.ip, node.port)
+        self._answered[address] = node.id
+        self._answered.move_to_end(address)
+        self._failed_at.pop(address, None)
+        if len(self._answered) > MAX_ANSWERED:
+            self._answered.popitem(last=False)
 
     def call_ping(self, node_to_ask: Node) -> asyncio.Future:
         """Check a contact is alive (the routing table calls this with ``ensure_future``)."""
@@ -478,6 +393,7 @@ class OfferProtocol(KademliaProtocol):
         if public == self.public:
             return None
         contact = Node(node_id(public), address[0], address[1])
+        self._remember_answer(contact)
         self.welcome_if_new(contact)
         return contact
 

@@ -17,7 +17,12 @@ Rules of :meth:`OfferStorage.offer` (each refusal is a :class:`~p2pnode.offers.D
   place of a held offer whose seller has less standing
   (:class:`~p2pnode.dht.admission.SellerStanding`), else it is refused: first come, first kept
   among equals, so a flood of fresh keys can fill only what sellers with a history leave free
-  and never pushes them out.  An honest seller's republish of an offer it already has here is
+  and never pushes them out.  Newcomers (sellers without standing) share a bounded part of
+  the storage: :data:`MAX_NEWCOMER_RECORDS_PER_KEY` per key and :data:`MAX_NEWCOMER_RECORDS`
+  in all, so fresh keys alone never fill a key or the node.  (Standing is what *this* node
+  saw: in a large swarm, where a node holds few of the keys, most honest sellers are
+  newcomers to it -- the quotas are sized for that, not for keeping fakes out of lookups.)  An honest
+  seller's republish of an offer it already has here is
   never refused by a cap;
 * a record vanishes at its own absolute ``expires_at_s``; storing it again does not extend its
   life (kademlia issue #104).
@@ -48,6 +53,8 @@ __all__ = [
 MAX_RECORDS_PER_KEY = 256
 MAX_RECORDS_PER_SELLER = 160   # one offer per 15-min interval over the 36 h horizon, and more
 MAX_KEYS = 4096
+MAX_NEWCOMER_RECORDS_PER_KEY = 192   # records per key of sellers without standing here ...
+MAX_NEWCOMER_RECORDS = 3072          # ... and in all: the rest stays for sellers with standing
 PAGE_BUDGET_BYTES = 6500   # record bytes per find_value reply, so the datagram stays < 8 KB
 
 
@@ -75,6 +82,8 @@ class OfferStorage(IStorage):
         self._keys: dict[bytes, dict[bytes, _Held]] = {}
         self._per_seller: collections.Counter[bytes] = collections.Counter()
         self._expiry: list[tuple[int, bytes, bytes, int]] = []  # (expires, key, entry, seq)
+        self._newcomers: collections.Counter[bytes] = collections.Counter()   # key -> records
+        self._newcomer_entries: set[tuple[bytes, bytes]] = set()              # (key, entry)
 
     # -- writing ---------------------------------------------------------------------------
     def offer(self, key: bytes, raw: bytes) -> Drop | None:
@@ -115,6 +124,10 @@ class OfferStorage(IStorage):
         entries = self._keys.get(key, {})
         if sum(1 for e in entries if e[:32] == record.seller) >= MAX_RECORDS_PER_SELLER_PER_KEY:
             return Drop.SELLER_KEY_FULL
+        if self.standing.of(record.seller) == 0 and (
+                self._newcomers[key] >= MAX_NEWCOMER_RECORDS_PER_KEY
+                or len(self._newcomer_entries) >= MAX_NEWCOMER_RECORDS):
+            return Drop.NEWCOMER_QUOTA
         if key not in self._keys and len(self._keys) >= MAX_KEYS:
             return self._make_room(record.seller, None, Drop.STORAGE_FULL)
         if len(entries) >= MAX_RECORDS_PER_KEY:
@@ -144,6 +157,9 @@ class OfferStorage(IStorage):
         entries = self._keys.setdefault(key, {})
         if record.entry_id not in entries:
             self._per_seller[record.seller] += 1
+            if self.standing.of(record.seller) == 0:
+                self._newcomers[key] += 1
+                self._newcomer_entries.add((key, record.entry_id))
         entries[record.entry_id] = _Held(sealed, now_s)
         heapq.heappush(self._expiry, (record.expires_at_s, key, record.entry_id, record.seq))
         self.standing.observe(record.seller, now_s)
@@ -159,6 +175,11 @@ class OfferStorage(IStorage):
     def _remove(self, key: bytes, entry: bytes) -> None:
         entries = self._keys[key]
         seller = entries.pop(entry).sealed.message.seller
+        if (key, entry) in self._newcomer_entries:
+            self._newcomer_entries.discard((key, entry))
+            self._newcomers[key] -= 1
+            if not self._newcomers[key]:
+                del self._newcomers[key]
         self._per_seller[seller] -= 1
         if not self._per_seller[seller]:
             del self._per_seller[seller]

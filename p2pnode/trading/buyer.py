@@ -44,6 +44,13 @@ class Buying:
     remaining_wh: int
     trades: list[Purchase] = dataclasses.field(default_factory=list)
     excluded: set[bytes] = dataclasses.field(default_factory=set)
+    hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
+
+    def hedge(self, quantity_wh: int) -> None:
+        """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""
+        if not self.hedged:
+            self.remaining_wh += quantity_wh - self.deficit_wh
+            self.deficit_wh, self.hedged = quantity_wh, True
 
     def bought(self, purchase: Purchase) -> None:
         self.trades.append(purchase)

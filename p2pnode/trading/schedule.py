@@ -24,7 +24,8 @@ position.  Node time is local time of day (as the tariff frames read it).
 
 from __future__ import annotations
 
-__all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "step_times", "gate_s", "day_gate_s",
+__all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
+           "gate_s", "day_gate_s",
            "day_times"]
 
 STEPS = ("day_open", "day_buy", "open", "buy", "settle", "close")
@@ -42,6 +43,14 @@ def step_times(config, start_s: int) -> dict[str, float]:
     opens = start_s - config.market.lead_intervals * interval
     return {"open": opens, "buy": opens + timing.buy_delay_s,
             "settle": end + timing.buy_delay_s, "close": end + timing.window_s}
+
+
+def first_interval(config, now_s: float) -> int:
+    """The first interval a node starting at ``now_s`` can still trade: the one that ends at
+    the next boundary (ex post: it is metered then) or, ahead of delivery, the one that starts
+    there (its gate has not passed)."""
+    boundary = (int(now_s) // config.interval_s + 1) * config.interval_s
+    return boundary - config.interval_s if config.market.mode == "ex_post" else boundary
 
 
 def gate_s(config, start_s: int) -> float:

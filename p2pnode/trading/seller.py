@@ -57,8 +57,8 @@ class Offer:
 class SellerBook:
     """This node's offers by interval, and the seller's decisions on them."""
 
-    def __init__(self, *, sells: bool, max_trade_wh: int, new_buyer_share: float = NEW_BUYER_SHARE):
-        self.sells, self.max_trade_wh, self.new_buyer_share = sells, max_trade_wh, new_buyer_share
+    def __init__(self, *, new_buyer_share: float = NEW_BUYER_SHARE):
+        self.new_buyer_share = new_buyer_share
         self.offers: dict[int, Offer] = {}      # the real-time (or ex-post) offer of an interval
         self.ahead: dict[int, Offer] = {}       # the day-ahead offer of an interval
         self.known_buyers: set[bytes] = set()   # keys with a confirmed trade with us
@@ -83,15 +83,16 @@ class SellerBook:
         offer = self.ahead.get(interval_start_s)
         return sum(offer.confirmed.values()) if offer is not None else 0
 
-    def decide(self, request: PeerRequest, *, now_s: float,
+    def decide(self, request: PeerRequest, *, now_s: float, sells: bool, max_trade_wh: int,
                trade_known: bool, tokens_wh: int | None) -> int | str:
         """Energy to grant ``request`` (a REQUEST), or the reason it is denied.
 
+        ``sells``, ``max_trade_wh``: the user's constraints now (FR-14, changeable at run time).
         ``tokens_wh``: unsold minted tokens of the interval (ex post), None when the interval is
         sold forward (its energy is measured on delivery).
         """
         offer = self.find(request.interval_start_s, request.offer_id)
-        if not self.sells:
+        if not sells:
             return "not_selling"
         if offer is None:
             return "unknown_offer"
@@ -104,7 +105,7 @@ class SellerBook:
             return "trade_id_reused"
         if offer.open_proposals(request.sender) >= MAX_OPEN_PROPOSALS_PER_BUYER:
             return "buyer_limit"
-        grant = min(request.energy_wh, offer.available_wh, self.max_trade_wh)
+        grant = min(request.energy_wh, offer.available_wh, max_trade_wh)
         if tokens_wh is not None:
             grant = min(grant, tokens_wh)
         if request.sender not in self.known_buyers:
@@ -128,7 +129,8 @@ class SellerBook:
 
     def confirmed(self, interval_start_s: int, trade_id: bytes, buyer: bytes, energy_wh: int
                   ) -> bool:
-        """The buyer's agreement is stored; True when it came after the interval closed."""
+        """The buyer's agreement is stored; True when it is late: no open offer holds the trade
+        (the interval closed, or the proposal is from before a restart)."""
         self.known_buyers.add(buyer)
         offer = next((o for o in (self.offers.get(interval_start_s),
                                   self.ahead.get(interval_start_s))

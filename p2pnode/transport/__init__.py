@@ -4,8 +4,9 @@
 Importing this package does not import libp2p (about 70 MB); choosing ``"libp2p"`` does.
 
 Modules: :mod:`.address` (endpoints in offers, pure), :mod:`.bridge` (a Trio thread called
-from asyncio), :mod:`.libp2p_host` (one py-libp2p host per node), :mod:`.libp2p_peer` (the
-server and client over it).
+from asyncio), :mod:`.libp2p_setup` (a py-libp2p host built our way), :mod:`.libp2p_host` (one
+host per node: our request/reply protocols, limits, counters), :mod:`.libp2p_peer` (the server
+and client over it).
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ protocol ``/p2p-energy/<name>/1.0.0`` with the reply ``status (2 bytes) + body``
 from __future__ import annotations
 
 import collections
+import socket
 import struct
 from collections.abc import Callable
 
-from ledger import SigningKey
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.negotiation import MAX_PEER_MESSAGE_BYTES
 from p2pnode.peer import PATH, PeerClient, PeerError
@@ -64,6 +64,8 @@ class Libp2pPeerServer:
             raise RuntimeError(f"cannot add {path}: the peer endpoint is already started") from exc
 
     async def start(self, host: str, port: int) -> None:
+        if port:
+            _check_port_free(host, port)
         try:
             self.port = await self.libp2p.start(host, port)
         except OSError as exc:
@@ -73,10 +75,30 @@ class Libp2pPeerServer:
     async def stop(self) -> None:
         await self.libp2p.stop()
 
+    @property
+    def serving(self) -> bool:
+        """Started and bound (the local API's health)."""
+        return self.libp2p.running and self.port > 0
+
     def endpoint(self, hostport: str) -> str:
         """The multiaddr others dial for ``host:port`` (the advertised or the bound address)."""
         host, _, port = hostport.rpartition(":")
         return libp2p_endpoint(host, int(port), self.libp2p.key.public)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """py-libp2p listens with SO_REUSEPORT, so a second node on a taken port would bind too and
+    share its connections; refuse that as HTTP does (a plain bind fails when the port is taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is no listener
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        raise PeerError(f"cannot bind the libp2p peer endpoint to {host}:{port}: "
+                        f"{exc.strerror or exc}") from exc
+    finally:
+        probe.close()
 
 
 class Libp2pPeerClient(PeerClient):

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 from p2pnode.errors import NodeError
@@ -119,6 +120,12 @@ def _register_compare(cmds) -> None:
                          help="NSGA-II population per interval (default 24)")
     compare.add_argument("--nsga2-generations", type=int, default=30, metavar="G",
                          help="NSGA-II generations per interval (default 30)")
+    compare.add_argument("--modes", metavar="M,...",
+                         help="also trade the scenario with real nodes in these market modes "
+                              "(ex_post, real_time, day_ahead: one swarm each, minutes per "
+                              "mode) and compare them against the perfect-foresight optimum")
+    compare.add_argument("--out", type=Path, default=Path("runs/modes"), metavar="DIR",
+                         help="run directories of --modes, one per mode (default runs/modes)")
     compare.add_argument("--json", action="store_true", help="JSON instead of a table")
     compare.set_defaults(func=_compare)
 
@@ -127,10 +134,15 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     from optimizer.markets.errors import OrderError
     from optimizer.markets.tables import check_header
 
+    from p2pnode.errors import FileLimitError
+    from p2pnode.files import CSV_MAX_BYTES, read_bounded
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bounded(path, CSV_MAX_BYTES, "order CSV").decode("utf-8-sig")
     except OSError as exc:
         raise MarketInputError(f"{path}: cannot read: {exc.strerror}") from None
+    except FileLimitError as exc:
+        raise MarketInputError(str(exc)) from None
     except UnicodeDecodeError:
         raise MarketInputError(f"{path}: not UTF-8 text") from None
     reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
@@ -347,12 +359,24 @@ def _compare(args) -> int:
              "k": args.k, "nsga2": {"population": config.population,
                                     "generations": config.generations},
              "optimum_match_kwh": _num(comparison.optimum.matched_kwh)}
+    modes = None
+    if args.modes:
+        from simulator.modes import compare_modes
+        try:
+            modes = compare_modes(scenario, [m.strip() for m in args.modes.split(",") if m.strip()],
+                                  args.out, log=lambda line: print(line, file=sys.stderr))
+        except SimulatorError as exc:
+            raise MarketInputError(str(exc)) from exc
     if args.json:
-        return _emit({**about, "rows": rows})
+        return _emit({**about, "rows": rows, **({"modes": modes} if modes else {})})
     print(f"{about['scenario']} ({about['source']}): {about['meters']} meters, "
           f"{about['intervals']} intervals of {about['interval_s']} s from "
           f"{about['start_date']}, feeder {about['feeder']}, seed {about['seed']}")
     print(format_table(rows, scenario.tariffs.currency))
+    if modes:
+        from simulator.modes import format_modes
+        print(f"\nour nodes, by market mode (run directories in {args.out}/):")
+        print(format_modes(modes))
     return 0
 
 

@@ -5,10 +5,11 @@ shell): it prepares the house's files in a swarm directory shared by all nodes a
 ``p2pnode run``'s code (:func:`p2pnode.commands.run._serve`) on a replay clock shared through
 ``--epoch``.  :data:`DESCRIPTION` (the ``--help`` text) describes the directory and the clock.
 The house's node is the swarm runner's node for that house
-(:func:`simulator.swarm.node_config`), with ``[timing]`` scaled to ``--speed``.
+(:func:`simulator.nodes.node_config`), with ``[timing]`` scaled to ``--speed``.
 
-``health`` asks a node's peer endpoint over HTTP: the negotiation route answers a GET with 405
-(POST only) when the node's event loop is serving.
+``health`` asks a node's peer endpoint: a libp2p endpoint answers multistream-select's header
+(its listener is up; the probe does not reach the node's event loop); over HTTP the negotiation
+route answers a GET with 405 (POST only) when the node's event loop is serving.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def _register_meter_node(sub) -> None:
     parser.add_argument("--peer-port", type=int, default=0,
                         help="TCP port of the peer endpoint (default 0: any; required with "
                              "--host 0.0.0.0)")
+    parser.add_argument("--transport", choices=("libp2p", "http"), default="libp2p",
+                        help="peer links: libp2p (Noise over TCP, yamux; the default) or http")
     parser.add_argument("--bootstrap", action="append", default=[], metavar="HOST:PORT",
                         help="DHT address of a node to join through (repeatable; names are "
                              "resolved now)")
@@ -83,6 +86,13 @@ def _register_meter_node(sub) -> None:
     parser.add_argument("--epoch", type=float, default=None,
                         help="wall-clock unix time at which node time is --start (default: now); "
                              "give every node the same value")
+    parser.add_argument("--epoch-file", type=Path, default=None,
+                        help="instead of --epoch: read it from this file, which the first node "
+                             "to start creates as its start time + --epoch-delay (compose: the "
+                             "clock is set when the swarm starts, not before a build)")
+    parser.add_argument("--epoch-delay", type=float, default=60.0,
+                        help="seconds from the first node's start to the epoch, with "
+                             "--epoch-file (default 60; the others must be up by then)")
     parser.add_argument("--intervals", type=int, default=None,
                         help="the run ends after this many intervals from --start (default: "
                              "run until stopped)")
@@ -105,7 +115,7 @@ def _register_health(sub) -> None:
                     "loop is serving answers 405 (POST only). Exit 0 when it does, 1 otherwise "
                     "(refused, timed out, another answer). For container health checks.")
     health.add_argument("--peer", required=True, metavar="HOST:PORT",
-                        help="the peer endpoint, e.g. 127.0.0.1:7401")
+                        help="the peer endpoint: 127.0.0.1:7401 or the multiaddr a node prints")
     health.add_argument("--timeout", type=float, default=HEALTH_TIMEOUT_S,
                         help=f"seconds (default {HEALTH_TIMEOUT_S:g})")
     health.set_defaults(func=_health)
@@ -184,8 +194,10 @@ def _claim_name(house: int) -> str:
 
 
 def _claimant(claims: Path, house: int) -> str | None:
+    from p2pnode.files import read_bounded
     try:
-        return (claims / _claim_name(house)).read_text(encoding="utf-8")
+        return read_bounded(claims / _claim_name(house), 4096, "claim file").decode(
+            "utf-8", "replace")
     except FileNotFoundError:
         return None
 
@@ -283,10 +295,11 @@ def _issuer_key(path: Path):
 
 def _ensure_voucher(path: Path, issuer, account: bytes) -> None:
     from ledger import CreditVoucher, LedgerError, seal, unseal
+    from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
 
     if path.exists():
         try:
-            kept = unseal(path.read_bytes(), CreditVoucher).message
+            kept = unseal(read_bounded(path, VOUCHER_MAX_BYTES, "voucher"), CreditVoucher).message
         except LedgerError as exc:
             raise ConfigError(f"{path}: not a valid signed voucher ({exc}); delete it") from exc
         if kept.issuer != issuer.public or kept.account != account:
@@ -309,7 +322,7 @@ def _replace(path: Path, data: str | bytes) -> None:
 
 def _house_config(scenario, house: int, house_dir: Path, network, speed: float):
     from dataclasses import replace
-    from simulator.swarm import node_config
+    from simulator.nodes import node_config
 
     config = node_config(scenario, house, house_dir)
     return replace(config, ledger=house_dir / "node.db",
@@ -326,6 +339,7 @@ def config_toml(config, issuer_hex: str) -> str:
              f"interval_s = {config.interval_s}", "",
              "[network]", f"host = {_q(net.host)}", f"dht_port = {net.dht_port}",
              f"peer_port = {net.peer_port}", f"advertise = {_q(net.advertise)}",
+             f"transport = {_q(net.transport)}",
              f"bootstrap = [{', '.join(_q(b) for b in net.bootstrap)}]", "",
              "[meter]", 'kind = "csv"', 'path = "meter.csv"', "",
              "[detection]", f"enter_wh = {detection.enter_wh}", f"exit_wh = {detection.exit_wh}",
@@ -350,7 +364,7 @@ def _q(text: str) -> str:
 # -- network -----------------------------------------------------------------------------------
 
 def network_config(host: str, advertise_host: str | None, dht_port: int, peer_port: int,
-                   bootstrap: list[str]):
+                   bootstrap: list[str], transport: str = "libp2p"):
     from p2pnode.config import NetworkConfig, parse_hostport
 
     if host == ANY_HOST and not peer_port:
@@ -365,7 +379,7 @@ def network_config(host: str, advertise_host: str | None, dht_port: int, peer_po
         name, port = parse_hostport(text, "--bootstrap")
         entries.append(f"{_resolve(name, '--bootstrap ' + text)}:{port}")
     return NetworkConfig(host=host, dht_port=dht_port, peer_port=peer_port, advertise=advertise,
-                         bootstrap=tuple(entries))
+                         bootstrap=tuple(entries), transport=transport)
 
 
 def _resolve(name: str, what: str) -> str:
@@ -382,6 +396,25 @@ def replay_until(start_s: float, interval_s: int, intervals: int | None) -> floa
     if intervals is None:
         return None
     return (int(start_s) // interval_s + intervals) * interval_s + 1
+
+
+def shared_epoch(path: Path, delay_s: float) -> float:
+    """The swarm's epoch from ``path``; the first node creates it (atomically) as now + delay."""
+    if not path.exists():
+        try:
+            _write_new(path, f"{time.time() + delay_s:.3f}\n".encode(), 0o644)
+        except FileExistsError:
+            pass                        # another node was first
+        except OSError as exc:
+            raise ConfigError(f"--epoch-file {path}: cannot create ({exc.strerror})") from exc
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    try:
+        epoch = float(text)
+    except ValueError:
+        epoch = math.nan
+    if not math.isfinite(epoch):
+        raise ConfigError(f"--epoch-file {path}: {text[:40]!r} is not a unix time; delete it")
+    return epoch
 
 
 class ReplayMeter(Meter):
@@ -407,6 +440,10 @@ def _check_replay(args, scenario) -> float:
         raise ConfigError(f"--intervals {args.intervals}: must be at least 1")
     if args.epoch is not None and not math.isfinite(args.epoch):
         raise ConfigError(f"--epoch {args.epoch}: must be a unix time in seconds")
+    if args.epoch_file is not None and args.epoch is not None:
+        raise ConfigError("--epoch and --epoch-file: give one")
+    if not 0 <= args.epoch_delay <= 86400:
+        raise ConfigError(f"--epoch-delay {args.epoch_delay}: must be in [0, 86400]")
     start_s = parse_time(args.start)
     first = datetime(*scenario.start_date.timetuple()[:3], tzinfo=timezone.utc).timestamp()
     last = first + scenario.days * 86400
@@ -430,7 +467,7 @@ def _meter_node(args) -> int:
     replay_timing(scenario.interval_s, args.speed)
     start_s = None if args.prepare_only else _check_replay(args, scenario)
     network = network_config(args.host, args.advertise_host, args.dht_port, args.peer_port,
-                             args.bootstrap)
+                             args.bootstrap, args.transport)
     house = pick_house(args.house, scenario.meters, args.dir / "claims", socket.gethostname(),
                        args.first_house)
     try:
@@ -473,6 +510,8 @@ def _replay(args, config_path: Path, start_s: float) -> int:
     config = load_config(config_path)
     until = replay_until(start_s, config.interval_s, args.intervals)
     epoch = time.time() if args.epoch is None else args.epoch
+    if args.epoch_file is not None:
+        epoch = shared_epoch(args.epoch_file, args.epoch_delay)
     if until is not None and start_s + (time.time() - epoch) * args.speed >= until:
         print(json.dumps({"finished": True, "reason": "the run's last interval has passed"}),
               flush=True)
@@ -484,10 +523,43 @@ def _replay(args, config_path: Path, start_s: float) -> int:
     return asyncio.run(run._serve(config, meter, clock, args.speed, until))
 
 
+MULTISTREAM = b"\x13/multistream/1.0.0\n"   # varint length, protocol id, newline
+
+
+def _speaks_libp2p(host: str, port: int, timeout_s: float) -> bool:
+    """A libp2p listener answers multistream-select's header with its own (an HTTP endpoint
+    answers 400); the Noise handshake is not attempted (the node counts the probe as
+    ``libp2p_security_refused``)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as conn:
+            conn.sendall(MULTISTREAM)
+            got = b""
+            while len(got) < len(MULTISTREAM):
+                chunk = conn.recv(len(MULTISTREAM) - len(got))
+                if not chunk:
+                    break
+                got += chunk
+    except OSError:
+        return False
+    return got == MULTISTREAM
+
+
 def _health(args) -> int:
-    host, _, port = args.peer.rpartition(":")     # light on purpose: probes run every few seconds
+    from p2pnode.transport.address import parse_libp2p_endpoint   # pure: no libp2p import
+
+    peer = args.peer
+    if peer.startswith("/"):     # the multiaddr a libp2p node prints as its "peer"
+        parsed = parse_libp2p_endpoint(peer)
+        if isinstance(parsed, str):
+            raise ConfigError(f"--peer: {parsed}")
+        peer = f"{parsed.host}:{parsed.port}"
+    host, _, port = peer.rpartition(":")     # light on purpose: probes run every few seconds
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535")
+        raise ConfigError(f"--peer {args.peer!r}: must be host:port with a port in 1..65535 "
+                          "or a libp2p multiaddr")
+    if _speaks_libp2p(host, int(port), args.timeout):
+        print(f"healthy: {host}:{port} speaks libp2p (multistream-select)")
+        return 0
     url = f"http://{host}:{port}{HEALTH_PATH}"
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never a proxy

@@ -63,6 +63,8 @@ def _simulate(args) -> int:
         raise ConfigError(str(exc)) from None
     print(print_summary(summary))
     print(f"\nReport: {out / 'report.html'}   (tables and plots in {out}/)")
-    print(f"Audit the ledgers yourself:  p2pnode ledger verify {out}/ledgers/*.db")
+    trusted = out / "meter_keys.txt"   # written by a run with [faults] meter_keys
+    option = f"--trusted-meter-file {trusted} " if trusted.is_file() else ""
+    print(f"Audit the ledgers yourself:  p2pnode ledger verify {option}{out}/ledgers/*.db")
     ok = summary["ledgers_valid"] and summary["double_settlements"] == 0
     return 0 if ok else 1

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing (atheris) of every decoder and handler that takes untrusted bytes."""
