@@ -129,7 +129,7 @@ def choice_shift(trades: Sequence[dict], roles: dict[int, tuple[str, float]], in
 
 def plot_choice_shift(runs: dict[str, list[dict]], path: Path, interval_s: int,
                       population_share: float | None = None) -> None:
-    """The strategic sellers' share of the energy bought over the day, one line per run."""
+    """The strategic sellers' share of the energy bought over the run, one line per run."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 3.6))
@@ -140,7 +140,7 @@ def plot_choice_shift(runs: dict[str, list[dict]], path: Path, interval_s: int,
     if population_share is not None:
         axes.axhline(population_share, color="grey", linestyle=":",
                      label="their share of the sellers")
-    axes.set_xlabel("hour of the day (interval start)")
+    axes.set_xlabel("hours since the start of the run (interval start)")
     axes.set_ylabel("share bought from strategic sellers")
     axes.set_ylim(bottom=0)
     axes.legend(loc="upper right", fontsize="small")
