@@ -24,7 +24,7 @@ against the naive baselines (training mean, the seller's past average); ``qualit
 
 ``--quick``: 40 meters, two days per run (the predictors train on the informed run's day 1 and
 are scored on its day 2; the shortfall numbers are over both days in both runs).  It is *not*
-under two minutes: 11.5 min on this 2-core machine shared with other jobs (load ~10); two days
+under two minutes: 7.4-11.5 min on this 2-core machine shared with other jobs; two days
 of swarm twice are the cost.  The full run: 100 meters (not run yet).
 """
 
