@@ -86,16 +86,16 @@ def within_deficits(rows: list[dict], profiles) -> list[dict]:
 
 
 def run_profiles(scenario: Scenario):
-    """The run's profiles (the scenario's days, the same in every market mode) and, ahead of
-    delivery, the :data:`WARMUP_DAYS` before them on the same houses (what the nodes'
-    forecasters learned from before the run)."""
+    """The run's profiles and the :data:`WARMUP_DAYS` before them on the same houses (what the
+    nodes' forecasters learned from before a run ahead of delivery), cut from one build of
+    all those days: the houses' loads, PV and batteries carry on from the warm-up into the run.
+    Every market mode trades the same profiles."""
     spec = scenario.profile_spec()
-    profiles = build_profiles(spec)
-    if scenario.market.mode == "ex_post":
-        return profiles, None
-    before = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
-                                 days=WARMUP_DAYS)
-    return profiles, build_profiles(before)
+    longer = dataclasses.replace(spec, day=spec.day - timedelta(days=WARMUP_DAYS),
+                                 days=spec.days + WARMUP_DAYS)
+    both = build_profiles(longer)
+    warm = WARMUP_DAYS * 86400 // scenario.interval_s
+    return both.window(warm, scenario.intervals), both.window(0, warm)
 
 
 def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> dict[str, float]:

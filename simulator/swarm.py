@@ -124,8 +124,10 @@ class SwarmRun:
 class WorkerSpec:
     scenario: Scenario
     houses: tuple[int, ...]
-    generation_wh: np.ndarray    # [len(houses), intervals], whole Wh: the meters' registers,
-    consumption_wh: np.ndarray   # generation - consumption = the house's net at the connection
+    generation_wh: np.ndarray    # [len(houses), intervals], whole Wh: what the meters read at the
+    consumption_wh: np.ndarray   # grid connection (after self-consumption and the battery): the
+    # net surplus as generation, the net deficit as consumption (measured: nodes forecast this
+    # net split better than the gross registers with a battery's charge in the consumption)
     start_s: int                 # first interval start, unix seconds
     run_dir: Path
     schedule: FaultSchedule | None = None   # churn and attackers (None: nobody)
@@ -535,12 +537,14 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
             meter_key(scenario.seed, h).public.hex() + "\n" for h in range(scenario.meters)))
     surplus = np.floor(profiles.surplus_wh).astype(np.int64)
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
-    generation, consumption = meter_registers(profiles)
+    generation, consumption = surplus, deficit   # the meters measure at the connection
     steps = delivery_substeps(scenario, generation, consumption, starts)
     roles = strategic_roles(scenario.seed, surplus, scenario.households)
     past = None
     if history is not None:
-        past = (int(unix_seconds(history.interval_start)[0]), *meter_registers(history))
+        past = (int(unix_seconds(history.interval_start)[0]),
+                np.floor(history.surplus_wh).astype(np.int64),
+                np.floor(history.deficit_wh).astype(np.int64))
     specs = [WorkerSpec(scenario, tuple(int(h) for h in chunk), generation[chunk],
                         consumption[chunk],
                         int(starts[0]), run_dir, schedule,
@@ -555,17 +559,6 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
         up = schedule.taking_part(scenario.meters)
         swarm.reachable_optimum_wh = float(max_local_match_wh(surplus * up, deficit * up).sum())
     return swarm
-
-
-def meter_registers(profiles) -> tuple[np.ndarray, np.ndarray]:
-    """What each house's meter reads per interval (whole Wh): its PV generation and what the
-    house drew (its load, plus what the battery charged, less what it discharged), so that
-    generation - consumption is exactly the net surplus or deficit the trades settle on.  A
-    node forecasts the two registers, not their difference (a battery's net is the node's)."""
-    net = np.floor(profiles.surplus_wh).astype(np.int64) \
-        - np.floor(profiles.deficit_wh).astype(np.int64)
-    generation = np.maximum(np.floor(profiles.generation_wh).astype(np.int64), net)
-    return generation, generation - net
 
 
 def delivery_substeps(scenario: Scenario, generation: np.ndarray, consumption: np.ndarray,

@@ -12,6 +12,7 @@ from p2pnode.config import config_from_dict
 from p2pnode.errors import ConfigError
 from p2pnode.feeder_role import FeederRole
 from p2pnode.feeder_store import feeder_books_path
+from tests.dhtkit import run as strict_run
 from tests.test_feeder_role import A, B, C, FEEDER, START, STEP, report
 
 
@@ -36,7 +37,7 @@ def role_config(tmp_path, transformer: dict[int, int]):
 
 def started(config, key, clock) -> FeederRole:
     role = FeederRole(config, key, clock)
-    asyncio.run(role.start())
+    strict_run(role.start(), timeout_s=30)
     return role
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from p2pnode.cli import main
-from simulator import build_profiles, load_scenario, max_local_match_wh
+from simulator import load_scenario, max_local_match_wh
+from simulator.run import run_profiles
 
 TINY = """
 name = "tiny"
@@ -37,7 +38,7 @@ def test_a_small_day_with_real_nodes_in_two_processes(tmp_path, capsys, mode, le
     assert summary["meters"] == 10 and summary["intervals"] == 96 and summary["processes"] == 2
     assert summary["ledgers_valid"] is True and summary["double_settlements"] == 0
     assert summary["trades"] > 0
-    profiles = build_profiles(load_scenario(scenario_file).profile_spec())
+    profiles, _ = run_profiles(load_scenario(scenario_file))   # the run's days
     optimum_kwh = float(np.sum(max_local_match_wh(profiles.surplus_wh, profiles.deficit_wh))) / 1000
     assert summary["optimum_match_kwh"] == pytest.approx(optimum_kwh, rel=1e-6)
     assert summary["local_match_ratio"] >= least_match

@@ -9,6 +9,7 @@ from p2pnode.errors import ConfigError
 from p2pnode.peer import PeerClient, PeerServer
 from p2pnode.transport import make_peer_transport
 from tests.dhtkit import key
+from tests.dhtkit import run as strict_run
 
 KEY = key("transport config")
 
@@ -64,6 +65,6 @@ def test_a_libp2p_endpoint_on_a_taken_port_is_refused_like_http():
     try:
         server = Libp2pPeerServer(Libp2pHost(KEY, 4096), lambda body: body)
         with pytest.raises(PeerError, match="cannot bind the libp2p peer endpoint"):
-            asyncio.run(server.start("127.0.0.1", taken.getsockname()[1]))
+            strict_run(server.start("127.0.0.1", taken.getsockname()[1]), timeout_s=30)
     finally:
         taken.close()

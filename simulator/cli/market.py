@@ -334,7 +334,8 @@ def _nsga2_json(result, problem, feeder) -> dict:
 
 def _compare(args) -> int:
     from optimizer.markets import Nsga2Config, PricingRule
-    from simulator import Scenario, SimulatorError, build_profiles, load_scenario
+    from simulator import Scenario, SimulatorError, load_scenario
+    from simulator.run import run_profiles
     from simulator.mechanisms import (
         check_names, compare_mechanisms, comparison_table, format_table, scenario_feeder,
     )
@@ -345,7 +346,7 @@ def _compare(args) -> int:
         config = Nsga2Config(population=args.nsga2_population, generations=args.nsga2_generations)
         scenario = Scenario.default() if args.scenario is None else load_scenario(args.scenario)
         feeder = scenario_feeder(scenario.feeder) if "nsga2" in names else None
-        profiles = build_profiles(scenario.profile_spec())
+        profiles, _ = run_profiles(scenario)   # the days our nodes trade in simulate
         comparison = compare_mechanisms(profiles, scenario.tariffs, names, feeder=feeder,
                                         seed=scenario.seed, k=args.k, nsga2=config)
     except (SimulatorError, *_core_errors()) as exc:
