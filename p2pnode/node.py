@@ -326,7 +326,14 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         return sum(p.payload.energy_wh for p in state.trades) if state is not None else 0
 
     def _forecast(self, start_s: int) -> int:
-        generation, consumption = self.forecaster.predict(start_s, self.clock())
+        """The forecast net of the interval; 0 (nothing traded, counted) when the forecaster
+        refuses the request (the interval already ended: the node is late)."""
+        try:
+            generation, consumption = self.forecaster.predict(start_s, self.clock())
+        except ValueError as exc:   # models.errors.ForecastRequestError
+            self.counters["forecast_refused"] += 1
+            log.warning("no forecast for %s: %s", start_s, exc)
+            return 0
         return int(round(generation - consumption))
 
     # -- the peer endpoint: every message from a peer ----------------------------------------

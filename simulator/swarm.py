@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -529,6 +530,9 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
         raise SimulatorError("the profiles were not built for this scenario "
                              f"({profiles.houses} houses of {profiles.interval_s} s intervals)")
     run_dir = Path(run_dir)
+    # a new run starts from empty ledgers: the chains of an earlier run in the same directory
+    # would end later than this run's first blocks (their time may not go back)
+    shutil.rmtree(run_dir / "ledgers", ignore_errors=True)
     starts = unix_seconds(profiles.interval_start)
     schedule = fault_schedule(scenario.seed, scenario.meters, len(starts), scenario.faults)
     if scenario.faults.meter_keys:   # for `p2pnode ledger verify --trusted-meter-file`

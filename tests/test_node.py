@@ -232,3 +232,25 @@ def test_fifty_nodes_with_lost_and_duplicated_messages_never_settle_twice(tmp_pa
     matchable = sum(min(sum(max(n[t], 0) for n in nets), sum(max(-n[t], 0) for n in nets))
                     for t in range(3))
     assert sum(bought.values()) >= 0.8 * matchable, dict(counters)
+
+
+def test_a_node_that_opens_an_interval_too_late_trades_nothing_in_it(tmp_path):
+    """The forecaster refuses an interval that already ended (a node late to open it): the
+    node counts it and sits the interval out instead of failing."""
+    class Late:
+        def observe(self, *_):
+            pass
+
+        def predict(self, target_start_s, issued_at_s):
+            from models.errors import ForecastRequestError
+            raise ForecastRequestError(f"target_start_s={target_start_s}: already ended")
+
+    async def main():
+        async with swarm([[800]], tmp_path) as s:
+            (node,) = s.nodes
+            node.forecaster = Late()
+            s.clock.now_s = step_times(node.config, START)["open"]
+            assert await node.open_interval(START) is not None
+            assert node.counters["forecast_refused"] == 1 and node.own_offers() == []
+
+    run(main())

@@ -57,6 +57,13 @@ def test_a_small_day_with_real_nodes_in_two_processes(tmp_path, capsys, mode, le
         [f"house-{i:04d}.db" for i in range(10)]
     assert main(["ledger", "verify", *map(str, sorted((out / "ledgers").glob("*.db")))]) == 0
     assert "report.html" in printed and (out / "report.html").exists()
+    if mode == "ex_post":   # the same directory again: a new run starts from empty ledgers
+        assert main(["simulate", str(scenario_file), "--out", str(out), "--no-progress",
+                     "--no-plots", "--mechanisms", ""]) == 0
+        capsys.readouterr()
+        again = json.loads((out / "summary.json").read_text())
+        assert again["ledgers_valid"] is True and again["trades"] == pytest.approx(
+            summary["trades"], rel=0.2)
 
 
 def test_simulate_names_a_bad_scenario_and_processes(tmp_path, capsys):

@@ -325,9 +325,13 @@ def _house_config(scenario, house: int, house_dir: Path, network, speed: float):
     from simulator.nodes import node_config
 
     config = node_config(scenario, house, house_dir)
+    # a replayed house has no past readings for a forecaster to learn from: the container
+    # swarm trades each interval on its metered energy (p2pnode simulate warms the forecasters
+    # up and trades ahead of delivery)
     return replace(config, ledger=house_dir / "node.db",
-                               key_file=house_dir / "node.key", network=network,
-                               timing=replay_timing(scenario.interval_s, speed))
+                   key_file=house_dir / "node.key", network=network,
+                   timing=replay_timing(scenario.interval_s, speed),
+                   market=replace(config.market, mode="ex_post"))
 
 
 def config_toml(config, issuer_hex: str) -> str:
@@ -353,6 +357,7 @@ def config_toml(config, issuer_hex: str) -> str:
               "[selection.weights]"]
     lines += [f"{f.name} = {float(getattr(weights, f.name))!r}" for f in fields(weights)]
     lines += ["", "[timing]"] + [f"{f.name} = {getattr(timing, f.name)!r}" for f in fields(timing)]
+    lines += ["", "[market]", f"mode = {_q(config.market.mode)}"]
     lines += ["", "[credit]", 'vouchers = ["voucher.bin"]', f"trusted_issuers = [{_q(issuer_hex)}]"]
     return "\n".join(lines) + "\n"
 
