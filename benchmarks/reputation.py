@@ -35,6 +35,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,27 +48,31 @@ ACCELERATION = 1e6
 OVERSELLING_SHARE = 0.1
 OVERSELLING_FACTOR = 3.0
 QUICK_METERS, FULL_METERS = 40, 100
+QUICK_INTERVAL_S = 3600
 DAYS = 2
 DEFAULT_PLOT = ROOT / "docs" / "reputation_choices.png"
 
 
-def scenario_for(meters: int, informed: bool):
+def scenario_for(meters: int, informed: bool, interval_s: int = 900, days: int = DAYS,
+                 start_date=None, factor: float = OVERSELLING_FACTOR):
     from simulator import Scenario
     base = Scenario.default()
+    if start_date is not None:
+        base = dataclasses.replace(base, start_date=start_date)
     weights = base.weights if informed else dataclasses.replace(
         base.weights, transaction_duration=0.0, transaction_quality=0.0)
     households = dataclasses.replace(base.households, overselling_share=OVERSELLING_SHARE,
-                                     overselling_factor=OVERSELLING_FACTOR)
+                                     overselling_factor=factor)
     return dataclasses.replace(base, name="informed" if informed else "blind", meters=meters,
-                               days=DAYS, processes=PROCESSES, acceleration=ACCELERATION,
+                               days=days, interval_s=interval_s, processes=PROCESSES, acceleration=ACCELERATION,
                                weights=weights, households=households)
 
 
-def one_run(meters: int, informed: bool, run_dir: Path, progress: bool):
+def one_run(meters: int, informed: bool, run_dir: Path, progress: bool, **options):
     from simulator.run import forward_stats, run_profiles, within_deficits
     from simulator.swarm import run_swarm
 
-    scenario = scenario_for(meters, informed)
+    scenario = scenario_for(meters, informed, **options)
     profiles, history = run_profiles(scenario)
     swarm = run_swarm(scenario, profiles, run_dir, processes=PROCESSES, progress=progress,
                       history=history)
@@ -82,18 +87,31 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT,
                         help=f"where the buyers' choices over the day go (default {DEFAULT_PLOT})")
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument("--meters", type=int, help="override the meter count")
+    parser.add_argument("--interval-s", type=int, help="override the interval length")
+    parser.add_argument("--days", type=int, help="override the number of days")
+    parser.add_argument("--start-date", type=date.fromisoformat, help="override the first day")
+    parser.add_argument("--factor", type=float, help="override the overselling factor")
+    parser.add_argument("--keep", type=Path, help="keep the runs' directories (ledgers) here")
     args = parser.parse_args()
     from simulator.strategic import choice_shift, plot_choice_shift, seller_rows
 
-    meters = QUICK_METERS if args.quick else FULL_METERS
+    meters = args.meters or (QUICK_METERS if args.quick else FULL_METERS)
+    options = {"interval_s": args.interval_s or (QUICK_INTERVAL_S if args.quick else 900),
+               "days": args.days or DAYS, "start_date": args.start_date,
+               "factor": args.factor or OVERSELLING_FACTOR}
     started = time.perf_counter()
-    results: dict = {"meters": meters, "days": DAYS, "overselling_share": OVERSELLING_SHARE,
-                     "overselling_factor": OVERSELLING_FACTOR}
+    results: dict = {"meters": meters, "days": options["days"],
+                     "interval_s": options["interval_s"],
+                     "overselling_share": OVERSELLING_SHARE,
+                     "overselling_factor": options["factor"]}
     shifts, ledgers = {}, []
-    with tempfile.TemporaryDirectory(prefix="reputation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="reputation-") as scratch:
+        tmp = args.keep or scratch
         for informed in (False, True):
             label = "informed" if informed else "blind"
-            scenario, swarm, stats = one_run(meters, informed, Path(tmp) / label, args.progress)
+            scenario, swarm, stats = one_run(meters, informed, Path(tmp) / label, args.progress,
+                                           **options)
             results[f"shortfall_kwh_{label}"] = stats["shortfall_kwh"]
             results[f"delivered_share_{label}"] = stats["delivered_share"]
             results[f"buyer_imbalance_cost_{label}"] = stats["imbalance_cost"]
@@ -106,10 +124,18 @@ def main() -> int:
                 / max(sum(r["agreed_kwh"] for r in strategic), 1e-9), 4)
             results[f"strategic_agreed_kwh_{label}"] = round(
                 sum(r["agreed_kwh"] for r in strategic), 3)
+            results[f"strategic_shortfall_kwh_{label}"] = round(
+                sum(r["agreed_kwh"] - r["delivered_kwh"] for r in strategic), 3)
+            honest = [r for r in rows if r["role"] == "honest"]
+            results[f"honest_shortfall_kwh_{label}"] = round(
+                sum(r["agreed_kwh"] - r["delivered_kwh"] for r in honest), 3)
+            results[f"honest_delivered_share_{label}"] = round(
+                sum(r["delivered_kwh"] for r in honest)
+                / max(sum(r["agreed_kwh"] for r in honest), 1e-9), 4)
             results[f"records_rejected_{label}"] = sum(
                 v for k, v in swarm.counters.items() if k.startswith("record_rejected_"))
             shifts[label] = choice_shift(swarm.trades, swarm.roles, scenario.intervals,
-                                         per_bin=86400 // scenario.interval_s // 12)
+                                         per_bin=max(1, 7200 // scenario.interval_s))
             results["strategic_sellers"] = len(swarm.roles)
             print(f"{label}: {stats} strategic: {strategic}", file=sys.stderr, flush=True)
             if informed:
@@ -118,7 +144,7 @@ def main() -> int:
         blind = results["shortfall_kwh_blind"]
         results["shortfall_reduction"] = round(
             1 - results["shortfall_kwh_informed"] / blind, 4) if blind else 0.0
-    plot_choice_shift(shifts, args.plot, 900, population_share=None)
+    plot_choice_shift(shifts, args.plot, options["interval_s"], population_share=None)
     results["plot"] = str(args.plot.relative_to(ROOT) if args.plot.is_relative_to(ROOT)
                           else args.plot)
     results["wall_s"] = round(time.perf_counter() - started, 1)

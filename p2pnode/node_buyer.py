@@ -16,7 +16,8 @@ from ledger import BlockRejected, LedgerError, Sealed, seal
 from p2pnode.config import micro
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
 from p2pnode.offers import OfferRecord, query_keys
-from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
+from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
+                             expected_wh, rank, reliable_records)
 from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
@@ -62,6 +63,8 @@ class BuyerSide:
                    if r.interval_start_s == start_s]
         await self.refresh_records({r.seller: r.endpoint for r in records})
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
+        if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver
+            records = reliable_records(records, self.history)
         if records:   # how much to buy on the forecast, at these prices (trading.hedging)
             retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
             state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
@@ -89,6 +92,13 @@ class BuyerSide:
                 break   # nothing bought and nothing learned: another round would repeat this one
         return bought
 
+    @property
+    def _informed(self) -> bool:
+        """Whether this buyer weighs transaction quality (C5 > 0): then it buys from a seller
+        at most the share of its offer that the seller's verified record says arrives, and
+        passes over sellers below :data:`~p2pnode.reputation.QUALITY_FLOOR`."""
+        return self.config.selection.weights.transaction_quality > 0
+
     def _max_buy_price(self, start_s: int) -> int:
         retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
         return min(retail, micro(self.config.constraints.max_buy_price_per_kwh))
@@ -101,7 +111,8 @@ class BuyerSide:
 
         def work():
             candidates = candidates_from_offers(records, deficit_wh, self.history, context,
-                                                self.predictor, capped=capped)
+                                                self.predictor, capped=capped,
+                                                expect=self._informed)
             return rank(deficit_wh, max_price, candidates, self.config.selection, seed)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
@@ -115,6 +126,8 @@ class BuyerSide:
         sellers can supply the rest."""
         offered = min(record.energy_wh, self._seller_limit_wh(record.seller, state)) \
             if capped else record.energy_wh
+        if self._informed:   # no more than its record says arrives
+            offered = min(offered, expected_wh(record, self.history))
         want = want_wh(state.remaining_wh, offered, self.config.constraints.max_trade_wh,
                        self.ledger.credit_micro, record.price_micro_per_kwh)
         if want <= 0:

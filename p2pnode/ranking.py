@@ -27,10 +27,10 @@ from ledger import Sealed
 from models.features import FEATURES, ZONES
 from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, select_offers
 from p2pnode.offers import OfferRecord
-from p2pnode.reputation import Reputation
+from p2pnode.reputation import QUALITY_FLOOR, Reputation
 
 __all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "bounded_newcomers",
-           "candidates_from_offers", "rank"]
+           "candidates_from_offers", "expected_wh", "rank", "reliable_records"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
@@ -97,9 +97,13 @@ def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
 
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                            history: Reputation, context: MarketContext,
-                           predictor, *, capped: bool = True) -> list[Candidate]:
+                           predictor, *, capped: bool = True,
+                           expect: bool = False) -> list[Candidate]:
     """One :class:`Candidate` per record, with predicted quality and duration; ``capped``: a
-    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit.
+    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit;
+    ``expect`` (a buyer that weighs quality): at most what its record says it delivers of its
+    offer (:func:`expected_wh`), so that the fewest-sellers rule (X1) counts the energy expected
+    to arrive, not the energy promised.
 
     Sellers the buyer knows nothing verified of (:meth:`~p2pnode.reputation.Reputation.known`)
     are bounded to the first :data:`MAX_NEWCOMER_CANDIDATES` of ``records`` (cheapest first, as
@@ -125,13 +129,30 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
                      history.participation(record.seller),
                      history.mean_duration_s(record.seller), ratio))
     quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
-    return [Candidate(seller=r.seller, offer_id=r.offer_id,
-                      available_wh=_capped_wh(r, history, deficit_wh) if capped else r.energy_wh,
+    def available(r: OfferRecord) -> int:
+        energy = _capped_wh(r, history, deficit_wh) if capped else r.energy_wh
+        return min(energy, expected_wh(r, history)) if expect else energy
+
+    return [Candidate(seller=r.seller, offer_id=r.offer_id, available_wh=available(r),
                       price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
                       distance_m=float(dist), predicted_quality=float(q),
                       predicted_duration_s=float(d),
                       participation=history.participation(r.seller))
             for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
+
+
+def expected_wh(record: OfferRecord, history: Reputation) -> int:
+    """The part of ``record``'s energy its seller's verified record says arrives
+    (:meth:`~p2pnode.reputation.Reputation.expected_share`; at least 1 Wh)."""
+    return max(1, math.floor(record.energy_wh * history.expected_share(record.seller)))
+
+
+def reliable_records(records: Sequence[OfferRecord], history: Reputation,
+                     floor: float = QUALITY_FLOOR) -> list[OfferRecord]:
+    """``records`` without the sellers whose verified delivered share is below ``floor``,
+    unless that would leave none (then all of them: the grid is the only other choice)."""
+    kept = [r for r in records if history.expected_share(r.seller) >= floor]
+    return kept or list(records)
 
 
 def _capped_wh(record: OfferRecord, history: Reputation, deficit_wh: int) -> int:

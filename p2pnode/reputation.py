@@ -36,7 +36,7 @@ import math
 from ledger import BlockBody, BlockType, DeliveryPayload, Ledger, decode_envelope
 from p2pnode.trackrecord import RecordCursor, Settlement
 
-__all__ = ["Reputation", "NEW_KEY_SHARE", "TRUSTED_VOLUME_WH", "PENALTY_S",
+__all__ = ["Reputation", "NEW_KEY_SHARE", "QUALITY_EVIDENCE", "QUALITY_FLOOR", "TRUSTED_VOLUME_WH", "PENALTY_S",
            "MAX_SETTLEMENTS_PER_COUNTERPARTY"]
 
 NEW_KEY_SHARE = 0.5                      # of a buyer's demand, for a seller without a record
@@ -45,6 +45,8 @@ VOLUME_PER_COUNTERPARTY_WH = 250         # ... each buyer's settlements counting
 PENALTY_S = 86_400                       # a seller caught cheating is no candidate this long
 MAX_SETTLEMENTS_PER_COUNTERPARTY = 24    # the most recent ones count
 MAX_SETTLEMENTS_PER_SELLER = 512         # evidence kept per seller (the most recent)
+QUALITY_EVIDENCE = 3     # co-signed settlements before a seller's delivered share counts
+QUALITY_FLOOR = 0.5      # an informed buyer passes over sellers delivering less (others left)
 OVERDUE_WEIGHT = 0.5    # an overdue trade counts as half undelivered (its buyer may never
                         # have confirmed it: then the seller had nothing to settle)
 
@@ -171,6 +173,15 @@ class Reputation:
         if agreed <= 0:
             return math.nan
         return min(1.0, max(0.0, delivered / agreed))
+
+    def expected_share(self, seller: bytes) -> float:
+        """The share of an agreed trade ``seller`` is expected to deliver: its verified
+        :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements, else 1
+        (a newcomer is bounded by :meth:`share_cap` instead)."""
+        quality = self.quality(seller)
+        if math.isnan(quality) or self.participation(seller) < QUALITY_EVIDENCE:
+            return 1.0
+        return quality
 
     def mean_duration_s(self, seller: bytes) -> float:
         durations = [s.duration_ms / 1000 for s in self._counted(seller)]
