@@ -67,6 +67,7 @@ from p2pnode.node_record import TrackRecordSide
 from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location
 from p2pnode.reputation import Reputation
+from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.hedging import ErrorScale
@@ -148,6 +149,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         self.guard = ReplayGuard(REPLAY_WINDOW_MS)
         self.counters: collections.Counter[str] = collections.Counter()
         self.history = Reputation(key.public)   # rebuilt from the ledger on start
+        self.feeder_paths = FeederPaths.from_config(config, key.public)   # X3 from topology
         self.location = Location.parse(config.location)
         self.tasks = TaskRegistry(f"node {key.public.hex()[:8]}")
         self.ledger: Ledger | None = None

@@ -106,7 +106,7 @@ class BuyerSide:
     async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list,
                     capped: bool = True):
         irradiance, temperature = self.weather(start_s) if self.weather else (0.0, 20.0)
-        context = MarketContext(self.location, irradiance, temperature)
+        context = MarketContext(self.location, irradiance, temperature, self.feeder_paths)
         seed = int.from_bytes(self.public[:4], "big") ^ start_s
 
         def work():

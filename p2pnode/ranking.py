@@ -10,8 +10,10 @@ configured strategy (the GA by default) over the six criteria.
 
 Location hints are ``"zone/x_m/y_m"`` (e.g. ``"3/120/40"``: zone 3 of the feeder, 120 m east and
 40 m north of its transformer).  Without coordinates on both sides the distance is unknown and
-:data:`UNKNOWN_DISTANCE_M` is assumed.  A record's own ``efficiency`` hint wins; otherwise the
-line efficiency falls with distance, ``1 - LOSS_PER_KM * km`` (a low-voltage cable loses a few
+:data:`UNKNOWN_DISTANCE_M` is assumed.  Transfer efficiency (X3): where the buyer knows the
+feeder's topology and both buses (:class:`p2pnode.transfer.FeederPaths` in the context), the
+path losses of the trade; else the record's own ``efficiency`` hint; else the documented
+estimate, falling with distance, ``1 - LOSS_PER_KM * km`` (a low-voltage cable loses a few
 percent per km at household currents).
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -77,6 +79,9 @@ class MarketContext:
     location: Location = Location()
     irradiance_w_m2: float = 0.0
     temperature_c: float = 20.0
+    # (seller, energy_wh) -> efficiency from the feeder's topology, None where unknown
+    # (:class:`p2pnode.transfer.FeederPaths`)
+    transfer: Callable[[bytes, int], float | None] | None = None
 
 
 def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
@@ -120,8 +125,11 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
     for record in records:
         where = Location.parse(record.location)
         distance = context.location.distance_m(where)
-        efficiency = record.efficiency if record.efficiency is not None else \
-            max(MIN_EFFICIENCY, 1.0 - LOSS_PER_KM * distance / 1000)
+        efficiency = context.transfer(record.seller, min(record.energy_wh, deficit_wh)) \
+            if context.transfer is not None else None
+        if efficiency is None:
+            efficiency = record.efficiency if record.efficiency is not None else \
+                max(MIN_EFFICIENCY, 1.0 - LOSS_PER_KM * distance / 1000)
         geometry.append((distance, efficiency))
         rows.append((min(record.energy_wh, deficit_wh), record.price_micro_per_kwh / 1e6,
                      context.irradiance_w_m2, context.temperature_c, efficiency, distance,

@@ -294,6 +294,41 @@ def test_candidates_take_participation_and_the_share_cap_from_the_reputation():
     assert {c.available_wh for c in uncapped} == {4000}
 
 
+def test_an_informed_buyer_counts_the_energy_a_record_says_arrives():
+    """With C5 > 0 an overseller's big offer no longer covers the deficit alone (the
+    fewest-sellers rule would force it), and a seller under the floor is passed over."""
+    from models import Predictor
+    from optimizer.selection import SelectionConfig
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import MarketContext, candidates_from_offers, rank, reliable_records
+    honest_a, honest_b, overseller, newcomer = b"a" * 32, b"b" * 32, b"o" * 32, b"n" * 32
+    view = Reputation()
+    for n in range(8):
+        view.add(settlement(n, honest_a, bytes([n]) * 32, 500, 450))
+        view.add(settlement(20 + n, honest_b, bytes([n]) * 32, 500, 450))
+        view.add(settlement(40 + n, overseller, bytes([n]) * 32, 500, 150))
+    view.add(settlement(60, newcomer, b"x" * 32, 500, 100))   # too little evidence yet
+    assert view.expected_share(honest_a) == pytest.approx(0.9)
+    assert view.expected_share(overseller) == pytest.approx(0.3)
+    assert view.expected_share(newcomer) == 1.0
+    records = [OfferRecord(seller, bytes([i]) * 16, 1, energy, 100_000, "F", DAY, DAY + 900,
+                           "127.0.0.1:1")
+               for i, (seller, energy) in enumerate(((overseller, 3000), (honest_a, 1200),
+                                                     (honest_b, 1200)))]
+    blind = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default())
+    informed = candidates_from_offers(records, 2000, view, MarketContext(), Predictor.default(),
+                                      expect=True)
+    assert {c.seller: c.available_wh for c in informed} == {
+        overseller: 900, honest_a: 1080, honest_b: 1080}
+    config = SelectionConfig()
+    assert [i.candidate.seller for i in rank(2000, 300_000, blind, config, 1).items] \
+        == [overseller]                               # the only single seller covering 2 kWh
+    assert {i.candidate.seller for i in rank(2000, 300_000, informed, config, 1).items} \
+        == {honest_a, honest_b}
+    assert [r.seller for r in reliable_records(records, view)] == [honest_a, honest_b]
+    assert [r.seller for r in reliable_records(records[:1], view)] == [overseller]   # no other
+
+
 def test_a_flood_of_fresh_keys_gets_a_bounded_share_of_the_candidates():
     from models import Predictor
     from p2pnode.offers import OfferRecord
