@@ -66,6 +66,7 @@ class LedgerDataset:
     data: Dataset
     day: np.ndarray
     sellers: tuple[bytes, ...]   # seller ids of ``data.seller`` index this
+    interval_s: np.ndarray | None = None   # each row's traded interval start (unix s)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -108,8 +109,8 @@ def _scan(paths: Sequence[Path]) -> _Seen:
 
 def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
                       latitude: float = DEFAULT_LATITUDE, longitude: float = DEFAULT_LONGITUDE,
-                      locations: Callable[[bytes], tuple[float, float, int]] | None = None
-                      ) -> LedgerDataset:
+                      locations: Callable[[bytes], tuple[float, float, int]] | None = None,
+                      half_life_s: float | None = None) -> LedgerDataset:
     """The co-signed DELIVERY settlements in the ledger files ``paths`` as training rows."""
     seen = _scan([Path(p) for p in paths])
     settled = []
@@ -129,20 +130,27 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
     clearness = _clearness(seen.generation, interval_s, latitude, longitude)
     measured = sorted(clearness)
     completed = sorted(((t_settled, d) for _, t_settled, _, d in settled), key=lambda s: s[0])
-    history: dict[bytes, list[float]] = {}   # seller -> [agreed, delivered, count, duration sum]
+    # seller -> [agreed, delivered, count, duration sum, time ms of the sums]; with a half-life
+    # the sums decay with the time since each settlement
+    history: dict[bytes, list[float]] = {}
     done = 0
     seller_ids: dict[bytes, int] = {}
-    rows, quality, duration, seller_col, day = [], [], [], [], []
+    rows, quality, duration, seller_col, day, starts = [], [], [], [], [], []
     for decided_ms, _, trade, delivery in settled:
         while done < len(completed) and completed[done][0] < decided_ms:
-            d = completed[done][1]
-            h = history.setdefault(d.seller, [0.0, 0.0, 0, 0.0])
+            at, d = completed[done]
+            h = history.setdefault(d.seller, [0.0, 0.0, 0, 0.0, at])
+            _decay(h, at, half_life_s)
             h[0] += d.agreed_wh
             h[1] += d.delivered_wh
             h[2] += 1
             h[3] += d.duration_ms / 1000
             done += 1
         h = history.get(trade.seller)
+        if h is not None:
+            h = list(h)
+            _decay(h, decided_ms, half_life_s)
+            h[2] = history[trade.seller][2]
         middle = trade.interval_start_s + interval_s / 2
         efficiency, distance, zone = locations(trade.seller) if locations else (
             1 - LOSS_PER_KM * UNKNOWN_DISTANCE_M / 1000, UNKNOWN_DISTANCE_M, 0)
@@ -157,9 +165,18 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         duration.append(max(MIN_DURATION_S, delivery.duration_ms / 1000))
         seller_col.append(seller_ids.setdefault(trade.seller, len(seller_ids)))
         day.append(trade.interval_start_s // 86400)
+        starts.append(trade.interval_start_s)
     data = Dataset(np.array(rows, dtype=np.float64), np.array(quality), np.array(duration),
                    np.array(seller_col))
-    return LedgerDataset(data, np.array(day), tuple(seller_ids))
+    return LedgerDataset(data, np.array(day), tuple(seller_ids), np.array(starts))
+
+
+def _decay(h: list, now_ms: float, half_life_s: float | None) -> None:
+    if half_life_s:
+        factor = 0.5 ** (max(0.0, now_ms - h[4]) / 1000 / half_life_s)
+        h[0] *= factor
+        h[1] *= factor
+        h[4] = now_ms
 
 
 def _clearness(generation: dict, interval_s: int, latitude: float, longitude: float
@@ -190,11 +207,58 @@ def _latest(clearness: dict[int, float], measured: list[int], before_s: float) -
     return clearness[measured[i]]
 
 
-def _fit_and_score(train: Dataset, test: Dataset, seed: int) -> dict:
+# Ensembles tried for the few hundred rows of a ledger, the first being models.train's default;
+# :func:`choose_params` picks one per target by cross-validation on the training rows only.
+CANDIDATE_PARAMS = (
+    {},
+    {"max_iter": 100, "max_leaf_nodes": 7, "learning_rate": 0.05, "min_samples_leaf": 20},
+    {"max_iter": 60, "max_leaf_nodes": 4, "learning_rate": 0.05, "min_samples_leaf": 30},
+)
+CV_FOLDS = 4
+CV_BLOCK_S = 3 * 3600      # rows are held out in contiguous blocks of time (weather persists)
+
+
+def choose_params(train: Dataset, blocks: np.ndarray, seed: int) -> tuple[dict, dict]:
+    """(quality params, duration params) from :data:`CANDIDATE_PARAMS` with the best mean R2
+    over :data:`CV_FOLDS` folds of ``train`` grouped by ``blocks`` (the held-out data are not
+    looked at)."""
+    from sklearn.metrics import r2_score
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="openmp"):   # as models.train.fit (small data)
+        return _choose(train, blocks, seed, r2_score)
+
+
+def _choose(train: Dataset, blocks: np.ndarray, seed: int, r2_score) -> tuple[dict, dict]:
+    from models.train import _regressor
+    groups = np.unique(blocks)
+    folds = [groups[i::CV_FOLDS] for i in range(CV_FOLDS)]
+    best = []
+    for target, label in (("quality", train.quality), ("duration", np.log(train.duration_s))):
+        scores = []
+        for params in CANDIDATE_PARAMS:
+            fold_scores = []
+            for held in folds:
+                test = np.isin(blocks, held)
+                if test.sum() < 2 or (~test).sum() < MIN_ROWS // 2:
+                    continue
+                model = _regressor(seed, params).fit(train.features[~test], label[~test])
+                predicted = model.predict(train.features[test])
+                truth = label[test]
+                if target == "duration":
+                    predicted, truth = np.exp(predicted), np.exp(truth)
+                fold_scores.append(r2_score(truth, predicted))
+            scores.append(np.mean(fold_scores) if fold_scores else -math.inf)
+        best.append(CANDIDATE_PARAMS[int(np.argmax(scores))])
+    return best[0], best[1]
+
+
+def _fit_and_score(train: Dataset, test: Dataset, seed: int,
+                   blocks: np.ndarray | None = None) -> dict:
     from models.predictor import Predictor
     from models.train import evaluate, fit
     from models.trees import export
-    quality, duration = fit(train, seed)
+    params = choose_params(train, blocks, seed) if blocks is not None else ({}, {})
+    quality, duration = fit(train, seed, *params)
     predictor = Predictor(export(quality), export(duration))
     evaluation = evaluate(lambda x: predictor.predict(x, check=False), train, test)
     out = {"rows_train": len(train), "rows_test": len(test)}
@@ -213,6 +277,12 @@ def _check_split(train: Dataset, test: Dataset, what: str) -> None:
                          f"{len(test)} to test (need {MIN_ROWS} and {MIN_ROWS // 5})")
 
 
+def _blocks(dataset: LedgerDataset, rows: np.ndarray) -> np.ndarray | None:
+    if dataset.interval_s is None:
+        return None
+    return dataset.interval_s[rows] // CV_BLOCK_S
+
+
 def evaluate_by_day(dataset: LedgerDataset, seed: int = 0) -> dict:
     """Train on every day but the last, score on the last: ``quality_r2_ledger`` etc."""
     last = dataset.day.max()
@@ -220,7 +290,7 @@ def evaluate_by_day(dataset: LedgerDataset, seed: int = 0) -> dict:
     test_rows = np.flatnonzero(dataset.day == last)
     train, test = dataset.data.subset(train_rows), dataset.data.subset(test_rows)
     _check_split(train, test, "the last day")
-    scores = _fit_and_score(train, test, seed)
+    scores = _fit_and_score(train, test, seed, _blocks(dataset, train_rows))
     return {f"{k.replace('_r2', '_r2_ledger', 1)}" if "_r2" in k else f"ledger_{k}": v
             for k, v in scores.items()}
 
@@ -233,7 +303,7 @@ def evaluate_by_seller(dataset: LedgerDataset, seed: int = 0) -> dict:
     mask = np.array([s in held for s in dataset.data.seller])
     train, test = dataset.data.subset(np.flatnonzero(~mask)), dataset.data.subset(np.flatnonzero(mask))
     _check_split(train, test, "a quarter of the sellers")
-    scores = _fit_and_score(train, test, seed)
+    scores = _fit_and_score(train, test, seed, _blocks(dataset, np.flatnonzero(~mask)))
     return {f"{k}_by_seller": v for k, v in scores.items()}
 
 
@@ -245,7 +315,9 @@ def fit_all(dataset: LedgerDataset, seed: int = 0):
     from models.trees import export
     if len(dataset) < MIN_ROWS:
         raise ModelError(f"too few settlements to train on: {len(dataset)} (need {MIN_ROWS})")
-    quality, duration = fit(dataset.data, seed)
+    everything = np.arange(len(dataset))
+    quality, duration = fit(dataset.data, seed,
+                            *choose_params(dataset.data, _blocks(dataset, everything), seed))
     return Predictor(export(quality), export(duration),
                      trained={"source": "ledgers", "rows": len(dataset), "seed": seed,
                               "sellers": len(dataset.sellers)})

@@ -96,7 +96,7 @@ class BuyerSide:
     def _informed(self) -> bool:
         """Whether this buyer weighs transaction quality (C5 > 0): then it buys from a seller
         at most the share of its offer that the seller's verified record says arrives, and
-        passes over sellers below :data:`~p2pnode.reputation.QUALITY_FLOOR`."""
+        passes over sellers far below the others (:func:`~p2pnode.ranking.reliable_records`)."""
         return self.config.selection.weights.transaction_quality > 0
 
     def _max_buy_price(self, start_s: int) -> int:

@@ -157,9 +157,16 @@ def expected_wh(record: OfferRecord, history: Reputation) -> int:
 
 def reliable_records(records: Sequence[OfferRecord], history: Reputation,
                      floor: float = QUALITY_FLOOR) -> list[OfferRecord]:
-    """``records`` without the sellers whose verified delivered share is below ``floor``,
-    unless that would leave none (then all of them: the grid is the only other choice)."""
-    kept = [r for r in records if history.expected_share(r.seller) >= floor]
+    """``records`` without the sellers whose expected delivered share
+    (:meth:`~p2pnode.reputation.Reputation.expected_share`) is below ``floor`` times the median
+    candidate's, unless that would leave none (then all of them: the grid is the only other
+    choice).  Relative to the market: on a cloudy day every seller's forecast misses and
+    honest sellers fall together, an overseller stays far below them."""
+    if not records:
+        return []
+    shares = [history.expected_share(r.seller) for r in records]
+    bar = floor * float(np.median(shares))
+    kept = [r for r, share in zip(records, shares) if share >= bar]
     return kept or list(records)
 
 

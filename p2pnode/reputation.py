@@ -46,7 +46,8 @@ PENALTY_S = 86_400                       # a seller caught cheating is no candid
 MAX_SETTLEMENTS_PER_COUNTERPARTY = 24    # the most recent ones count
 MAX_SETTLEMENTS_PER_SELLER = 512         # evidence kept per seller (the most recent)
 QUALITY_EVIDENCE = 3     # co-signed settlements before a seller's delivered share counts
-QUALITY_FLOOR = 0.5      # an informed buyer passes over sellers delivering less (others left)
+QUALITY_FLOOR = 0.75     # an informed buyer passes over sellers delivering less than this
+                         # share of what the median candidate delivers (others left)
 OVERDUE_WEIGHT = 0.5    # an overdue trade counts as half undelivered (its buyer may never
                         # have confirmed it: then the seller had nothing to settle)
 

@@ -86,3 +86,29 @@ def test_train_command_on_ledgers_writes_a_versioned_model(tmp_path, capsys):
     assert predictor.metrics["quality_r2_ledger"] == metrics["quality_r2_ledger"]
     assert main(["train", "--ledgers", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_ensemble_is_chosen_on_the_training_rows_by_blocks_of_time():
+    """Labels that are noise: cross-validation prefers a smaller ensemble than the default
+    (which would fit the noise); labels that follow a feature: the choice keeps the signal."""
+    from models.dataset import Dataset
+    from models.ledger_data import CANDIDATE_PARAMS, choose_params
+    rng = np.random.default_rng(3)
+    rows = 400
+    features = rng.uniform(0, 1, (rows, len(FEATURES)))
+    blocks = np.repeat(np.arange(20), rows // 20)
+    noise = Dataset(features, rng.uniform(0, 1, rows), rng.uniform(100, 200, rows),
+                    np.zeros(rows, dtype=int))
+    quality_params, duration_params = choose_params(noise, blocks, seed=0)
+    assert quality_params != CANDIDATE_PARAMS[0] and duration_params != CANDIDATE_PARAMS[0]
+    signal = Dataset(features, features[:, 0], 100 + 100 * features[:, 2], np.zeros(rows, dtype=int))
+    from threadpoolctl import threadpool_limits
+
+    from models.train import _regressor
+    chosen = choose_params(signal, blocks, seed=0)
+    with threadpool_limits(1, user_api="openmp"):
+        models = [_regressor(0, params).fit(features[:300], column[:300])
+                  for params, column in zip(chosen, (signal.quality, np.log(signal.duration_s)))]
+    for model, column in zip(models, (signal.quality, np.log(signal.duration_s))):
+        residual = model.predict(features[300:]) - column[300:]
+        assert np.mean(residual ** 2) < 0.1 * np.var(column[300:])
