@@ -60,9 +60,10 @@ DEFAULT_PLOT = ROOT / "docs" / "reputation_choices.png"
 
 
 def scenario_for(meters: int, informed: bool, interval_s: int = 900, days: int = DAYS,
-                 start_date=None, factor: float = OVERSELLING_FACTOR):
+                 start_date=None, factor: float = OVERSELLING_FACTOR, seed_offset: int = 0):
     from simulator import Scenario
     base = Scenario.default()
+    base = dataclasses.replace(base, seed=base.seed + seed_offset)
     if start_date is not None:
         base = dataclasses.replace(base, start_date=start_date)
     weights = base.weights if informed else dataclasses.replace(
@@ -70,7 +71,8 @@ def scenario_for(meters: int, informed: bool, interval_s: int = 900, days: int =
     households = dataclasses.replace(base.households, overselling_share=OVERSELLING_SHARE,
                                      overselling_factor=factor)
     return dataclasses.replace(base, name="informed" if informed else "blind", meters=meters,
-                               days=days, interval_s=interval_s, processes=PROCESSES, acceleration=ACCELERATION,
+                               days=days, interval_s=interval_s, processes=PROCESSES,
+                               acceleration=ACCELERATION,
                                weights=weights, households=households)
 
 
@@ -99,8 +101,10 @@ def main() -> int:
     parser.add_argument("--start-date", type=date.fromisoformat, help="override the first day")
     parser.add_argument("--factor", type=float, help="override the overselling factor")
     parser.add_argument("--keep", type=Path, help="keep the runs' directories (ledgers) here")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="pairs of runs, the scenario seed +0, +1, ... (default 1)")
     args = parser.parse_args()
-    from simulator.strategic import choice_shift, plot_choice_shift, seller_rows
+    from simulator.strategic import choice_shift, plot_choice_shift
 
     meters = args.meters or (QUICK_METERS if args.quick else FULL_METERS)
     options = {"interval_s": args.interval_s or (QUICK_INTERVAL_S if args.quick else 900),
@@ -108,48 +112,37 @@ def main() -> int:
                "factor": args.factor or OVERSELLING_FACTOR}
     started = time.perf_counter()
     results: dict = {"meters": meters, "days": options["days"],
-                     "interval_s": options["interval_s"],
+                     "interval_s": options["interval_s"], "repeats": args.repeats,
                      "overselling_share": OVERSELLING_SHARE,
                      "overselling_factor": options["factor"]}
-    shifts, ledgers = {}, []
+    runs, shifts, ledgers = [], {}, []
     with tempfile.TemporaryDirectory(prefix="reputation-") as scratch:
-        tmp = args.keep or scratch
-        for informed in (False, True):
-            label = "informed" if informed else "blind"
-            scenario, swarm, stats = one_run(meters, informed, Path(tmp) / label, args.progress,
-                                           **options)
-            results[f"shortfall_kwh_{label}"] = stats["shortfall_kwh"]
-            results[f"delivered_share_{label}"] = stats["delivered_share"]
-            results[f"buyer_imbalance_cost_{label}"] = stats["imbalance_cost"]
-            results[f"local_match_kwh_{label}"] = stats["delivered_local_kwh"]
-            results[f"audit_problems_{label}"] = len(swarm.audit_problems)
-            rows = seller_rows(swarm.trades, swarm.roles)
-            strategic = [r for r in rows if r["role"] != "honest"]
-            results[f"strategic_delivered_share_{label}"] = round(
-                sum(r["delivered_kwh"] for r in strategic)
-                / max(sum(r["agreed_kwh"] for r in strategic), 1e-9), 4)
-            results[f"strategic_agreed_kwh_{label}"] = round(
-                sum(r["agreed_kwh"] for r in strategic), 3)
-            results[f"strategic_shortfall_kwh_{label}"] = round(
-                sum(r["agreed_kwh"] - r["delivered_kwh"] for r in strategic), 3)
-            honest = [r for r in rows if r["role"] == "honest"]
-            results[f"honest_shortfall_kwh_{label}"] = round(
-                sum(r["agreed_kwh"] - r["delivered_kwh"] for r in honest), 3)
-            results[f"honest_delivered_share_{label}"] = round(
-                sum(r["delivered_kwh"] for r in honest)
-                / max(sum(r["agreed_kwh"] for r in honest), 1e-9), 4)
-            results[f"records_rejected_{label}"] = sum(
-                v for k, v in swarm.counters.items() if k.startswith("record_rejected_"))
-            shifts[label] = choice_shift(swarm.trades, swarm.roles, scenario.intervals,
-                                         per_bin=max(1, 7200 // scenario.interval_s))
-            results["strategic_sellers"] = len(swarm.roles)
-            print(f"{label}: {stats} strategic: {strategic}", file=sys.stderr, flush=True)
-            if informed:
-                ledgers = list(swarm.ledger_paths)
-                results.update(ledger_predictors(ledgers, scenario))
-        blind = results["shortfall_kwh_blind"]
+        tmp = Path(args.keep or scratch)
+        for repeat in range(args.repeats):
+            run: dict = {}
+            for informed in (False, True):
+                label = "informed" if informed else "blind"
+                scenario, swarm, stats = one_run(meters, informed, tmp / f"{repeat}-{label}",
+                                                 args.progress, seed_offset=repeat, **options)
+                run.update(mode_results(label, swarm, stats))
+                if repeat == 0:
+                    shifts[label] = choice_shift(swarm.trades, swarm.roles, scenario.intervals,
+                                                 per_bin=max(1, 7200 // scenario.interval_s))
+                if informed:
+                    ledgers += list(swarm.ledger_paths)
+            run["shortfall_reduction"] = round(
+                1 - run["shortfall_kwh_informed"] / run["shortfall_kwh_blind"], 4) \
+                if run["shortfall_kwh_blind"] else 0.0
+            print(f"seed {scenario.seed}: {run}", file=sys.stderr, flush=True)
+            runs.append(run)
+        for key in runs[0]:
+            if key != "shortfall_reduction":
+                results[key] = round(sum(r[key] for r in runs) / len(runs), 4)
+        blind = sum(r["shortfall_kwh_blind"] for r in runs)
         results["shortfall_reduction"] = round(
-            1 - results["shortfall_kwh_informed"] / blind, 4) if blind else 0.0
+            1 - sum(r["shortfall_kwh_informed"] for r in runs) / blind, 4) if blind else 0.0
+        results["shortfall_reduction_runs"] = [r["shortfall_reduction"] for r in runs]
+        results.update(ledger_predictors(ledgers, scenario))
     plot_choice_shift(shifts, args.plot, options["interval_s"], population_share=None)
     results["plot"] = str(args.plot.relative_to(ROOT) if args.plot.is_relative_to(ROOT)
                           else args.plot)
@@ -158,6 +151,35 @@ def main() -> int:
     results["cpu_s"] = round(sum(u.ru_utime + u.ru_stime for u in used), 1)
     emit(results, args.json)
     return 0
+
+
+def mode_results(label: str, swarm, stats: dict) -> dict:
+    """One run's numbers, keys suffixed with ``label`` (blind / informed)."""
+    from simulator.strategic import seller_rows
+
+    rows = seller_rows(swarm.trades, swarm.roles)
+    strategic = [r for r in rows if r["role"] != "honest"]
+    honest = [r for r in rows if r["role"] == "honest"]
+
+    def share(group):
+        return round(sum(r["delivered_kwh"] for r in group)
+                     / max(sum(r["agreed_kwh"] for r in group), 1e-9), 4)
+
+    def short(group):
+        return round(sum(r["agreed_kwh"] - r["delivered_kwh"] for r in group), 3)
+
+    out = {"shortfall_kwh": stats["shortfall_kwh"], "delivered_share": stats["delivered_share"],
+           "buyer_imbalance_cost": stats["imbalance_cost"],
+           "local_match_kwh": stats["delivered_local_kwh"],
+           "audit_problems": len(swarm.audit_problems),
+           "strategic_sellers": len(swarm.roles),
+           "strategic_delivered_share": share(strategic),
+           "strategic_agreed_kwh": round(sum(r["agreed_kwh"] for r in strategic), 3),
+           "strategic_shortfall_kwh": short(strategic),
+           "honest_shortfall_kwh": short(honest), "honest_delivered_share": share(honest),
+           "records_rejected": sum(v for k, v in swarm.counters.items()
+                                   if k.startswith("record_rejected_"))}
+    return {f"{key}_{label}": value for key, value in out.items()}
 
 
 def ledger_predictors(ledgers: list[Path], scenario) -> dict:
