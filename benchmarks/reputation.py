@@ -18,16 +18,20 @@ surplus, :mod:`simulator.strategic`), run twice with real nodes (:func:`simulato
 Reported: ``shortfall_kwh_*`` (agreed minus delivered energy over all trades),
 ``delivered_share_*`` (delivered / agreed), ``buyer_imbalance_cost_*`` (the imbalance charges
 of the shortfalls: what the buyers had to buy from the grid instead, which the sellers pay them,
-in currency units), ``shortfall_reduction`` = 1 - informed / blind.  The predictors trained on
-the ledgers: the informed run's ledgers (every DELIVERY settlement, :mod:`models.ledger_data`)
+in currency units), ``shortfall_reduction`` = 1 - informed / blind, the shortfall split between
+the overselling and the honest sellers (``strategic_*``, ``honest_*``).  ``--repeats N`` runs N
+pairs (scenario seeds +0 .. N-1; each pair the same day, seed and roles): every key is the mean
+over the pairs, ``shortfall_reduction`` is pooled (1 - Σ informed / Σ blind) and
+``shortfall_reduction_runs`` lists each pair's.  The predictors trained on
+the ledgers: the informed runs' ledgers (every DELIVERY settlement, :mod:`models.ledger_data`)
 are split by day (the first ``train_days`` days train, the last one is held out) and evaluated
 against the naive baselines (training mean, the seller's past average); ``quality_r2_ledger``,
 ``duration_r2_ledger`` and the best baseline of each (``*_baseline``) on the held-out day.
 
 ``--quick``: 30 meters, hourly intervals, two days per run (the predictors train on the informed
 run's day 1 and are scored on its day 2; the shortfall numbers are over both days in both runs).
-It takes about 2 minutes of CPU (``cpu_s``: this process and its node processes); the wall time
-(``wall_s``) is longer when the 2-core machine is shared.  ``--meters``, ``--interval-s``,
+One pair takes 65-70 s of CPU (``cpu_s``: this process and its node processes) and 150-160 s of
+wall time (``wall_s``) on the shared 2-core machine (the target was 2 minutes).  ``--meters``, ``--interval-s``,
 ``--days``, ``--start-date`` and ``--factor`` override the scenario (e.g. a run of clear days,
 ``--start-date 2023-07-08``), ``--keep DIR`` keeps the runs' ledgers.  The full run: 100 meters,
 15-minute intervals (not run: hours on this machine).
