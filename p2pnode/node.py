@@ -11,13 +11,16 @@ schedule of each market mode); the shell wires them to the DHT, the peer endpoin
 the meter, the forecaster and the clock.  The buyer's I/O is in :mod:`p2pnode.node_buyer`, the
 seller's in :mod:`p2pnode.node_seller`.
 
-An interval ``[t, t + interval_s)`` goes through four steps (times per mode in
+An interval ``[t, t + interval_s)`` goes through five steps (times per mode in
 :mod:`p2pnode.trading.schedule`).  In ``real_time`` (the default) it is traded *before* it
 starts, on the node's forecast, and delivered during it:
 
 ``open``    forecast the interval (:mod:`models.forecast`), detect surplus/deficit with
-            hysteresis (FR-01); a seller prices its forecast surplus (FR-07) and publishes a
-            signed offer (FR-03)
+            hysteresis (FR-01); a seller publishes a signed offer of its forecast surplus
+            (FR-03), a buyer a signed bid of its forecast need
+``price``   a seller reads the interval's offers and bids and prices its offer from the
+            feeder's supply/demand ratio (FR-07, the SDR pool price; ex post: from what it saw
+            the interval before), offering the newsvendor quantity of its forecast at that price
 ``buy``     on deficit: one parallel discovery (FR-13), ranking over the six criteria with the
             predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade is co-signed
             before delivery
@@ -70,6 +73,7 @@ from p2pnode.reputation import Reputation
 from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
+from p2pnode.trading.delivery import flat_substeps, substep_problem
 from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
@@ -168,7 +172,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
-        self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
+        self._market_view = (0, 0)   # (supply, demand) Wh of the latest priced interval
         self._started = False
         self._speed = 1.0
         self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
@@ -273,10 +277,20 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         return reading
 
     def _surplus_substeps(self, start_s: int) -> list[int]:
-        """The metered surplus of each sub-step of the interval (one step if the meter has none)."""
+        """The metered surplus of each sub-step of the interval: the meter's sub-step readings
+        if they add up to the interval's reading, else the reading spread flat (counted as
+        ``substeps_refused_<reason>``, :func:`~p2pnode.trading.delivery.substep_problem`)."""
+        reading = self._reading(start_s)
+        count = self.config.interval_s // self.config.market.substep_s
         steps = self.meter.substeps(start_s, self.config.interval_s, self.config.market.substep_s)
         if steps is None:
-            return [max(0, self._reading(start_s).net_wh)]
+            return flat_substeps(reading.net_wh, count)
+        problem = substep_problem(steps, count, reading.generation_wh, reading.consumption_wh)
+        if problem is not None:
+            self.counters[f"substeps_refused_{problem}"] += 1
+            log.warning("interval %s: sub-step readings refused (%s); delivery measured flat",
+                        start_s, problem)
+            return flat_substeps(reading.net_wh, count)
         return [max(0, g - c) for g, c in steps]
 
     def _expected_net(self, start_s: int) -> int:
@@ -299,6 +313,8 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
             await self._open_selling(start_s, residual)
         elif self.balance is Balance.DEFICIT and residual < 0 and self.config.constraints.buys:
             self._buying[start_s] = Buying(-residual, -residual)
+            if self.config.market.mode != "ex_post":   # the demand sellers price from
+                await self._bid(start_s, -residual)
         return self.balance
 
     # -- the day-ahead market ----------------------------------------------------------------
@@ -401,9 +417,10 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
                                      self._buying_ahead.pop(start_s, None))
                      if state is not None for p in state.trades]
         sold = self._sold_wh.pop(start_s, 0)
-        if offer is not None:
+        if offer is not None and self.config.market.mode == "ex_post":   # no price step there
             self._market_view = (offer.available_wh + sum(offer.proposed.values()),
                                  offer.requested_wh)
+        if offer is not None:
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
         bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
         self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
@@ -471,4 +488,4 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
 
 
 _STEP_METHODS = {"day_open": "open_day", "day_buy": "buy_day", "open": "open_interval",
-                 "buy": "buy", "settle": "settle", "close": "close_interval"}
+                 "price": "price_interval", "buy": "buy", "settle": "settle", "close": "close_interval"}

@@ -15,12 +15,13 @@ import time
 from ledger import BlockRejected, LedgerError, Sealed, seal
 from p2pnode.config import micro
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
-from p2pnode.offers import OfferRecord, query_keys
+from p2pnode.offers import BidRecord, OfferRecord, OfferRejected, query_keys
 from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
                              expected_wh, rank, reliable_records)
 from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
+from p2pnode.trading.schedule import gate_s
 from p2pnode.trading.settlement import check_delivery
 
 __all__ = ["BuyerSide"]
@@ -39,6 +40,21 @@ class BuyerSide:
         progress.
         """
         return await self._buy(start_s, self._buying.get(start_s))
+
+    async def _bid(self, start_s: int, need_wh: int) -> None:
+        """Publish what we forecast to lack for the interval (a signed bid: the demand the
+        sellers price the interval from, :meth:`price_interval`)."""
+        bid = BidRecord(seller=self.public, offer_id=os.urandom(16), seq=1, energy_wh=need_wh,
+                        price_micro_per_kwh=self._max_buy_price(start_s),
+                        feeder=self.config.feeder, interval_start_s=start_s,
+                        expires_at_s=int(gate_s(self.config, start_s)) + 1,
+                        endpoint=self.endpoint)
+        try:
+            await self.dht.publish(seal(bid, self.key))
+            self.counters["bids_published"] += 1
+        except OfferRejected as exc:
+            log.info("bid for %s not published: %s", start_s, exc)
+            self.counters["bids_rejected"] += 1
 
     async def buy_day(self, day_start_s: int) -> int:
         """The day-ahead market's buy step: buy each interval of the day its forecast lacks."""

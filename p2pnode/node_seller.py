@@ -24,7 +24,9 @@ from ledger import (
 from p2pnode.meter import Reading
 from p2pnode.minting import mint_reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status
-from p2pnode.offers import OfferRecord, OfferRejected
+from p2pnode.offers import (
+    OfferRecord, OfferRejected, price_band, query_keys,
+)
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
@@ -48,19 +50,10 @@ class SellerSide:
         """Price ``surplus_wh`` of the interval and publish a signed offer for it; in the
         day-ahead market the offer's gate is the day's (:func:`day_gate_s`)."""
         config = self.config
-        offered = max(0, surplus_wh - config.constraints.reserve_wh)
-        if start in self.ledger.state.minted:   # ex post: what the reading minted, unsold
-            offered = min(offered, self.ledger.tokens_wh(start))
-        hour = (start % 86400) / 3600
         supply, demand = self._market_view
         if demand <= 0:   # no market view yet: ask the middle of the range
             supply = demand = 1
-        price = dynamic_price(supply, demand, hour, config.tariffs,
-                              micro(config.constraints.min_sell_price_per_kwh))
-        if price is not None:   # how much to offer on the forecast, at this price
-            retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
-            offered = min(offered, seller_quantity_wh(offered, self.error_scale.value, price,
-                                                      retail, config.tariffs.feed_in_micro_per_kwh))
+        offered, price = self._ask(start, surplus_wh, supply, demand)
         gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
         offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
                                day_ahead=day_ahead)
@@ -79,6 +72,69 @@ class SellerSide:
         except OfferRejected as exc:
             log.warning("offer for %s not published: %s", start, exc)
             self.counters["offers_rejected"] += 1
+
+    def _ask(self, start: int, surplus_wh: int, supply_wh: int, demand_wh: int
+             ) -> tuple[int, int | None]:
+        """(energy to offer, price) for a surplus of ``surplus_wh`` with ``supply_wh`` offered and
+        ``demand_wh`` wanted on the feeder: the price from their ratio (FR-07,
+        :func:`~p2pnode.pricing.dynamic_price`; None: the user's minimum is above retail), the
+        quantity the newsvendor quantile of the forecast at that price (ahead of delivery; ex
+        post the unsold minted tokens)."""
+        config = self.config
+        offered = max(0, surplus_wh - config.constraints.reserve_wh)
+        hour = (start % 86400) / 3600
+        price = dynamic_price(supply_wh, demand_wh, hour, config.tariffs,
+                              micro(config.constraints.min_sell_price_per_kwh))
+        if start in self.ledger.state.minted:   # ex post: what the reading minted, unsold
+            return min(offered, self.ledger.tokens_wh(start)), price
+        if price is not None and config.market.mode != "ex_post":
+            retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
+            offered = seller_quantity_wh(offered, self.error_scale.value, price, retail,
+                                         config.tariffs.feed_in_micro_per_kwh)
+        return offered, price
+
+    async def price_interval(self, start: int) -> int | None:
+        """The real-time market's price step: read the interval's offers and bids (the feeder's
+        supply and demand for it), price our offer from their ratio (the SDR pool price) and
+        publish it again if its price or quantity changed.  Returns the new price (None: no
+        offer of ours for the interval)."""
+        offer = self.book.offers.get(start)
+        if offer is None or offer.record is None or offer.closed:
+            return None
+        config, record = self.config, offer.record.message
+        retail = config.tariffs.frame_at((start % 86400) / 3600).retail_micro_per_kwh
+        feed_in = config.tariffs.feed_in_micro_per_kwh
+        seen = await self.dht.find_offers(query_keys(config.feeder, start, retail, feed_in))
+        self.counters["market_lookups"] += 1
+        demand = sum(r.message.energy_wh for r in seen.bids
+                     if r.message.interval_start_s == start)
+        supply = sum(r.message.energy_wh for r in seen.offers
+                     if r.message.interval_start_s == start and r.message.seller != self.public)
+        supply += record.energy_wh
+        self._market_view = (supply, demand)   # also the next interval's first ask
+        offered, price = self._ask(start, offer.surplus_wh, supply, demand)
+        if price is None or (price, offered) == (offer.price_micro_per_kwh, record.energy_wh):
+            return offer.price_micro_per_kwh
+        self.book.reprice(start, offered, price)
+        moved = price_band(price) != price_band(record.price_micro_per_kwh)
+        if moved:   # an offer id keeps its price band: withdraw it, publish a new one
+            task = self._refreshing.pop(record.offer_id, None)
+            if task is not None:
+                task.cancel()
+            await self._publish_quietly(self.dht.withdraw(record.offer_id))
+        offer.record = seal(dataclasses.replace(
+            record, offer_id=os.urandom(16) if moved else record.offer_id,
+            seq=1 if moved else record.seq + 1, energy_wh=max(offer.available_wh, 0),
+            price_micro_per_kwh=price), self.key)
+        await self._publish_quietly(self.dht.publish(offer.record))
+        self.counters["offers_repriced"] += 1
+        return price
+
+    async def _publish_quietly(self, publishing) -> None:
+        try:
+            await publishing
+        except OfferRejected as exc:
+            log.info("offer update not published: %s", exc)
 
     def _mint(self, reading: Reading, *, measured_only: bool = False) -> None:
         """Tokens for the surplus of a metered interval, from its signed reading (once; see

@@ -10,6 +10,16 @@ The record
     ``expires_at_s`` is absolute unix time: a record dies then, however often it is stored.
     The sealed record (envelope with signature) is at most :data:`MAX_RECORD_BYTES`.
 
+Demand
+    A buyer trading ahead of delivery publishes what it forecasts to lack as a :class:`BidRecord`
+    (the same fields, its own type id, signed by the buyer, which the field ``seller`` names as
+    for every record: the signer), stored like an offer under the key of its price band (its
+    maximum price).  One discovery of an interval's bands therefore returns its offers *and*
+    bids -- :class:`OfferMerge` keeps them apart -- and a seller prices the interval from the
+    feeder's supply/demand ratio with the same lookup a buyer makes
+    (:func:`p2pnode.pricing.dynamic_price`).  Bids live in the DHT under the same rules as offers
+    (signature, expiry, admission, per-signer caps); a bid is never taken for an offer.
+
 Validation
     :func:`parse_record` checks what depends only on the bytes (size, strict decoding, field
     bounds, signature); :func:`check_live` checks what depends on the time (expired, expiry too
@@ -52,7 +62,7 @@ from p2pnode.errors import NodeError
 from p2pnode.transport.address import endpoint_problem
 
 __all__ = [
-    "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
+    "BidRecord", "Drop", "MAX_RECORD_BYTES", "MAX_OFFER_TTL_S", "MAX_QUERY_BANDS", "OFFER_ID_BYTES",
     "OfferMerge", "OfferRecord", "OfferRejected", "PRICE_BAND_MICRO_PER_KWH", "RecordCache",
     "check_live", "check_record", "offer_key", "parse_record", "price_band", "query_keys",
     "record_keys", "entry_id",
@@ -148,6 +158,15 @@ class OfferRecord(SignedMessage):
 
 
 
+@dataclasses.dataclass(frozen=True)
+class BidRecord(OfferRecord):
+    """A buyer's signed forecast need of ``energy_wh`` for one interval at up to
+    ``price_micro_per_kwh`` (see "Demand" in the module doc).  The fields are an offer's;
+    ``seller`` is the signer (the buyer), ``endpoint`` the buyer's peer endpoint."""
+
+    TYPE = 51
+
+
 def entry_id(record: OfferRecord) -> bytes:
     return record.entry_id
 
@@ -160,11 +179,13 @@ def parse_record(raw: bytes) -> Sealed[OfferRecord] | Drop:
         return Drop.MALFORMED
     if len(raw) > MAX_RECORD_BYTES:
         return Drop.OVERSIZE
-    try:
-        sealed, signature_ok = open_envelope(raw, OfferRecord)
-    except DecodeError:
-        return Drop.MALFORMED
-    return sealed if signature_ok else Drop.BAD_SIGNATURE
+    for cls in (OfferRecord, BidRecord):
+        try:
+            sealed, signature_ok = open_envelope(raw, cls)
+        except DecodeError:
+            continue
+        return sealed if signature_ok else Drop.BAD_SIGNATURE
+    return Drop.MALFORMED
 
 
 def check_live(record: OfferRecord, now_s: float) -> Drop | None:
@@ -284,7 +305,16 @@ class OfferMerge:
         return None
 
     def offers(self, *, include_withdrawn: bool = False) -> list[Sealed[OfferRecord]]:
-        """The newest version of every offer seen, cheapest first; tombstones left out."""
-        kept = [s for s in self._best.values() if include_withdrawn or not s.message.withdrawn]
+        """The newest version of every offer seen, cheapest first; tombstones and bids left
+        out."""
+        return self._newest(OfferRecord, include_withdrawn)
+
+    def bids(self) -> list[Sealed[BidRecord]]:
+        """The newest version of every live bid seen, cheapest first."""
+        return self._newest(BidRecord, False)
+
+    def _newest(self, cls: type, include_withdrawn: bool) -> list:
+        kept = [s for s in self._best.values() if type(s.message) is cls
+                and (include_withdrawn or not s.message.withdrawn)]
         kept.sort(key=lambda s: (s.message.price_micro_per_kwh, s.message.entry_id))
         return kept

@@ -20,6 +20,7 @@ percent per km at household currents).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -86,7 +87,10 @@ class MarketContext:
 
 def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
                           max_price_micro_per_kwh: int) -> list[OfferRecord]:
-    """Each seller's cheapest live, affordable offer (one candidate per seller), not our own."""
+    """Each seller's cheapest live, affordable offer (one candidate per seller), not our own;
+    cheapest first, sellers of one price in an order of this buyer's own (a hash of the buyer,
+    the seller and the interval): with the same prices everywhere (the SDR pool price) a global
+    order would send every buyer to the same few sellers first (see :func:`bounded_newcomers`)."""
     best: dict[bytes, OfferRecord] = {}
     for sealed in offers:
         record = sealed.message
@@ -97,7 +101,12 @@ def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
         if held is None or (record.price_micro_per_kwh, -record.energy_wh) < (
                 held.price_micro_per_kwh, -held.energy_wh):
             best[record.seller] = record
-    return sorted(best.values(), key=lambda r: (r.price_micro_per_kwh, r.seller))
+    return sorted(best.values(), key=lambda r: (r.price_micro_per_kwh, _tie(buyer, r)))
+
+
+def _tie(buyer: bytes, record: OfferRecord) -> bytes:
+    return hashlib.blake2b(buyer + record.seller + record.interval_start_s.to_bytes(8, "big"),
+                           digest_size=8).digest()
 
 
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,

@@ -184,6 +184,8 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
     extra.update({name: counters.get(name, 0) for name in (
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
         "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
+    extra.update({k: v for k, v in sorted(counters.items())   # denials by the sellers' reason
+                  if k.startswith("denied_") and not k.startswith("denied_to_peer_")})
     extra.update(fault_stats(swarm))
     extra.update(forward_stats(swarm, swarm.trades if matched is None else matched,
                                swarm.optimum_wh if optimum_wh is None else optimum_wh))

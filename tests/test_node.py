@@ -64,6 +64,30 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
     run(main())
 
 
+@pytest.mark.parametrize("nets, price", [
+    ([[800], [-300]], 80_000 + 220_000 * 300 // 1100),    # a glut: toward feed-in
+    ([[300], [-800]], 80_000 + 220_000 * 800 // 1100),    # scarce: toward retail
+])
+def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_path, nets, price):
+    """The buyer publishes its forecast need as a bid; at the price step the seller reads the
+    interval's offers and bids and prices from their ratio (the SDR pool price, between the
+    feed-in 0.08 and retail 0.30 tariffs); the trade is agreed at that price."""
+    async def main():
+        async with swarm(nets, tmp_path) as s:
+            await s.interval(0)
+            seller, buyer = s.nodes
+            assert buyer.counters["bids_published"] == 1
+            assert seller.counters["offers_repriced"] == 1 and seller.counters["market_lookups"] == 1
+            assert len(buyer.last_discovery.bids) == 1       # its own, beside the offers
+            assert [o.message.seller for o in buyer.last_discovery.offers] == [seller.public]
+            trade = own(seller, BlockType.TRADE)[0].payload
+            assert trade.price_micro_per_kwh == price
+            assert trade.energy_wh == min(-nets[1][0], nets[0][0])
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
 def test_day_ahead_positions_then_real_time_for_the_difference(tmp_path):
     """Day ahead (perfect forecasts): the buyer takes 300 and 500 Wh for two intervals before
     the gate the day before; in real time only the difference is traded (the seller offers its
@@ -87,6 +111,51 @@ def test_day_ahead_positions_then_real_time_for_the_difference(tmp_path):
             assert (first.bought_wh, first.grid_import_wh) == (300, 0)
             assert (second.bought_wh, second.grid_import_wh) == (500, 200)
             assert seller.reports[0].grid_export_wh == 500            # offered again in real time
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+class BrokenSubsteps(ProfileMeter):
+    """A meter whose sub-step readings lose one minute (or repeat one) of every interval."""
+
+    def __init__(self, meter: ProfileMeter, fault: str):
+        super().__init__(meter.start_s, meter.interval_s, meter.generation_wh,
+                         meter.consumption_wh)
+        self.fault = fault
+
+    def substeps(self, interval_start_s, interval_s, substep_s):
+        reading = self.read(interval_start_s, interval_s)
+        count = interval_s // substep_s
+        steps = [(g, 0) for g in flat_like(reading.generation_wh, count)]
+        steps = [(g, c) for (g, _), c in zip(steps, flat_like(reading.consumption_wh, count))]
+        return steps[:-1] if self.fault == "missing" else steps + [steps[-1]]
+
+
+def flat_like(total: int, count: int) -> list[int]:
+    return [total // count + (1 if i < total % count else 0) for i in range(count)]
+
+
+@pytest.mark.parametrize("fault", ["missing", "duplicate"])
+def test_a_sub_step_missing_or_twice_is_refused_counted_and_delivery_measured_flat(
+        tmp_path, fault):
+    """The seller's meter reports one sub-step too few (or one twice): the reading of the
+    interval still measures the delivery (shared flat over the interval), the refusal is
+    counted, and the trade settles once, in full."""
+    def configure(i, config, meter):
+        return config, (BrokenSubsteps(meter, fault) if i == 0 else meter)
+
+    async def main():
+        async with swarm([[800], [-300]], tmp_path, configure=configure) as s:
+            await s.interval(0)
+            seller, buyer = s.nodes
+            assert seller.counters[f"substeps_refused_substep_{fault}"] == 1
+            deliveries = own(seller, BlockType.SETTLEMENT)
+            assert [d.payload.delivered_wh for d in deliveries] == [300]
+            assert buyer.reports[0].bought_wh == 300
+            # flat: 800 Wh over 15 minutes (54 Wh a minute, then 53) reach 300 Wh in the 6th
+            trade = own(seller, BlockType.TRADE)[0]
+            assert deliveries[0].payload.duration_ms == START * 1000 + 6 * 60_000 - trade.time_ms
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())

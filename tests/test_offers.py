@@ -10,8 +10,8 @@ from hypothesis import given, strategies as st
 
 from ledger import EncodeError, Envelope, seal
 from p2pnode.offers import (
-    MAX_OFFER_TTL_S, MAX_QUERY_BANDS, MAX_RECORD_BYTES, PRICE_BAND_MICRO_PER_KWH, Drop,
-    OfferMerge, OfferRecord, RecordCache, check_live, check_record, offer_key, parse_record,
+    MAX_OFFER_TTL_S, MAX_QUERY_BANDS, MAX_RECORD_BYTES, PRICE_BAND_MICRO_PER_KWH, BidRecord,
+    Drop, OfferMerge, OfferRecord, RecordCache, check_live, check_record, offer_key, parse_record,
     price_band, query_keys, record_keys,
 )
 from tests.dhtkit import FEEDER, INTERVAL, NOW, forged, key, record, sealed
@@ -165,6 +165,28 @@ def test_query_keys_start_at_the_minimum_price_band_and_are_capped():
         query_keys(FEEDER, INTERVAL, 10, min_price_micro_per_kwh=20)
     with pytest.raises(ValueError):
         price_band(-1)
+
+
+def bid(signer, **fields) -> BidRecord:
+    offer = record(signer, **fields)
+    return BidRecord(**{f.name: getattr(offer, f.name) for f in dataclasses.fields(offer)})
+
+
+def test_a_bid_is_its_own_record_found_with_the_offers_and_never_taken_for_one():
+    wanted = bid(SELLER, price=300_000)
+    raw = seal(wanted, SELLER).raw
+    parsed = parse_record(raw)
+    assert type(parsed.message) is BidRecord and parsed.message == wanted
+    assert record_keys(wanted) == (offer_key(FEEDER, INTERVAL, price_band(300_000)),)
+    # the same fields signed as an offer are another record (the type id is signed)
+    as_offer = seal(record(SELLER, price=300_000), SELLER).raw
+    assert as_offer != raw and type(parse_record(as_offer).message) is OfferRecord
+    merge = OfferMerge(NOW)   # one lookup of the band: the offer and the bid, kept apart
+    key_ = record_keys(wanted)[0]
+    assert merge.add(raw, key_) is None
+    assert merge.add(seal(record(OTHER, price=260_000), OTHER).raw, key_) is None
+    assert [o.message.seller for o in merge.offers()] == [OTHER.public]
+    assert [b.message for b in merge.bids()] == [wanted]
 
 
 # -- merging ---------------------------------------------------------------------------------

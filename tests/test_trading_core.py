@@ -17,7 +17,9 @@ from ledger import BlockType, ChainState, DeliveryPayload, MeterReading, MintPay
 from p2pnode.config import MarketConfig, NodeConfig
 from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.trading.buyer import Buying, Purchase, want_wh
-from p2pnode.trading.delivery import Allocation, allocate, imbalance_micro
+from p2pnode.trading.delivery import (
+    Allocation, allocate, flat_substeps, imbalance_micro, substep_problem,
+)
 from p2pnode.trading.hedging import (
     ErrorScale, buyer_quantity_wh, quantile, seller_quantity_wh,
 )
@@ -147,6 +149,22 @@ def test_measured_energy_is_shared_pro_rata_water_filled_in_whole_wh():
     shares = allocate([7] * 15, [60, 30, 9])
     assert sum(a.delivered_wh for a in shares) == 99 and all(a.completed_substep is not None
                                                              for a in shares)
+
+
+def test_sub_step_readings_must_be_complete_non_negative_and_add_up():
+    steps = [(10, 4), (12, 4), (8, 4)]
+    assert substep_problem(steps, 3, 30, 12) is None
+    assert substep_problem(steps[:2], 3, 30, 12) == "substep_missing"
+    assert substep_problem(steps + [steps[-1]], 3, 38, 16) == "substep_duplicate"
+    assert substep_problem([(10, 4), (-2, 4), (22, 4)], 3, 30, 12) == "substep_negative"
+    assert substep_problem([(10, 4), (12, 4), (9, 4)], 3, 30, 12) == "substep_sum_mismatch"
+    assert substep_problem(steps, 3, 30, 13) == "substep_sum_mismatch"   # consumption too
+
+
+def test_a_flat_delivery_spreads_the_interval_in_whole_wh():
+    assert flat_substeps(17, 5) == [4, 4, 3, 3, 3]
+    assert flat_substeps(-5, 3) == [0, 0, 0]             # a deficit delivers nothing
+    assert sum(flat_substeps(901, 15)) == 901
 
 
 def test_duration_runs_from_the_proposal_to_completion_or_the_end():

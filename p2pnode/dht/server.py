@@ -37,7 +37,7 @@ from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import NodeError
 from p2pnode.identity import node_id
 from p2pnode.offers import (
-    KEY_BYTES, Drop, OfferMerge, OfferRecord, OfferRejected, RecordCache, record_keys,
+    BidRecord, KEY_BYTES, Drop, OfferMerge, OfferRecord, OfferRejected, RecordCache, record_keys,
 )
 
 __all__ = ["DHTError", "DHTSettings", "Discovery", "MAX_PARALLEL_QUERIES", "MAX_QUERY_KEYS", "OfferDHT",
@@ -110,6 +110,7 @@ class Discovery:
     responses: int        # replies from nodes (all keys)
     failures: int         # nodes that did not answer
     dropped: Mapping[str, int]
+    bids: tuple[Sealed[BidRecord], ...] = ()   # buyers' bids under the same keys
 
 
 class OfferServer(Server):
@@ -369,7 +370,8 @@ class OfferDHT:
                 group.create_task(self._find_key(key, merge, limit, stats))
         self.lookup_dropped.update(merge.dropped)
         return Discovery(tuple(merge.offers()), len(keys), stats["timed_out"],
-                         stats["responses"], stats["failures"], dict(merge.dropped))
+                         stats["responses"], stats["failures"], dict(merge.dropped),
+                         tuple(merge.bids()))
 
     async def _find_key(self, key: bytes, merge: OfferMerge, limit: asyncio.Semaphore,
                         stats: collections.Counter) -> None:

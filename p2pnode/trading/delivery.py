@@ -13,6 +13,14 @@ default).  The rule that shares it between the trades agreed for the interval:
   delivered / agreed) and its duration runs to the end of the interval;
 * what no trade takes is exported to the grid.
 
+The sub-step readings are checked against the interval's reading first
+(:func:`substep_problem`): one reading per sub-step, none negative, and generation and
+consumption each summing to the interval's registers.  A meter that reports a sub-step missing
+or twice, or readings that do not add up, is not trusted to shape the delivery: the interval's
+measured surplus is then shared as if flat over the interval (:func:`flat_substeps`), and the
+node counts the reason (``substeps_refused_<reason>``).  The interval's reading stays the
+measure of what was delivered in all.
+
 The shortfall (agreed - delivered) is bought by the buyer from the grid at the retail tariff.
 The seller pays the buyer an *imbalance charge* for it: the shortfall at the difference between
 the retail tariff of the interval and the agreed price (the buyer ends up paying the agreed price
@@ -28,7 +36,7 @@ from collections.abc import Sequence
 
 from ledger import cost_micro
 
-__all__ = ["Allocation", "allocate", "imbalance_micro"]
+__all__ = ["Allocation", "allocate", "flat_substeps", "imbalance_micro", "substep_problem"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +51,29 @@ class Allocation:
         """From the proposal to completion (or to the end of the interval)."""
         ends = self.completed_substep + 1 if self.completed_substep is not None else substeps
         return max(0, interval_start_ms + ends * substep_ms - proposed_at_ms)
+
+
+def substep_problem(steps: Sequence[tuple[int, int]], count: int, generation_wh: int,
+                    consumption_wh: int) -> str | None:
+    """Why the sub-step readings ``(generation, consumption)`` of an interval cannot be used
+    (None: they can): ``substep_missing`` (fewer than ``count``), ``substep_duplicate`` (more),
+    ``substep_negative``, ``substep_sum_mismatch`` (they do not add up to the reading)."""
+    if len(steps) < count:
+        return "substep_missing"
+    if len(steps) > count:
+        return "substep_duplicate"
+    if any(g < 0 or c < 0 for g, c in steps):
+        return "substep_negative"
+    if sum(g for g, _ in steps) != generation_wh or sum(c for _, c in steps) != consumption_wh:
+        return "substep_sum_mismatch"
+    return None
+
+
+def flat_substeps(surplus_wh: int, count: int) -> list[int]:
+    """``surplus_wh`` spread evenly over ``count`` sub-steps in whole Wh (the first ones take
+    the remainder), for a meter without (usable) sub-step readings."""
+    base, extra = divmod(max(0, int(surplus_wh)), count)
+    return [base + (1 if i < extra else 0) for i in range(count)]
 
 
 def allocate(surplus_wh: Sequence[int], agreed_wh: Sequence[int]) -> list[Allocation]:

@@ -5,7 +5,9 @@ Node time of the steps of the interval ``[start, end)``:
 ============  ==========================  ===========================================
 step          ``ex_post``                 ``real_time`` (lead ``L`` = lead_intervals)
 ============  ==========================  ===========================================
-open          ``end``: metered reading     ``start - L``: forecast, publish offers
+open          ``end``: metered reading     ``start - L``: forecast, publish offers and bids
+price         --                           open + ``buy_delay_s / 2``: sellers price from the
+                                           feeder's supply/demand ratio (SDR pool price)
 buy           open + ``buy_delay_s``       open + ``buy_delay_s``
 gate          ``end + window_s``           ``start``: no REQUEST accepted after it
 settle        ``end + window_s``           ``end + buy_delay_s``: delivery measured, pushed
@@ -28,7 +30,7 @@ __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval
            "gate_s", "day_gate_s",
            "day_times"]
 
-STEPS = ("day_open", "day_buy", "open", "buy", "settle", "close")
+STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "close")
 DAY_S = 86400
 DAY_AHEAD_LEAD_S = 1800   # the day-ahead market opens this long before its gate
 
@@ -41,7 +43,8 @@ def step_times(config, start_s: int) -> dict[str, float]:
         return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
                 "close": end + (timing.window_s + interval) / 2}
     opens = start_s - config.market.lead_intervals * interval
-    return {"open": opens, "buy": opens + timing.buy_delay_s,
+    return {"open": opens, "price": opens + timing.buy_delay_s / 2,
+            "buy": opens + timing.buy_delay_s,
             "settle": end + timing.buy_delay_s, "close": end + timing.window_s}
 
 

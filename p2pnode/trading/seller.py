@@ -69,6 +69,17 @@ class SellerBook:
         (self.ahead if day_ahead else self.offers)[interval_start_s] = offer
         return offer
 
+    def reprice(self, interval_start_s: int, offered_wh: int, price: int) -> Offer | None:
+        """The real-time offer of the interval at a new price and quantity (before buyers
+        come: what is already reserved stays reserved); None when there is no open offer."""
+        offer = self.offers.get(interval_start_s)
+        if offer is None or offer.closed:
+            return None
+        reserved = sum(wh for tid, wh in offer.proposed.items() if tid not in offer.released)
+        offer.price_micro_per_kwh = price
+        offer.available_wh = max(0, offered_wh - reserved)
+        return offer
+
     def find(self, interval_start_s: int, offer_id: bytes) -> Offer | None:
         """The offer of that interval a REQUEST names (real-time or day-ahead)."""
         for book in (self.offers, self.ahead):
