@@ -30,7 +30,7 @@ against the naive baselines (training mean, the seller's past average); ``qualit
 
 ``--quick``: 30 meters, hourly intervals, two days per run (the predictors train on the informed
 run's day 1 and are scored on its day 2; the shortfall numbers are over both days in both runs).
-One pair takes 65-70 s of CPU (``cpu_s``: this process and its node processes) and 150-160 s of
+One pair takes 65-90 s of CPU (``cpu_s``: this process and its node processes) and 150-160 s of
 wall time (``wall_s``) on the shared 2-core machine (the target was 2 minutes).  ``--meters``, ``--interval-s``,
 ``--days``, ``--start-date`` and ``--factor`` override the scenario (e.g. a run of clear days,
 ``--start-date 2023-07-08``), ``--keep DIR`` keeps the runs' ledgers.  The full run: 100 meters,
