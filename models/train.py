@@ -57,11 +57,13 @@ class Evaluation:
                 for metric in ("r2", "mae")}
 
 
-def _regressor(seed: int):
+def _regressor(seed: int, params: dict | None = None):
+    """The ensemble; ``params`` override the defaults (e.g. a smaller, slower-learning one for
+    the few hundred rows of a ledger: :mod:`models.ledger_data`)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
-    return HistGradientBoostingRegressor(max_iter=TREES, max_leaf_nodes=LEAVES,
-                                         learning_rate=LEARNING_RATE, early_stopping=False,
-                                         random_state=seed)
+    settings = {"max_iter": TREES, "max_leaf_nodes": LEAVES, "learning_rate": LEARNING_RATE,
+                **(params or {})}
+    return HistGradientBoostingRegressor(early_stopping=False, random_state=seed, **settings)
 
 
 def split(dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
@@ -70,16 +72,18 @@ def split(dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
     return dataset.subset(order[:cut]), dataset.subset(order[cut:])
 
 
-def fit(train: Dataset, seed: int = DEFAULT_SEED):
-    """(quality model, log-duration model) fitted on ``train``.
+def fit(train: Dataset, seed: int = DEFAULT_SEED, quality_params: dict | None = None,
+        duration_params: dict | None = None):
+    """(quality model, log-duration model) fitted on ``train`` (``*_params``: see
+    :func:`_regressor`).
 
     One OpenMP thread: the data are small, and on a shared or meter-class CPU several threads
     spin-waiting for each other made fitting up to 30 times slower in our measurements.
     """
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1, user_api="openmp"):
-        quality = _regressor(seed).fit(train.features, train.quality)
-        duration = _regressor(seed).fit(train.features, np.log(train.duration_s))
+        quality = _regressor(seed, quality_params).fit(train.features, train.quality)
+        duration = _regressor(seed, duration_params).fit(train.features, np.log(train.duration_s))
     return quality, duration
 
 

@@ -355,7 +355,9 @@ class FeederRoleConfig:
     ``network`` names a load-flow feeder (``optimizer.powerflow.FEEDERS``) for voltages and
     transformer loading; members sit on its houses in the order of ``members`` (else of their
     first report) unless ``buses`` places them.  With ``members`` only those keys (and the
-    feeder node's own) are counted; without, any validly signed report is.
+    feeder node's own) are counted; without, any validly signed report is.  A member (or any
+    node) with ``network`` and its own key in ``buses`` takes the transfer efficiency (X3) of a
+    trade with a placed seller from the path losses between their buses (p2pnode/transfer.py).
     """
 
     enabled: bool = False
@@ -391,7 +393,7 @@ class FeederRoleConfig:
             if self.transformer_meter is None:
                 _fail("feeder_role", "transformer_meter", None, "is required when enabled = true")
             return
-        for key in ("transformer_meter", "network", "members", "buses"):
+        for key in ("transformer_meter", "members"):   # network, buses: a member's X3
             value = getattr(self, key)
             if value:
                 shown = str(value) if isinstance(value, Path) else dict(value) if key == "buses" \

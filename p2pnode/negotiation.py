@@ -17,6 +17,12 @@ The exchange (SRS 3.2.7), always started by the buyer, one HTTP request/response
     (the buyer checks it: see               the seller to the endpoint the buyer named in its
     p2pnode.trading.settlement)             REQUEST (``reply_to``)
 
+Track records (:mod:`p2pnode.trackrecord`), asked by a buyer of a seller it may trade with::
+
+    RECORD(from_seq)                ->      a page of its chain from from_seq (0: its recent
+                                    <-      window), each DELIVERY proposal followed by its
+    DONE(energy_wh = head seq, blocks)      buyer's agreement; the buyer verifies the page
+
 A SETTLE (the buyer proposes the settlement) is what nodes before forward trading sent; it is
 still answered, so a buyer's pending ex-post settlement from an old ledger completes.
 
@@ -56,6 +62,7 @@ __all__ = [
 TRADE_ID_BYTES = 16
 NONCE_BYTES = 16
 MAX_BLOCKS = 2
+MAX_RECORD_BLOCKS = 48   # a RECORD page (its bytes are bounded by MAX_PEER_MESSAGE_BYTES)
 MAX_SEALED_BLOCK_BYTES = MAX_BLOCK_BYTES + 96  # envelope and signature
 MAX_PEER_MESSAGE_BYTES = 8192
 MAX_REASON_CHARS = 64
@@ -64,6 +71,8 @@ U63 = Annotated[int, Range(0, 2**63 - 1)]
 PubKey = Annotated[bytes, Bytes(PUBLIC_KEY_BYTES)]
 Blocks = Annotated[tuple[Annotated[bytes, Bytes(max=MAX_SEALED_BLOCK_BYTES)], ...],
                    Items(MAX_BLOCKS)]
+ReplyBlocks = Annotated[tuple[Annotated[bytes, Bytes(max=MAX_SEALED_BLOCK_BYTES)], ...],
+                        Items(MAX_RECORD_BLOCKS)]
 
 
 class Kind(enum.IntEnum):
@@ -71,12 +80,14 @@ class Kind(enum.IntEnum):
     CONFIRM = 2   # blocks = (buyer's agreement to the seller's trade proposal,)
     SETTLE = 3    # blocks = (buyer's trade agreement, buyer's settlement proposal)
     DELIVER = 4   # from the seller: blocks = (DELIVERY settlement proposal, seller's MINT block)
+    RECORD = 5    # to a seller: a page of its chain from from_seq (its track record)
 
 
 class Status(enum.IntEnum):
     ACCEPTED = 1  # REQUEST accepted: blocks = (seller's trade proposal,), energy_wh granted
     DENIED = 2    # refused; reason says why (the buyer moves on)
-    DONE = 3      # CONFIRM stored / SETTLE or DELIVER agreed: blocks = (its agreement,)
+    DONE = 3      # CONFIRM stored / SETTLE or DELIVER agreed: blocks = (its agreement,);
+                  # RECORD: energy_wh = the seller's head seq, blocks = the page
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +107,13 @@ class PeerRequest(SignedMessage):
     price_micro_per_kwh: U63
     blocks: Blocks = ()
     reply_to: Annotated[str, Text(MAX_ENDPOINT_CHARS)] = ""   # the sender's peer endpoint
+    from_seq: U63 = 0   # RECORD: the first block asked (0: the seller's recent window)
 
     def validate(self) -> str | None:
         if self.sender == self.recipient:
             return "sender and recipient are the same key"
-        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2}[self.kind]
+        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2,
+                    Kind.RECORD: 0}[self.kind]
         if len(self.blocks) != expected:
             return f"a {self.kind.name} carries {expected} block(s), got {len(self.blocks)}"
         if self.kind is Kind.REQUEST and self.energy_wh == 0:
@@ -120,7 +133,7 @@ class PeerReply(SignedMessage):
     status: Status
     reason: Annotated[str, Text(MAX_REASON_CHARS)] = ""
     energy_wh: U63 = 0
-    blocks: Blocks = ()
+    blocks: ReplyBlocks = ()
 
 
 # -- checks ------------------------------------------------------------------------------------

@@ -66,8 +66,11 @@ from p2pnode.minting import ledger_rules
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
 from p2pnode.node_buyer import BuyerSide
+from p2pnode.node_record import TrackRecordSide
 from p2pnode.node_seller import SellerSide
-from p2pnode.ranking import Location, SellerHistory
+from p2pnode.ranking import Location
+from p2pnode.reputation import Reputation
+from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.delivery import flat_substeps, substep_problem
@@ -111,7 +114,7 @@ class IntervalReport:
     forecast_net_wh: int = 0   # what the node expected when it traded (ex post: metered)
 
 
-class Node(BuyerSide, SellerSide):
+class Node(BuyerSide, SellerSide, TrackRecordSide):
     """A trading node for one meter.  See the module docstring for the interval's steps.
 
     ``key``: the node's Ed25519 key (else ``config.key_file`` is loaded); ``clock``: node time in
@@ -149,7 +152,8 @@ class Node(BuyerSide, SellerSide):
         self.peer_server, self.client = make_peer_transport(config, key, self._handle_peer, faults)
         self.guard = ReplayGuard(REPLAY_WINDOW_MS)
         self.counters: collections.Counter[str] = collections.Counter()
-        self.history = SellerHistory()
+        self.history = Reputation(key.public)   # rebuilt from the ledger on start
+        self.feeder_paths = FeederPaths.from_config(config, key.public)   # X3 from topology
         self.location = Location.parse(config.location)
         self.tasks = TaskRegistry(f"node {key.public.hex()[:8]}")
         self.ledger: Ledger | None = None
@@ -190,6 +194,7 @@ class Node(BuyerSide, SellerSide):
             self.deposit_file(path)
         self._undelivered = undelivered_sales(self.ledger)   # a restart: finish deliveries
         self._mint_seqs = mint_seqs(self.ledger)
+        self.history = Reputation.from_ledger(self.ledger)   # the co-signed evidence we hold
         if self._undelivered:
             self.counters["deliveries_recovered"] += len(self._undelivered)
         net = self.config.network
@@ -415,7 +420,8 @@ class Node(BuyerSide, SellerSide):
 
     def _answer(self, request: PeerRequest) -> PeerReply:
         handler = {Kind.REQUEST: self._answer_request, Kind.CONFIRM: self._answer_confirm,
-                   Kind.DELIVER: self._answer_deliver}.get(request.kind)
+                   Kind.DELIVER: self._answer_deliver,
+                   Kind.RECORD: self._answer_record}.get(request.kind)
         if handler is None:   # SETTLE: the buyer-proposed settlement of nodes before delivery
             return self._reply(request, Status.DENIED, "settled_by_seller")
         return handler(request)

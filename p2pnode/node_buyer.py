@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 
@@ -15,7 +16,9 @@ from ledger import BlockRejected, LedgerError, Sealed, seal
 from p2pnode.config import micro
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
 from p2pnode.offers import BidRecord, OfferRecord, OfferRejected, query_keys
-from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
+from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
+                             expected_wh, rank, reliable_records)
+from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
 from p2pnode.trading.schedule import gate_s
@@ -74,47 +77,74 @@ class BuyerSide:
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
+        await self.refresh_records({r.seller: r.endpoint for r in records})
+        records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
+        if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver
+            records = reliable_records(records, self.history)
         if records:   # how much to buy on the forecast, at these prices (trading.hedging)
             retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
             state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
                                           min(r.price_micro_per_kwh for r in records), retail,
                                           floor))
-        bought = 0
+        bought, capped = 0, True
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
             if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
                 break
-            plan = await self._rank(start_s, state.remaining_wh, max_price, records)
+            capped = capped and len(records) > 1   # a lone seller: no alternative to cap for
+            plan = await self._rank(start_s, state.remaining_wh, max_price, records, capped)
             by_seller = {r.seller: r for r in records}
             progress, excluded = 0, len(state.excluded)
             for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
                 if state.remaining_wh <= 0:
                     break
-                progress += await self._negotiate(by_seller[candidate.seller], state, started)
+                progress += await self._negotiate(by_seller[candidate.seller], state, started,
+                                                  capped)
             bought += progress
             if progress == 0 and len(state.excluded) == excluded:
+                if capped:   # the reputation caps held the rest back: the others cannot supply
+                    capped = False
+                    continue
                 break   # nothing bought and nothing learned: another round would repeat this one
         return bought
+
+    @property
+    def _informed(self) -> bool:
+        """Whether this buyer weighs transaction quality (C5 > 0): then it buys from a seller
+        at most the share of its offer that the seller's verified record says arrives, and
+        passes over sellers far below the others (:func:`~p2pnode.ranking.reliable_records`)."""
+        return self.config.selection.weights.transaction_quality > 0
 
     def _max_buy_price(self, start_s: int) -> int:
         retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
         return min(retail, micro(self.config.constraints.max_buy_price_per_kwh))
 
-    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list):
+    async def _rank(self, start_s: int, deficit_wh: int, max_price: int, records: list,
+                    capped: bool = True):
         irradiance, temperature = self.weather(start_s) if self.weather else (0.0, 20.0)
-        context = MarketContext(self.location, irradiance, temperature)
+        context = MarketContext(self.location, irradiance, temperature, self.feeder_paths)
         seed = int.from_bytes(self.public[:4], "big") ^ start_s
 
         def work():
             candidates = candidates_from_offers(records, deficit_wh, self.history, context,
-                                                self.predictor)
+                                                self.predictor, capped=capped,
+                                                expect=self._informed)
             return rank(deficit_wh, max_price, candidates, self.config.selection, seed)
 
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
-    async def _negotiate(self, record: OfferRecord, state: Buying, started: float) -> int:
-        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure)."""
-        want = want_wh(state.remaining_wh, record.energy_wh, self.config.constraints.max_trade_wh,
+    async def _negotiate(self, record: OfferRecord, state: Buying, started: float,
+                         capped: bool = False) -> int:
+        """One trade with ``record``'s seller; returns the energy agreed (0 on denial/failure).
+
+        ``capped``: buy at most the seller's reputation share of the need
+        (:meth:`~p2pnode.reputation.Reputation.share_cap`); :meth:`_buy` caps while other
+        sellers can supply the rest."""
+        offered = min(record.energy_wh, self._seller_limit_wh(record.seller, state)) \
+            if capped else record.energy_wh
+        if self._informed:   # no more than its record says arrives
+            offered = min(offered, expected_wh(record, self.history))
+        want = want_wh(state.remaining_wh, offered, self.config.constraints.max_trade_wh,
                        self.ledger.credit_micro, record.price_micro_per_kwh)
         if want <= 0:
             return 0
@@ -158,6 +188,11 @@ class BuyerSide:
         if done is None or done.status is not Status.DONE:
             self.counters["unconfirmed"] += 1
         return payload.energy_wh
+
+    def _seller_limit_wh(self, seller: bytes, state: Buying) -> int:
+        """What ``seller`` may still supply of this interval's need (its reputation's share)."""
+        cap = math.ceil(self.history.share_cap(seller) * state.deficit_wh)
+        return cap - sum(p.payload.energy_wh for p in state.trades if p.payload.seller == seller)
 
     def _request(self, kind: Kind, recipient: bytes, trade_id: bytes, offer_id: bytes,
                  interval_start_s: int, energy_wh: int, price: int,
@@ -214,6 +249,5 @@ class BuyerSide:
             purchase.delivered_wh = delivery.delivered_wh
             purchase.duration_ms = delivery.duration_ms
             purchase.imbalance_micro = delivery.imbalance_micro
-        self.history.record_settlement(trade.seller, trade.energy_wh, delivery.delivered_wh)
-        self.history.record_duration(trade.seller, delivery.duration_ms / 1000)
+        self.history.add(Settlement.of(delivery, self._now_ms(), cosigned=True))
         self.counters["trades_settled"] += 1

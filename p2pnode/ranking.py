@@ -2,15 +2,18 @@
 
 Pure apart from the predictor call.  The buyer turns each seller's best live offer into one
 :class:`~optimizer.selection.Candidate`: price and energy from the record, transfer efficiency
-and distance from the location hints, participation and past quality from its own trade history
-with that seller (:class:`SellerHistory`), and the predicted quality and duration of a trade with
+and distance from the location hints, participation, past quality and duration from the seller's
+co-signed settlements (:class:`p2pnode.reputation.Reputation`: the buyer's own and the seller's
+verified track record), and the predicted quality and duration of a trade with
 it from :class:`models.Predictor` (one call for all candidates).  :func:`rank` then runs the
 configured strategy (the GA by default) over the six criteria.
 
 Location hints are ``"zone/x_m/y_m"`` (e.g. ``"3/120/40"``: zone 3 of the feeder, 120 m east and
 40 m north of its transformer).  Without coordinates on both sides the distance is unknown and
-:data:`UNKNOWN_DISTANCE_M` is assumed.  A record's own ``efficiency`` hint wins; otherwise the
-line efficiency falls with distance, ``1 - LOSS_PER_KM * km`` (a low-voltage cable loses a few
+:data:`UNKNOWN_DISTANCE_M` is assumed.  Transfer efficiency (X3): where the buyer knows the
+feeder's topology and both buses (:class:`p2pnode.transfer.FeederPaths` in the context), the
+path losses of the trade; else the record's own ``efficiency`` hint; else the documented
+estimate, falling with distance, ``1 - LOSS_PER_KM * km`` (a low-voltage cable loses a few
 percent per km at household currents).
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,9 +30,10 @@ from ledger import Sealed
 from models.features import FEATURES, ZONES
 from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, select_offers
 from p2pnode.offers import OfferRecord
+from p2pnode.reputation import QUALITY_FLOOR, Reputation
 
-__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "SellerHistory",
-           "bounded_newcomers", "candidates_from_offers", "rank"]
+__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "bounded_newcomers",
+           "candidates_from_offers", "expected_wh", "rank", "reliable_records"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
@@ -69,38 +73,6 @@ class Location:
         return f"{self.zone}/{self.x_m:g}/{self.y_m:g}"
 
 
-@dataclasses.dataclass
-class SellerHistory:
-    """What this buyer knows about each seller from its own past trades."""
-
-    trades: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    agreed_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    delivered_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)
-    duration_s: dict[bytes, list[float]] = dataclasses.field(default_factory=dict)
-
-    def record_trade(self, seller: bytes, duration_s: float | None = None) -> None:
-        self.trades[seller] = self.trades.get(seller, 0) + 1
-        if duration_s is not None:
-            self.duration_s.setdefault(seller, []).append(duration_s)
-            del self.duration_s[seller][:-50]
-
-    def record_duration(self, seller: bytes, duration_s: float) -> None:
-        self.duration_s.setdefault(seller, []).append(duration_s)
-        del self.duration_s[seller][:-50]
-
-    def record_settlement(self, seller: bytes, agreed_wh: int, delivered_wh: int) -> None:
-        self.agreed_wh[seller] = self.agreed_wh.get(seller, 0) + agreed_wh
-        self.delivered_wh[seller] = self.delivered_wh.get(seller, 0) + delivered_wh
-
-    def quality(self, seller: bytes) -> float:
-        agreed = self.agreed_wh.get(seller, 0)
-        return self.delivered_wh.get(seller, 0) / agreed if agreed else math.nan
-
-    def mean_duration_s(self, seller: bytes) -> float:
-        values = self.duration_s.get(seller)
-        return float(np.mean(values)) if values else math.nan
-
-
 @dataclasses.dataclass(frozen=True)
 class MarketContext:
     """The buyer's view when it ranks: its place, the weather, and the market it sees."""
@@ -108,6 +80,9 @@ class MarketContext:
     location: Location = Location()
     irradiance_w_m2: float = 0.0
     temperature_c: float = 20.0
+    # (seller, energy_wh) -> efficiency from the feeder's topology, None where unknown
+    # (:class:`p2pnode.transfer.FeederPaths`)
+    transfer: Callable[[bytes, int], float | None] | None = None
 
 
 def best_offer_per_seller(offers: Sequence[Sealed[OfferRecord]], buyer: bytes,
@@ -135,12 +110,17 @@ def _tie(buyer: bytes, record: OfferRecord) -> bytes:
 
 
 def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
-                           history: SellerHistory, context: MarketContext,
-                           predictor) -> list[Candidate]:
-    """One :class:`Candidate` per record, with predicted quality and duration.
+                           history: Reputation, context: MarketContext,
+                           predictor, *, capped: bool = True,
+                           expect: bool = False) -> list[Candidate]:
+    """One :class:`Candidate` per record, with predicted quality and duration; ``capped``: a
+    seller offers at most its :meth:`~p2pnode.reputation.Reputation.share_cap` of the deficit;
+    ``expect`` (a buyer that weighs quality): at most what its record says it delivers of its
+    offer (:func:`expected_wh`), so that the fewest-sellers rule (X1) counts the energy expected
+    to arrive, not the energy promised.
 
-    Sellers this buyer never traded with are bounded to the first
-    :data:`MAX_NEWCOMER_CANDIDATES` of ``records`` (cheapest first, as
+    Sellers the buyer knows nothing verified of (:meth:`~p2pnode.reputation.Reputation.known`)
+    are bounded to the first :data:`MAX_NEWCOMER_CANDIDATES` of ``records`` (cheapest first, as
     :func:`best_offer_per_seller` orders them): keys are free, and a discovery that returned
     hundreds of offers signed by fresh keys must not push the sellers the buyer knows out of
     the plan.  The buyer's later rounds, without the newcomers that failed, see the next ones.
@@ -154,29 +134,65 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
     for record in records:
         where = Location.parse(record.location)
         distance = context.location.distance_m(where)
-        efficiency = record.efficiency if record.efficiency is not None else \
-            max(MIN_EFFICIENCY, 1.0 - LOSS_PER_KM * distance / 1000)
+        efficiency = context.transfer(record.seller, min(record.energy_wh, deficit_wh)) \
+            if context.transfer is not None else None
+        if efficiency is None:
+            efficiency = record.efficiency if record.efficiency is not None else \
+                max(MIN_EFFICIENCY, 1.0 - LOSS_PER_KM * distance / 1000)
         geometry.append((distance, efficiency))
         rows.append((min(record.energy_wh, deficit_wh), record.price_micro_per_kwh / 1e6,
                      context.irradiance_w_m2, context.temperature_c, efficiency, distance,
                      where.zone, history.quality(record.seller),
-                     history.trades.get(record.seller, 0),
+                     history.participation(record.seller),
                      history.mean_duration_s(record.seller), ratio))
     quality, duration = predictor.predict(np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)))
-    return [Candidate(seller=r.seller, offer_id=r.offer_id, available_wh=r.energy_wh,
+    def available(r: OfferRecord) -> int:
+        energy = _capped_wh(r, history, deficit_wh) if capped else r.energy_wh
+        return min(energy, expected_wh(r, history)) if expect else energy
+
+    return [Candidate(seller=r.seller, offer_id=r.offer_id, available_wh=available(r),
                       price_per_kwh=r.price_micro_per_kwh / 1e6, efficiency=float(eff),
                       distance_m=float(dist), predicted_quality=float(q),
                       predicted_duration_s=float(d),
-                      participation=history.trades.get(r.seller, 0))
+                      participation=history.participation(r.seller))
             for r, (dist, eff), q, d in zip(records, geometry, quality, duration)]
 
 
-def bounded_newcomers(records: Sequence[OfferRecord], history: SellerHistory,
+def expected_wh(record: OfferRecord, history: Reputation) -> int:
+    """The part of ``record``'s energy its seller's verified record says arrives
+    (:meth:`~p2pnode.reputation.Reputation.expected_share`; at least 1 Wh)."""
+    return max(1, math.floor(record.energy_wh * history.expected_share(record.seller)))
+
+
+def reliable_records(records: Sequence[OfferRecord], history: Reputation,
+                     floor: float = QUALITY_FLOOR) -> list[OfferRecord]:
+    """``records`` without the sellers whose expected delivered share
+    (:meth:`~p2pnode.reputation.Reputation.expected_share`) is below ``floor`` times the median
+    candidate's, unless that would leave none (then all of them: the grid is the only other
+    choice).  Relative to the market: on a cloudy day every seller's forecast misses and
+    honest sellers fall together, an overseller stays far below them."""
+    if not records:
+        return []
+    shares = [history.expected_share(r.seller) for r in records]
+    bar = floor * float(np.median(shares))
+    kept = [r for r, share in zip(records, shares) if share >= bar]
+    return kept or list(records)
+
+
+def _capped_wh(record: OfferRecord, history: Reputation, deficit_wh: int) -> int:
+    """The record's energy, at most the seller's reputation share of the deficit."""
+    share = history.share_cap(record.seller)
+    if share >= 1.0:
+        return record.energy_wh
+    return max(1, min(record.energy_wh, math.ceil(share * deficit_wh)))
+
+
+def bounded_newcomers(records: Sequence[OfferRecord], history: Reputation,
                       limit: int = MAX_NEWCOMER_CANDIDATES) -> list[OfferRecord]:
-    """``records`` with at most ``limit`` of sellers without a trade in ``history``, in order."""
+    """``records`` with at most ``limit`` of sellers not :meth:`~Reputation.known`, in order."""
     kept, newcomers = [], 0
     for record in records:
-        if history.trades.get(record.seller, 0) == 0:
+        if not history.known(record.seller):
             if newcomers >= limit:
                 continue
             newcomers += 1

@@ -119,14 +119,17 @@ class HostileSwarm:
         bands = range(price_band(config.tariffs.feed_in_micro_per_kwh), price_band(retail) + 1)
         return [offer_key(FEEDER, start, b) for b in bands]
 
-    async def interval(self, index: int) -> int:
-        """Trade interval ``index`` on every live node; the trades honest buyers made in it."""
+    async def interval(self, index: int) -> tuple[int, int]:
+        """Trade interval ``index`` on every live node; the trades honest buyers made in it and
+        how many buyers bought (a buyer splits its need among sellers without a record:
+        :meth:`p2pnode.reputation.Reputation.share_cap`)."""
         start = self.start_of(index)
         for at, step, _ in events(self.configs[0], [start]):
             self.clock.now_s = at
             await asyncio.gather(*(node.step(step, start) for node in self.live))
-        return sum(1 for node in self.live for trade in node.bought.values()
-                   if trade.payload.interval_start_s == start)
+        bought = [node.public for node in self.live for trade in node.bought.values()
+                  if trade.payload.interval_start_s == start]
+        return len(bought), len(set(bought))
 
     async def restart(self, i: int, damage=None) -> bool:
         """Stop node ``i``, apply ``damage(ledger path)``, start it again; False if it refused."""
@@ -315,16 +318,18 @@ async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     swarm = HostileSwarm(workdir, shape)
     await swarm.start()
-    trades, extra = [], {}
+    trades, buyers, extra = [], [], {}
     try:
         for index in range(shape.intervals):
             if attack is not None and index >= WARMUP_INTERVALS:
                 await attack.begin(swarm, index)
-            trades.append(await swarm.interval(index))
+            made, bought = await swarm.interval(index)
+            trades.append(made)
+            buyers.append(bought)
         if attack is not None:
             extra = await attack.end(swarm)
         valid, problems = swarm.ledgers_valid()
     finally:
         await swarm.stop()
-    return {"trades": trades, "valid": valid, "problems": problems[:10], "extra": extra,
-            "refused": swarm.refused}
+    return {"trades": trades, "buyers": buyers, "valid": valid, "problems": problems[:10],
+            "extra": extra, "refused": swarm.refused}

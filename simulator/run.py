@@ -20,6 +20,7 @@ from simulator.mechanisms import check_names, compare_mechanisms, scenario_feede
 from simulator.profiles import build_profiles
 from simulator.report import write_run
 from simulator.scenario import Scenario
+from simulator.strategic import write_strategic
 from simulator.swarm import SwarmRun, run_swarm
 from simulator.trades import TRADE_FIELDS, RunStats, TradeLog
 
@@ -55,6 +56,8 @@ def simulate(scenario: Scenario, out_dir: Path, *, processes: int | None = None,
     rows = within_deficits(rows, profiles)
     trades = TradeLog.from_rows([{k: v for k, v in row.items() if k in TRADE_FIELDS}
                                  for row in rows]) if rows else TradeLog.empty()
+    write_strategic(Path(out_dir), swarm.trades, swarm.roles, scenario.intervals,
+                    scenario.interval_s, plots=plots)
     optimum_wh = float(np.nansum(baselines.optimum.matched_wh))
     return write_run(Path(out_dir), scenario, profiles, baselines, trades,
                      run_stats(swarm, rows, optimum_wh), plots=plots)

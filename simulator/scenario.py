@@ -6,7 +6,8 @@ key is an error)::
     name = "quickstart"          seed = 42          meters = 100
     feeder = "kerber_dorfnetz"   processes = 1
     [time]        start_date = 2023-06-30, days = 1, interval_s = 900, acceleration = 1000.0
-    [households]  pv_share, battery_share, load_profile ("h0_dyn" | "h0"), weather
+    [households]  pv_share, battery_share, load_profile ("h0_dyn" | "h0"), weather,
+                  overselling_share, overselling_factor, unreliable_share, unreliable_delivery
     [weights]     surplus_availability, trade_surplus, transfer_efficiency,
                   transaction_duration, transaction_quality, market_participation
     [selection]   strategy = "ga" | "exact" | "greedy"

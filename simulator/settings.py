@@ -25,12 +25,22 @@ MAX_DELAY_MS = 60_000
 
 @dataclass(frozen=True)
 class Households:
-    """``[households]``: shares of all meters with PV and with a battery, and the data used."""
+    """``[households]``: shares of all meters with PV and with a battery, and the data used.
+
+    Strategic and unreliable sellers (:mod:`simulator.strategic`), as shares of the houses that
+    have a surplus in the run: ``overselling_share`` of them offer ``overselling_factor`` times
+    their forecast surplus; ``unreliable_share`` deliver only ``unreliable_delivery`` of the
+    surplus their meter measures (poor equipment).
+    """
 
     pv_share: float = 0.5
     battery_share: float = 0.1
     load_profile: str = "h0_dyn"
     weather: str = "greensboro"
+    overselling_share: float = 0.0
+    overselling_factor: float = 2.0
+    unreliable_share: float = 0.0
+    unreliable_delivery: float = 0.5
 
     def __post_init__(self):
         check = Checker("households")
@@ -42,6 +52,14 @@ class Households:
                        "from its own house's PV")
         check.choice("load_profile", self.load_profile, LOAD_PROFILES)
         check.choice("weather", self.weather, WEATHER_SITES)
+        over_ok = check.share("overselling_share", self.overselling_share)
+        check.number("overselling_factor", self.overselling_factor, 1, 100)
+        if check.share("unreliable_share", self.unreliable_share) and over_ok \
+                and self.overselling_share + self.unreliable_share > 1:
+            check.fail("unreliable_share", self.unreliable_share,
+                       f"overselling_share + unreliable_share must not exceed 1 (a seller is "
+                       f"one or the other)")
+        check.share("unreliable_delivery", self.unreliable_delivery)
         check.done()
 
 

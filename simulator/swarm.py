@@ -67,6 +67,7 @@ from simulator.nodes import (
     fault_plan, house_key, issuer_key, node_config, node_tariffs,
 )
 from simulator.scenario import Scenario
+from simulator.strategic import strategic_node, strategic_roles
 
 __all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
@@ -114,6 +115,8 @@ class SwarmRun:
     mint_check: dict[str, int] | None = None
     lying: tuple[int, ...] = ()         # houses whose node lied about its meter
     """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
+    roles: dict[int, tuple[str, float]] = dataclasses.field(default_factory=dict)
+    """Strategic and unreliable sellers: house -> (role, parameter) (:mod:`simulator.strategic`)."""
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -132,6 +135,7 @@ class WorkerSpec:
     substeps: tuple[np.ndarray, np.ndarray] | None = None   # [house, interval, sub-step] Wh
     history: tuple[int, np.ndarray, np.ndarray] | None = None   # first start, past surplus,
     # past deficit [house, interval]: what each node's forecaster saw before the run
+    roles: dict[int, tuple[str, float]] | None = None   # strategic sellers (simulator.strategic)
 
 
 class SwarmWorker:
@@ -181,8 +185,10 @@ class SwarmWorker:
         if house in self.schedule.lying:   # it inflates the reading and trusts no meter key
             meter = LyingMeter(meter)
             config = dataclasses.replace(config, meter=None)
+        meter, forecaster = strategic_node(meter, self._forecaster(row),
+                                           (spec.roles or {}).get(house))
         return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
-                    predictor=self.predictor, forecaster=self._forecaster(row),
+                    predictor=self.predictor, forecaster=forecaster,
                     dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
 
     def _forecaster(self, row: int):
@@ -537,6 +543,7 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
     deficit = np.floor(profiles.deficit_wh).astype(np.int64)
     generation, consumption = surplus, deficit   # the meters measure at the connection
     steps = delivery_substeps(scenario, generation, consumption, starts)
+    roles = strategic_roles(scenario.seed, surplus, scenario.households)
     past = None
     if history is not None:
         past = (int(unix_seconds(history.interval_start)[0]),
@@ -546,9 +553,11 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
                         consumption[chunk],
                         int(starts[0]), run_dir, schedule,
                         substeps=(steps[0][chunk], steps[1][chunk]),
-                        history=past and (past[0], past[1][chunk], past[2][chunk]))
+                        history=past and (past[0], past[1][chunk], past[2][chunk]),
+                        roles=roles)
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
     swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
+    swarm.roles = roles
     swarm.optimum_wh = float(max_local_match_wh(surplus, deficit).sum())
     if schedule.malicious or schedule.offline:
         up = schedule.taking_part(scenario.meters)

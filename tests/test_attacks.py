@@ -15,7 +15,7 @@ from simulator.hostile_swarm import ATTACKS, WARMUP_INTERVALS, Shape, run_swarm
 from tests.dhtkit import run
 
 SHAPE = Shape(intervals=WARMUP_INTERVALS + 1)
-EVERY_INTERVAL = [3] * SHAPE.intervals      # 3 buyers, each buys once per interval
+EVERY_INTERVAL = [3] * SHAPE.intervals      # 3 buyers, each buys in every interval
 
 
 def attacked(name: str, shape: Shape = SHAPE, tmp_path=None) -> dict:
@@ -32,7 +32,7 @@ def test_storage_fill_by_fresh_keys_leaves_the_sellers_with_history_trading(tmp_
     """4,800 records signed by fresh keys, stored on every node (the report: 4,100 records
     stopped all trading for 5 intervals)."""
     out = attacked("storage_fill", tmp_path=tmp_path)
-    assert out["trades"] == EVERY_INTERVAL
+    assert out["buyers"] == EVERY_INTERVAL
     assert out["valid"], out["problems"]
     assert out["extra"]["storage_fill_datagrams"] > 10_000
 
@@ -40,7 +40,7 @@ def test_storage_fill_by_fresh_keys_leaves_the_sellers_with_history_trading(tmp_
 def test_pings_from_unknown_keys_are_not_amplified(tmp_path):
     """The report: one 62-byte ping drew 381 KB of stores (x6,150)."""
     out = attacked("amplification", tmp_path=tmp_path)
-    assert out["trades"] == EVERY_INTERVAL
+    assert out["buyers"] == EVERY_INTERVAL
     assert out["valid"], out["problems"]
     assert 0 < out["extra"]["amplification_max"] <= 3
 
@@ -51,7 +51,7 @@ def test_ground_ids_next_to_the_offer_keys_eclipse_them_only_without_diversity(t
     one address allowed any number of contacts, the interval's trading stops; with the default
     limit, it goes on."""
     out = attacked("ground_ids", tmp_path=tmp_path / "defended")
-    assert out["trades"] == EVERY_INTERVAL
+    assert out["buyers"] == EVERY_INTERVAL
     assert out["valid"], out["problems"]
     assert out["extra"]["ground_ids_contacts_refused"] > 0
     monkeypatch.setattr(hs, "DHT", dataclasses.replace(hs.DHT, max_contacts_per_host=None))
@@ -67,7 +67,7 @@ def test_a_seller_that_lost_its_wal_refuses_to_start_and_the_others_trade_on(tmp
     assert out["extra"]["wal_loss_refused_start"] is True
     (why,) = out["refused"].values()
     assert "blocks lost" in why and "p2pnode ledger recover" in why
-    assert out["trades"] == [3] * (WARMUP_INTERVALS + 2)   # two sellers cover the buyers
+    assert out["buyers"] == [3] * (WARMUP_INTERVALS + 2)   # two sellers cover the buyers
     assert out["valid"], out["problems"]
 
 
@@ -75,7 +75,7 @@ def test_idle_and_half_open_connections_do_not_stop_the_sellers(tmp_path):
     """600 connections to each seller (past its limit of 512) that send nothing or half a
     request (the report: 1,030 idle connections made a node unreachable for 45 s)."""
     out = attacked("idle_connections", tmp_path=tmp_path)
-    assert out["trades"] == EVERY_INTERVAL
+    assert out["buyers"] == EVERY_INTERVAL
     assert out["valid"], out["problems"]
     assert out["extra"]["idle_connections_opened"] == 1800
     assert out["extra"]["idle_connections_closed"] >= 3 * (600 - 512)

@@ -444,7 +444,8 @@ def check_books(books: dict, feeder_key: SigningKey, members) -> None:
     ({"enabled": True, "transformer_meter": "t.csv", "network": "case33bw",
       "members": ["cd" * 32], "buses": {"ab" * 32: 3}},
      f"[feeder_role.buses] {'ab' * 32} = 3: is not one of [feeder_role] members"),
-    ({"network": "case33bw"}, '[feeder_role] network = "case33bw": is only used with enabled = true'),
+    ({"members": ["cd" * 32]},
+     f'[feeder_role] members = ["{"cd" * 32}"]: is only used with enabled = true'),
     ({"enabeld": True}, '[feeder_role] enabeld = true: unknown key; did you mean "enabled"?'),
 ])
 def test_config_errors_name_the_table_and_key(table, message):

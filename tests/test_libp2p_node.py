@@ -39,11 +39,13 @@ def test_two_nodes_trade_and_settle_over_libp2p(tmp_path):
             assert (trade.seller, trade.buyer, trade.energy_wh) == (seller.public, buyer.public, 300)
             assert trade.interval_start_s == START
             assert buyer.reports[0].bought_wh == 300 and seller.reports[0].sold_wh == 300
-            # REQUEST and CONFIRM went over one connection the buyer dialled once, on one
-            # stream; the seller's DELIVER the other way, to the endpoint the REQUEST named
+            # RECORD (the seller's track record), REQUEST and CONFIRM went over one connection
+            # the buyer dialled once, on one stream; the seller's DELIVER the other way, to the
+            # endpoint the REQUEST named
             assert buyer.peer_server.counters["libp2p_dials"] == 1
             assert buyer.peer_server.counters["libp2p_streams_opened"] == 1
-            assert seller.peer_server.counters["libp2p_requests_served"] == 2
+            assert seller.counters["records_served"] == 1
+            assert seller.peer_server.counters["libp2p_requests_served"] == 3
             assert buyer.peer_server.counters["libp2p_requests_served"] == 1
             assert seller.peer_server.counters["libp2p_dials"] <= 1
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from p2pnode.ranking import SellerHistory, best_offer_per_seller, bounded_newcomers
+from p2pnode.ranking import best_offer_per_seller, bounded_newcomers
+from p2pnode.reputation import Reputation
 from tests.dhtkit import INTERVAL, key, sealed
 
 SELLERS = [key(f"seller {i}") for i in range(12)]
@@ -31,7 +32,7 @@ def test_sellers_of_one_price_come_in_each_buyers_own_order():
         assert order == [r.seller for r in best_offer_per_seller(found, buyer, 10**6)]
         assert sorted(order) == sorted(s.public for s in SELLERS)
         firsts.add(tuple(r.seller for r in bounded_newcomers(
-            best_offer_per_seller(found, buyer, 10**6), SellerHistory())))
+            best_offer_per_seller(found, buyer, 10**6), Reputation())))
     assert len(firsts) >= 15   # 20 buyers, 12 sellers, 4 newcomers each: nearly all differ
     later = [r.seller for r in best_offer_per_seller(offers(interval=INTERVAL + 900),
                                                      key("buyer 0").public, 10**6)]

@@ -23,10 +23,56 @@ def register(sub) -> None:
     parser.add_argument("--rows", type=int, default=None, help="synthetic trades (default: 20000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and training (default: 0)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--ledgers", type=Path, nargs="+", metavar="DIR",
+                        help="train on the co-signed DELIVERY settlements in these ledger files "
+                             "(or the *.db files in these directories) instead of synthetic "
+                             "trades; held out: the last day and a quarter of the sellers")
     parser.set_defaults(func=_train)
 
 
+def ledger_files(paths: list[Path]) -> list[Path]:
+    """The ledger files named, or found (``*.db``) in the directories named."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.glob("*.db"))
+            if not found:
+                raise ConfigError(f"--ledgers: {path} holds no ledger file (*.db)")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"--ledgers: {path} does not exist")
+    return files
+
+
+def _train_on_ledgers(args) -> int:
+    from models import ModelError
+    from models.ledger_data import evaluate_by_day, evaluate_by_seller, rows_from_ledgers, fit_all
+    from ledger import LedgerError
+    files = ledger_files(args.ledgers)
+    try:
+        dataset = rows_from_ledgers(files)
+        metrics = {"ledger_rows": len(dataset), "ledger_files": len(files)}
+        if len(set(dataset.day.tolist())) > 1:
+            metrics.update(evaluate_by_day(dataset, args.seed))
+        metrics.update(evaluate_by_seller(dataset, args.seed))
+        predictor = fit_all(dataset, args.seed).with_metrics(metrics)
+        predictor.save(args.out)
+    except (ModelError, LedgerError, OSError) as exc:
+        raise NodeError(f"training on ledgers failed: {exc}") from exc
+    if args.json:
+        print(json.dumps(metrics | {"out": str(args.out)}))
+    else:
+        for name, value in metrics.items():
+            print(f"{name:36} {value}")
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _train(args) -> int:
+    if args.ledgers:
+        return _train_on_ledgers(args)
     from models import ModelError, train
     from models.train import DEFAULT_ROWS
     rows = DEFAULT_ROWS if args.rows is None else args.rows

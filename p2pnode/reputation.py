@@ -1,0 +1,218 @@
+"""A buyer's view of sellers, from co-signed evidence only (pure apart from reading a ledger).
+
+Every number here comes from DELIVERY settlements (:class:`p2pnode.trackrecord.Settlement`):
+the buyer's own (rebuilt from its ledger by :meth:`Reputation.from_ledger` on start, and added
+on every settlement it agrees to) and those in the sellers' verified track records
+(:mod:`p2pnode.trackrecord`), one entry per trade id however often it is seen.  The dimensions
+(TrustChain / E-STAR style):
+
+``quality``         delivered share: Σ delivered / Σ agreed, each counterparty's settlements
+                    counting for at most :data:`MAX_SETTLEMENTS_PER_COUNTERPARTY` (a seller
+                    cannot outvote its real buyers with trades with its own fresh keys);
+                    of a settlement without the buyer's countersignature only the shortfall the
+                    seller admits counts; an overdue trade (not settled
+                    :data:`~p2pnode.trackrecord.SETTLE_GRACE_S` after delivery) counts as
+                    :data:`OVERDUE_WEIGHT` of its energy undelivered
+``duration``        mean duration of the settled trades (s)
+``participation``   co-signed settlements in the record (market participation, X6)
+``volume_wh``       co-signed delivered energy (capped per counterparty)
+``age_s``           since the oldest verified block
+
+A key without a record is not trusted by default: :meth:`Reputation.share_cap` lets it supply at
+most :data:`NEW_KEY_SHARE` of a buyer's demand, rising with its co-signed delivered volume to the
+whole demand at :data:`TRUSTED_VOLUME_WH`, each counterparty's deliveries counting
+:data:`VOLUME_PER_COUNTERPARTY_WH` at most (a seller's own fresh buyer keys buy it little trust).
+The cap binds while other sellers can supply the rest (:meth:`p2pnode.node.Node.buy`).  A seller caught serving a forged, truncated,
+reordered or rewritten record is *penalised*: it is no candidate for :data:`PENALTY_S`, and its
+cursor is forgotten (the next look starts afresh).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+
+from ledger import BlockBody, BlockType, DeliveryPayload, Ledger, decode_envelope
+from p2pnode.trackrecord import RecordCursor, Settlement
+
+__all__ = ["Reputation", "NEW_KEY_SHARE", "QUALITY_EVIDENCE", "QUALITY_FLOOR", "TRUSTED_VOLUME_WH", "PENALTY_S",
+           "MAX_SETTLEMENTS_PER_COUNTERPARTY"]
+
+NEW_KEY_SHARE = 0.5                      # of a buyer's demand, for a seller without a record
+TRUSTED_VOLUME_WH = 1_000                # co-signed delivered Wh for an uncapped share ...
+VOLUME_PER_COUNTERPARTY_WH = 250         # ... each buyer's settlements counting this much at most
+PENALTY_S = 86_400                       # a seller caught cheating is no candidate this long
+MAX_SETTLEMENTS_PER_COUNTERPARTY = 24    # the most recent ones count
+MAX_SETTLEMENTS_PER_SELLER = 512         # evidence kept per seller (the most recent)
+QUALITY_EVIDENCE = 3     # co-signed settlements before a seller's delivered share counts
+QUALITY_FLOOR = 0.75     # an informed buyer passes over sellers delivering less than this
+                         # share of what the median candidate delivers (others left)
+OVERDUE_WEIGHT = 0.5    # an overdue trade counts as half undelivered (its buyer may never
+                        # have confirmed it: then the seller had nothing to settle)
+
+
+@dataclasses.dataclass
+class SellerView:
+    settlements: dict[bytes, Settlement] = dataclasses.field(default_factory=dict)
+    overdue: dict[bytes, int] = dataclasses.field(default_factory=dict)  # trade id -> Wh
+    trades: int = 0                       # our own trades with it (this run)
+    cursor: RecordCursor | None = None
+    first_time_ms: int = 0
+    checked_at_s: float = -math.inf       # when its record was last fetched
+
+
+class Reputation:
+    """Sellers' records as this buyer verified them; see the module doc."""
+
+    def __init__(self, me: bytes = b""):
+        self.me = me
+        self.sellers: dict[bytes, SellerView] = collections.defaultdict(SellerView)
+        self.penalties: dict[bytes, tuple[float, str]] = {}
+        self.problems: collections.Counter[str] = collections.Counter()
+
+    # -- evidence in ---------------------------------------------------------------------
+    @classmethod
+    def from_ledger(cls, ledger: Ledger) -> Reputation:
+        """The own evidence in ``ledger``: every DELIVERY settlement its owner agreed to as a
+        buyer (the seller's proposal is stored beside it) and its own trades, per seller."""
+        me = ledger.key.public
+        view = cls(me)
+        for raw in ledger.store.chain(me):
+            body = decode_envelope(raw, BlockBody)[0].message
+            payload = body.payload
+            if body.type is BlockType.TRADE and payload.buyer == me:
+                view.sellers[payload.seller].trades += 1
+            elif body.type is BlockType.SETTLEMENT and isinstance(payload, DeliveryPayload) \
+                    and payload.buyer == me:
+                view.add(Settlement.of(payload, body.time_ms, cosigned=True))
+        return view
+
+    def record_trade(self, seller: bytes) -> None:
+        self.sellers[seller].trades += 1
+
+    def add(self, settlement: Settlement) -> None:
+        view = self.sellers[settlement.seller]
+        held = view.settlements.get(settlement.trade_id)
+        if held is None or (settlement.cosigned and not held.cosigned):
+            view.settlements[settlement.trade_id] = settlement
+        view.overdue.pop(settlement.trade_id, None)
+        if not view.first_time_ms or settlement.time_ms < view.first_time_ms:
+            view.first_time_ms = settlement.time_ms
+        if len(view.settlements) > MAX_SETTLEMENTS_PER_SELLER:
+            oldest = sorted(view.settlements.values(), key=lambda s: s.time_ms)
+            for s in oldest[:len(view.settlements) - MAX_SETTLEMENTS_PER_SELLER]:
+                del view.settlements[s.trade_id]
+
+    def add_verified(self, seller: bytes, cursor: RecordCursor, settlements, overdue,
+                     now_s: float) -> None:
+        """A verified page of ``seller``'s record (see :func:`p2pnode.trackrecord.verify_page`)."""
+        view = self.sellers[seller]
+        view.cursor, view.checked_at_s = cursor, now_s
+        for settlement in settlements:
+            if settlement.seller == seller:
+                self.add(settlement)
+        for trade_id, energy_wh in overdue:
+            if trade_id not in view.settlements:
+                view.overdue[trade_id] = energy_wh
+        if cursor.first_time_ms and (not view.first_time_ms
+                                     or cursor.first_time_ms < view.first_time_ms):
+            view.first_time_ms = cursor.first_time_ms
+
+    def penalise(self, seller: bytes, reason: str, now_s: float) -> None:
+        """``seller`` served a bad record: no candidate for PENALTY_S; its cursor is dropped."""
+        self.problems[reason] += 1
+        self.penalties[seller] = (now_s + PENALTY_S, reason)
+        self.sellers[seller].cursor = None
+
+    # -- views -------------------------------------------------------------------------------
+    def penalised(self, seller: bytes, now_s: float) -> bool:
+        until = self.penalties.get(seller)
+        return until is not None and now_s < until[0]
+
+    def known(self, seller: bytes) -> bool:
+        """Whether this buyer has traded with ``seller`` or holds a co-signed settlement of it
+        (its own or from the seller's verified record); the others are newcomers
+        (:func:`p2pnode.ranking.bounded_newcomers`)."""
+        view = self.sellers.get(seller)
+        return view is not None and (view.trades > 0
+                                     or any(s.cosigned for s in view.settlements.values()))
+
+    def cursor(self, seller: bytes) -> RecordCursor | None:
+        view = self.sellers.get(seller)
+        return view.cursor if view is not None else None
+
+    def checked_at_s(self, seller: bytes) -> float:
+        view = self.sellers.get(seller)
+        return view.checked_at_s if view is not None else -math.inf
+
+    def _counted(self, seller: bytes) -> list[Settlement]:
+        view = self.sellers.get(seller)
+        if view is None:
+            return []
+        by_buyer: dict[bytes, list[Settlement]] = collections.defaultdict(list)
+        for s in view.settlements.values():
+            by_buyer[s.buyer].append(s)
+        out = []
+        for items in by_buyer.values():
+            items.sort(key=lambda s: s.time_ms)
+            out.extend(items[-MAX_SETTLEMENTS_PER_COUNTERPARTY:])
+        return out
+
+    def quality(self, seller: bytes) -> float:
+        """Delivered share (0..1) from the evidence; NaN without any."""
+        agreed = delivered = 0.0
+        for s in self._counted(seller):
+            if s.cosigned:
+                agreed += s.agreed_wh
+                delivered += s.delivered_wh
+            else:   # the seller's own word: only the shortfall it admits counts
+                agreed += s.agreed_wh - s.delivered_wh
+        view = self.sellers.get(seller)
+        if view is not None:
+            agreed += OVERDUE_WEIGHT * sum(view.overdue.values())
+        if agreed <= 0:
+            return math.nan
+        return min(1.0, max(0.0, delivered / agreed))
+
+    def expected_share(self, seller: bytes) -> float:
+        """The share of an agreed trade ``seller`` is expected to deliver: its verified
+        :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements, else 1
+        (a newcomer is bounded by :meth:`share_cap` instead)."""
+        quality = self.quality(seller)
+        if math.isnan(quality) or self.participation(seller) < QUALITY_EVIDENCE:
+            return 1.0
+        return quality
+
+    def mean_duration_s(self, seller: bytes) -> float:
+        durations = [s.duration_ms / 1000 for s in self._counted(seller)]
+        return sum(durations) / len(durations) if durations else math.nan
+
+    def participation(self, seller: bytes) -> int:
+        """Co-signed settlements in the verified record (X6)."""
+        return sum(1 for s in self._counted(seller) if s.cosigned)
+
+    def volume_wh(self, seller: bytes) -> int:
+        """Co-signed delivered energy, each counterparty's counting at most
+        :data:`VOLUME_PER_COUNTERPARTY_WH` (full trust needs several real buyers)."""
+        per_buyer: collections.Counter[bytes] = collections.Counter()
+        for s in self._counted(seller):
+            if s.cosigned:
+                per_buyer[s.buyer] += s.delivered_wh
+        return sum(min(v, VOLUME_PER_COUNTERPARTY_WH) for v in per_buyer.values())
+
+    def age_s(self, seller: bytes, now_s: float) -> float:
+        view = self.sellers.get(seller)
+        if view is None or not view.first_time_ms:
+            return 0.0
+        return max(0.0, now_s - view.first_time_ms / 1000)
+
+    def share_cap(self, seller: bytes) -> float:
+        """The largest share of a buyer's demand ``seller`` may supply (sybil resistance)."""
+        trusted = min(1.0, self.volume_wh(seller) / TRUSTED_VOLUME_WH)
+        return NEW_KEY_SHARE + (1.0 - NEW_KEY_SHARE) * trusted
+
+    def summary(self, seller: bytes, now_s: float) -> dict:
+        return {"quality": self.quality(seller), "duration_s": self.mean_duration_s(seller),
+                "participation": self.participation(seller), "volume_wh": self.volume_wh(seller),
+                "age_s": self.age_s(seller, now_s), "penalised": self.penalised(seller, now_s)}

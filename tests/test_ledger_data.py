@@ -1,0 +1,114 @@
+"""Predictors trained on ledger data (models.ledger_data, ``p2pnode train --ledgers``)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from models import Predictor
+from models.errors import ModelError
+from models.features import FEATURES
+from models.ledger_data import evaluate_by_day, evaluate_by_seller, rows_from_ledgers
+from p2pnode.cli import main
+from tests.test_trackrecord import Market
+
+RELIABILITY = {"good": 1.0, "bad": 0.4, "fair": 0.8}
+PER_DAY = 96
+
+
+def markets(tmp_path, days: int = 2, per_day: int = 24) -> list[Market]:
+    out = []
+    for name, share in RELIABILITY.items():
+        market = Market(tmp_path / name, buyers=2, seller=f"seller-{name}")
+        for d in range(days):
+            for i in range(per_day):
+                agreed = 200 + 37 * i
+                market.trade(d * PER_DAY + 20 + i, agreed, int(agreed * share), buyer=i % 2)
+        out.append(market)
+    return out
+
+
+def files(found: list[Market]) -> list:
+    paths = []
+    for market in found:
+        paths += [market.seller.store.path] + [b.store.path for b in market.buyers]
+    return paths
+
+
+def test_rows_are_the_cosigned_settlements_once_with_history_before_the_trade(tmp_path):
+    found = markets(tmp_path, days=1, per_day=5)
+    found[0].trade(30, 500, 500, cosign=False)    # not co-signed: no row
+    dataset = rows_from_ledgers(files(found))
+    assert len(dataset) == 15                      # each held by seller and buyer: counted once
+    data = dataset.data
+    past = data.column("seller_past_quality")
+    participation = data.column("seller_participation")
+    for seller in range(3):
+        mine = np.flatnonzero(data.seller == seller)
+        assert math.isnan(past[mine[0]]) and participation[mine[0]] == 0
+        assert list(participation[mine]) == [0, 1, 2, 3, 4]
+        assert past[mine[-1]] == pytest.approx(data.quality[mine[:-1]].sum()
+                                               / len(mine[:-1]), abs=0.01)
+    assert sorted(set(np.round(data.quality, 2))) == [0.4, 0.8, 1.0]
+    assert (data.duration_s == 60.0).all()
+    assert data.features.shape[1] == len(FEATURES)
+
+
+def test_held_out_day_and_sellers_against_the_baselines(tmp_path):
+    dataset = rows_from_ledgers(files(markets(tmp_path)))
+    by_day = evaluate_by_day(dataset)
+    assert by_day["ledger_rows_test"] == 3 * 24 and by_day["ledger_rows_train"] == 3 * 24
+    # the sellers' reliabilities are the signal; the training mean knows nothing of them
+    assert by_day["quality_r2_ledger"] > by_day["quality_r2_ledger_mean"] + 0.5
+    assert by_day["quality_r2_ledger_baseline"] == max(by_day["quality_r2_ledger_mean"],
+                                                       by_day["quality_r2_ledger_seller_past"])
+    by_seller = evaluate_by_seller(dataset)
+    assert by_seller["rows_test_by_seller"] == 2 * 24   # one seller of three held out
+    with pytest.raises(ModelError, match="too few"):
+        evaluate_by_day(rows_from_ledgers(files(markets(tmp_path / "small", days=2, per_day=3))))
+
+
+def test_train_command_on_ledgers_writes_a_versioned_model(tmp_path, capsys):
+    found = markets(tmp_path)
+    out = tmp_path / "ledger-model.npz"
+    for market in found:
+        for ledger in (market.seller, *market.buyers):
+            ledger.store.close()
+    assert main(["train", "--ledgers", *[str(tmp_path / n) for n in RELIABILITY],
+                 "--out", str(out), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["ledger_rows"] == 3 * 2 * 24 and "quality_r2_ledger" in metrics
+    predictor = Predictor.load(out)
+    assert predictor.trained["source"] == "ledgers" and predictor.trained["rows"] == 144
+    assert predictor.metrics["quality_r2_ledger"] == metrics["quality_r2_ledger"]
+    assert main(["train", "--ledgers", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_the_ensemble_is_chosen_on_the_training_rows_by_blocks_of_time():
+    """Labels that are noise: cross-validation prefers a smaller ensemble than the default
+    (which would fit the noise); labels that follow a feature: the choice keeps the signal."""
+    from models.dataset import Dataset
+    from models.ledger_data import CANDIDATE_PARAMS, choose_params
+    rng = np.random.default_rng(3)
+    rows = 400
+    features = rng.uniform(0, 1, (rows, len(FEATURES)))
+    blocks = np.repeat(np.arange(20), rows // 20)
+    noise = Dataset(features, rng.uniform(0, 1, rows), rng.uniform(100, 200, rows),
+                    np.zeros(rows, dtype=int))
+    quality_params, duration_params = choose_params(noise, blocks, seed=0)
+    assert quality_params != CANDIDATE_PARAMS[0] and duration_params != CANDIDATE_PARAMS[0]
+    signal = Dataset(features, features[:, 0], 100 + 100 * features[:, 2], np.zeros(rows, dtype=int))
+    from threadpoolctl import threadpool_limits
+
+    from models.train import _regressor
+    chosen = choose_params(signal, blocks, seed=0)
+    with threadpool_limits(1, user_api="openmp"):
+        models = [_regressor(0, params).fit(features[:300], column[:300])
+                  for params, column in zip(chosen, (signal.quality, np.log(signal.duration_s)))]
+    for model, column in zip(models, (signal.quality, np.log(signal.duration_s))):
+        residual = model.predict(features[300:]) - column[300:]
+        assert np.mean(residual ** 2) < 0.1 * np.var(column[300:])
