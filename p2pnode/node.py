@@ -18,7 +18,8 @@ starts, on the node's forecast, and delivered during it:
 ``open``    forecast the interval (:mod:`models.forecast`), detect surplus/deficit with
             hysteresis (FR-01); a seller prices its forecast surplus (FR-07) and publishes a
             signed offer (FR-03)
-``buy``     on deficit: one parallel discovery (FR-13), ranking over the six criteria with the
+``buy``     on deficit: a parallel discovery (FR-13; again a little later while the need is
+            not covered, up to the gate: :func:`~p2pnode.trading.schedule.rediscover_at`), ranking over the six criteria with the
             predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade is co-signed
             before delivery
 ``settle``  after the interval the seller reads its meter, mints its measured surplus (FR-02),
@@ -445,6 +446,17 @@ class Node(BuyerSide, SellerSide):
             except (NodeError, LedgerError) as exc:
                 log.error("interval %s, %s failed: %s", start, name, exc)
                 self.counters["intervals_failed"] += 1
+            pending = sorted(pending + self.follow_up(name, start), key=event_order)
+
+    def follow_up(self, name: str, start_s: int) -> list[tuple[float, str, int]]:
+        """Steps to add to the schedule after ``step(name, start_s)`` ran: a buy whose need is
+        not covered runs again a little later (:meth:`next_discovery_at`), so a buyer whose
+        clock is ahead of the sellers' still finds their offers.  Hosts that keep their own
+        schedule call it after every step."""
+        if name != "buy":
+            return []
+        again = self.next_discovery_at(start_s)
+        return [] if again is None else [(again, "buy", start_s)]
 
     async def step(self, name: str, start_s: int):
         """Run one step (:data:`~p2pnode.trading.schedule.STEPS`) of the interval (or, for the

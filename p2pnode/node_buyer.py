@@ -18,6 +18,7 @@ from p2pnode.offers import OfferRecord, query_keys
 from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
+from p2pnode.trading.schedule import CLOCK_SKEW_S, rediscover_at
 from p2pnode.trading.settlement import check_delivery
 
 __all__ = ["BuyerSide"]
@@ -33,9 +34,20 @@ class BuyerSide:
 
         One parallel discovery; then rounds of ranking and negotiating over the sellers not yet
         excluded (sold out, unreachable, refused) while the need remains and a round made
-        progress.
+        progress.  A host that keeps its own schedule runs it again at
+        :meth:`next_discovery_at` while the need is not covered (clock skew: the sellers may
+        not have published yet).
         """
         return await self._buy(start_s, self._buying.get(start_s))
+
+    def next_discovery_at(self, start_s: int) -> float | None:
+        """Node time at which to run :meth:`buy` of the interval again, or None: its need is
+        covered, or no discovery is left (:func:`~p2pnode.trading.schedule.rediscover_at`)."""
+        state = self._buying.get(start_s)
+        if state is None or state.remaining_wh <= 0 or self.ledger.credit_micro <= 0 \
+                or self.failsafe.health.grid_only:
+            return None
+        return rediscover_at(self.config, start_s, state.discoveries, self.clock())
 
     async def buy_day(self, day_start_s: int) -> int:
         """The day-ahead market's buy step: buy each interval of the day its forecast lacks."""
@@ -55,6 +67,9 @@ class BuyerSide:
         discovery = await self.dht.find_offers(
             query_keys(self.config.feeder, start_s, max_price, floor))
         self.counters["discoveries"] += 1
+        state.discoveries += 1
+        if state.discoveries > 1:
+            self.counters["rediscoveries"] += 1
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
@@ -178,8 +193,9 @@ class BuyerSide:
                                   retail_micro_per_kwh=retail)
         if isinstance(proposal, str):
             return self._reply(request, Status.DENIED, proposal)
-        if self._now_ms() < (trade.interval_start_s + self.config.interval_s) * 1000 \
-                and proposal.message.payload.delivered_wh < trade.energy_wh:
+        ends_s = trade.interval_start_s + self.config.interval_s - CLOCK_SKEW_S   # a seller's
+        if self._now_ms() < ends_s * 1000 \
+                and proposal.message.payload.delivered_wh < trade.energy_wh:   # clock may lead
             return self._reply(request, Status.DENIED, "interval_not_over")
         try:
             agreement = self.ledger.agree(proposal, self._now_ms())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import heapq
 import random
 import tempfile
 from pathlib import Path
@@ -29,7 +30,7 @@ from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
 from p2pnode.node import Node
-from p2pnode.trading.schedule import events
+from p2pnode.trading.schedule import STEPS, events
 from p2pnode.offers import offer_key, price_band
 from simulator import hostile
 from simulator.swarm import VirtualClock
@@ -63,12 +64,24 @@ def honest_host(i: int) -> str:
     return f"127.0.0.{10 + i}"
 
 
+class SkewedClock:
+    """A node's clock: the swarm's virtual clock plus this node's ``offset_s`` (clock skew)."""
+
+    def __init__(self, base: VirtualClock, offset_s: float = 0.0):
+        self.base, self.offset_s = base, offset_s
+
+    def __call__(self) -> float:
+        return self.base() + self.offset_s
+
+
 class HostileSwarm:
-    """Honest nodes (sellers first, then buyers) on their own loopback addresses."""
+    """Honest nodes (sellers first, then buyers) on their own loopback addresses, each with
+    its own clock (the swarm's, plus a skew an attack may set)."""
 
     def __init__(self, workdir: Path, shape: Shape, seed: int = 1):
         self.workdir, self.shape, self.seed = Path(workdir), shape, seed
         self.clock = VirtualClock(START_S)
+        self.clocks = [SkewedClock(self.clock) for _ in range(shape.sellers + shape.buyers)]
         self.nodes: list[Node | None] = []
         self.configs: list[NodeConfig] = []
         self.keys: list[SigningKey] = []
@@ -96,8 +109,8 @@ class HostileSwarm:
         n = shape.intervals + 1
         meter = ProfileMeter(START_S, INTERVAL_S, [shape.surplus_wh if seller else 0] * n,
                              [0 if seller else shape.deficit_wh] * n)
-        node = Node(self.configs[i], meter, key=self.keys[i], clock=self.clock, dht_settings=DHT,
-                    ledger_sync="normal")
+        node = Node(self.configs[i], meter, key=self.keys[i], clock=self.clocks[i],
+                    dht_settings=DHT, ledger_sync="normal")
         await node.start()
         return node
 
@@ -120,13 +133,38 @@ class HostileSwarm:
         return [offer_key(FEEDER, start, b) for b in bands]
 
     async def interval(self, index: int) -> int:
-        """Trade interval ``index`` on every live node; the trades honest buyers made in it."""
+        """Trade interval ``index`` on every live node; the trades honest buyers made in it.
+
+        Each node runs each step when its *own* clock reads the step's time, and the steps a
+        node adds (:meth:`Node.follow_up`: a buyer looking again for offers) too; steps due at
+        the same moment run together."""
         start = self.start_of(index)
-        for at, step, _ in events(self.configs[0], [start]):
-            self.clock.now_s = at
-            await asyncio.gather(*(node.step(step, start) for node in self.live))
+        queue = []
+        for i, node in enumerate(self.nodes):
+            if node is not None:
+                for at, step, _ in events(self.configs[i], [start]):
+                    heapq.heappush(queue, (at - self.clocks[i].offset_s, STEPS.index(step), i, step))
+        while queue:
+            due = [heapq.heappop(queue)]
+            while queue and queue[0][:2] == due[0][:2]:
+                due.append(heapq.heappop(queue))
+            self.clock.now_s = due[0][0]
+            await asyncio.gather(*(self.nodes[i].step(step, start) for *_, i, step in due
+                                   if self.nodes[i] is not None))
+            for *_, i, step in due:
+                if self.nodes[i] is not None:
+                    for at, again, _ in self.nodes[i].follow_up(step, start):
+                        heapq.heappush(queue, (at - self.clocks[i].offset_s,
+                                               STEPS.index(again), i, again))
         return sum(1 for node in self.live for trade in node.bought.values()
                    if trade.payload.interval_start_s == start)
+
+    def bought_wh(self, index: int) -> list[int]:
+        """Energy each live buyer bought for interval ``index``."""
+        start = self.start_of(index)
+        return [sum(t.payload.energy_wh for t in node.bought.values()
+                    if t.payload.interval_start_s == start)
+                for node in self.nodes[self.shape.sellers:] if node is not None]
 
     async def restart(self, i: int, damage=None) -> bool:
         """Stop node ``i``, apply ``damage(ledger path)``, start it again; False if it refused."""
@@ -306,8 +344,37 @@ class IdleConnections:
         return {"idle_connections_opened": len(self.held), "idle_connections_closed": closed}
 
 
+class ClockSkew:
+    """Every seller's clock 15 s behind and every buyer's 15 s ahead (buyers 30 s ahead of all
+    sellers: they look for offers before any is published), then the other way round (buyers 30
+    s behind: their messages arrive 30 s old), by turns from one attacked interval to the next.
+    Not an attacker's doing but the clocks of cheap meters; the report: a buyer 5.5 s ahead of
+    the seller never traded."""
+
+    name = "clock_skew"
+    SKEW_S = 15.0
+
+    def __init__(self):
+        self.turn = 0
+        self.bought_short = 0      # buyers that bought less than their need in an interval
+
+    async def begin(self, swarm: HostileSwarm, index: int) -> None:
+        sign = 1 if self.turn % 2 == 0 else -1
+        self.turn += 1
+        sellers = swarm.shape.sellers
+        for i, clock in enumerate(swarm.clocks):
+            clock.offset_s = sign * (self.SKEW_S if i >= sellers else -self.SKEW_S)
+
+    async def end(self, swarm: HostileSwarm) -> dict:
+        counters = [n.counters for n in swarm.live]
+        return {"clock_skew_s": 2 * self.SKEW_S,
+                "clock_skew_rediscoveries": sum(c["rediscoveries"] for c in counters),
+                "clock_skew_dropped_stale_future": sum(
+                    c["peer_dropped_stale"] + c["peer_dropped_future"] for c in counters)}
+
+
 ATTACKS = {cls.name: cls for cls in (StorageFill, Amplification, GroundIds, WalLoss,
-                                     IdleConnections)}
+                                     IdleConnections, ClockSkew)}
 
 
 async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
@@ -315,16 +382,17 @@ async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     swarm = HostileSwarm(workdir, shape)
     await swarm.start()
-    trades, extra = [], {}
+    trades, bought, extra = [], [], {}
     try:
         for index in range(shape.intervals):
             if attack is not None and index >= WARMUP_INTERVALS:
                 await attack.begin(swarm, index)
             trades.append(await swarm.interval(index))
+            bought.append(swarm.bought_wh(index))
         if attack is not None:
             extra = await attack.end(swarm)
         valid, problems = swarm.ledgers_valid()
     finally:
         await swarm.stop()
-    return {"trades": trades, "valid": valid, "problems": problems[:10], "extra": extra,
+    return {"trades": trades, "bought_wh": bought, "valid": valid, "problems": problems[:10], "extra": extra,
             "refused": swarm.refused}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from p2pnode.trading import schedule
 from simulator import hostile_swarm as hs
 from simulator.hostile_swarm import ATTACKS, WARMUP_INTERVALS, Shape, run_swarm
 from tests.dhtkit import run
@@ -79,3 +80,20 @@ def test_idle_and_half_open_connections_do_not_stop_the_sellers(tmp_path):
     assert out["valid"], out["problems"]
     assert out["extra"]["idle_connections_opened"] == 1800
     assert out["extra"]["idle_connections_closed"] >= 3 * (600 - 512)
+
+
+def test_buyers_30_s_ahead_of_or_behind_the_sellers_still_trade(tmp_path, monkeypatch):
+    """Buyers' clocks 30 s ahead of every seller's (they look before any offer is published),
+    then 30 s behind (their messages arrive 30 s old): every buyer covers its need in both
+    intervals, by looking again through the buy window.  Without the second look the interval
+    whose buyers are ahead is lost (the report: a buyer 5.5 s ahead never traded)."""
+    out = attacked("clock_skew", shape=dataclasses.replace(SHAPE, intervals=WARMUP_INTERVALS + 2),
+                   tmp_path=tmp_path / "skewed")
+    assert out["bought_wh"][WARMUP_INTERVALS:] == [[700] * 3] * 2
+    assert out["valid"], out["problems"]
+    assert out["extra"]["clock_skew_rediscoveries"] >= 3
+    assert out["extra"]["clock_skew_dropped_stale_future"] == 0
+    monkeypatch.setattr(schedule, "MAX_DISCOVERIES", 1)
+    once = attacked("clock_skew", shape=dataclasses.replace(SHAPE, intervals=WARMUP_INTERVALS + 2),
+                    tmp_path=tmp_path / "one_look")
+    assert once["trades"][WARMUP_INTERVALS:] == [0, 3]    # the attack is real

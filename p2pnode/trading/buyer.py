@@ -45,6 +45,7 @@ class Buying:
     trades: list[Purchase] = dataclasses.field(default_factory=list)
     excluded: set[bytes] = dataclasses.field(default_factory=set)
     hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
+    discoveries: int = 0   # DHT discoveries made for it (see trading.schedule.rediscover_at)
 
     def hedge(self, quantity_wh: int) -> None:
         """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""
