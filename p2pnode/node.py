@@ -66,7 +66,7 @@ from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Statu
 from p2pnode.node_buyer import BuyerSide
 from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location, SellerHistory
-from p2pnode.recovery import mint_seqs, undelivered_sales
+from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, first_interval, step_times
@@ -166,6 +166,8 @@ class Node(BuyerSide, SellerSide):
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
         self._market_view = (0, 0)   # (my offered Wh, Wh requested from me) last interval sold
+        self._deposits: list[tuple[int, bytes]] = []   # (voucher µ, our DEPOSIT block): credit
+        self._credit_checked: dict = {}   # (buyer, its deposit blocks) -> what they prove
         self._started = False
         self._speed = 1.0
         self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
@@ -181,6 +183,7 @@ class Node(BuyerSide, SellerSide):
                         "the issuers you trust, e.g. the utility's key)")
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
                              rules)
+        self._deposits = own_deposits(self.ledger)
         for path in self.config.credit.vouchers:
             self.deposit_file(path)
         self._undelivered = undelivered_sales(self.ledger)   # a restart: finish deliveries
@@ -237,7 +240,8 @@ class Node(BuyerSide, SellerSide):
         """Pay in credit from a voucher (idempotent: a voucher is deposited once)."""
         if voucher.message.voucher_id in self.ledger.state.vouchers:
             return
-        self.ledger.deposit(voucher, self._now_ms())
+        block = self.ledger.deposit(voucher, self._now_ms())
+        self._deposits.append((voucher.message.amount_micro, block.raw))
 
     def deposit_file(self, path: Path) -> None:
         try:

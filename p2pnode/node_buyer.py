@@ -18,6 +18,7 @@ from p2pnode.offers import OfferRecord, query_keys
 from p2pnode.ranking import MarketContext, best_offer_per_seller, candidates_from_offers, rank
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
+from p2pnode.trading.credit import MAX_CREDIT_BLOCKS
 from p2pnode.trading.schedule import CLOCK_SKEW_S, rediscover_at
 from p2pnode.trading.settlement import check_delivery
 
@@ -118,7 +119,8 @@ class BuyerSide:
         if want <= 0:
             return 0
         request = self._request(Kind.REQUEST, record.seller, os.urandom(16), record.offer_id,
-                                record.interval_start_s, want, record.price_micro_per_kwh)
+                                record.interval_start_s, want, record.price_micro_per_kwh,
+                                self.credit_evidence())
         reply, sent = await self._exchange(record.endpoint, request)
         if reply is None:
             self.counters["no_reply"] += 1
@@ -157,6 +159,12 @@ class BuyerSide:
         if done is None or done.status is not Status.DONE:
             self.counters["unconfirmed"] += 1
         return payload.energy_wh
+
+    def credit_evidence(self) -> tuple[bytes, ...]:
+        """Our DEPOSIT blocks with the largest vouchers: the credit a REQUEST shows a seller
+        (:mod:`p2pnode.trading.credit`)."""
+        ranked = sorted(self._deposits, key=lambda d: d[0], reverse=True)
+        return tuple(raw for _, raw in ranked[:MAX_CREDIT_BLOCKS])
 
     def _request(self, kind: Kind, recipient: bytes, trade_id: bytes, offer_id: bytes,
                  interval_start_s: int, energy_wh: int, price: int,

@@ -17,6 +17,7 @@ add an attack to the suite.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import heapq
@@ -24,12 +25,16 @@ import random
 import tempfile
 from pathlib import Path
 
-from ledger import CreditVoucher, LedgerError, LedgerRules, SigningKey, audit, seal
+from ledger import (
+    CreditVoucher, LedgerError, LedgerRules, SigningKey, audit, decode_envelope, seal,
+)
 from ledger.verify import ForkProof
 from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
+from p2pnode.negotiation import PeerRequest, Status, check_reply
 from p2pnode.node import Node
+from p2pnode.peer import PeerClient
 from p2pnode.trading.schedule import STEPS, events
 from p2pnode.offers import offer_key, price_band
 from simulator import hostile
@@ -86,6 +91,7 @@ class HostileSwarm:
         self.configs: list[NodeConfig] = []
         self.keys: list[SigningKey] = []
         self.refused: dict[int, str] = {}     # node index -> why it could not start
+        self.attack = None                    # the active attack (its after_step is called)
 
     async def start(self) -> None:
         shape = self.shape
@@ -151,6 +157,9 @@ class HostileSwarm:
             self.clock.now_s = due[0][0]
             await asyncio.gather(*(self.nodes[i].step(step, start) for *_, i, step in due
                                    if self.nodes[i] is not None))
+            after_step = getattr(self.attack, "after_step", None)
+            if after_step is not None:
+                await after_step(self, index, due[0][3])
             for *_, i, step in due:
                 if self.nodes[i] is not None:
                     for at, again, _ in self.nodes[i].follow_up(step, start):
@@ -373,8 +382,64 @@ class ClockSkew:
                     c["peer_dropped_stale"] + c["peer_dropped_future"] for c in counters)}
 
 
+class NoCredit:
+    """A key with no credit asks every seller for 1,000,000 Wh as soon as the offers are out:
+    without evidence, with a voucher it issued itself, with an honest buyer's deposit, and 20
+    times for 1 Wh (the report: such a key was granted the seller's whole surplus, and 300
+    requests of 1 Wh were all accepted, each a permanent TRADE proposal)."""
+
+    name = "no_credit"
+    ASK_WH = 1_000_000
+    SMALL_ASKS = 20
+
+    def __init__(self):
+        rng = random.Random(10)
+        self.key, self.self_issuer = hostile.fresh_key(rng), hostile.fresh_key(rng)
+        self.sent = self.granted_wh = 0
+        self.denied: collections.Counter[str] = collections.Counter()
+
+    async def begin(self, swarm: HostileSwarm, index: int) -> None:
+        pass
+
+    async def after_step(self, swarm: HostileSwarm, index: int, step: str) -> None:
+        if step != "open":
+            return
+        start = swarm.start_of(index)
+        offers = [o.record.message for n in swarm.live for o in (n.book.offers.get(start),)
+                  if o is not None and o.record is not None]
+        now_ms = int(swarm.clock() * 1000)
+        honest = swarm.live[-1].credit_evidence()    # an honest buyer's deposit, as it shows it
+        own = (hostile.deposit_block(self.key, self.self_issuer, 10**12, bytes(16)),)
+        requests = []
+        for blocks in ((), own, honest):
+            requests += hostile.greedy_requests(self.key, offers, self.ASK_WH, now_ms, blocks)
+        for _ in range(self.SMALL_ASKS):
+            requests += hostile.greedy_requests(self.key, offers, 1, now_ms)
+        client = PeerClient()
+        await client.start()
+        try:
+            replies = await asyncio.gather(*(client.send(endpoint, raw, 2.0)
+                                             for endpoint, raw in requests))
+        finally:
+            await client.stop()
+        self.sent += len(requests)
+        for (_, raw), answer in zip(requests, replies):
+            reply = None if answer is None else check_reply(
+                answer, decode_envelope(raw, PeerRequest)[0].message)
+            if reply is None or isinstance(reply, str):
+                self.denied["no_reply"] += 1
+            elif reply.message.status is Status.ACCEPTED:
+                self.granted_wh += reply.message.energy_wh
+            else:
+                self.denied[reply.message.reason] += 1
+
+    async def end(self, swarm: HostileSwarm) -> dict:
+        return {"no_credit_requests": self.sent, "no_credit_granted_wh": self.granted_wh,
+                **{f"no_credit_denied_{reason}": n for reason, n in sorted(self.denied.items())}}
+
+
 ATTACKS = {cls.name: cls for cls in (StorageFill, Amplification, GroundIds, WalLoss,
-                                     IdleConnections, ClockSkew)}
+                                     IdleConnections, ClockSkew, NoCredit)}
 
 
 async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
@@ -386,6 +451,7 @@ async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
     try:
         for index in range(shape.intervals):
             if attack is not None and index >= WARMUP_INTERVALS:
+                swarm.attack = attack
                 await attack.begin(swarm, index)
             trades.append(await swarm.interval(index))
             bought.append(swarm.bought_wh(index))

@@ -97,3 +97,25 @@ def test_buyers_30_s_ahead_of_or_behind_the_sellers_still_trade(tmp_path, monkey
     once = attacked("clock_skew", shape=dataclasses.replace(SHAPE, intervals=WARMUP_INTERVALS + 2),
                     tmp_path=tmp_path / "one_look")
     assert once["trades"][WARMUP_INTERVALS:] == [0, 3]    # the attack is real
+
+
+def test_a_key_without_credit_asking_for_1000000_wh_gets_nothing(tmp_path, monkeypatch):
+    """A fresh key asks every seller for 1,000,000 Wh as soon as the offers are out -- without
+    evidence, with a voucher it issued itself, with an honest buyer's deposit block -- and 20
+    times for 1 Wh: it gets nothing, each refusal counted, and the honest buyers trade as
+    before.  Without the credit check the seller grants it the whole surplus and the honest
+    buyers are denied ``sold_out`` (the report)."""
+    out = attacked("no_credit", tmp_path=tmp_path / "defended")
+    extra = out["extra"]
+    assert extra["no_credit_granted_wh"] == 0
+    assert extra["no_credit_denied_no_credit"] == 3 * (2 + 20)       # per seller: none, own, small
+    assert extra["no_credit_denied_bad_credit_proof"] == 3          # another key's deposit
+    assert out["trades"] == EVERY_INTERVAL
+    assert out["bought_wh"][WARMUP_INTERVALS] == [700] * 3
+    assert out["valid"], out["problems"]
+    from p2pnode import node_seller
+    from p2pnode.trading.credit import CreditEvidence
+    monkeypatch.setattr(node_seller, "proven_credit", lambda *args: CreditEvidence(10**15, 0))
+    undefended = attacked("no_credit", tmp_path=tmp_path / "undefended")
+    assert undefended["extra"]["no_credit_granted_wh"] == 3 * 2400   # the attack is real
+    assert undefended["trades"][WARMUP_INTERVALS:] == [0]

@@ -15,7 +15,8 @@ __all__ = ["Buying", "Purchase", "GIVE_UP_REASONS", "want_wh"]
 
 # a seller that answers one of these has nothing more for us this interval
 GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "gate_closed", "not_selling",
-                             "price_below_ask", "trade_id_reused", "buyer_limit"})
+                             "price_below_ask", "trade_id_reused", "buyer_limit",
+                             "no_credit", "bad_credit_proof"})
 
 
 @dataclasses.dataclass
