@@ -30,8 +30,10 @@ def register(sub) -> None:
                     "node, booking generation, consumption, transformer supply and losses "
                     "(GET /api/v1/feeder). "
                     "Stops cleanly on SIGINT/SIGTERM. Prints one JSON line with the node's "
-                    "addresses when it is up (with the local API's URL when [api] enabled); "
-                    "with --speed, node time starts at --start once the node is up.",
+                    "addresses when it is up (with the local API's URL when [api] enabled). "
+                    "Node time is the wall clock; with --start/--speed a replay, which starts "
+                    "at --start once the node is up, or at wall time --epoch (daemons given "
+                    "the same --start, --speed and --epoch agree on node time).",
     )
     parser.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
     parser.add_argument("--speed", type=float, default=1.0,
