@@ -18,7 +18,9 @@ of :data:`simulator.hostile_swarm.ATTACKS`, the attack active from interval
 
 and the attack's own measures: ``amplification_max`` (bytes sent back per byte of pings from
 unknown keys; the report measured x6,150 for the hand-over), ``storage_fill_evicted``,
-``ground_ids_contacts_refused``, ``wal_loss_refused_start``, ``idle_connections_closed``, ...
+``ground_ids_contacts_refused``, ``wal_loss_refused_start``, ``idle_connections_closed``,
+``clock_skew_rediscoveries`` (buyers 30 s ahead of the sellers looked again),
+``no_credit_granted_wh`` (what sellers granted a key without credit: 0), ...
 
 An attack is one class in :data:`simulator.hostile_swarm.ATTACKS` (``begin(swarm, index)``
 before each attacked interval, ``end(swarm) -> dict``): a new entry is a new row here.

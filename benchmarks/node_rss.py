@@ -201,7 +201,7 @@ async def daemon_memory(speed: float, intervals: int, max_intervals: int,
             if not up.startswith(b"{"):
                 raise SystemExit(f"p2pnode run did not start:\n{log.read_text()}")
             out["node_startup_s"] = time.perf_counter() - launched
-            clock.start_s, clock.wall0 = daemon_time_s(workdir / "node.db"), time.monotonic()
+            clock.start_s, clock.epoch = daemon_time_s(workdir / "node.db"), time.time()
             tasks = [asyncio.create_task(node.run(speed=speed)) for node in partners]
             cpu_s, closed = cpu_seconds(proc.pid), len(partners[0].reports)
             out.update(await watch_daemon(proc.pid, partners, intervals, max_intervals))

@@ -227,7 +227,9 @@ class Timing:
     ``attempts``: per negotiation message (wall seconds); ``max_rounds``: select-and-negotiate
     rounds a buyer runs per interval while offers remain and progress is made;
     ``failsafe_intervals``: intervals in a row with no reachable peer before the node trades
-    grid-only until a peer answers again (p2pnode/failsafe.py).
+    grid-only until a peer answers again (p2pnode/failsafe.py); ``clock_offset_s``: node
+    seconds added to the daemon's clock (``p2pnode run``): a meter whose clock is known to be
+    off, or a test injecting clock skew (nodes tolerate at least 30 s between them).
     """
 
     buy_delay_s: float = 5.0
@@ -236,6 +238,7 @@ class Timing:
     attempts: int = 4
     max_rounds: int = 6
     failsafe_intervals: int = 3
+    clock_offset_s: float = 0.0
 
     def __post_init__(self):
         _number("timing", "buy_delay_s", self.buy_delay_s, 0, 86400)
@@ -247,6 +250,7 @@ class Timing:
         _number("timing", "attempts", self.attempts, 1, 20, integer=True)
         _number("timing", "max_rounds", self.max_rounds, 1, 100, integer=True)
         _number("timing", "failsafe_intervals", self.failsafe_intervals, 1, 10_000, integer=True)
+        _number("timing", "clock_offset_s", self.clock_offset_s, -86400, 86400)
 
 
 MARKET_MODES = ("ex_post", "real_time", "day_ahead")

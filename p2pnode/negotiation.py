@@ -6,7 +6,8 @@ over HTTP and :mod:`p2pnode.node` drives them.
 The exchange (SRS 3.2.7), always started by the buyer, one HTTP request/response per step::
 
     buyer                                   seller
-    REQUEST(offer, energy, price)   ->      check offer, constraints, tokens (FR-10)
+    REQUEST(offer, energy, price,   ->      check offer, constraints, tokens (FR-10) and the
+            deposits: its credit)               buyer's credit (p2pnode.trading.credit)
                                     <-      ACCEPTED(energy <= asked, TRADE proposal block)
                                             or DENIED(reason): the buyer tries its next candidate
     check the proposal, agree to it on the own ledger (spends credit, FR-10)
@@ -76,7 +77,8 @@ ReplyBlocks = Annotated[tuple[Annotated[bytes, Bytes(max=MAX_SEALED_BLOCK_BYTES)
 
 
 class Kind(enum.IntEnum):
-    REQUEST = 1   # buy energy_wh of offer_id at price: the seller proposes or denies
+    REQUEST = 1   # buy energy_wh of offer_id at price: the seller proposes or denies; blocks =
+                  # up to 2 of the buyer's DEPOSIT blocks, its credit (p2pnode.trading.credit)
     CONFIRM = 2   # blocks = (buyer's agreement to the seller's trade proposal,)
     SETTLE = 3    # blocks = (buyer's trade agreement, buyer's settlement proposal)
     DELIVER = 4   # from the seller: blocks = (DELIVERY settlement proposal, seller's MINT block)
@@ -112,9 +114,9 @@ class PeerRequest(SignedMessage):
     def validate(self) -> str | None:
         if self.sender == self.recipient:
             return "sender and recipient are the same key"
-        expected = {Kind.REQUEST: 0, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2,
+        expected = {Kind.REQUEST: None, Kind.CONFIRM: 1, Kind.SETTLE: 2, Kind.DELIVER: 2,
                     Kind.RECORD: 0}[self.kind]
-        if len(self.blocks) != expected:
+        if expected is not None and len(self.blocks) != expected:
             return f"a {self.kind.name} carries {expected} block(s), got {len(self.blocks)}"
         if self.kind is Kind.REQUEST and self.energy_wh == 0:
             return "a REQUEST asks for at least 1 Wh"

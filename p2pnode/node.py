@@ -21,7 +21,9 @@ starts, on the node's forecast, and delivered during it:
 ``price``   a seller reads the interval's offers and bids and prices its offer from the
             feeder's supply/demand ratio (FR-07, the SDR pool price; ex post: from what it saw
             the interval before), offering the newsvendor quantity of its forecast at that price
-``buy``     on deficit: one parallel discovery (FR-13), ranking over the six criteria with the
+``buy``     on deficit: a parallel discovery (FR-13; again a little later while the need is
+            not covered, up to the gate: :func:`~p2pnode.trading.schedule.rediscover_at`),
+            ranking over the six criteria with the
             predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade is co-signed
             before delivery
 ``settle``  after the interval the seller reads its meter, mints its measured surplus (FR-02),
@@ -71,7 +73,7 @@ from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location
 from p2pnode.reputation import Reputation
 from p2pnode.transfer import FeederPaths
-from p2pnode.recovery import mint_seqs, undelivered_sales
+from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
 from p2pnode.trading.delivery import flat_substeps, substep_problem
 from p2pnode.trading.hedging import ErrorScale, day_ahead_quantity_wh
@@ -175,6 +177,8 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
         self._market_view = (0, 0)   # (supply, demand) Wh of the latest priced interval
+        self._deposits: list[tuple[int, bytes]] = []   # (voucher µ, our DEPOSIT block): credit
+        self._credit_checked: dict = {}   # (buyer, its deposit blocks) -> what they prove
         self._started = False
         self._speed = 1.0
         self.failsafe = FailSafe(config.timing.failsafe_intervals)   # see p2pnode/failsafe.py
@@ -190,6 +194,7 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
                         "the issuers you trust, e.g. the utility's key)")
         self.ledger = Ledger(LedgerStore(self.config.ledger, sync=self.ledger_sync), self.key,
                              rules)
+        self._deposits = own_deposits(self.ledger)
         for path in self.config.credit.vouchers:
             self.deposit_file(path)
         self._undelivered = undelivered_sales(self.ledger)   # a restart: finish deliveries
@@ -271,7 +276,8 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
         """Pay in credit from a voucher (idempotent: a voucher is deposited once)."""
         if voucher.message.voucher_id in self.ledger.state.vouchers:
             return
-        self.ledger.deposit(voucher, self._now_ms())
+        block = self.ledger.deposit(voucher, self._now_ms())
+        self._deposits.append((voucher.message.amount_micro, block.raw))
 
     def deposit_file(self, path: Path) -> None:
         try:
@@ -499,6 +505,17 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
             except (NodeError, LedgerError) as exc:
                 log.error("interval %s, %s failed: %s", start, name, exc)
                 self.counters["intervals_failed"] += 1
+            pending = sorted(pending + self.follow_up(name, start), key=event_order)
+
+    def follow_up(self, name: str, start_s: int) -> list[tuple[float, str, int]]:
+        """Steps to add to the schedule after ``step(name, start_s)`` ran: a buy whose need is
+        not covered runs again a little later (:meth:`next_discovery_at`), so a buyer whose
+        clock is ahead of the sellers' still finds their offers.  Hosts that keep their own
+        schedule call it after every step."""
+        if name != "buy":
+            return []
+        again = self.next_discovery_at(start_s)
+        return [] if again is None else [(again, "buy", start_s)]
 
     async def step(self, name: str, start_s: int):
         """Run one step (:data:`~p2pnode.trading.schedule.STEPS`) of the interval (or, for the

@@ -21,7 +21,8 @@ from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_fr
 from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
-from p2pnode.trading.schedule import gate_s
+from p2pnode.trading.credit import MAX_CREDIT_BLOCKS
+from p2pnode.trading.schedule import CLOCK_SKEW_S, gate_s, rediscover_at
 from p2pnode.trading.settlement import check_delivery
 
 __all__ = ["BuyerSide"]
@@ -37,7 +38,9 @@ class BuyerSide:
 
         One parallel discovery; then rounds of ranking and negotiating over the sellers not yet
         excluded (sold out, unreachable, refused) while the need remains and a round made
-        progress.
+        progress.  A host that keeps its own schedule runs it again at
+        :meth:`next_discovery_at` while the need is not covered (clock skew: the sellers may
+        not have published yet).
         """
         return await self._buy(start_s, self._buying.get(start_s))
 
@@ -55,6 +58,15 @@ class BuyerSide:
         except OfferRejected as exc:
             log.info("bid for %s not published: %s", start_s, exc)
             self.counters["bids_rejected"] += 1
+
+    def next_discovery_at(self, start_s: int) -> float | None:
+        """Node time at which to run :meth:`buy` of the interval again, or None: its need is
+        covered, or no discovery is left (:func:`~p2pnode.trading.schedule.rediscover_at`)."""
+        state = self._buying.get(start_s)
+        if state is None or state.remaining_wh <= 0 or self.ledger.credit_micro <= 0 \
+                or self.failsafe.health.grid_only:
+            return None
+        return rediscover_at(self.config, start_s, state.discoveries, self.clock())
 
     async def buy_day(self, day_start_s: int) -> int:
         """The day-ahead market's buy step: buy each interval of the day its forecast lacks."""
@@ -74,6 +86,9 @@ class BuyerSide:
         discovery = await self.dht.find_offers(
             query_keys(self.config.feeder, start_s, max_price, floor))
         self.counters["discoveries"] += 1
+        state.discoveries += 1
+        if state.discoveries > 1:
+            self.counters["rediscoveries"] += 1
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
@@ -149,7 +164,8 @@ class BuyerSide:
         if want <= 0:
             return 0
         request = self._request(Kind.REQUEST, record.seller, os.urandom(16), record.offer_id,
-                                record.interval_start_s, want, record.price_micro_per_kwh)
+                                record.interval_start_s, want, record.price_micro_per_kwh,
+                                self.credit_evidence())
         reply, sent = await self._exchange(record.endpoint, request)
         if reply is None:
             self.counters["no_reply"] += 1
@@ -194,6 +210,12 @@ class BuyerSide:
         cap = math.ceil(self.history.share_cap(seller) * state.deficit_wh)
         return cap - sum(p.payload.energy_wh for p in state.trades if p.payload.seller == seller)
 
+    def credit_evidence(self) -> tuple[bytes, ...]:
+        """Our DEPOSIT blocks with the largest vouchers: the credit a REQUEST shows a seller
+        (:mod:`p2pnode.trading.credit`)."""
+        ranked = sorted(self._deposits, key=lambda d: d[0], reverse=True)
+        return tuple(raw for _, raw in ranked[:MAX_CREDIT_BLOCKS])
+
     def _request(self, kind: Kind, recipient: bytes, trade_id: bytes, offer_id: bytes,
                  interval_start_s: int, energy_wh: int, price: int,
                  blocks: tuple[bytes, ...] = ()) -> Sealed[PeerRequest]:
@@ -229,8 +251,9 @@ class BuyerSide:
                                   retail_micro_per_kwh=retail)
         if isinstance(proposal, str):
             return self._reply(request, Status.DENIED, proposal)
-        if self._now_ms() < (trade.interval_start_s + self.config.interval_s) * 1000 \
-                and proposal.message.payload.delivered_wh < trade.energy_wh:
+        ends_s = trade.interval_start_s + self.config.interval_s - CLOCK_SKEW_S   # a seller's
+        if self._now_ms() < ends_s * 1000 \
+                and proposal.message.payload.delivered_wh < trade.energy_wh:   # clock may lead
             return self._reply(request, Status.DENIED, "interval_not_over")
         try:
             agreement = self.ledger.agree(proposal, self._now_ms())

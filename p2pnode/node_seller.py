@@ -19,7 +19,7 @@ import os
 
 from ledger import (
     BlockBody, BlockRejected, BlockType, DecodeError, LedgerError, Sealed,
-    TradePayload, decode_envelope, seal,
+    TradePayload, cost_micro, decode_envelope, seal,
 )
 from p2pnode.meter import Reading
 from p2pnode.minting import mint_reading
@@ -31,6 +31,7 @@ from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
 from p2pnode.trading.hedging import day_ahead_quantity_wh, seller_quantity_wh
+from p2pnode.trading.credit import CreditEvidence, proven_credit
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
 
@@ -39,6 +40,7 @@ __all__ = ["SellerSide"]
 log = logging.getLogger(__name__)
 
 OFFER_REFRESH_DELAY_S = 0.02
+CREDIT_CACHE_ENTRIES = 1024   # buyers' credit evidence already checked (two signatures a block)
 
 
 class SellerSide:
@@ -184,9 +186,13 @@ class SellerSide:
         if request.interval_start_s in self.ledger.state.minted:
             tokens = self.ledger.tokens_wh(request.interval_start_s)
         limits = self.config.constraints
+        credit = self._buyer_credit(request)
+        if isinstance(credit, str):
+            return self._reply(request, Status.DENIED, credit)
         decision = self.book.decide(
             request, now_s=self.clock(), sells=limits.sells, max_trade_wh=limits.max_trade_wh,
-            trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens)
+            trade_known=request.trade_id in self.ledger.state.trades, tokens_wh=tokens,
+            credit=credit, owed_micro=self._owed_micro(request.sender))
         if isinstance(decision, str):
             return self._reply(request, Status.DENIED, decision)
         payload = TradePayload(request.trade_id, self.public, request.sender,
@@ -199,10 +205,28 @@ class SellerSide:
             return self._reply(request, Status.DENIED, "ledger_refused")
         if request.reply_to:   # where to deliver: stored with the proposal, in its commit
             self.ledger.store.set_endpoint(request.trade_id, request.sender, request.reply_to)
-        offer = self.book.granted(request, decision, self._now_ms())
+        offer = self.book.granted(request, decision, self._now_ms(), credit_seq=credit.last_seq)
         self.counters["trades_proposed"] += 1
         self._schedule_refresh(offer)
         return self._reply(request, Status.ACCEPTED, energy_wh=decision, blocks=(proposal.raw,))
+
+    def _buyer_credit(self, request: PeerRequest) -> CreditEvidence | str:
+        """What the REQUEST's deposit blocks prove (checked once per set of blocks)."""
+        key = (request.sender, request.blocks)
+        credit = self._credit_checked.get(key)
+        if credit is None:
+            credit = proven_credit(request.blocks, request.sender, self.ledger.rules.trusted_issuers)
+            if len(self._credit_checked) >= CREDIT_CACHE_ENTRIES:
+                self._credit_checked.pop(next(iter(self._credit_checked)))
+            self._credit_checked[key] = credit
+        return credit
+
+    def _owed_micro(self, buyer: bytes) -> int:
+        """What ``buyer`` owes us: its confirmed trades not yet delivered."""
+        trades = self.ledger.state.trades
+        return sum(cost_micro(state.payload.energy_wh, state.payload.price_micro_per_kwh)
+                   for state in (trades.get(tid) for tid in self._undelivered)
+                   if state is not None and state.payload.buyer == buyer)
 
     def _answer_confirm(self, request: PeerRequest) -> PeerReply:
         """Store the buyer's agreement to our trade proposal (idempotent)."""
@@ -214,6 +238,10 @@ class SellerSide:
         if body.author != request.sender or body.type is not BlockType.TRADE \
                 or body.payload.trade_id != request.trade_id:
             return self._reply(request, Status.DENIED, "bad_agreement")
+        problem = self.book.agreement_problem(body.payload.interval_start_s, request.trade_id,
+                                              body.seq)
+        if problem is not None:
+            return self._reply(request, Status.DENIED, problem)
         try:
             self.ledger.accept_agreement(request.blocks[0])
         except (BlockRejected, LedgerError) as exc:

@@ -1,4 +1,5 @@
-"""What a restarted seller still has to deliver, read back from its own ledger.
+"""What a restarted node reads back from its own ledger: what a seller still has to deliver,
+and its deposits (the credit a buyer shows sellers, p2pnode/trading/credit.py).
 
 A seller settles its trades (:meth:`p2pnode.node.Node.settle`): after the interval it proposes
 a DELIVERY per confirmed trade and its buyer agrees.  What is not co-settled yet is kept in
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from ledger import BlockBody, BlockType, Ledger, decode_envelope
 
-__all__ = ["undelivered_sales", "mint_seqs"]
+__all__ = ["undelivered_sales", "mint_seqs", "own_deposits"]
 
 
 def undelivered_sales(ledger: Ledger) -> set[bytes]:
@@ -33,4 +34,14 @@ def mint_seqs(ledger: Ledger) -> dict[int, int]:
         body = decode_envelope(raw, BlockBody)[0].message
         if body.type is BlockType.MINT:
             out[body.payload.reading.interval_start_s] = body.seq
+    return out
+
+
+def own_deposits(ledger: Ledger) -> list[tuple[int, bytes]]:
+    """Our DEPOSIT blocks as (voucher µ, raw block): the credit evidence a buyer shows."""
+    out = []
+    for raw in ledger.store.chain(ledger.key.public):
+        body = decode_envelope(raw, BlockBody)[0].message
+        if body.type is BlockType.DEPOSIT:
+            out.append((body.payload.voucher.amount_micro, raw))
     return out

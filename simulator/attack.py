@@ -22,6 +22,10 @@ endpoints) and then, bounded by the rates in :mod:`simulator.faults`:
             DHT's per-address contact limit is off there: this measures the damage without
             that defence; ``benchmarks/attacks.py`` measures it with.)
 
+``no_credit``  asks every seller it discovered for 1,000,000 Wh of its offer, with no credit
+            to show (:func:`simulator.hostile.greedy_requests`); what the sellers granted is
+            ``attack_no_credit_granted_wh`` (must stay 0).
+
 ``storage_fill`` and ``ground_ids`` start after :data:`DHT_ATTACK_AFTER` intervals: they attack
 an established feeder, whose sellers have standing in the DHT.  A feeder starting from nothing,
 where every seller is as new as the attacker's keys, is not protected against storage fill
@@ -43,9 +47,9 @@ import os
 import random
 from collections.abc import Callable
 
-from ledger import Envelope, SigningKey, seal
+from ledger import Envelope, SigningKey, decode_envelope, seal
 from p2pnode.dht.server import DHTSettings, OfferDHT
-from p2pnode.negotiation import Kind, PeerRequest
+from p2pnode.negotiation import Kind, PeerRequest, Status, check_reply
 from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRecord, query_keys, record_keys
 from p2pnode.peer import PeerClient
 from simulator import hostile
@@ -56,7 +60,7 @@ from simulator.faults import (
 
 __all__ = ["Attacker", "FORGED_PREFIX", "KINDS"]
 
-KINDS = ("forge", "flood", "storage_fill", "ground_ids")
+KINDS = ("forge", "flood", "storage_fill", "ground_ids", "no_credit")
 FILL_RECORDS_PER_BAND = 300      # past a key's 256 records
 FILL_OTHER_KEYS = 200
 GROUND_NODES_PER_KEY = 5
@@ -68,6 +72,7 @@ REQUEST_TIMEOUT_S = 0.5
 REPLAY_AGE_MS = 600_000          # "captured" ten minutes ago: past the nodes' replay window
 MAX_DATAGRAM_BYTES = 600
 MAX_TARGETS = 64                 # DHT sockets / endpoints one attacker remembers
+NO_CREDIT_ASK_WH = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +129,8 @@ class Attacker:
             await self._send_all([self._forged_message(start_s, records, i)
                                   for i in range(FORGED_MESSAGES_PER_INTERVAL) if self.sellers],
                                  "forged_messages")
+        elif self.kind == "no_credit":
+            await self._ask_without_credit(records)
         elif self.kind in ("storage_fill", "ground_ids"):
             self.counters["attack_intervals_seen"] += 1
             if self.counters["attack_intervals_seen"] <= DHT_ATTACK_AFTER:
@@ -221,6 +228,27 @@ class Attacker:
             offer_id=FORGED_PREFIX + os.urandom(9), interval_start_s=start_s, energy_wh=1000,
             price_micro_per_kwh=10**6)
         return endpoint, seal(request, self.key).raw
+
+    # -- no credit -------------------------------------------------------------------------------
+    async def _ask_without_credit(self, records: list[OfferRecord]) -> None:
+        """1,000,000 Wh of every offer, no deposit shown; counts what the sellers grant."""
+        requests = hostile.greedy_requests(self.key, records[:MAX_TARGETS], NO_CREDIT_ASK_WH,
+                                           int(self.clock() * 1000))
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def one(endpoint: str, raw: bytes) -> int:
+            async with gate:
+                answer = await self.client.send(endpoint, raw, REQUEST_TIMEOUT_S)
+            reply = None if answer is None else check_reply(
+                answer, decode_envelope(raw, PeerRequest)[0].message)
+            if reply is None or isinstance(reply, str):
+                return 0
+            self.counters["attack_no_credit_answered"] += 1
+            return reply.message.energy_wh if reply.message.status is Status.ACCEPTED else 0
+
+        granted = await asyncio.gather(*(one(e, raw) for e, raw in requests))
+        self.counters["attack_no_credit_sent"] += len(requests)
+        self.counters["attack_no_credit_granted_wh"] += sum(granted)
 
     # -- storage fill and ground ids ------------------------------------------------------------
     def _targets(self) -> list[tuple[str, int]]:

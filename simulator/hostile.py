@@ -16,7 +16,10 @@ hand, bounded in count:
 ``idle connections`` TCP connections that send nothing or half a request
                      (:func:`open_idle_connections`);
 ``WAL loss``         a ledger database copied without its ``-wal`` file, put back in place of
-                     the live one (:func:`copy_without_wal`, :func:`put_back`).
+                     the live one (:func:`copy_without_wal`, :func:`put_back`);
+``no credit``        a key with no voucher (or a voucher it issued itself, or another key's
+                     deposit) asking a seller for its whole surplus and more
+                     (:func:`greedy_requests`, :func:`deposit_block`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from ledger import SigningKey, seal
+from ledger import (
+    GENESIS_HASH, BlockBody, BlockType, CreditVoucher, DepositPayload, SigningKey, seal,
+)
+from p2pnode.negotiation import Kind, PeerRequest
 from p2pnode.dht import wire
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.storage import OfferStorage, Page
@@ -37,7 +43,8 @@ from p2pnode.identity import node_id
 from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRecord, record_keys
 
 __all__ = [
-    "Blackhole", "UdpProbe", "copy_without_wal", "flood_records", "ground_keys",
+    "Blackhole", "UdpProbe", "copy_without_wal", "deposit_block", "flood_records",
+    "greedy_requests", "ground_keys",
     "open_idle_connections", "ping_flood", "put_back", "send_stores", "start_ground_node",
     "store_datagrams",
 ]
@@ -202,3 +209,22 @@ def put_back(copy: Path, db: Path) -> None:
     for suffix in ("-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     os.replace(copy, db)
+
+
+def deposit_block(account: SigningKey, issuer: SigningKey, amount_micro: int,
+                  voucher_id: bytes, *, seq: int = 1, time_ms: int = 0) -> bytes:
+    """A DEPOSIT block of ``account``'s chain holding a voucher ``issuer`` signed."""
+    voucher = seal(CreditVoucher(issuer.public, account.public, voucher_id, amount_micro), issuer)
+    body = BlockBody(author=account.public, seq=seq, prev=GENESIS_HASH, type=BlockType.DEPOSIT,
+                     payload=DepositPayload(voucher.message, voucher.signature), link_key=b"",
+                     link_seq=0, link_hash=b"", time_ms=time_ms)
+    return seal(body, account).raw
+
+
+def greedy_requests(key: SigningKey, offers: Iterable, energy_wh: int, now_ms: int,
+                    blocks: tuple[bytes, ...] = ()) -> list[tuple[str, bytes]]:
+    """(endpoint, signed REQUEST) for ``energy_wh`` of each offer record, at its price."""
+    return [(offer.endpoint, seal(PeerRequest(
+        key.public, offer.seller, Kind.REQUEST, os.urandom(16), os.urandom(16), now_ms,
+        offer.offer_id, offer.interval_start_s, energy_wh, offer.price_micro_per_kwh, blocks),
+        key).raw) for offer in offers]

@@ -17,19 +17,25 @@ add an attack to the suite.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
+import heapq
 import random
 import tempfile
 from pathlib import Path
 
-from ledger import CreditVoucher, LedgerError, LedgerRules, SigningKey, audit, seal
+from ledger import (
+    CreditVoucher, LedgerError, LedgerRules, SigningKey, audit, decode_envelope, seal,
+)
 from ledger.verify import ForkProof
 from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
 from p2pnode.dht.server import DHTSettings
 from p2pnode.meter import ProfileMeter
+from p2pnode.negotiation import PeerRequest, Status, check_reply
 from p2pnode.node import Node
-from p2pnode.trading.schedule import events
+from p2pnode.peer import PeerClient
+from p2pnode.trading.schedule import STEPS, events
 from p2pnode.offers import offer_key, price_band
 from simulator import hostile
 from simulator.swarm import VirtualClock
@@ -63,16 +69,29 @@ def honest_host(i: int) -> str:
     return f"127.0.0.{10 + i}"
 
 
+class SkewedClock:
+    """A node's clock: the swarm's virtual clock plus this node's ``offset_s`` (clock skew)."""
+
+    def __init__(self, base: VirtualClock, offset_s: float = 0.0):
+        self.base, self.offset_s = base, offset_s
+
+    def __call__(self) -> float:
+        return self.base() + self.offset_s
+
+
 class HostileSwarm:
-    """Honest nodes (sellers first, then buyers) on their own loopback addresses."""
+    """Honest nodes (sellers first, then buyers) on their own loopback addresses, each with
+    its own clock (the swarm's, plus a skew an attack may set)."""
 
     def __init__(self, workdir: Path, shape: Shape, seed: int = 1):
         self.workdir, self.shape, self.seed = Path(workdir), shape, seed
         self.clock = VirtualClock(START_S)
+        self.clocks = [SkewedClock(self.clock) for _ in range(shape.sellers + shape.buyers)]
         self.nodes: list[Node | None] = []
         self.configs: list[NodeConfig] = []
         self.keys: list[SigningKey] = []
         self.refused: dict[int, str] = {}     # node index -> why it could not start
+        self.attack = None                    # the active attack (its after_step is called)
 
     async def start(self) -> None:
         shape = self.shape
@@ -96,8 +115,8 @@ class HostileSwarm:
         n = shape.intervals + 1
         meter = ProfileMeter(START_S, INTERVAL_S, [shape.surplus_wh if seller else 0] * n,
                              [0 if seller else shape.deficit_wh] * n)
-        node = Node(self.configs[i], meter, key=self.keys[i], clock=self.clock, dht_settings=DHT,
-                    ledger_sync="normal")
+        node = Node(self.configs[i], meter, key=self.keys[i], clock=self.clocks[i],
+                    dht_settings=DHT, ledger_sync="normal")
         await node.start()
         return node
 
@@ -122,14 +141,42 @@ class HostileSwarm:
     async def interval(self, index: int) -> tuple[int, int]:
         """Trade interval ``index`` on every live node; the trades honest buyers made in it and
         how many buyers bought (a buyer splits its need among sellers without a record:
-        :meth:`p2pnode.reputation.Reputation.share_cap`)."""
+        :meth:`p2pnode.reputation.Reputation.share_cap`).
+
+        Each node runs each step when its *own* clock reads the step's time, and the steps a
+        node adds (:meth:`Node.follow_up`: a buyer looking again for offers) too; steps due at
+        the same moment run together."""
         start = self.start_of(index)
-        for at, step, _ in events(self.configs[0], [start]):
-            self.clock.now_s = at
-            await asyncio.gather(*(node.step(step, start) for node in self.live))
+        queue = []
+        for i, node in enumerate(self.nodes):
+            if node is not None:
+                for at, step, _ in events(self.configs[i], [start]):
+                    heapq.heappush(queue, (at - self.clocks[i].offset_s, STEPS.index(step), i, step))
+        while queue:
+            due = [heapq.heappop(queue)]
+            while queue and queue[0][:2] == due[0][:2]:
+                due.append(heapq.heappop(queue))
+            self.clock.now_s = due[0][0]
+            await asyncio.gather(*(self.nodes[i].step(step, start) for *_, i, step in due
+                                   if self.nodes[i] is not None))
+            after_step = getattr(self.attack, "after_step", None)
+            if after_step is not None:
+                await after_step(self, index, due[0][3])
+            for *_, i, step in due:
+                if self.nodes[i] is not None:
+                    for at, again, _ in self.nodes[i].follow_up(step, start):
+                        heapq.heappush(queue, (at - self.clocks[i].offset_s,
+                                               STEPS.index(again), i, again))
         bought = [node.public for node in self.live for trade in node.bought.values()
                   if trade.payload.interval_start_s == start]
         return len(bought), len(set(bought))
+
+    def bought_wh(self, index: int) -> list[int]:
+        """Energy each live buyer bought for interval ``index``."""
+        start = self.start_of(index)
+        return [sum(t.payload.energy_wh for t in node.bought.values()
+                    if t.payload.interval_start_s == start)
+                for node in self.nodes[self.shape.sellers:] if node is not None]
 
     async def restart(self, i: int, damage=None) -> bool:
         """Stop node ``i``, apply ``damage(ledger path)``, start it again; False if it refused."""
@@ -309,8 +356,93 @@ class IdleConnections:
         return {"idle_connections_opened": len(self.held), "idle_connections_closed": closed}
 
 
+class ClockSkew:
+    """Every seller's clock 15 s behind and every buyer's 15 s ahead (buyers 30 s ahead of all
+    sellers: they look for offers before any is published), then the other way round (buyers 30
+    s behind: their messages arrive 30 s old), by turns from one attacked interval to the next.
+    Not an attacker's doing but the clocks of cheap meters; the report: a buyer 5.5 s ahead of
+    the seller never traded."""
+
+    name = "clock_skew"
+    SKEW_S = 15.0
+
+    def __init__(self):
+        self.turn = 0
+        self.bought_short = 0      # buyers that bought less than their need in an interval
+
+    async def begin(self, swarm: HostileSwarm, index: int) -> None:
+        sign = 1 if self.turn % 2 == 0 else -1
+        self.turn += 1
+        sellers = swarm.shape.sellers
+        for i, clock in enumerate(swarm.clocks):
+            clock.offset_s = sign * (self.SKEW_S if i >= sellers else -self.SKEW_S)
+
+    async def end(self, swarm: HostileSwarm) -> dict:
+        counters = [n.counters for n in swarm.live]
+        return {"clock_skew_s": 2 * self.SKEW_S,
+                "clock_skew_rediscoveries": sum(c["rediscoveries"] for c in counters),
+                "clock_skew_dropped_stale_future": sum(
+                    c["peer_dropped_stale"] + c["peer_dropped_future"] for c in counters)}
+
+
+class NoCredit:
+    """A key with no credit asks every seller for 1,000,000 Wh as soon as the offers are out:
+    without evidence, with a voucher it issued itself, with an honest buyer's deposit, and 20
+    times for 1 Wh (the report: such a key was granted the seller's whole surplus, and 300
+    requests of 1 Wh were all accepted, each a permanent TRADE proposal)."""
+
+    name = "no_credit"
+    ASK_WH = 1_000_000
+    SMALL_ASKS = 20
+
+    def __init__(self):
+        rng = random.Random(10)
+        self.key, self.self_issuer = hostile.fresh_key(rng), hostile.fresh_key(rng)
+        self.sent = self.granted_wh = 0
+        self.denied: collections.Counter[str] = collections.Counter()
+
+    async def begin(self, swarm: HostileSwarm, index: int) -> None:
+        pass
+
+    async def after_step(self, swarm: HostileSwarm, index: int, step: str) -> None:
+        if step != "open":
+            return
+        start = swarm.start_of(index)
+        offers = [o.record.message for n in swarm.live for o in (n.book.offers.get(start),)
+                  if o is not None and o.record is not None]
+        now_ms = int(swarm.clock() * 1000)
+        honest = swarm.live[-1].credit_evidence()    # an honest buyer's deposit, as it shows it
+        own = (hostile.deposit_block(self.key, self.self_issuer, 10**12, bytes(16)),)
+        requests = []
+        for blocks in ((), own, honest):
+            requests += hostile.greedy_requests(self.key, offers, self.ASK_WH, now_ms, blocks)
+        for _ in range(self.SMALL_ASKS):
+            requests += hostile.greedy_requests(self.key, offers, 1, now_ms)
+        client = PeerClient()
+        await client.start()
+        try:
+            replies = await asyncio.gather(*(client.send(endpoint, raw, 2.0)
+                                             for endpoint, raw in requests))
+        finally:
+            await client.stop()
+        self.sent += len(requests)
+        for (_, raw), answer in zip(requests, replies):
+            reply = None if answer is None else check_reply(
+                answer, decode_envelope(raw, PeerRequest)[0].message)
+            if reply is None or isinstance(reply, str):
+                self.denied["no_reply"] += 1
+            elif reply.message.status is Status.ACCEPTED:
+                self.granted_wh += reply.message.energy_wh
+            else:
+                self.denied[reply.message.reason] += 1
+
+    async def end(self, swarm: HostileSwarm) -> dict:
+        return {"no_credit_requests": self.sent, "no_credit_granted_wh": self.granted_wh,
+                **{f"no_credit_denied_{reason}": n for reason, n in sorted(self.denied.items())}}
+
+
 ATTACKS = {cls.name: cls for cls in (StorageFill, Amplification, GroundIds, WalLoss,
-                                     IdleConnections)}
+                                     IdleConnections, ClockSkew, NoCredit)}
 
 
 async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
@@ -318,18 +450,20 @@ async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     swarm = HostileSwarm(workdir, shape)
     await swarm.start()
-    trades, buyers, extra = [], [], {}
+    trades, buyers, bought, extra = [], [], [], {}
     try:
         for index in range(shape.intervals):
             if attack is not None and index >= WARMUP_INTERVALS:
+                swarm.attack = attack
                 await attack.begin(swarm, index)
-            made, bought = await swarm.interval(index)
+            made, buying = await swarm.interval(index)
             trades.append(made)
-            buyers.append(bought)
+            buyers.append(buying)
+            bought.append(swarm.bought_wh(index))
         if attack is not None:
             extra = await attack.end(swarm)
         valid, problems = swarm.ledgers_valid()
     finally:
         await swarm.stop()
-    return {"trades": trades, "buyers": buyers, "valid": valid, "problems": problems[:10],
-            "extra": extra, "refused": swarm.refused}
+    return {"trades": trades, "buyers": buyers, "bought_wh": bought, "valid": valid,
+            "problems": problems[:10], "extra": extra, "refused": swarm.refused}

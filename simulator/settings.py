@@ -19,7 +19,8 @@ from simulator.pv import WEATHER_SITES
 
 STRATEGIES = ("ga", "exact", "greedy")
 MALICIOUS_KINDS = ("forge", "flood")      # the default kinds
-ATTACK_KINDS = ("forge", "flood", "storage_fill", "ground_ids")   # every kind an attacker runs
+ATTACK_KINDS = ("forge", "flood", "storage_fill", "ground_ids",   # every kind an attacker runs
+                "no_credit")
 MAX_DELAY_MS = 60_000
 
 
@@ -100,7 +101,8 @@ class Faults:
     the ways listed in ``malicious_kinds`` (``forge``: forged or tampered records and messages,
     ``flood``: request and record flooding, ``storage_fill``: offers signed by fresh keys for
     the next interval's keys and many others, ``ground_ids``: DHT nodes at ids ground next to
-    the next interval's offer keys that swallow what is stored on them; see
+    the next interval's offer keys that swallow what is stored on them, ``no_credit``: a key
+    without credit asking every seller for 1,000,000 Wh; see
     :mod:`simulator.attack`); ``lying_share``: share of houses whose node lies about its meter
     (reports and mints more generation than was measured, see :mod:`simulator.mint_audit`);
     ``meter_keys``: every meter signs its readings with its own key and every node mints only

@@ -32,7 +32,8 @@ from p2pnode.meter import ProfileMeter
 from p2pnode.negotiation import Kind, PeerRequest
 from tests.dhtkit import run as strict_run
 from p2pnode.config import MarketConfig
-from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
+from simulator.hostile import deposit_block
+from tests.nodekit import CREDIT_MICRO, INTERVAL_S, ISSUER, START, key, swarm
 
 EX_POST = MarketConfig(mode="ex_post")   # the API shows state: one interval after another
 
@@ -317,7 +318,8 @@ async def check_an_unconfirmed_sale(s, sell: ApiClient) -> None:
         sender=stranger.public, recipient=seller.public, kind=Kind.REQUEST,
         trade_id=os.urandom(16), nonce=os.urandom(16), sent_at_ms=int(s.clock() * 1000),
         offer_id=offer.offer_id, interval_start_s=offer.interval_start_s, energy_wh=50,
-        price_micro_per_kwh=offer.price_micro_per_kwh), stranger)
+        price_micro_per_kwh=offer.price_micro_per_kwh,
+        blocks=(deposit_block(stranger, ISSUER, CREDIT_MICRO, b"s" * 16),)), stranger)
     async with sell.session.post(f"http://{seller.endpoint}/p2p/v1/negotiate",
                                  data=request.raw) as response:
         assert response.status == 200

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from p2pnode.trading import schedule
 from simulator import hostile_swarm as hs
 from simulator.hostile_swarm import ATTACKS, WARMUP_INTERVALS, Shape, run_swarm
 from tests.dhtkit import run
@@ -79,3 +80,43 @@ def test_idle_and_half_open_connections_do_not_stop_the_sellers(tmp_path):
     assert out["valid"], out["problems"]
     assert out["extra"]["idle_connections_opened"] == 1800
     assert out["extra"]["idle_connections_closed"] >= 3 * (600 - 512)
+
+
+def test_buyers_30_s_ahead_of_or_behind_the_sellers_still_trade(tmp_path, monkeypatch):
+    """Buyers' clocks 30 s ahead of every seller's (they look before any offer is published),
+    then 30 s behind (their messages arrive 30 s old): every buyer covers its need in both
+    intervals, by looking again through the buy window.  Without the second look the interval
+    whose buyers are ahead is lost (the report: a buyer 5.5 s ahead never traded)."""
+    out = attacked("clock_skew", shape=dataclasses.replace(SHAPE, intervals=WARMUP_INTERVALS + 2),
+                   tmp_path=tmp_path / "skewed")
+    assert out["bought_wh"][WARMUP_INTERVALS:] == [[700] * 3] * 2
+    assert out["valid"], out["problems"]
+    assert out["extra"]["clock_skew_rediscoveries"] >= 3
+    assert out["extra"]["clock_skew_dropped_stale_future"] == 0
+    monkeypatch.setattr(schedule, "MAX_DISCOVERIES", 1)
+    once = attacked("clock_skew", shape=dataclasses.replace(SHAPE, intervals=WARMUP_INTERVALS + 2),
+                    tmp_path=tmp_path / "one_look")
+    ahead, behind = once["trades"][WARMUP_INTERVALS:]
+    assert ahead == 0 and behind >= 3    # the attack is real: buyers ahead found nothing
+
+
+def test_a_key_without_credit_asking_for_1000000_wh_gets_nothing(tmp_path, monkeypatch):
+    """A fresh key asks every seller for 1,000,000 Wh as soon as the offers are out -- without
+    evidence, with a voucher it issued itself, with an honest buyer's deposit block -- and 20
+    times for 1 Wh: it gets nothing, each refusal counted, and the honest buyers trade as
+    before.  Without the credit check the seller grants it the whole surplus and the honest
+    buyers are denied ``sold_out`` (the report)."""
+    out = attacked("no_credit", tmp_path=tmp_path / "defended")
+    extra = out["extra"]
+    assert extra["no_credit_granted_wh"] == 0
+    assert extra["no_credit_denied_no_credit"] == 3 * (2 + 20)       # per seller: none, own, small
+    assert extra["no_credit_denied_bad_credit_proof"] == 3          # another key's deposit
+    assert out["buyers"] == EVERY_INTERVAL
+    assert out["bought_wh"][WARMUP_INTERVALS] == [700] * 3
+    assert out["valid"], out["problems"]
+    from p2pnode import node_seller
+    from p2pnode.trading.credit import CreditEvidence
+    monkeypatch.setattr(node_seller, "proven_credit", lambda *args: CreditEvidence(10**15, 0))
+    undefended = attacked("no_credit", tmp_path=tmp_path / "undefended")
+    assert undefended["extra"]["no_credit_granted_wh"] == 3 * 2400   # the attack is real
+    assert undefended["trades"][WARMUP_INTERVALS:] == [0]

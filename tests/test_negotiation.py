@@ -31,8 +31,9 @@ def request(kind=Kind.REQUEST, *, sender=BUYER, recipient=SELLER, energy_wh=500,
 def test_request_round_trip_and_shape_rules():
     sealed = request()
     assert parse_request(sealed.raw).message == sealed.message
-    with pytest.raises(EncodeError, match="REQUEST carries 0 block"):
-        request(blocks=(b"x",))
+    assert request(blocks=(b"x", b"y")).message.blocks == (b"x", b"y")   # credit evidence
+    with pytest.raises(EncodeError, match="blocks"):
+        request(blocks=(b"x",) * 3)
     with pytest.raises(EncodeError, match="CONFIRM carries 1 block"):
         request(Kind.CONFIRM)
     with pytest.raises(EncodeError, match="at least 1 Wh"):

@@ -230,7 +230,8 @@ def test_hostile_messages_are_dropped_counted_and_change_nothing(tmp_path):
                                   trade_id=os.urandom(16), nonce=os.urandom(16),
                                   sent_at_ms=int(s.clock() * 1000), offer_id=record.offer_id,
                                   interval_start_s=START, energy_wh=100,
-                                  price_micro_per_kwh=record.price_micro_per_kwh)
+                                  price_micro_per_kwh=record.price_micro_per_kwh,
+                                  blocks=buyer.credit_evidence())     # the buyer's deposit
                     fields.update(changes)
                     return seal(PeerRequest(**fields), signer or sender)
 

@@ -209,15 +209,17 @@ def test_attackers_are_dropped_and_counted_and_the_honest_market_holds(tmp_path)
         matched / attacked.reachable_optimum_wh, abs=1e-4)
 
 
-def test_storage_fill_and_ground_id_attackers_are_run_and_reported(tmp_path):
+def test_storage_fill_ground_id_and_no_credit_attackers_are_run_and_reported(tmp_path):
     """The swarm's attacker machines fill DHT storage with offers signed by fresh keys and run
     nodes at ground ids from the third interval on (an established feeder: see
-    simulator/attack.py); the honest market holds.  The honest nodes share 127.0.0.1 here, so
-    the per-address contact limit is off: the ground nodes sit among the k closest unhindered
-    (benchmarks/attacks.py measures the defended case)."""
-    sc = scenario(12, malicious_share=0.17, malicious_kinds=("storage_fill", "ground_ids"))
+    simulator/attack.py), and ask every seller for 1,000,000 Wh without credit; the honest
+    market holds and no seller grants the key without credit a Wh.  The honest nodes share
+    127.0.0.1 here, so the per-address contact limit is off: the ground nodes sit among the k
+    closest unhindered (benchmarks/attacks.py measures the defended case)."""
+    sc = scenario(12, malicious_share=0.25,
+                  malicious_kinds=("storage_fill", "ground_ids", "no_credit"))
     plan = fault_schedule(sc.seed, sc.meters, COUNT, sc.faults)
-    assert sorted(plan.malicious.values()) == ["ground_ids", "storage_fill"]
+    assert sorted(plan.malicious.values()) == ["ground_ids", "no_credit", "storage_fill"]
     profiles = without(midday(12), plan.malicious)
     attacked = run_swarm(sc, profiles, tmp_path / "attacked", progress=False)
     calm = run_swarm(dataclasses.replace(sc, faults=Faults()), profiles, tmp_path / "calm",
@@ -225,6 +227,8 @@ def test_storage_fill_and_ground_id_attackers_are_run_and_reported(tmp_path):
     c = attacked.counters
     assert c["attack_fill_records_signed"] >= 3 * 600 and c["attack_fill_datagrams_sent"] > 0
     assert c["attack_ground_nodes"] > 0 and c["attack_ground_records_swallowed"] > 0
+    assert c["attack_no_credit_answered"] > 0 and c["attack_no_credit_granted_wh"] == 0
+    assert c["denied_to_peer_no_credit"] >= c["attack_no_credit_answered"]
     assert attacked.audit_problems == [] and attacked.double_settlements == 0
     matched = sum(r["delivered_wh"] for r in attacked.trades)
     calm_matched = sum(r["delivered_wh"] for r in calm.trades)

@@ -69,7 +69,8 @@ def test_a_trade_costs_eleven_signature_checks_and_two_commits_a_side(tmp_path, 
     """Three trades and one settle: 11 checks per trade (3 requests, 3 replies, 5 blocks --
     the seller's REQUEST and CONFIRM and the buyer's DELIVER, their three replies, and the
     trade proposal, its agreement, the DELIVERY proposal, the MINT block that proves it and the
-    DELIVERY agreement, each once); the seller commits once per step (2 per trade) plus twice
+    DELIVERY agreement, each once) and, once for all three, the buyer's DEPOSIT block (its
+    credit, p2pnode/trading/credit.py); the seller commits once per step (2 per trade) plus twice
     per settle, the buyer once per agreement and once per delivery."""
     trades = 3
 
@@ -91,7 +92,8 @@ def test_a_trade_costs_eleven_signature_checks_and_two_commits_a_side(tmp_path, 
             s.clock.now_s = at["settle"]
             assert await seller.settle(START) == trades
             counted = {kind: checks[kind] for kind in ("request", "reply", "block")}
-            assert counted == {"request": 3 * trades, "reply": 3 * trades, "block": 5 * trades}
+            # + the buyer's DEPOSIT block it shows as credit: checked once, then remembered
+            assert counted == {"request": 3 * trades, "reply": 3 * trades, "block": 5 * trades + 1}
             assert seller.ledger.store.commits - commits[0] == 2 * trades + 2
             assert buyer.ledger.store.commits - commits[1] == 2 * trades
             for node in (seller, buyer):   # both halves of every trade and settlement, once
@@ -143,7 +145,7 @@ def test_forged_blocks_are_refused_and_replays_are_answered_not_stored(tmp_path,
 async def exchange(s, buying: Hand, selling: Hand, offer, checks) -> None:
     buyer, seller = buying.node, selling.node
     trade_id = b"T" * 16
-    reply, _ = await buying.send(Kind.REQUEST, trade_id, offer)
+    reply, _ = await buying.send(Kind.REQUEST, trade_id, offer, buyer.credit_evidence())
     assert reply.status is Status.ACCEPTED
     proposal = open_envelope(reply.blocks[0], BlockBody)[0]
     agreement = buyer.ledger.agree(proposal, int(seller.clock() * 1000))

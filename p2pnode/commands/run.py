@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -29,8 +30,10 @@ def register(sub) -> None:
                     "node, booking generation, consumption, transformer supply and losses "
                     "(GET /api/v1/feeder). "
                     "Stops cleanly on SIGINT/SIGTERM. Prints one JSON line with the node's "
-                    "addresses when it is up (with the local API's URL when [api] enabled); "
-                    "with --speed, node time starts at --start once the node is up.",
+                    "addresses when it is up (with the local API's URL when [api] enabled). "
+                    "Node time is the wall clock; with --start/--speed a replay, which starts "
+                    "at --start once the node is up, or at wall time --epoch (daemons given "
+                    "the same --start, --speed and --epoch agree on node time).",
     )
     parser.add_argument("--config", type=Path, required=True, help="node configuration (TOML)")
     parser.add_argument("--speed", type=float, default=1.0,
@@ -38,6 +41,12 @@ def register(sub) -> None:
     parser.add_argument("--start", default=None,
                         help="node time to start at, ISO 8601 (default: now); with --speed, "
                              "replays a recorded day")
+    parser.add_argument("--epoch", default=None,
+                        help="wall-clock time (ISO 8601 or unix seconds) at which node time is "
+                             "--start: daemons given the same --start, --speed and --epoch "
+                             "agree on node time however far apart they start (default: a "
+                             "replay starts when the node is up; without --start and --speed "
+                             "node time is the wall clock)")
     parser.add_argument("--intervals", type=int, default=None,
                         help="stop after this many intervals (default: run until stopped)")
     parser.add_argument("--log-level", default="INFO",
@@ -70,26 +79,52 @@ def configure_logging(level: str, log_format: str) -> None:
 
 
 class ReplayClock:
-    """Node time that starts at ``start_s`` and runs ``speed`` times faster than the wall.
+    """Node time: ``start_s`` at wall-clock time ``epoch``, running ``speed`` times faster than
+    the wall, plus ``offset_s`` (``[timing] clock_offset_s``: a clock known to be off).
 
-    ``running=False`` holds the clock at ``start_s`` until :meth:`start`: ``p2pnode run``
-    starts it once the node is up (DHT joined, peer endpoint bound, predictor loaded), so a fast
-    replay does not lose its first intervals to the start-up time.
+    ``p2pnode run`` with neither ``--start`` nor ``--speed`` runs on the wall clock itself (the
+    epoch is now and node time is wall time), so interval boundaries fall on wall-clock
+    multiples of the interval and daemons started at different times agree.  A replay
+    (``--start``/``--speed``) given ``--epoch`` is a pure function of the wall clock: daemons
+    given the same ``--start``, ``--speed`` and ``--epoch`` agree on node time however far apart
+    they start (one started before the epoch waits for it, one started after joins the replay
+    in progress).  Without ``--epoch`` a replay is one daemon's own: ``running=False`` holds the
+    clock at ``start_s`` until :meth:`start`, which ``p2pnode run`` calls once the node is up
+    (DHT joined, peer endpoint bound, predictor loaded), so a fast replay does not lose its first
+    intervals to the start-up time.
     """
 
-    def __init__(self, start_s: float, speed: float, *, running: bool = True):
-        self.start_s, self.speed = start_s, speed
-        self.wall0 = time.monotonic() if running else None
+    def __init__(self, start_s: float, speed: float, *, running: bool = True,
+                 epoch: float | None = None, offset_s: float = 0.0):
+        self.start_s, self.speed, self.offset_s = start_s, speed, offset_s
+        self.epoch = epoch if epoch is not None else time.time() if running else None
 
     def start(self) -> None:
         """Let node time run from ``start_s`` (from now on); no-op when it already runs."""
-        if self.wall0 is None:
-            self.wall0 = time.monotonic()
+        if self.epoch is None:
+            self.epoch = time.time()
+
+    async def wait_for_epoch(self) -> None:
+        """Sleep until the wall-clock epoch (a daemon up before a shared replay starts)."""
+        self.start()
+        await asyncio.sleep(max(0.0, self.epoch - time.time()))
 
     def __call__(self) -> float:
-        if self.wall0 is None:
-            return self.start_s
-        return self.start_s + (time.monotonic() - self.wall0) * self.speed
+        if self.epoch is None:
+            return self.start_s + self.offset_s
+        return self.start_s + (time.time() - self.epoch) * self.speed + self.offset_s
+
+
+def daemon_clock(args, config) -> ReplayClock:
+    """The clock of ``p2pnode run`` from ``--start``/``--speed``/``--epoch`` (see
+    :class:`ReplayClock`)."""
+    offset = config.timing.clock_offset_s
+    epoch = parse_time(args.epoch, "--epoch") if args.epoch is not None else None
+    if args.start is None and args.speed == 1.0 and epoch is None:
+        now = time.time()
+        return ReplayClock(now, 1.0, epoch=now, offset_s=offset)     # the wall clock
+    start = parse_time(args.start) if args.start is not None else epoch
+    return ReplayClock(start, args.speed, running=False, epoch=epoch, offset_s=offset)
 
 
 def _run(args) -> int:
@@ -110,17 +145,18 @@ def _run(args) -> int:
     if config.api.enabled:
         from p2pnode.api import load_token
         token = load_token(config.api.token_file)   # refuse to start on a bad token file
-    start = parse_time(args.start)
-    clock = ReplayClock(start, args.speed, running=False)   # started when the node is up
+    clock = daemon_clock(args, config)
+    # trading starts once the node is up: a shared replay at its epoch, one's own from now
+    ready = clock.wait_for_epoch if clock.epoch is not None else clock.start
     until = None
     if args.intervals is not None:
-        last = first_interval(config, start) + (args.intervals - 1) * config.interval_s
+        first = first_interval(config, clock.start_s if args.start or args.epoch else clock())
+        last = first + (args.intervals - 1) * config.interval_s
         until = step_times(config, last)["close"] + 1   # the last interval closed
     if config.meter.kind == "mqtt":
-        return asyncio.run(_serve_live(config, clock, args.speed, until, token))
+        return asyncio.run(_serve_live(config, clock, args.speed, until, token, ready))
     meter = replay_meter(config)
-    return asyncio.run(_serve(config, meter, clock, args.speed, until, token,
-                              on_ready=clock.start))
+    return asyncio.run(_serve(config, meter, clock, args.speed, until, token, on_ready=ready))
 
 
 def replay_meter(config):
@@ -136,22 +172,33 @@ def replay_meter(config):
     return meter
 
 
-async def _serve_live(config, clock, speed: float, until: float | None, token: str | None) -> int:
+async def _serve_live(config, clock, speed: float, until: float | None, token: str | None,
+                      on_ready) -> int:
     """:func:`_serve` with a live MQTT meter, subscribed for as long as the node runs."""
     from p2pnode.meter_mqtt import MqttMeter
 
     async with MqttMeter(config.meter, clock) as meter:
-        return await _serve(config, meter, clock, speed, until, token, on_ready=clock.start)
+        return await _serve(config, meter, clock, speed, until, token, on_ready=on_ready)
 
 
-def parse_time(text: str | None) -> float:
-    """``--start``: ISO 8601 (UTC unless it says otherwise) -> unix seconds; None is now."""
+def parse_time(text: str | None, option: str = "--start") -> float:
+    """``--start``/``--epoch``: ISO 8601 (UTC unless it says otherwise) or, for ``--epoch``,
+    unix seconds -> unix seconds; None is now."""
     if text is None:
         return time.time()
+    if option == "--epoch":
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(value):
+                return value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(f"--start {text!r}: not an ISO 8601 time like 2026-07-01T00:00Z") from None
+        raise ConfigError(f"{option} {text!r}: not an ISO 8601 time like 2026-07-01T00:00Z"
+                          ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()

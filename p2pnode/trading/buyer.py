@@ -15,7 +15,8 @@ __all__ = ["Buying", "Purchase", "GIVE_UP_REASONS", "want_wh"]
 
 # a seller that answers one of these has nothing more for us this interval
 GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "gate_closed", "not_selling",
-                             "price_below_ask", "trade_id_reused", "buyer_limit"})
+                             "price_below_ask", "trade_id_reused", "buyer_limit",
+                             "no_credit", "bad_credit_proof"})
 
 
 @dataclasses.dataclass
@@ -45,6 +46,7 @@ class Buying:
     trades: list[Purchase] = dataclasses.field(default_factory=list)
     excluded: set[bytes] = dataclasses.field(default_factory=set)
     hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
+    discoveries: int = 0   # DHT discoveries made for it (see trading.schedule.rediscover_at)
 
     def hedge(self, quantity_wh: int) -> None:
         """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""

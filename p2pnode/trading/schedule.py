@@ -22,17 +22,28 @@ interval of day ``D`` (``day_open``) and, ``buy_delay_s`` later, buys what it fo
 (``day_buy``); no day-ahead REQUEST is accepted after the gate.  On day ``D`` each interval is
 traded in real time as above, for the difference between the updated forecast and the day-ahead
 position.  Node time is local time of day (as the tariff frames read it).
+
+Clock skew: a buyer whose clock runs ahead of a seller's looks for offers before the seller
+published them.  A node that keeps its own schedule (:meth:`p2pnode.node.Node.run`) therefore
+looks again while its need is not covered, :data:`REDISCOVERY_DELAYS_S` after the previous
+discovery, at most :data:`MAX_DISCOVERIES` times per interval and never later than
+:data:`GATE_MARGIN_S` before the gate (:func:`rediscover_at`): a buyer up to 30 s ahead (or
+behind: it then finds the offers at its first look) still trades.
 """
 
 from __future__ import annotations
 
 __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
-           "gate_s", "day_gate_s",
-           "day_times"]
+           "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
+           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S"]
 
 STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "close")
 DAY_S = 86400
 DAY_AHEAD_LEAD_S = 1800   # the day-ahead market opens this long before its gate
+CLOCK_SKEW_S = 30                       # the skew between nodes' clocks the steps tolerate
+MAX_DISCOVERIES = 5                     # discoveries of one interval's offers by one buyer
+REDISCOVERY_DELAYS_S = (10, 20, 40, 80)   # node time from one discovery to the next
+GATE_MARGIN_S = 5.0                     # no discovery this close to the gate: no time to trade
 
 
 def step_times(config, start_s: int) -> dict[str, float]:
@@ -61,6 +72,17 @@ def gate_s(config, start_s: int) -> float:
     if config.market.mode == "ex_post":
         return start_s + config.interval_s + config.timing.window_s
     return float(start_s)
+
+
+def rediscover_at(config, start_s: int, discoveries: int, now_s: float) -> float | None:
+    """Node time of the next discovery of the interval's offers by a buyer whose need is not
+    covered after ``discoveries`` of them, or None (the count is spent, or the gate is near)."""
+    if discoveries < 1 or discoveries >= MAX_DISCOVERIES:
+        return None
+    last = gate_s(config, start_s) - GATE_MARGIN_S
+    if now_s >= last:
+        return None
+    return min(now_s + REDISCOVERY_DELAYS_S[discoveries - 1], last)
 
 
 def day_gate_s(config, day_start_s: int) -> float:

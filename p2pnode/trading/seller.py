@@ -11,6 +11,9 @@ Limits against buyers that only take (each one a reason a REQUEST is denied):
 * ``buyer_limit``   one buyer holds at most :data:`MAX_OPEN_PROPOSALS_PER_BUYER` unconfirmed
   proposals of one interval, and a key with no confirmed trade with us yet gets at most
   ``new_buyer_share`` of the offer;
+* ``no_credit``     the buyer's proven credit (:mod:`p2pnode.trading.credit`: the vouchers it
+  showed) does not cover a single Wh more after what it owes us -- its open reservations here
+  and its confirmed trades not yet delivered; a grant is cut to what the credit covers;
 * reservations expire: a proposal not confirmed within :data:`RESERVATION_MS` gives its energy
   back to the offer (:meth:`SellerBook.expire`); a CONFIRM arriving later is still stored (the
   buyer agreed) but the energy may have been sold again -- the delivery rule shares what was
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from ledger import cost_micro
 from p2pnode.negotiation import PeerRequest
+from p2pnode.trading.credit import CreditEvidence
 
 __all__ = ["Offer", "SellerBook", "MAX_OPEN_PROPOSALS_PER_BUYER", "RESERVATION_MS",
            "NEW_BUYER_SHARE"]
@@ -46,6 +51,8 @@ class Offer:
     buyer_of: dict[bytes, bytes] = dataclasses.field(default_factory=dict)    # trade id -> key
     confirmed: dict[bytes, int] = dataclasses.field(default_factory=dict)
     released: set[bytes] = dataclasses.field(default_factory=set)
+    cost_micro: dict[bytes, int] = dataclasses.field(default_factory=dict)   # trade id -> µ
+    credit_seq: dict[bytes, int] = dataclasses.field(default_factory=dict)   # evidence shown
     requested_wh: int = 0
     closed: bool = False
 
@@ -95,12 +102,16 @@ class SellerBook:
         return sum(offer.confirmed.values()) if offer is not None else 0
 
     def decide(self, request: PeerRequest, *, now_s: float, sells: bool, max_trade_wh: int,
-               trade_known: bool, tokens_wh: int | None) -> int | str:
+               trade_known: bool, tokens_wh: int | None, credit: CreditEvidence | None = None,
+               owed_micro: int = 0) -> int | str:
         """Energy to grant ``request`` (a REQUEST), or the reason it is denied.
 
         ``sells``, ``max_trade_wh``: the user's constraints now (FR-14, changeable at run time).
         ``tokens_wh``: unsold minted tokens of the interval (ex post), None when the interval is
-        sold forward (its energy is measured on delivery).
+        sold forward (its energy is measured on delivery).  ``credit``: what the buyer's
+        evidence proves (:func:`p2pnode.trading.credit.proven_credit`; None: not checked, for
+        callers that hold no evidence); ``owed_micro``: what the buyer owes us for confirmed
+        trades not yet delivered.
         """
         offer = self.find(request.interval_start_s, request.offer_id)
         if not sells:
@@ -117,11 +128,34 @@ class SellerBook:
         if offer.open_proposals(request.sender) >= MAX_OPEN_PROPOSALS_PER_BUYER:
             return "buyer_limit"
         grant = min(request.energy_wh, offer.available_wh, max_trade_wh)
+        if credit is not None:
+            room = credit.credit_micro - owed_micro - self.reserved_micro(request.sender)
+            covered = room * 1000 // max(request.price_micro_per_kwh, 1) if room > 0 else 0
+            if covered <= 0:
+                return "no_credit"
+            grant = min(grant, covered)
         if tokens_wh is not None:
             grant = min(grant, tokens_wh)
         if request.sender not in self.known_buyers:
             grant = min(grant, self._new_buyer_room(offer, request.sender))
         return grant if grant > 0 else "sold_out"
+
+    def reserved_micro(self, buyer: bytes) -> int:
+        """The cost of ``buyer``'s proposals in our open offers it has not confirmed yet."""
+        return sum(offer.cost_micro.get(tid, 0)
+                   for offer in (*self.offers.values(), *self.ahead.values())
+                   for tid, who in offer.buyer_of.items()
+                   if who == buyer and tid not in offer.confirmed and tid not in offer.released)
+
+    def agreement_problem(self, interval_start_s: int, trade_id: bytes, agreement_seq: int
+                          ) -> str | None:
+        """Why the buyer's agreement (at ``agreement_seq`` of its chain) cannot be accepted:
+        it comes before the deposit it showed as credit (its chain spends before it was paid
+        in); None when it can (or the proposal is no longer in an open offer)."""
+        for offer in (self.offers.get(interval_start_s), self.ahead.get(interval_start_s)):
+            if offer is not None and agreement_seq <= offer.credit_seq.get(trade_id, 0):
+                return "agreement_before_credit"
+        return None
 
     def _new_buyer_room(self, offer: Offer, buyer: bytes) -> int:
         """What a key we never traded with may still take of this offer."""
@@ -129,11 +163,15 @@ class SellerBook:
                    if offer.buyer_of[tid] == buyer and tid not in offer.released)
         return max(0, int(offer.surplus_wh * self.new_buyer_share) - held)
 
-    def granted(self, request: PeerRequest, grant_wh: int, now_ms: int) -> Offer:
-        """The proposal for ``request`` is committed: reserve its energy."""
+    def granted(self, request: PeerRequest, grant_wh: int, now_ms: int, *,
+                credit_seq: int = 0) -> Offer:
+        """The proposal for ``request`` is committed: reserve its energy (and the buyer's
+        credit; ``credit_seq``: the chain position of the deposits it showed)."""
         offer = self.find(request.interval_start_s, request.offer_id)
         offer.available_wh -= grant_wh
         offer.proposed[request.trade_id] = grant_wh
+        offer.cost_micro[request.trade_id] = cost_micro(grant_wh, request.price_micro_per_kwh)
+        offer.credit_seq[request.trade_id] = credit_seq
         offer.proposed_at_ms[request.trade_id] = now_ms
         offer.buyer_of[request.trade_id] = request.sender
         return offer
