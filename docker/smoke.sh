@@ -18,7 +18,11 @@
 # 6. checks that every node exited 0 and wrote finished.json (the audit checks the files), that
 #    trades were bought and every bought trade settled (the nodes' closing counters) and that
 #    the audit found every ledger valid; `logs` and `down` work without any SWARM_* variable;
-# 7. stops everything it started (`docker compose down -v`, then its dockerd).  The engine's
+#    prints when each container started and exited (seconds from the swarm's epoch) and, when a
+#    check fails, the last $SMOKE_LOG_TAIL (40) log lines of each container that did not exit 0;
+# 7. builds the slim image (EXTRAS="": the node alone, no simulator), checks that it runs the
+#    node and lacks the simulator's packages, and prints both images' sizes (SMOKE_SLIM=0 skips);
+# 8. stops everything it started (`docker compose down -v`, then its dockerd).  The engine's
 #    data stays in $SMOKE_WORK (default /var/tmp/p2p-smoke, a few GB) as a cache: the next run
 #    reuses the base image and unchanged build steps.  SMOKE_CLEAN=1 removes it at the end.
 #
@@ -39,6 +43,7 @@ SOCK=$WORK/run/docker.sock
 export DOCKER_HOST=unix://$SOCK
 export COMPOSE_PROJECT_NAME=p2p-smoke
 export DOCKER_BUILDKIT=1 COMPOSE_BAKE=false     # BuildKit through the engine's API, no buildx
+SLIM=${SMOKE_SLIM:-1}                     # 1: also build and check the slim image (EXTRAS="")
 LOG_TAIL=${SMOKE_LOG_TAIL:-40}             # lines of each failing container's log on failure
 unset SWARM_EPOCH SWARM_START SWARM_SPEED SWARM_INTERVALS SWARM_DELAY SWARM_SCENARIO \
   SWARM_AUDIT_WAIT
@@ -138,7 +143,8 @@ if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
     >/dev/null
   rm -rf "$WORK/rootfs"
 fi
-log "base image $BASE: $(( $("$DOCKER" image inspect "$BASE" --format '{{.Size}}') / 1000000 )) MB"
+BASE_MB=$(( $("$DOCKER" image inspect "$BASE" --format '{{.Size}}') / 1000000 ))
+log "base image $BASE: $BASE_MB MB"
 
 # -- 4. the meter image, built once ------------------------------------------------------------
 BASE_IMAGE=$BASE compose build >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "build"; }
@@ -212,4 +218,24 @@ print("%d nodes stopped: %d trades bought, %d settled, %d settlements agreed by 
       % (len(nodes), bought, settled, total("settlements_agreed")))
 sys.exit(0 if len(nodes) == int(sys.argv[1]) and bought > 0 and settled == bought else 1)
 ' "$((METERS + 1))" || fail "not every node stopped with every bought trade settled"
-log "all checks passed: $nodes nodes finished, trades settled, audit valid"
+log "swarm checks passed: $nodes nodes finished, trades settled, audit valid"
+
+# -- 7. the slim meter image: the node alone (EXTRAS=""), for `p2pnode run` with a live meter --
+if [ "$SLIM" = 1 ]; then
+  "$DOCKER" build --network host --build-arg "BASE_IMAGE=$BASE" --build-arg EXTRAS= \
+    -f docker/Dockerfile -t p2p-energy:slim . >"$WORK/build-slim.log" 2>&1 \
+    || { tail -30 "$WORK/build-slim.log"; fail "slim build"; }
+  SLIM_SIZE=$("$DOCKER" image inspect p2p-energy:slim --format '{{.Size}}')
+  # it runs the node (its modules import, `run --help` parses) and has none of the simulator's
+  "$DOCKER" run --rm --network none --entrypoint python p2p-energy:slim -c '
+import importlib.util, sys
+import p2pnode.node, p2pnode.commands.run, p2pnode.meter_mqtt, models
+heavy = [m for m in ("pandas", "scipy", "matplotlib", "pvlib", "sklearn") if importlib.util.find_spec(m)]
+sys.exit("the slim image has " + ", ".join(heavy) if heavy else 0)
+' || fail "the slim image does not run the node alone"
+  "$DOCKER" run --rm --network none p2p-energy:slim run --help >/dev/null \
+    || fail "p2pnode run --help in the slim image"
+  log "images: p2p-energy:latest ([sim], meter-node) $(( SIZE / 1000000 )) MB," \
+    "p2p-energy:slim (the node alone) $(( SLIM_SIZE / 1000000 )) MB, base $BASE $BASE_MB MB"
+fi
+log "all checks passed"
