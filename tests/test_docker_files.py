@@ -275,7 +275,7 @@ def test_the_audit_waits_for_every_claimed_house_that_compose_did_not(tmp_path):
     finish(0, 0)
     finish(1, 0)
     done, took = run_audit(tmp_path, 2)           # house 2 never finishes
-    assert done.returncode == 1 and 2 <= took < 10
+    assert done.returncode == 1 and 1 < took < 10      # whole seconds: 1 to 3 s
     assert done.stdout == f"{tmp_path}/house-0002: the node did not finish\n"
 
     late = threading.Timer(1.5, finish, (2, 0))    # house 2 finishes while the audit waits
@@ -285,7 +285,7 @@ def test_the_audit_waits_for_every_claimed_house_that_compose_did_not(tmp_path):
     finally:
         late.join()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert 1.5 <= took < 30 and ": valid" in done.stdout + done.stderr
+    assert 1 < took < 30 and ": valid" in done.stdout + done.stderr
 
     finish(1, 1)                                   # a node that failed is not a finished one
     done, _ = run_audit(tmp_path, 30)
