@@ -166,7 +166,8 @@ AUDIT=$(compose ps --all --quiet audit)
 log "swarm up (compose started the audit: a meter has exited)"
 # wait for every container, not only the audit: the checks read exit codes and the logs
 deadline=$((SECONDS + RUN_TIMEOUT_S))
-while containers | awk '$3 != "exited" { found = 1 } END { exit !found }'; do
+# (a container that never started, e.g. a meter whose bootstrap failed, stays "created")
+while containers | awk '$3 == "running" || $3 == "restarting" { found = 1 } END { exit !found }'; do
   [ "$SECONDS" -lt "$deadline" ] || fail "containers still running after ${RUN_TIMEOUT_S} s"
   sleep 2
 done
@@ -192,9 +193,9 @@ for box in sorted(json.load(sys.stdin), key=lambda b: at(b["State"]["StartedAt"]
 compose logs --no-color >"$WORK/swarm.log" 2>&1 || fail "docker compose logs"
 nodes=0
 for id in $(compose ps --all --quiet bootstrap meter); do
-  code=$("$DOCKER" inspect --format '{{.State.ExitCode}}' "$id")
+  code=$("$DOCKER" inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$id")
   name=$("$DOCKER" inspect --format '{{.Name}}' "$id")
-  [ "$code" = 0 ] || fail "$name exited $code"
+  [ "$code" = "exited 0" ] || fail "$name: $code (status, exit code)"
   nodes=$((nodes + 1))
 done
 [ "$nodes" = $((METERS + 1)) ] || fail "$nodes nodes ran, expected $((METERS + 1))"
