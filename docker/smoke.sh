@@ -18,7 +18,11 @@
 # 6. checks that every node exited 0 and wrote finished.json (the audit checks the files), that
 #    trades were bought and every bought trade settled (the nodes' closing counters) and that
 #    the audit found every ledger valid; `logs` and `down` work without any SWARM_* variable;
-# 7. stops everything it started (`docker compose down -v`, then its dockerd).  The engine's
+#    prints when each container started and exited (seconds from the swarm's epoch) and, when a
+#    check fails, the last $SMOKE_LOG_TAIL (40) log lines of each container that did not exit 0;
+# 7. builds the slim image (EXTRAS="": the node alone, no simulator), checks that it runs the
+#    node and lacks the simulator's packages, and prints both images' sizes (SMOKE_SLIM=0 skips);
+# 8. stops everything it started (`docker compose down -v`, then its dockerd).  The engine's
 #    data stays in $SMOKE_WORK (default /var/tmp/p2p-smoke, a few GB) as a cache: the next run
 #    reuses the base image and unchanged build steps.  SMOKE_CLEAN=1 removes it at the end.
 #
@@ -39,10 +43,39 @@ SOCK=$WORK/run/docker.sock
 export DOCKER_HOST=unix://$SOCK
 export COMPOSE_PROJECT_NAME=p2p-smoke
 export DOCKER_BUILDKIT=1 COMPOSE_BAKE=false     # BuildKit through the engine's API, no buildx
-unset SWARM_EPOCH SWARM_START SWARM_SPEED SWARM_INTERVALS SWARM_DELAY SWARM_SCENARIO
+SLIM=${SMOKE_SLIM:-1}                     # 1: also build and check the slim image (EXTRAS="")
+LOG_TAIL=${SMOKE_LOG_TAIL:-40}             # lines of each failing container's log on failure
+unset SWARM_EPOCH SWARM_START SWARM_SPEED SWARM_INTERVALS SWARM_DELAY SWARM_SCENARIO \
+  SWARM_AUDIT_WAIT
+STARTED_SWARM=0
 
 log() { printf '[smoke %4ds] %s\n' "$SECONDS" "$*"; }
-fail() { log "FAILED: $*"; exit 1; }
+fail() { log "FAILED: $*"; [ "$STARTED_SWARM" = 0 ] || failing_logs; exit 1; }
+
+# every container of the swarm: "id name status exit-code", one a line
+containers() {
+  local ids
+  ids=$("$DOCKER" ps --all --quiet --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
+  [ -z "$ids" ] || "$DOCKER" inspect --format \
+    '{{.Id}} {{slice .Name 1}} {{.State.Status}} {{.State.ExitCode}}' $ids | sort -k2
+}
+
+# on failure: the last LOG_TAIL lines of each container that did not exit 0 (still running
+# included), or of every node when all exited 0 (a check on their counters failed)
+failing_logs() {
+  local id name status code shown=0
+  while read -r id name status code; do
+    [ "$status $code" != "exited 0" ] || continue
+    log "--- $name ($status, exit $code): its last $LOG_TAIL log lines"
+    "$DOCKER" logs --tail "$LOG_TAIL" "$id" 2>&1 | sed 's/^/    /'
+    shown=1
+  done < <(containers)
+  [ "$shown" = 1 ] && return
+  while read -r id name status code; do
+    log "--- $name ($status, exit $code): its last $LOG_TAIL log lines"
+    "$DOCKER" logs --tail "$LOG_TAIL" "$id" 2>&1 | sed 's/^/    /'
+  done < <(containers)
+}
 
 [ "$(id -u)" = 0 ] || fail "run as root: it starts a Docker engine"
 
@@ -69,7 +102,6 @@ dockerd --iptables=false --bridge=none --storage-driver=vfs --data-root "$WORK/d
   --exec-root "$WORK/run/exec" --pidfile "$WORK/run/dockerd.pid" -H "unix://$SOCK" \
   >"$WORK/dockerd.log" 2>&1 &
 DOCKERD=$!
-STARTED_SWARM=0
 
 cleanup() {
   status=$?
@@ -111,7 +143,8 @@ if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
     >/dev/null
   rm -rf "$WORK/rootfs"
 fi
-log "base image $BASE: $(( $("$DOCKER" image inspect "$BASE" --format '{{.Size}}') / 1000000 )) MB"
+BASE_MB=$(( $("$DOCKER" image inspect "$BASE" --format '{{.Size}}') / 1000000 ))
+log "base image $BASE: $BASE_MB MB"
 
 # -- 4. the meter image, built once ------------------------------------------------------------
 BASE_IMAGE=$BASE compose build >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "build"; }
@@ -130,19 +163,39 @@ SWARM_DELAY=$DELAY SWARM_INTERVALS=$INTERVALS \
   --scale "meter=$METERS" >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; fail "compose up"; }
 AUDIT=$(compose ps --all --quiet audit)
 [ -n "$AUDIT" ] || fail "no audit container"
-for _ in $(seq "$RUN_TIMEOUT_S"); do
-  [ "$("$DOCKER" inspect --format '{{.State.Status}}' "$AUDIT")" = exited ] && break
-  sleep 1
+log "swarm up (compose started the audit: a meter has exited)"
+# wait for every container, not only the audit: the checks read exit codes and the logs
+deadline=$((SECONDS + RUN_TIMEOUT_S))
+# (a container that never started, e.g. a meter whose bootstrap failed, stays "created")
+while containers | awk '$3 == "running" || $3 == "restarting" { found = 1 } END { exit !found }'; do
+  [ "$SECONDS" -lt "$deadline" ] || fail "containers still running after ${RUN_TIMEOUT_S} s"
+  sleep 2
 done
 log "swarm finished"
 
 # -- 6. the checks (no SWARM_* variable set: logs and down must work without) ------------------
+# the timeline, in seconds from the swarm's epoch (the volume's /swarm/epoch)
+EPOCH_FILE="$("$DOCKER" volume inspect --format '{{.Mountpoint}}' "${COMPOSE_PROJECT_NAME}_swarm")/epoch"
+"$DOCKER" inspect $(containers | cut -d' ' -f1) | python3 -c '
+import datetime, json, sys
+epoch = float(open(sys.argv[1]).read())
+def at(stamp):
+    stamp = stamp.rstrip("Z").split(".")
+    frac = float("0." + stamp[1]) if len(stamp) > 1 else 0.0
+    when = datetime.datetime.fromisoformat(stamp[0]).replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp() + frac - epoch
+print("  %-24s %6s %10s %10s" % ("container", "exit", "started s", "exited s"))
+for box in sorted(json.load(sys.stdin), key=lambda b: at(b["State"]["StartedAt"])):
+    state = box["State"]
+    print("  %-24s %6s %+10.1f %+10.1f" % (box["Name"][1:], state["ExitCode"],
+                                          at(state["StartedAt"]), at(state["FinishedAt"])))
+' "$EPOCH_FILE" || log "(no timeline: $EPOCH_FILE unreadable)"
 compose logs --no-color >"$WORK/swarm.log" 2>&1 || fail "docker compose logs"
 nodes=0
 for id in $(compose ps --all --quiet bootstrap meter); do
-  code=$("$DOCKER" inspect --format '{{.State.ExitCode}}' "$id")
+  code=$("$DOCKER" inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$id")
   name=$("$DOCKER" inspect --format '{{.Name}}' "$id")
-  [ "$code" = 0 ] || { grep -F "${name#/}" "$WORK/swarm.log" | tail -20; fail "$name exited $code"; }
+  [ "$code" = "exited 0" ] || fail "$name: $code (status, exit code)"
   nodes=$((nodes + 1))
 done
 [ "$nodes" = $((METERS + 1)) ] || fail "$nodes nodes ran, expected $((METERS + 1))"
@@ -166,4 +219,24 @@ print("%d nodes stopped: %d trades bought, %d settled, %d settlements agreed by 
       % (len(nodes), bought, settled, total("settlements_agreed")))
 sys.exit(0 if len(nodes) == int(sys.argv[1]) and bought > 0 and settled == bought else 1)
 ' "$((METERS + 1))" || fail "not every node stopped with every bought trade settled"
-log "all checks passed: $nodes nodes finished, trades settled, audit valid"
+log "swarm checks passed: $nodes nodes finished, trades settled, audit valid"
+
+# -- 7. the slim meter image: the node alone (EXTRAS=""), for `p2pnode run` with a live meter --
+if [ "$SLIM" = 1 ]; then
+  "$DOCKER" build --network host --build-arg "BASE_IMAGE=$BASE" --build-arg EXTRAS= \
+    -f docker/Dockerfile -t p2p-energy:slim . >"$WORK/build-slim.log" 2>&1 \
+    || { tail -30 "$WORK/build-slim.log"; fail "slim build"; }
+  SLIM_SIZE=$("$DOCKER" image inspect p2p-energy:slim --format '{{.Size}}')
+  # it runs the node (its modules import, `run --help` parses) and has none of the simulator's
+  "$DOCKER" run --rm --network none --entrypoint python p2p-energy:slim -c '
+import importlib.util, sys
+import p2pnode.node, p2pnode.commands.run, p2pnode.meter_mqtt, models
+heavy = [m for m in ("pandas", "scipy", "matplotlib", "pvlib", "sklearn") if importlib.util.find_spec(m)]
+sys.exit("the slim image has " + ", ".join(heavy) if heavy else 0)
+' || fail "the slim image does not run the node alone"
+  "$DOCKER" run --rm --network none p2p-energy:slim run --help >/dev/null \
+    || fail "p2pnode run --help in the slim image"
+  log "images: p2p-energy:latest ([sim], meter-node) $(( SIZE / 1000000 )) MB," \
+    "p2p-energy:slim (the node alone) $(( SLIM_SIZE / 1000000 )) MB, base $BASE $BASE_MB MB"
+fi
+log "all checks passed"

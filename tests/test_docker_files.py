@@ -19,14 +19,19 @@ import json
 import re
 import shlex
 import stat
+import subprocess
+import sys
+import threading
 import time
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
 from ledger import CreditVoucher, unseal
+from ledger.store import LedgerStore
 from p2pnode.cli import build_parser, main
 from simulator.cli import meternode
 from p2pnode.config import NetworkConfig, load_config
@@ -241,6 +246,51 @@ def test_the_audit_reads_the_ledgers_where_meter_node_writes_them():
     assert verify[:2] == ["ledger", "verify"]
     assert fnmatch.fnmatch("/swarm/house-0007/node.db", verify[2])
     assert "finished.json" in script
+
+
+def run_audit(swarm_dir, wait_s: int) -> tuple[subprocess.CompletedProcess, float]:
+    """The compose audit's script, run by /bin/sh on ``swarm_dir`` (as the container's /swarm)."""
+    script = netnskit.service_argv("audit", {"SWARM_AUDIT_WAIT": str(wait_s)})[2]
+    script = script.replace("/swarm/", f"{swarm_dir}/").replace(
+        "exec p2pnode ", f"exec {Path(sys.executable).with_name('p2pnode')} ")
+    began = time.monotonic()
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=60)
+    return done, time.monotonic() - began
+
+
+def test_the_audit_waits_for_every_claimed_house_that_compose_did_not(tmp_path):
+    """Compose starts the audit when the first replica of ``meter`` exits (with --scale,
+    service_completed_successfully inspects one container): a meter that finishes a moment
+    later made the smoke fail with "the node did not finish".  The audit waits for every
+    claimed house, checks that it exited 0, then verifies the ledgers."""
+    for house in range(3):
+        meternode.pick_house(str(house), 3, tmp_path / "claims", f"node-{house}")
+        (tmp_path / f"house-{house:04d}").mkdir()
+        LedgerStore(tmp_path / f"house-{house:04d}" / "node.db").close()
+
+    def finish(house: int, code: int) -> None:
+        (tmp_path / f"house-{house:04d}" / "finished.json").write_text(
+            json.dumps({"house": house, "exit": code, "at": time.time()}) + "\n")
+
+    finish(0, 0)
+    finish(1, 0)
+    done, took = run_audit(tmp_path, 2)           # house 2 never finishes
+    assert done.returncode == 1 and 1 < took < 10      # whole seconds: 1 to 3 s
+    assert done.stdout == f"{tmp_path}/house-0002: the node did not finish\n"
+
+    late = threading.Timer(1.5, finish, (2, 0))    # house 2 finishes while the audit waits
+    late.start()
+    try:
+        done, took = run_audit(tmp_path, 30)
+    finally:
+        late.join()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 1 < took < 30 and ": valid" in done.stdout + done.stderr
+
+    finish(1, 1)                                   # a node that failed is not a finished one
+    done, _ = run_audit(tmp_path, 30)
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"{tmp_path}/house-0001: the node failed: {{\"house\": 1, \"exit\": 1,")
 
 
 def test_compose_needs_no_variable_so_down_and_logs_work():
