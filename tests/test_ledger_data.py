@@ -100,8 +100,10 @@ def test_the_ensemble_is_chosen_on_the_training_rows_by_blocks_of_time():
     noise = Dataset(features, rng.uniform(0, 1, rows), rng.uniform(100, 200, rows),
                     np.zeros(rows, dtype=int))
     quality_params, duration_params = choose_params(noise, blocks, seed=0)
+    duration_params = {k: v for k, v in duration_params.items() if k != "monotonic_cst"}
     assert quality_params != CANDIDATE_PARAMS[0] and duration_params != CANDIDATE_PARAMS[0]
-    signal = Dataset(features, features[:, 0], 100 + 100 * features[:, 2], np.zeros(rows, dtype=int))
+    # duration falls with irradiance (column 2), as the duration ensemble is constrained to
+    signal = Dataset(features, features[:, 0], 200 - 100 * features[:, 2], np.zeros(rows, dtype=int))
     from threadpoolctl import threadpool_limits
 
     from models.train import _regressor
@@ -112,3 +114,25 @@ def test_the_ensemble_is_chosen_on_the_training_rows_by_blocks_of_time():
     for model, column in zip(models, (signal.quality, np.log(signal.duration_s))):
         residual = model.predict(features[300:]) - column[300:]
         assert np.mean(residual ** 2) < 0.1 * np.var(column[300:])
+
+
+def test_the_duration_ensemble_cannot_invert_the_physical_effects():
+    """Training rows where duration *rises* with irradiance (noise of one day, say): the
+    constrained ensemble still does not predict longer deliveries in more sun."""
+    from models.dataset import Dataset
+    from models.ledger_data import choose_params
+    from models.train import fit
+    rng = np.random.default_rng(5)
+    rows = 400
+    features = rng.uniform(0, 1, (rows, len(FEATURES)))
+    column = FEATURES.index("irradiance_w_m2")
+    backwards = Dataset(features, rng.uniform(0, 1, rows), 100 + 100 * features[:, column],
+                        np.zeros(rows, dtype=int))
+    params = choose_params(backwards, np.repeat(np.arange(20), rows // 20), seed=0)
+    assert params[1]["monotonic_cst"][column] == -1
+    _, duration = fit(backwards, 0, *params)
+    sweep = np.tile(features[:1], (11, 1))
+    sweep[:, column] = np.linspace(0, 1, 11)
+    assert (np.diff(duration.predict(sweep)) <= 1e-12).all()
+    unconstrained = fit(backwards, 0)[1].predict(sweep)
+    assert unconstrained[-1] > unconstrained[0]   # the data alone would have said the opposite
