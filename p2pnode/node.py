@@ -68,6 +68,7 @@ from p2pnode.minting import ledger_rules
 from p2pnode.meter import Meter, Reading
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
 from p2pnode.node_buyer import BuyerSide
+from p2pnode.node_meter import MeterSide
 from p2pnode.node_record import TrackRecordSide
 from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location
@@ -75,9 +76,8 @@ from p2pnode.reputation import Reputation
 from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
-from p2pnode.trading.delivery import flat_substeps, substep_problem
 from p2pnode.trading.hedging import ErrorScale, day_ahead_quantity_wh
-from p2pnode.trading.schedule import day_times, event_order, events, first_interval, step_times
+from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -116,7 +116,7 @@ class IntervalReport:
     forecast_net_wh: int = 0   # what the node expected when it traded (ex post: metered)
 
 
-class Node(BuyerSide, SellerSide, TrackRecordSide):
+class Node(BuyerSide, SellerSide, TrackRecordSide, MeterSide):
     """A trading node for one meter.  See the module docstring for the interval's steps.
 
     ``key``: the node's Ed25519 key (else ``config.key_file`` is loaded); ``clock``: node time in
@@ -217,29 +217,6 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
             # loaded now, not inside the first buy's trading window
             self._predictor = await asyncio.get_running_loop().run_in_executor(None, default_predictor)
 
-    def _seed_error_scales(self) -> None:
-        """A forecaster that starts with a history (a meter that kept its readings, a simulated
-        warm-up) sizes the hedges from a backtest of its last day, as if this node had been
-        trading then: the next-interval errors at the lead the node trades at, and the errors
-        of the day-ahead forecasts issued at that day's gate."""
-        newest = getattr(getattr(self.forecaster, "history", None), "newest", None)
-        if newest is None or not hasattr(self.forecaster, "past_errors"):
-            return
-        interval = self.config.interval_s
-        end = (newest + 1) * interval
-        day = end - end % 86400 - 86400
-        starts = list(range(max(day, end - 86400), end, interval))
-        lead = self.config.market.lead_intervals * interval
-        try:
-            self.error_scale.seed(self.forecaster.past_errors(
-                starts, [s - lead for s in starts]))
-            if self.config.market.mode == "day_ahead" and day + 86400 <= end:
-                day_starts = list(range(day, day + 86400, interval))
-                self.day_ahead_scale.seed(self.forecaster.past_errors(
-                    day_starts, day_times(self.config, day)["day_open"]))
-        except ValueError as exc:   # history too short for the backtest: start unhedged
-            log.info("no forecast backtest: %s", exc)
-
     async def stop(self) -> None:
         await self.tasks.close()
         await self.client.stop()
@@ -292,49 +269,6 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
                               f"is not in [credit] trusted_issuers")
         self.deposit(voucher)
 
-    # -- the meter and the forecast ----------------------------------------------------------
-    def _reading(self, start_s: int) -> Reading:
-        """The metered interval (read once), shown to the forecaster in time order."""
-        reading = self._readings.get(start_s)
-        if reading is None:
-            reading = self._readings[start_s] = self.meter.read(start_s, self.config.interval_s)
-        if self.forecaster is not None and start_s > self._observed_s:
-            try:
-                self.forecaster.observe(start_s, reading.generation_wh, reading.consumption_wh)
-            except ValueError as exc:   # models.errors.ReadingError: out of order, duplicate
-                self.counters[f"reading_refused_{getattr(exc, 'reason', 'invalid')}"] += 1
-            self._observed_s = start_s
-            if start_s in self._forecast_net:
-                self.error_scale.add(self._forecast_net[start_s], reading.net_wh)
-            if start_s in self._forecast_ahead:
-                self.day_ahead_scale.add(self._forecast_ahead.pop(start_s), reading.net_wh)
-        return reading
-
-    def _surplus_substeps(self, start_s: int) -> list[int]:
-        """The metered surplus of each sub-step of the interval: the meter's sub-step readings
-        if they add up to the interval's reading, else the reading spread flat (counted as
-        ``substeps_refused_<reason>``, :func:`~p2pnode.trading.delivery.substep_problem`)."""
-        reading = self._reading(start_s)
-        count = self.config.interval_s // self.config.market.substep_s
-        steps = self.meter.substeps(start_s, self.config.interval_s, self.config.market.substep_s)
-        if steps is None:
-            return flat_substeps(reading.net_wh, count)
-        problem = substep_problem(steps, count, reading.generation_wh, reading.consumption_wh)
-        if problem is not None:
-            self.counters[f"substeps_refused_{problem}"] += 1
-            log.warning("interval %s: sub-step readings refused (%s); delivery measured flat",
-                        start_s, problem)
-            return flat_substeps(reading.net_wh, count)
-        return [max(0, g - c) for g, c in steps]
-
-    def _expected_net(self, start_s: int) -> int:
-        """Net energy the node trades on: metered ex post, forecast in real time."""
-        if self.config.market.mode == "ex_post":
-            reading = self._reading(start_s)
-            self._mint(reading)
-            return reading.net_wh
-        return self._forecast(start_s)
-
     # -- 1. open: forecast (or read), detect, price, publish -------------------------------
     async def open_interval(self, start_s: int) -> Balance:
         net = self._forecast_net[start_s] = self._expected_net(start_s)
@@ -379,17 +313,6 @@ class Node(BuyerSide, SellerSide, TrackRecordSide):
     def _bought_ahead_wh(self, start_s: int) -> int:
         state = self._buying_ahead.get(start_s)
         return sum(p.payload.energy_wh for p in state.trades) if state is not None else 0
-
-    def _forecast(self, start_s: int) -> int:
-        """The forecast net of the interval; 0 (nothing traded, counted) when the forecaster
-        refuses the request (the interval already ended: the node is late)."""
-        try:
-            generation, consumption = self.forecaster.predict(start_s, self.clock())
-        except ValueError as exc:   # models.errors.ForecastRequestError
-            self.counters["forecast_refused"] += 1
-            log.warning("no forecast for %s: %s", start_s, exc)
-            return 0
-        return int(round(generation - consumption))
 
     # -- the peer endpoint: every message from a peer ----------------------------------------
     def _handle_peer(self, raw: bytes) -> bytes | None:
