@@ -81,7 +81,7 @@ class SellerSide:
         ``demand_wh`` wanted on the feeder: the price from their ratio (FR-07,
         :func:`~p2pnode.pricing.dynamic_price`; None: the user's minimum is above retail), the
         quantity the newsvendor quantile of the forecast at that price (ahead of delivery; ex
-        post the unsold minted tokens)."""
+        post the unsold minted tokens), at most the median forecast."""
         config = self.config
         offered = max(0, surplus_wh - config.constraints.reserve_wh)
         hour = (start % 86400) / 3600
@@ -93,8 +93,11 @@ class SellerSide:
             return day_ahead_quantity_wh(offered, self.day_ahead_scale.value), price
         if price is not None and config.market.mode != "ex_post":
             retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
-            offered = seller_quantity_wh(offered, self.error_scale.value, price, retail,
-                                         config.tariffs.feed_in_micro_per_kwh)
+            # never more than the median forecast: near retail the imbalance charge vanishes,
+            # and a seller would promise surplus it does not expect (a winter day measured
+            # delivered_share 0.39 that way); less when the price says so
+            offered = min(offered, seller_quantity_wh(offered, self.error_scale.value, price,
+                                                      retail, config.tariffs.feed_in_micro_per_kwh))
         return offered, price
 
     async def price_interval(self, start: int) -> int | None:
