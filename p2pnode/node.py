@@ -8,8 +8,10 @@
 The node is a shell: the trading decisions are pure cores in :mod:`p2pnode.trading` (the
 seller's book and grants, the buyer's asks, delivery allocation and settlement checks, the
 schedule of each market mode); the shell wires them to the DHT, the peer endpoint, the ledger,
-the meter, the forecaster and the clock.  The buyer's I/O is in :mod:`p2pnode.node_buyer`, the
-seller's in :mod:`p2pnode.node_seller`.
+the meter, the forecaster and the clock.  Its halves are mixins: the buyer's I/O in
+:mod:`p2pnode.node_buyer`, the seller's in :mod:`p2pnode.node_seller`, the day-ahead market in
+:mod:`p2pnode.node_dayahead`, the peer endpoint in :mod:`p2pnode.node_peer`, track records in
+:mod:`p2pnode.node_record`, readings and forecasts in :mod:`p2pnode.node_meter`.
 
 An interval ``[t, t + interval_s)`` goes through five steps (times per mode in
 :mod:`p2pnode.trading.schedule`).  In ``real_time`` (the default) it is traded *before* it
@@ -52,7 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ledger import (
-    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerStore, Sealed, seal, unseal,
+    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerStore, Sealed, unseal,
 )
 from p2pnode.balance import Balance, next_balance
 from p2pnode.config import NodeConfig
@@ -66,9 +68,11 @@ from p2pnode.identity import load_node_key
 from p2pnode.liveness import observe_interval
 from p2pnode.minting import ledger_rules
 from p2pnode.meter import Meter, Reading
-from p2pnode.negotiation import Kind, PeerReply, PeerRequest, ReplayGuard, Status, parse_request
+from p2pnode.negotiation import ReplayGuard
 from p2pnode.node_buyer import BuyerSide
+from p2pnode.node_dayahead import DayAheadSide
 from p2pnode.node_meter import MeterSide
+from p2pnode.node_peer import PeerEndpointSide
 from p2pnode.node_record import TrackRecordSide
 from p2pnode.node_seller import SellerSide
 from p2pnode.ranking import Location
@@ -76,7 +80,7 @@ from p2pnode.reputation import Reputation
 from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase
-from p2pnode.trading.hedging import ErrorScale, day_ahead_quantity_wh
+from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
@@ -86,7 +90,6 @@ __all__ = ["Node", "Purchase", "IntervalReport", "step_times"]
 log = logging.getLogger(__name__)
 
 REPLAY_WINDOW_MS = 120_000
-DAY_AHEAD_PUBLISHES = 8   # day-ahead offers of one node being published at once
 
 
 @functools.cache
@@ -116,7 +119,8 @@ class IntervalReport:
     forecast_net_wh: int = 0   # what the node expected when it traded (ex post: metered)
 
 
-class Node(BuyerSide, SellerSide, TrackRecordSide, MeterSide):
+class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSide,
+           MeterSide):
     """A trading node for one meter.  See the module docstring for the interval's steps.
 
     ``key``: the node's Ed25519 key (else ``config.key_file`` is loaded); ``clock``: node time in
@@ -284,83 +288,6 @@ class Node(BuyerSide, SellerSide, TrackRecordSide, MeterSide):
             if self.config.market.mode != "ex_post":   # the demand sellers price from
                 await self._bid(start_s, -residual)
         return self.balance
-
-    # -- the day-ahead market ----------------------------------------------------------------
-    async def open_day(self, day_start_s: int) -> int:
-        """The day-ahead market's open step: forecast every interval of the day; offer the
-        forecast surpluses, note the deficits to buy.  Returns how many offers it opened."""
-        if self.failsafe.health.grid_only:
-            return 0
-        enter, interval = self.config.detection.enter_wh, self.config.interval_s
-        nets = {start: self._forecast(start) for start in range(day_start_s, day_start_s + 86400,
-                                                                 interval)}
-        self._forecast_ahead.update(nets)
-        scale = self.day_ahead_scale.value   # positions: a low quantile (trading.hedging)
-        selling = [s for s, net in nets.items() if net >= enter]
-        for start, net in nets.items():
-            if net <= -enter and self.config.constraints.buys:
-                need = day_ahead_quantity_wh(-net, scale)
-                self._buying_ahead[start] = Buying(need, need, hedged=True)
-        gate = asyncio.Semaphore(DAY_AHEAD_PUBLISHES)
-
-        async def one(start: int) -> None:
-            async with gate:
-                await self._open_selling(start, nets[start], day_ahead=True)
-
-        await asyncio.gather(*(one(s) for s in selling))
-        return len(selling)
-
-    def _bought_ahead_wh(self, start_s: int) -> int:
-        state = self._buying_ahead.get(start_s)
-        return sum(p.payload.energy_wh for p in state.trades) if state is not None else 0
-
-    # -- the peer endpoint: every message from a peer ----------------------------------------
-    def _handle_peer(self, raw: bytes) -> bytes | None:
-        """Answer one peer request (sync: one ledger step, no awaits); None drops it."""
-        cached = self.guard.replay_of(raw, self._now_ms())   # bytes already checked and answered
-        if cached is not None:
-            self.counters["retransmissions_answered"] += 1
-            return cached
-        request = parse_request(raw)
-        if isinstance(request, str):
-            return self._drop(request)
-        message = request.message
-        if message.recipient != self.public:
-            return self._drop("wrong_recipient")
-        admitted = self.guard.admit(request, self._now_ms())
-        if isinstance(admitted, bytes):
-            self.counters["retransmissions_answered"] += 1
-            return admitted
-        if isinstance(admitted, str):
-            return self._drop(admitted)
-        try:
-            with self.ledger.batch():   # the step's writes: one commit, before the reply exists
-                reply = self._answer(message)
-        except Exception:
-            self.guard.forget(request)
-            raise
-        sealed = seal(reply, self.key).raw
-        self.guard.remember(request, sealed)
-        return sealed
-
-    def _drop(self, reason: str) -> None:
-        self.counters[f"peer_dropped_{reason}"] += 1
-        return None
-
-    def _answer(self, request: PeerRequest) -> PeerReply:
-        handler = {Kind.REQUEST: self._answer_request, Kind.CONFIRM: self._answer_confirm,
-                   Kind.DELIVER: self._answer_deliver,
-                   Kind.RECORD: self._answer_record}.get(request.kind)
-        if handler is None:   # SETTLE: the buyer-proposed settlement of nodes before delivery
-            return self._reply(request, Status.DENIED, "settled_by_seller")
-        return handler(request)
-
-    def _reply(self, request: PeerRequest, status: Status, reason: str = "", energy_wh: int = 0,
-               blocks: tuple[bytes, ...] = ()) -> PeerReply:
-        if status is Status.DENIED:
-            self.counters[f"denied_to_peer_{reason}"] += 1
-        return PeerReply(self.public, request.sender, request.trade_id, request.nonce, status,
-                         reason, energy_wh, blocks)
 
     # -- 4. close: the grid takes the rest ----------------------------------------------------
     async def close_interval(self, start_s: int) -> IntervalReport:

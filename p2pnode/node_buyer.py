@@ -68,13 +68,6 @@ class BuyerSide:
             return None
         return rediscover_at(self.config, start_s, state.discoveries, self.clock())
 
-    async def buy_day(self, day_start_s: int) -> int:
-        """The day-ahead market's buy step: buy each interval of the day its forecast lacks."""
-        bought = 0
-        for start in sorted(s for s in self._buying_ahead if s - s % 86400 == day_start_s):
-            bought += await self._buy(start, self._buying_ahead[start])
-        return bought
-
     async def _buy(self, start_s: int, state: Buying | None) -> int:
         if state is None:
             return 0
