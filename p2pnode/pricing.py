@@ -4,11 +4,21 @@ The seller's ask follows local supply and demand between two bounds: the feed-in
 grid pays for exported energy: selling for less makes no sense) and the retail tariff of the
 current time-of-day frame (what a buyer pays the grid: buying for more makes no sense)::
 
-    price = feed_in + (retail - feed_in) / (1 + supply / demand)
+    price = feed_in + (retail - feed_in) / (1 + (supply / demand) ** 2)
 
 Scarce supply (ratio -> 0) approaches retail, a glut (ratio -> inf) approaches feed-in, and a
-balanced market (ratio = 1) sits in the middle.  ``supply`` and ``demand`` are what the node sees
-in the DHT for its feeder and interval.  Prices are integers in µ per kWh, like the ledger's.
+balanced market (ratio = 1) sits in the middle; the curve is symmetric in ``log(supply /
+demand)``.  ``supply`` and ``demand`` are what the node sees in the DHT for its feeder and
+interval.  Prices are integers in µ per kWh, like the ledger's.
+
+Why the square: ahead of delivery both sides size their trades from the price (the newsvendor
+rule, :mod:`p2pnode.trading.hedging`): a buyer buys its forecast need's quantile at the ratio
+``(retail - price) / (retail - feed_in)``.  Priced linearly in ``demand / (demand + supply)``, a
+feeder with three times the supply it needs still asked a quarter of the spread above feed-in,
+so buyers hedged only to the 75 % quantile of their need and under-bought energy that was there
+to spare; squared, a 3x glut asks a tenth of the spread (buyers hedge to 90 %) and a balanced
+market is unchanged.  Measured on the 20-meter quickstart in the real-time market (README
+"Trading ahead of delivery"): 0.864 -> 0.891 of the perfect-foresight optimum.
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ def dynamic_price(supply_wh: int, demand_wh: int, hour: float, tariffs: Tariffs,
         return None  # no buyer would pay it: the grid is cheaper
     if demand_wh <= 0:
         return floor
-    spread = retail - tariffs.feed_in_micro_per_kwh
-    price = tariffs.feed_in_micro_per_kwh + spread * demand_wh // (demand_wh + max(supply_wh, 0))
+    spread, supply = retail - tariffs.feed_in_micro_per_kwh, max(supply_wh, 0)
+    price = tariffs.feed_in_micro_per_kwh \
+        + spread * demand_wh ** 2 // (demand_wh ** 2 + supply ** 2)
     return min(retail, max(floor, price))

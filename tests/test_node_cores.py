@@ -36,6 +36,12 @@ def test_price_follows_supply_and_demand_within_tariffs():
     assert dynamic_price(0, 1000, noon, tariffs) == 300_000  # scarce: retail
     assert dynamic_price(10**9, 1, noon, tariffs) == 80_000  # glut: feed-in
     assert dynamic_price(1000, 1000, evening, tariffs) == 240_000  # peak frame
+    # symmetric in log(S/D) and steep: 3x the supply needed asks a tenth of the spread above
+    # feed-in (a buyer hedges to its 90 % quantile), a third of it nine tenths
+    assert dynamic_price(3000, 1000, noon, tariffs) == 80_000 + 22_000
+    assert dynamic_price(1000, 3000, noon, tariffs) == 80_000 + 198_000
+    prices = [dynamic_price(s, 1000, noon, tariffs) for s in range(0, 10_000, 250)]
+    assert prices == sorted(prices, reverse=True)   # more supply never asks more
     assert dynamic_price(1000, 0, noon, tariffs) == 80_000  # nobody buying
     assert dynamic_price(10**9, 1, noon, tariffs, min_sell_micro_per_kwh=150_000) == 150_000
     assert dynamic_price(1, 1, noon, tariffs, min_sell_micro_per_kwh=350_000) is None
