@@ -66,8 +66,8 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
 
 
 @pytest.mark.parametrize("nets, price", [
-    ([[800], [-300]], 80_000 + 220_000 * 300 // 1100),    # a glut: toward feed-in
-    ([[300], [-800]], 80_000 + 220_000 * 800 // 1100),    # scarce: toward retail
+    ([[800], [-300]], 80_000 + 220_000 * 300**2 // (300**2 + 800**2)),   # a glut: toward feed-in
+    ([[300], [-800]], 80_000 + 220_000 * 800**2 // (300**2 + 800**2)),   # scarce: toward retail
 ])
 def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_path, nets, price):
     """The buyer publishes its forecast need as a bid; at the price step the seller reads the
