@@ -79,7 +79,7 @@ from p2pnode.ranking import Location
 from p2pnode.reputation import Reputation
 from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
-from p2pnode.trading.buyer import Buying, Purchase
+from p2pnode.trading.buyer import Buying, Purchase, Unconfirmed
 from p2pnode.trading.hedging import ErrorScale
 from p2pnode.trading.schedule import event_order, events, first_interval, step_times
 from p2pnode.trading.seller import SellerBook
@@ -178,6 +178,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         self.day_ahead_scale = ErrorScale()       # the same for the day-ahead forecasts
         self._forecast_ahead: dict[int, int] = {}   # interval -> its day-ahead forecast net
         self.bought: dict[bytes, Purchase] = {}   # every trade bought since start, by trade id
+        self._unconfirmed: dict[bytes, Unconfirmed] = {}   # CONFIRMs no seller answered yet
         self._sold_wh: collections.Counter[int] = collections.Counter()  # measured deliveries
         self.last_discovery = None                # the latest Discovery: the market as last seen
         self._market_view = (0, 0)   # (supply, demand) Wh of the latest priced interval
@@ -275,6 +276,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
 
     # -- 1. open: forecast (or read), detect, price, publish -------------------------------
     async def open_interval(self, start_s: int) -> Balance:
+        if self._unconfirmed:   # agreements a seller may not hold: send them again
+            await self.reconfirm()
         net = self._forecast_net[start_s] = self._expected_net(start_s)
         self.balance = next_balance(self.balance, net, self.config.detection)
         if self.failsafe.health.grid_only:      # fail-safe: the grid takes the whole interval

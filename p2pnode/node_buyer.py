@@ -19,7 +19,7 @@ from p2pnode.offers import BidRecord, OfferRecord, OfferRejected, query_keys
 from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
                              expected_wh, rank, reliable_records)
 from p2pnode.trackrecord import Settlement
-from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, want_wh
+from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, Unconfirmed, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
 from p2pnode.trading.credit import MAX_CREDIT_BLOCKS
 from p2pnode.trading.schedule import CLOCK_SKEW_S, gate_s, rediscover_at
@@ -196,7 +196,38 @@ class BuyerSide:
         purchase.messages += sent
         if done is None or done.status is not Status.DONE:
             self.counters["unconfirmed"] += 1
+            self._unconfirmed[payload.trade_id] = Unconfirmed(record.endpoint, record.offer_id)
         return payload.energy_wh
+
+    async def reconfirm(self) -> int:
+        """Send our agreements whose CONFIRM got no DONE again (a fresh request, the same
+        agreement block; the seller stores it idempotently, late or not, and delivers what it
+        holds at its next settle).  Until then our credit for the trade stays escrowed, so an
+        agreement is not given up after one lost message (:class:`~p2pnode.trading.buyer.
+        Unconfirmed`: counted ``reconfirmed`` or, refused or never answered, ``unconfirmed_given_up``
+        and logged).  Returns how many the sellers now hold."""
+        held = 0
+        for trade_id, pending in list(self._unconfirmed.items()):
+            purchase = self.bought.get(trade_id)
+            if purchase is None or purchase.settled:   # delivered meanwhile: the seller had it
+                del self._unconfirmed[trade_id]
+                continue
+            payload = purchase.payload
+            confirm = self._request(Kind.CONFIRM, payload.seller, trade_id, pending.offer_id,
+                                    payload.interval_start_s, payload.energy_wh,
+                                    payload.price_micro_per_kwh, (purchase.agreement_raw,))
+            reply, sent = await self._exchange(pending.endpoint, confirm)
+            purchase.messages += sent
+            outcome = pending.answered(None if reply is None else reply.status is Status.DONE)
+            if outcome == "retry":
+                continue
+            del self._unconfirmed[trade_id]
+            self.counters[outcome] += 1
+            held += outcome == "reconfirmed"
+            if outcome == "unconfirmed_given_up":
+                log.warning("trade %s: the seller never took our agreement (%s); its credit "
+                            "stays escrowed", trade_id.hex(), reply.reason if reply else "no reply")
+        return held
 
     def _seller_limit_wh(self, seller: bytes, state: Buying) -> int:
         """What ``seller`` may still supply of this interval's need (its reputation's share)."""

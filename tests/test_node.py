@@ -16,7 +16,7 @@ from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.node import Node, step_times
 from p2pnode.trading.schedule import day_gate_s
-from p2pnode.negotiation import Kind, PeerRequest
+from p2pnode.negotiation import Kind, PeerRequest, parse_request
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
 from tests.dhtkit import run as strict_run
@@ -349,5 +349,46 @@ def test_a_node_that_opens_an_interval_too_late_trades_nothing_in_it(tmp_path):
             s.clock.now_s = step_times(node.config, START)["open"]
             assert await node.open_interval(START) is not None
             assert node.counters["forecast_refused"] == 1 and node.own_offers() == []
+
+    run(main())
+
+
+def test_a_lost_confirm_is_sent_again_and_the_trade_settles(tmp_path):
+    """Every CONFIRM of the buyer's trade in interval 0 is lost on the way: the seller never
+    holds the agreement, so it cannot deliver, and the buyer's credit for the trade stays
+    escrowed.  At its next open the buyer sends the agreement again; the seller takes it late,
+    delivers at its next settle, and both ledgers settle the trade once."""
+    async def main():
+        async with swarm([[800, 0], [-300, 0]], tmp_path) as s:
+            seller, buyer = s.nodes
+            send = buyer.client.send
+            lost = []
+
+            async def lossy(endpoint, raw, timeout_s):
+                request = parse_request(raw)
+                if not isinstance(request, str) and request.message.kind is Kind.CONFIRM \
+                        and not lost:
+                    return None
+                return await send(endpoint, raw, timeout_s)
+
+            buyer.client.send = lossy
+            await s.interval(0)
+            assert buyer.counters["unconfirmed"] == 1
+            trade = own(buyer, BlockType.TRADE)[0].payload
+            assert len(blocks(seller, BlockType.TRADE)) == 1   # its proposal, not the agreement
+            assert trade.trade_id not in seller._undelivered
+            assert blocks(buyer, BlockType.SETTLEMENT) == []
+            escrowed = buyer.ledger.credit_micro
+            assert escrowed == CREDIT_MICRO - cost_micro(300, trade.price_micro_per_kwh)
+            lost.append(True)                                         # the link works again
+            await s.interval(1)
+            assert buyer.counters["reconfirmed"] == 1
+            assert seller.counters["late_agreements"] == 1
+            for node in (seller, buyer):
+                settled = [b.payload for b in blocks(node, BlockType.SETTLEMENT)]
+                assert [p.trade_id for p in settled] == [trade.trade_id] * 2   # once, both halves
+                assert settled[0].delivered_wh == 300
+            assert buyer.unsettled() == [] and buyer._unconfirmed == {}
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())

@@ -16,7 +16,7 @@ import pytest
 from ledger import BlockType, ChainState, DeliveryPayload, MeterReading, MintPayload, seal
 from p2pnode.config import MarketConfig, NodeConfig
 from p2pnode.negotiation import Kind, PeerRequest
-from p2pnode.trading.buyer import Buying, Purchase, want_wh
+from p2pnode.trading.buyer import RECONFIRM_TRIES, Buying, Purchase, Unconfirmed, want_wh
 from p2pnode.trading.delivery import (
     Allocation, allocate, flat_substeps, imbalance_micro, substep_problem,
 )
@@ -322,3 +322,11 @@ def test_intervals_overlap_in_real_time():
     order = [(step, start - START) for _, step, start in steps]
     # the next interval opens and trades while this one is delivered
     assert order.index(("open", 900)) < order.index(("settle", 0))
+
+
+def test_an_unanswered_confirm_is_retried_a_bounded_number_of_times():
+    assert Unconfirmed("e", b"o").answered(True) == "reconfirmed"
+    assert Unconfirmed("e", b"o").answered(False) == "unconfirmed_given_up"   # refused: final
+    pending = Unconfirmed("e", b"o")
+    outcomes = [pending.answered(None) for _ in range(RECONFIRM_TRIES)]
+    assert outcomes == ["retry"] * (RECONFIRM_TRIES - 1) + ["unconfirmed_given_up"]

@@ -11,12 +11,13 @@ import dataclasses
 
 from ledger import TradePayload
 
-__all__ = ["Buying", "Purchase", "GIVE_UP_REASONS", "want_wh"]
+__all__ = ["Buying", "Purchase", "GIVE_UP_REASONS", "RECONFIRM_TRIES", "Unconfirmed", "want_wh"]
 
 # a seller that answers one of these has nothing more for us this interval
 GIVE_UP_REASONS = frozenset({"sold_out", "unknown_offer", "closed", "gate_closed", "not_selling",
                              "price_below_ask", "trade_id_reused", "buyer_limit",
                              "no_credit", "bad_credit_proof"})
+RECONFIRM_TRIES = 4   # times an agreement whose CONFIRM got no answer is sent again
 
 
 @dataclasses.dataclass
@@ -64,3 +65,25 @@ def want_wh(remaining_wh: int, offered_wh: int, max_trade_wh: int, credit_micro:
     """What to request of one offer: the need, at most the offer, the limit and the credit."""
     affordable = credit_micro * 1000 // max(price_micro_per_kwh, 1)
     return max(0, min(remaining_wh, offered_wh, max_trade_wh, affordable))
+
+
+@dataclasses.dataclass
+class Unconfirmed:
+    """An agreement of ours whose CONFIRM no seller answered with DONE: the seller may not hold
+    it, so it cannot deliver, and our credit for the trade stays escrowed until it does.  The
+    shell sends it again (a fresh request, the same agreement block) at each of its next opens."""
+
+    endpoint: str
+    offer_id: bytes
+    tries: int = 0
+
+    def answered(self, done: bool | None) -> str:
+        """What one more try came to (``done``: the reply was DONE; False: refused; None: no
+        reply): ``"reconfirmed"``, ``"retry"`` (no reply yet, tries left) or
+        ``"unconfirmed_given_up"`` (refused, or :data:`RECONFIRM_TRIES` tries unanswered)."""
+        self.tries += 1
+        if done:
+            return "reconfirmed"
+        if done is None and self.tries < RECONFIRM_TRIES:
+            return "retry"
+        return "unconfirmed_given_up"
