@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from p2pnode.errors import NodeError
 from p2pnode.meter import Reading
 from p2pnode.trading.delivery import flat_substeps, substep_problem
 from p2pnode.trading.schedule import day_times
@@ -67,6 +68,7 @@ class MeterSide:
     def _forecast(self, start_s: int) -> int:
         """The forecast net of the interval; 0 (nothing traded, counted) when the forecaster
         refuses the request (the interval already ended: the node is late)."""
+        self._observe_ended()
         try:
             generation, consumption = self.forecaster.predict(start_s, self.clock())
         except ValueError as exc:   # models.errors.ForecastRequestError
@@ -74,6 +76,25 @@ class MeterSide:
             log.warning("no forecast for %s: %s", start_s, exc)
             return 0
         return int(round(generation - consumption))
+
+    def _observe_ended(self) -> None:
+        """Read the meter of the interval that ended last, so that the forecast made now uses
+        it.  The settle and close steps read an interval only after it ended (a buyer at its
+        close, ``window_s`` later), and in real time the next interval but one opens the moment
+        an interval ends: without this a forecast for ``t`` issued at the end of ``t - 2`` knew
+        only ``t - 3`` (three intervals ahead instead of two).  A meter that has no reading
+        for it yet (a live meter between samples) is counted as ``reading_not_ready``."""
+        interval = self.config.interval_s
+        ended = int(self.clock()) // interval * interval - interval
+        newest = getattr(getattr(self.forecaster, "history", None), "newest", None)
+        if self.forecaster is None or ended <= self._observed_s \
+                or (newest is not None and ended // interval <= newest):   # seen (a history)
+            return
+        try:
+            self._reading(ended)
+        except NodeError as exc:   # p2pnode.meter_feed.MeterError: no data, stale
+            self.counters["reading_not_ready"] += 1
+            log.info("no reading of %s yet for the forecast: %s", ended, exc)
 
     def _seed_error_scales(self) -> None:
         """A forecaster that starts with a history (a meter that kept its readings, a simulated
