@@ -20,7 +20,7 @@ from p2pnode.negotiation import Kind, PeerRequest, parse_request
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
 from tests.dhtkit import run as strict_run
-from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, key, swarm
+from tests.nodekit import CREDIT_MICRO, INTERVAL_S, START, PerfectForesight, key, swarm
 
 
 def run(coro):
@@ -390,5 +390,37 @@ def test_a_lost_confirm_is_sent_again_and_the_trade_settles(tmp_path):
                 assert settled[0].delivered_wh == 300
             assert buyer.unsettled() == [] and buyer._unconfirmed == {}
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+def test_a_forecast_knows_the_interval_that_ended_just_before_it(tmp_path):
+    """In real time interval t opens the moment t - 2 ends; the buyer reads its meter for
+    t - 2 only at its close and the seller at its settle, both later.  The node shows its
+    forecaster the reading that just ended first, so the forecast of t is two intervals
+    ahead, not three."""
+    class Recording(PerfectForesight):
+        def __init__(self, meter):
+            super().__init__(meter)
+            self.seen, self.knew = [], {}
+
+        def observe(self, interval_start_s, generation_wh, consumption_wh):
+            self.seen.append(interval_start_s)
+
+        def predict(self, target_start_s, issued_at_s):
+            self.knew[target_start_s] = max(self.seen, default=None)
+            return super().predict(target_start_s, issued_at_s)
+
+    async def main():
+        async with swarm([[800, 700, 600, 500], [-300, -300, -300, -300]], tmp_path) as s:
+            for node in s.nodes:
+                node.forecaster = Recording(node.meter)
+            await s.intervals(range(4))
+            for node in s.nodes:
+                knew = node.forecaster.knew
+                assert knew[START + 2 * INTERVAL_S] == START   # t - 2, read at the open of t
+                assert knew[START + 3 * INTERVAL_S] == START + INTERVAL_S
+                # the opens of intervals 0 and 1 came before the meter's first interval ended
+                assert node.counters["reading_not_ready"] == 2
 
     run(main())
