@@ -33,11 +33,13 @@ import numpy as np
 from models.clearsky import clear_sky_energy_wh_m2
 from models.forecast_history import ReadingHistory
 
-PV_FEATURES = ("k_last", "k_hour", "k_day", "k_slot", "bias")
+PV_FEATURES = ("k_last", "k_hour", "k_day", "k_slot", "k_anomaly", "bias")
 LOAD_FEATURES = ("last", "hour", "yesterday", "same_day_type", "slot_mean", "bias")
 SUN_MIN_W_M2 = 50.0
 """Below this mean clear-sky irradiance an interval is dawn/dusk/night: no clear-sky index."""
 K_MAX = 1.2
+K_USUAL_MIN = 0.05
+"""Below this usual clear-sky index (dawn, a slot that is always shaded) no anomaly is taken."""
 DEFAULT_K = 0.7
 HOUR_S = 3600
 WEEK_DAYS = 7
@@ -120,13 +122,13 @@ class FeatureMaker:
         self.sun_min_wh_m2 = SUN_MIN_W_M2 * clear_sky.interval_s / HOUR_S
         self.day_offsets = np.arange(-self.per_day, 0)
         self.k_key: tuple[int, int, int | None] | None = None
-        self.k_span = np.zeros(0)
+        self.k_span = self.k_usual_span = np.zeros(0)
         """The clear-sky index over the span last asked for (a forecast's last day, or the
         learning batch's days), kept while the span and the history are unchanged."""
 
     @property
     def nbytes(self) -> int:
-        return self.k_span.nbytes
+        return self.k_span.nbytes + self.k_usual_span.nbytes
 
     # -- PV -------------------------------------------------------------------------------
 
@@ -147,9 +149,12 @@ class FeatureMaker:
             cap[unknown] = self._recent_capacity(cutoffs[unknown])
         ok = sun_up & (cap > 0)
         cap = np.where(ok, cap, np.nan)
-        k_recent = self._clear_sky_index(cutoffs)
-        x = _features([k_recent[:, -1], _row_mean(k_recent[:, -self.hour:]), _row_mean(k_recent),
-                       _row_mean(slot_ratios / cap[:, None])], (3, 2, 0), DEFAULT_K)
+        k_recent, k_usual = self._clear_sky_index(cutoffs)
+        k_slot = _row_mean(slot_ratios / cap[:, None])
+        last, usual = k_recent[:, -1], k_usual[:, -1]
+        anomaly = np.divide(last, usual, out=np.full(last.shape, np.nan), where=usual > K_USUAL_MIN)
+        x = _features([last, _row_mean(k_recent[:, -self.hour:]), _row_mean(k_recent), k_slot,
+                       np.minimum(anomaly * k_slot, K_MAX)], (3, 2, 0), DEFAULT_K)
         return PvRows(x, np.where(ok, cap * cs_target, 0.0), fallback, ok)
 
     def _sunny(self, cs: np.ndarray) -> np.ndarray:
@@ -161,9 +166,10 @@ class FeatureMaker:
         generation, _ = self.history.values(recent, cutoffs[:, None])
         return _row_max(generation / self._sunny(self.clear_sky.energy(recent)))
 
-    def _clear_sky_index(self, cutoffs: np.ndarray) -> np.ndarray:
-        """k of the last day's intervals before each cutoff [n, S] (NaN where unknown).  ``k(i)``
-        only reads readings ``<= i``, so it is computed once for the span all rows share, and
+    def _clear_sky_index(self, cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """k of the last day's intervals before each cutoff [n, S] (NaN where unknown), and the
+        usual k at each of those times of day (the mean over the days before).  ``k(i)`` only
+        reads readings ``<= i``, so both are computed once for the span all rows share, and
         again only when that span or the history (a new reading) changes."""
         first, stop = int(cutoffs.min()) - self.per_day, int(cutoffs.max())
         key = (first, stop, self.history.newest)
@@ -172,10 +178,14 @@ class FeatureMaker:
             generation, _ = self.history.values(grid, stop)
             ratios = generation / self._sunny(self.clear_sky.energy(grid))
             caps = _row_max(ratios)
+            known = caps > 0
             self.k_span = np.divide(ratios[:, 0], caps, out=np.full(caps.shape, np.nan),
-                                    where=caps > 0)
+                                    where=known)
+            self.k_usual_span = np.divide(_row_mean(ratios[:, 1:]), caps,
+                                          out=np.full(caps.shape, np.nan), where=known)
             self.k_key = key
-        return self.k_span[cutoffs[:, None] + self.day_offsets - first]
+        rows = cutoffs[:, None] + self.day_offsets - first
+        return self.k_span[rows], self.k_usual_span[rows]
 
     # -- load -----------------------------------------------------------------------------
 
