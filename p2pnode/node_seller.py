@@ -80,8 +80,8 @@ class SellerSide:
         """(energy to offer, price) for a surplus of ``surplus_wh`` with ``supply_wh`` offered and
         ``demand_wh`` wanted on the feeder: the price from their ratio (FR-07,
         :func:`~p2pnode.pricing.dynamic_price`; None: the user's minimum is above retail), the
-        quantity the newsvendor quantile of the forecast at that price (ahead of delivery; ex
-        post the unsold minted tokens), at most the median forecast."""
+        quantity the newsvendor quantile of the forecast at that price less the user's reserve
+        (ahead of delivery; ex post the unsold minted tokens)."""
         config = self.config
         offered = max(0, surplus_wh - config.constraints.reserve_wh)
         hour = (start % 86400) / 3600
@@ -93,11 +93,12 @@ class SellerSide:
             return day_ahead_quantity_wh(offered, self.day_ahead_scale.value), price
         if price is not None and config.market.mode != "ex_post":
             retail = config.tariffs.frame_at(hour).retail_micro_per_kwh
-            # never more than the median forecast: near retail the imbalance charge vanishes,
-            # and a seller would promise surplus it does not expect (a winter day measured
-            # delivered_share 0.39 that way); less when the price says so
-            offered = min(offered, seller_quantity_wh(offered, self.error_scale.value, price,
-                                                      retail, config.tariffs.feed_in_micro_per_kwh))
+            # the newsvendor quantity at that price: in a glut (near feed-in) less than the
+            # median forecast, when supply is scarce (near retail, where a shortfall costs the
+            # seller little and its buyers nothing: trading.delivery) more
+            offered = max(0, seller_quantity_wh(surplus_wh, self.error_scale.value, price, retail,
+                                                config.tariffs.feed_in_micro_per_kwh)
+                          - config.constraints.reserve_wh)
         return offered, price
 
     async def price_interval(self, start: int) -> int | None:
