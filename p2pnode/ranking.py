@@ -186,25 +186,33 @@ def reliable_records(records: Sequence[OfferRecord], history: Reputation,
 def spread_records(records: Sequence[OfferRecord], history: Reputation, need_wh: int,
                    seed: bytes, cover: float = SPREAD_COVER) -> list[OfferRecord]:
     """Sellers of ``records`` drawn at random without replacement, each with a probability in
-    proportion to the energy its record says arrives (:func:`expected_wh`), until the drawn
-    ones are expected to deliver ``cover`` times ``need_wh``; in ``records``' order.
+    proportion to the energy its record says arrives (:func:`expected_wh`), at most the median
+    candidate's, until the drawn ones are expected to deliver ``cover`` times ``need_wh``; in
+    ``records``' order.
 
     Every buyer sees the same offers and much the same records, so every buyer's plan picks
     the same sellers: these sell out on their forecast while other offers go unsold, and a
     seller sold out misses by its whole forecast error.  Drawn this way, the feeder's demand
     falls on the offers in proportion to their expected energy, each seller selling about
     demand / supply of its offer, so a forecast that overshoots by less than that margin
-    costs no shortfall.  ``seed`` (the buyer, the interval and the discovery) makes the draw
+    costs no shortfall.  An offer above the median candidate's draws no more buyers than the
+    median: its size is the seller's word, not evidence that more arrives (an overseller's
+    offer is the largest), and a big honest seller then sells a smaller share of its offer,
+    which costs nothing.  ``seed`` (the buyer, the interval and the discovery) makes the draw
     the buyer's own and repeatable (Efraimidis-Spirakis keys, log u / w)."""
+    if not records:
+        return []
     rng = random.Random(seed)
-    weights = [expected_wh(r, history) for r in records]
+    expected = [expected_wh(r, history) for r in records]
+    typical = max(1.0, float(np.median(expected)))
+    weights = [min(e, typical) for e in expected]
     keys = [math.log(1.0 - rng.random()) / w for w in weights]
-    drawn, expected = set(), 0
+    drawn, covered = set(), 0
     for index in sorted(range(len(records)), key=lambda i: -keys[i]):
-        if expected >= cover * need_wh:
+        if covered >= cover * need_wh:
             break
         drawn.add(index)
-        expected += weights[index]
+        covered += expected[index]
     return [r for i, r in enumerate(records) if i in drawn]
 
 
