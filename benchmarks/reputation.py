@@ -9,8 +9,11 @@ surplus, :mod:`simulator.strategic`), run twice with real nodes (:func:`simulato
 * **informed**: the default weights (transaction duration C4 = quality C5 = 1), so the ranking
   uses the predicted quality and duration of each seller, which the predictor derives from its
   verified record (:mod:`p2pnode.reputation`), and a buyer that weighs quality buys from a
-  seller at most the share of its offer its record says arrives and passes over sellers far
-  below the median candidate (:func:`p2pnode.ranking.reliable_records`);
+  seller at most the share of its offer its record says arrives, passes over sellers far
+  below the median candidate (:func:`p2pnode.ranking.reliable_records`) and first ranks
+  sellers drawn in proportion to the energy their records say arrives
+  (:func:`p2pnode.ranking.spread_records`: the feeder's demand spread over the offers, not
+  every buyer on the same few sellers);
 * **blind**: C4 = C5 = 0 (``[weights] transaction_duration = transaction_quality = 0``); the
   records are still fetched and verified (and the new-key share cap applies), they just do not
   weigh in the choice.
@@ -31,9 +34,9 @@ against the naive baselines (training mean, the seller's past average); ``qualit
 ``--quick``: 30 meters, hourly intervals, three days per run (the predictors train on the
 informed run's days 1-2 and are scored on its day 3; the shortfall numbers are over all days in
 both runs; with two days the predictors had one training day, which could not show them a
-cloudier day).  One pair took 103 s of CPU (``cpu_s``: this process and its node processes) and
-74 s of wall time (``wall_s``) on the shared 2-core machine (the target was 2 minutes; slower
-when other work shares the machine).  ``--meters``, ``--interval-s``,
+cloudier day).  One pair took 170-210 s of CPU (``cpu_s``: this process and its node
+processes) and 230-540 s of wall time (``wall_s``) on the shared 2-core machine, depending on
+the other work on it (the target was 2 minutes: not met).  ``--meters``, ``--interval-s``,
 ``--days``, ``--start-date`` and ``--factor`` override the scenario (e.g. a run of clear days,
 ``--start-date 2023-07-08``), ``--keep DIR`` keeps the runs' ledgers.  The full run: 100 meters,
 15-minute intervals (not run: hours on this machine).

@@ -17,7 +17,7 @@ from p2pnode.config import micro
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
 from p2pnode.offers import BidRecord, OfferRecord, OfferRejected, query_keys
 from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
-                             expected_wh, rank, reliable_records)
+                             expected_wh, rank, reliable_records, spread_records)
 from p2pnode.trackrecord import Settlement
 from p2pnode.trading.buyer import GIVE_UP_REASONS, Buying, Purchase, Unconfirmed, want_wh
 from p2pnode.trading.hedging import buyer_quantity_wh
@@ -94,13 +94,17 @@ class BuyerSide:
             state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
                                           min(r.price_micro_per_kwh for r in records), retail,
                                           floor))
-        bought, capped = 0, True
+        bought, capped, spread = 0, True, self._informed
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
             if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
                 break
             capped = capped and len(records) > 1   # a lone seller: no alternative to cap for
-            plan = await self._rank(start_s, state.remaining_wh, max_price, records, capped)
+            ranked = spread_records(records, self.history, state.remaining_wh,
+                                    self.public + start_s.to_bytes(8, "big")
+                                    + state.discoveries.to_bytes(4, "big")) \
+                if spread else records   # the first round: sellers drawn by expected energy
+            plan = await self._rank(start_s, state.remaining_wh, max_price, ranked, capped)
             by_seller = {r.seller: r for r in records}
             progress, excluded = 0, len(state.excluded)
             for candidate in [item.candidate for item in plan.items] + list(plan.fallbacks):
@@ -109,6 +113,10 @@ class BuyerSide:
                 progress += await self._negotiate(by_seller[candidate.seller], state, started,
                                                   capped)
             bought += progress
+            if spread and len(ranked) < len(records):   # the others in the next round
+                spread = False
+                continue
+            spread = False
             if progress == 0 and len(state.excluded) == excluded:
                 if capped:   # the reputation caps held the rest back: the others cannot supply
                     capped = False
@@ -119,8 +127,10 @@ class BuyerSide:
     @property
     def _informed(self) -> bool:
         """Whether this buyer weighs transaction quality (C5 > 0): then it buys from a seller
-        at most the share of its offer that the seller's verified record says arrives, and
-        passes over sellers far below the others (:func:`~p2pnode.ranking.reliable_records`)."""
+        at most the share of its offer that the seller's verified record says arrives, passes
+        over sellers far below the others (:func:`~p2pnode.ranking.reliable_records`) and
+        first ranks sellers drawn in proportion to their expected energy
+        (:func:`~p2pnode.ranking.spread_records`)."""
         return self.config.selection.weights.transaction_quality > 0
 
     def _max_buy_price(self, start_s: int) -> int:

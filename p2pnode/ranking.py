@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import random
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -32,12 +33,15 @@ from optimizer.selection import BuyRequest, Candidate, Plan, SelectionConfig, se
 from p2pnode.offers import OfferRecord
 from p2pnode.reputation import QUALITY_FLOOR, Reputation
 
-__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "bounded_newcomers",
-           "candidates_from_offers", "expected_wh", "rank", "reliable_records"]
+__all__ = ["Location", "MAX_NEWCOMER_CANDIDATES", "MarketContext", "SPREAD_COVER",
+           "bounded_newcomers", "candidates_from_offers", "expected_wh", "rank",
+           "reliable_records", "spread_records"]
 
 UNKNOWN_DISTANCE_M = 250.0
 LOSS_PER_KM = 0.04
 MIN_EFFICIENCY = 0.5
+SPREAD_COVER = 2.0   # an informed buyer's first round ranks sellers drawn until their expected
+                     # energy covers this many times its need (:func:`spread_records`)
 MAX_NEWCOMER_CANDIDATES = 4   # sellers this buyer never traded with, per ranking (SPEC: "new
                               # keys start without a record and get a bounded share of demand")
 
@@ -177,6 +181,39 @@ def reliable_records(records: Sequence[OfferRecord], history: Reputation,
     bar = floor * float(np.median(shares))
     kept = [r for r, share in zip(records, shares) if share >= bar]
     return kept or list(records)
+
+
+def spread_records(records: Sequence[OfferRecord], history: Reputation, need_wh: int,
+                   seed: bytes, cover: float = SPREAD_COVER) -> list[OfferRecord]:
+    """Sellers of ``records`` drawn at random without replacement, each with a probability in
+    proportion to the energy its record says arrives (:func:`expected_wh`), at most the median
+    candidate's, until the drawn ones are expected to deliver ``cover`` times ``need_wh``; in
+    ``records``' order.
+
+    Every buyer sees the same offers and much the same records, so every buyer's plan picks
+    the same sellers: these sell out on their forecast while other offers go unsold, and a
+    seller sold out misses by its whole forecast error.  Drawn this way, the feeder's demand
+    falls on the offers in proportion to their expected energy, each seller selling about
+    demand / supply of its offer, so a forecast that overshoots by less than that margin
+    costs no shortfall.  An offer above the median candidate's draws no more buyers than the
+    median: its size is the seller's word, not evidence that more arrives (an overseller's
+    offer is the largest), and a big honest seller then sells a smaller share of its offer,
+    which costs nothing.  ``seed`` (the buyer, the interval and the discovery) makes the draw
+    the buyer's own and repeatable (Efraimidis-Spirakis keys, log u / w)."""
+    if not records:
+        return []
+    rng = random.Random(seed)
+    expected = [expected_wh(r, history) for r in records]
+    typical = max(1.0, float(np.median(expected)))
+    weights = [min(e, typical) for e in expected]
+    keys = [math.log(1.0 - rng.random()) / w for w in weights]
+    drawn, covered = set(), 0
+    for index in sorted(range(len(records)), key=lambda i: -keys[i]):
+        if covered >= cover * need_wh:
+            break
+        drawn.add(index)
+        covered += expected[index]
+    return [r for i, r in enumerate(records) if i in drawn]
 
 
 def _capped_wh(record: OfferRecord, history: Reputation, deficit_wh: int) -> int:

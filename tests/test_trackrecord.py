@@ -8,6 +8,7 @@ forging an agreement -- is caught with its reason.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 
@@ -327,6 +328,42 @@ def test_an_informed_buyer_counts_the_energy_a_record_says_arrives():
         == {honest_a, honest_b}
     assert [r.seller for r in reliable_records(records, view)] == [honest_a, honest_b]
     assert [r.seller for r in reliable_records(records[:1], view)] == [overseller]   # no other
+
+
+def test_an_informed_buyer_draws_sellers_in_proportion_to_their_expected_energy():
+    """Buyers that all see the same offers must not all pick the same sellers (these sell out
+    on their forecast): each draws sellers, the chance of each in proportion to the energy
+    its record says arrives (at most the median candidate's), until they cover twice its
+    need."""
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import SPREAD_COVER, spread_records
+    big, mid, small, overseller = b"b" * 32, b"m" * 32, b"s" * 32, b"o" * 32
+    view = Reputation()
+    for n in range(8):
+        view.add(settlement(n, overseller, bytes([n]) * 32, 500, 125))   # delivers a quarter
+    records = [OfferRecord(seller, bytes([i]) * 16, 1, energy, 100_000, "F", DAY, DAY + 900,
+                           "127.0.0.1:1")
+               for i, (seller, energy) in enumerate(((big, 3000), (mid, 2000), (small, 1000),
+                                                     (overseller, 4000)))]
+    firsts = collections.Counter()
+    for buyer in range(4000):
+        seed = buyer.to_bytes(4, "big")
+        drawn = spread_records(records, view, 500, seed)
+        assert drawn == spread_records(records, view, 500, seed)          # repeatable
+        assert [r.seller for r in drawn] == [r.seller for r in records if r in drawn]
+        assert len(drawn) == 1        # each alone is expected to cover 2 x 500 Wh
+        firsts[drawn[0].seller] += 1
+    # expected energy 3000 : 2000 : 1000 : 1000 (the overseller's 4000 at its share 0.25),
+    # at most the median, 1500: chances 0.3, 0.3, 0.2, 0.2
+    for seller, chance in ((big, 0.3), (mid, 0.3), (small, 0.2), (overseller, 0.2)):
+        assert firsts[seller] / 4000 == pytest.approx(chance, abs=0.03)
+    need = 1600   # no seller alone covers SPREAD_COVER x 1600 Wh: drawn until they do
+    for buyer in range(50):
+        drawn = spread_records(records, view, need, buyer.to_bytes(4, "big"))
+        expected = sum(r.energy_wh * view.expected_share(r.seller) for r in drawn)
+        assert expected >= SPREAD_COVER * need or len(drawn) == len(records)
+        assert len(drawn) >= 2
+    assert spread_records([], view, 500, b"x") == []
 
 
 def test_a_flood_of_fresh_keys_gets_a_bounded_share_of_the_candidates():
