@@ -13,8 +13,8 @@ are disjoint: a house that trades honestly is never an attacker.  A churned hous
 once or twice for :data:`MIN_OUTAGE` .. :data:`MAX_OUTAGE` intervals, never in the first
 interval and always back before the last one, so it trades before and after (a meter that
 rebooted after a power cut).  A non-zero share always picks at least one house.  Skewed clocks
-are drawn from the honest houses on their own random stream (adding them changes nobody's churn
-or attack): offsets uniform in ``[-clock_skew_s, clock_skew_s]`` (0.1 s steps), the first two
+are drawn from the honest houses that do not churn, on their own random stream (adding them
+changes nobody's churn or attack): offsets uniform in ``[-clock_skew_s, clock_skew_s]`` (0.1 s steps), the first two
 skewed houses at the extremes, one ahead and one behind.
 
 The attack rates are named here so a run's cost stays bounded: each attacker sends at most
@@ -104,17 +104,18 @@ def fault_schedule(seed: int, meters: int, intervals: int, faults: Faults) -> Fa
     offline = {house: spans for house in churned
                if (spans := _outages(rng, intervals))}
     lying = frozenset(order[n_malicious + n_churn:n_malicious + n_churn + n_lying])
-    return FaultSchedule(intervals, malicious, offline, lying,
-                         _skewed(seed, [h for h in range(meters) if h not in malicious], faults))
+    steady = [h for h in range(meters) if h not in malicious and h not in churned]
+    return FaultSchedule(intervals, malicious, offline, lying, _skewed(seed, steady, faults))
 
 
-def _skewed(seed: int, honest: list[int], faults: Faults) -> dict[int, float]:
-    """House -> clock offset (s) for ``clock_skew_share`` of the honest houses; see the doc."""
-    count = min(share_count(faults.clock_skew_share, len(honest)), len(honest))
+def _skewed(seed: int, steady: list[int], faults: Faults) -> dict[int, float]:
+    """House -> clock offset (s) for ``clock_skew_share`` of the ``steady`` houses (honest,
+    never offline); see the module doc."""
+    count = min(share_count(faults.clock_skew_share, len(steady)), len(steady))
     if not count or not faults.clock_skew_s:
         return {}
     rng = np.random.default_rng([seed, _SKEW_STREAM])
-    houses = [honest[int(i)] for i in rng.permutation(len(honest))[:count]]
+    houses = [steady[int(i)] for i in rng.permutation(len(steady))[:count]]
     bound = float(faults.clock_skew_s)
     offsets = [bound, -bound] + [round(float(x), 1) for x in rng.uniform(-bound, bound, count)]
     return {house: offsets[i] for i, house in enumerate(houses)}

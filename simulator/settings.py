@@ -108,7 +108,7 @@ class Faults:
     (reports and mints more generation than was measured, see :mod:`simulator.mint_audit`);
     ``meter_keys``: every meter signs its readings with its own key and every node mints only
     from its meter's signed readings (``[meter] trusted_keys``); ``clock_skew_share``: share of
-    the honest houses whose node clock is off, each by a seeded offset within
+    the honest houses that do not churn whose node clock is off, each by a seeded offset within
     ``±clock_skew_s`` seconds (cheap meters' clocks; nodes tolerate 30 s, see
     :mod:`p2pnode.trading.schedule`).
     """

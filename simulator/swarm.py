@@ -183,6 +183,7 @@ class SwarmWorker:
         self.clocks = {h: SkewedClock(self.clock, self.schedule.clock_offset_s(h))
                        for h in spec.houses if self.schedule.clock_offset_s(h)}   # skewed nodes
         self.churned_until = -1                    # the last interval whose churn was applied
+        self.running: dict[int, asyncio.Future] = {}   # launched steps by token (see launch)
 
     @property
     def nodes(self) -> list[Node]:
@@ -289,7 +290,7 @@ class SwarmWorker:
         for (:meth:`Node.follow_up`: a buyer whose need is not covered looks again, as the
         daemon's loop does) as ``(feeder time, step, start, house)``."""
         self.clock.now_s = now_s
-        if name == "open":
+        if name == "open" and offset_s == 0 and houses is None:   # skewed nodes never churn
             await self._churn((start_s - self.spec.start_s) // self.spec.scenario.interval_s)
         if houses is None:
             nodes = {h: n for h, n in self.online.items()
@@ -311,10 +312,19 @@ class SwarmWorker:
         bought = sum(results[:len(nodes)]) if name in ("buy", "day_buy") else 0
         return bought, follow_ups
 
+    async def launch(self, token: int, name: str, start_s: int, now_s: float,
+                     offset_s: float = 0.0, houses: Sequence[int] | None = None) -> None:
+        """Start :meth:`step` and return at once; :meth:`collect` awaits its result."""
+        self.running[token] = asyncio.ensure_future(
+            self.step(name, start_s, now_s, offset_s, houses))
+
+    async def collect(self, tokens: Sequence[int]) -> list[tuple[int, list]]:
+        return [await self.running.pop(token) for token in tokens]
+
     # -- churn -----------------------------------------------------------------------------
     async def _churn(self, interval: int) -> None:
-        """Take down and bring back the houses of ``interval`` (once: the first open of an
-        interval, whichever node's clock reaches it first)."""
+        """Take down and bring back the houses of ``interval`` (once, at the unskewed nodes'
+        open: skewed nodes never churn, :func:`simulator.faults.fault_schedule`)."""
         if interval <= self.churned_until:
             return
         self.churned_until = interval
@@ -586,11 +596,66 @@ class Agenda:
         for (at, index, start), houses in grouped.items():
             heapq.heappush(self.queue, (at, index, start, 0.0, tuple(sorted(houses))))
 
+    def groups(self, offset: float, targets: tuple | None) -> frozenset[float]:
+        """The clock groups an entry runs nodes of."""
+        if targets is None:
+            return frozenset({offset})
+        return frozenset(self.skewed.get(h, 0.0) for h in targets)
+
     def concerns(self, houses: Sequence[int], offset: float, targets: tuple | None) -> bool:
         """Whether a process holding ``houses`` takes part in an entry."""
         if targets is not None:
             return not set(targets).isdisjoint(houses)
         return offset == 0 or any(self.skewed.get(h) == offset for h in houses)
+
+
+async def _walk(agenda: Agenda, drivers: list, specs: list[WorkerSpec], acceleration: float,
+                step_wall: dict[str, float], bar) -> None:
+    """Run the agenda's entries in feeder-time order, paced by ``acceleration``.
+
+    An entry with an unskewed node (clock group 0, or a follow-up of one) is a barrier: every
+    step still running ends first, and it ends before time moves on -- so without skewed clocks
+    every step of every node ends before the next starts.  A skewed group's entry only waits
+    for its own group's running step and then runs while time moves on (a few nodes each,
+    dozens of groups: one after the other, their waits on lookups and time-outs would add up
+    to minutes per interval), as the nodes' own clocks would let it."""
+    running: list[tuple[frozenset, str, dict[int, int]]] = []   # (groups, step, driver -> token)
+    tokens, bought_wh, began, last = iter(range(1 << 62)), 0, time.perf_counter(), agenda.first_s
+
+    async def collect(entries) -> None:
+        nonlocal bought_wh
+        for groups, step, held in entries:
+            running.remove((groups, step, held))
+            for index, token in held.items():
+                (bought, follow_ups), = await drivers[index].call("collect", [token])
+                agenda.follow_up(follow_ups)
+                bought_wh += bought
+
+    while agenda:
+        at, step, start, offset, houses = agenda.pop()
+        now = last = max(at, last)      # a follow-up learned late runs at once
+        await asyncio.sleep(max(0.0, began + (now - agenda.first_s) / acceleration
+                                - time.perf_counter()))
+        t0 = time.perf_counter()
+        groups = agenda.groups(offset, houses)
+        barrier = 0.0 in groups
+        await collect([e for e in list(running) if barrier or e[0] & groups])
+        if len(drivers) > 1:   # every clock first: a process that starts the step
+            # early must not reach one still at the previous step's time ("future")
+            await asyncio.gather(*(d.call("set_time", now) for d in drivers))
+        concerned = [i for i, spec in enumerate(specs)
+                     if agenda.concerns(spec.houses, offset, houses)]
+        held = {i: next(tokens) for i in concerned}
+        await asyncio.gather(*(drivers[i].call("launch", held[i], step, start, now, offset,
+                                               houses) for i in concerned))
+        running.append((groups, step, held))
+        if barrier:
+            await collect([running[-1]])
+        step_wall[step] += time.perf_counter() - t0
+        if step == "close" and houses is None and offset == 0:
+            bar.update(1)
+            bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
+    await collect(list(running))
 
 
 def unix_seconds(interval_start: np.ndarray) -> np.ndarray:
@@ -676,27 +741,8 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
         config = node_config(scenario, 0, specs[0].run_dir)
         bar = tqdm(total=len(starts), unit="interval", disable=not progress,
                    desc=f"{scenario.meters} nodes", dynamic_ncols=True)
-        agenda = Agenda(config, starts, specs[0].schedule)
-        bought_wh, began, first_s = 0, time.perf_counter(), agenda.first_s
-        while agenda:
-            now, step, start, offset, houses = agenda.pop()
-            await asyncio.sleep(max(0.0, began + (now - first_s) / scenario.acceleration
-                                    - time.perf_counter()))
-            t0 = time.perf_counter()
-            if len(drivers) > 1:   # every clock first: a process that starts the step
-                # early must not reach one still at the previous step's time ("future")
-                await asyncio.gather(*(d.call("set_time", now) for d in drivers))
-            concerned = [d for d, spec in zip(drivers, specs)
-                         if agenda.concerns(spec.houses, offset, houses)]
-            results = await asyncio.gather(*(d.call("step", step, start, now, offset, houses)
-                                             for d in concerned))
-            step_wall[step] += time.perf_counter() - t0
-            agenda.follow_up([f for _, follow_ups in results for f in follow_ups])
-            if step in ("buy", "day_buy"):
-                bought_wh += sum(bought for bought, _ in results)
-            elif step == "close" and houses is None and offset == 0:
-                bar.update(1)
-                bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
+        await _walk(Agenda(config, starts, specs[0].schedule), drivers, specs,
+                    scenario.acceleration, step_wall, bar)
         bar.close()
         results = await asyncio.gather(*(d.call("finish") for d in drivers))
     finally:
