@@ -337,6 +337,8 @@ class OfferDHT:
                 replies = await asyncio.gather(
                     *(self.server.protocol.call_store(n, key, [raw]) for n in nodes))
                 stored = sum(1 for r in replies if r)
+                self.server.counters["store_unanswered"] += sum(1 for r in replies if r is None)
+                self.server.counters["store_refused"] += sum(1 for r in replies if r == 0)
                 if nodes and not stored:   # the nodes we remembered are gone: look again
                     self._closest_seen.pop(key, None)
                 accepted += stored
