@@ -112,9 +112,11 @@ def test_a_publish_that_no_node_stored_is_refused_not_counted():
         elsewhere = dataclasses.replace(FAST, admission=AdmissionPolicy(feeder="elsewhere"))
         clock = Clock()
         async with OfferDHT(SELLER, settings=elsewhere, clock=clock) as alone:
-            with pytest.raises(OfferRejected, match="not_stored"):
+            with pytest.raises(OfferRejected, match=r"not_stored: no node stored the record "
+                                                    r"\(1 refused it, 0 did not answer\)"):
                 await alone.publish(sealed(SELLER))
             assert alone.counters()["stored_wrong_feeder"] == 1
+            assert alone.counters()["store_refused"] == 1
         async with OfferDHT(SELLER, settings=FAST, clock=clock) as home:
             assert await home.publish(sealed(SELLER)) == 1
 
