@@ -219,7 +219,7 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
     extra.update({name: counters.get(name, 0) for name in (
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
         "unconfirmed_proposals", "retransmissions_answered", "no_reply", "rediscoveries",
-        "offers_rejected", "dht_publish_not_stored", "dht_publish_timeout",
+        "offers_rejected", "offers_not_stored", "dht_publish_not_stored", "dht_publish_timeout",
         "dht_store_unanswered", "dht_store_refused")})
     extra.update({k: v for k, v in sorted(counters.items())   # denials by the sellers' reason
                   if k.startswith("denied_") and not k.startswith("denied_to_peer_")})
