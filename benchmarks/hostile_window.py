@@ -7,8 +7,9 @@ hour on the shared 2-core machine.  This runs the scenario's swarm (its churn, a
 machines and skewed clocks; ``[faults]``) and its twin with ``malicious_share = 0`` and no
 clock skew (the same churn) on the same profiles, over intervals ``first`` ..
 ``first + count - 1`` of the day, with the nodes' forecasters having seen the week before, and
-prints the honest trading of both: settled trades, delivered kWh, ``forward_match_ratio`` (of
-the window's perfect-foresight optimum), ``delivered_share``, the skewed nodes' trading
+prints the honest trading of both: settled trades, delivered kWh met by a deficit and
+``forward_match_ratio`` (of the window's perfect-foresight optimum; as ``p2pnode simulate``
+counts them, the optimum including the attackers' houses), ``delivered_share``, the skewed nodes' trading
 (``clock_skewed_*``), ``rediscoveries``, offers no node stored (``offers_not_stored``; the
 stores behind them ``dht_store_refused`` / ``dht_store_unanswered``), ledgers valid.
 
@@ -52,12 +53,12 @@ def scaled(scenario, meters: int | None):
 
 
 def measure(scenario, profiles, history, out: Path) -> dict:
-    from simulator.run import run_stats
+    from simulator.run import run_stats, within_deficits
     from simulator.swarm import run_swarm
 
     started = time.perf_counter()
     swarm = run_swarm(scenario, profiles, out, progress=False, history=history)
-    extra = run_stats(swarm).extra
+    extra = run_stats(swarm, within_deficits(swarm.trades, profiles)).extra   # as simulate
     row = {"trades": len(swarm.trades), "ledgers_valid": not swarm.audit_problems,
            "double_settlements": swarm.double_settlements,
            "wall_s": round(time.perf_counter() - started, 1)}
