@@ -72,8 +72,15 @@ class SellerSide:
             await self.dht.publish(offer.record)
             self.counters["offers_published"] += 1
         except OfferRejected as exc:
-            log.warning("offer for %s not published: %s", start, exc)
             self.counters["offers_rejected"] += 1
+            if exc.reason == "not_stored":   # no node took it (busy or refusing): it stays
+                # ours and is published again with the next update or republish; counted
+                # (offers_not_stored, the DHT's store_refused / store_unanswered), not a warning
+                # per record
+                self.counters["offers_not_stored"] += 1
+                log.info("offer for %s not stored yet: %s", start, exc)
+            else:   # our own record is one the DHT refuses: a defect
+                log.warning("offer for %s not published: %s", start, exc)
 
     def _ask(self, start: int, surplus_wh: int, supply_wh: int, demand_wh: int, *,
              day_ahead: bool = False) -> tuple[int, int | None]:

@@ -6,12 +6,16 @@
     plan.malicious        # {house: "forge" | "flood"}: attacker machines, they never trade
     plan.offline[house]   # ((first, end), ...): offline for intervals first .. end - 1
     plan.lying            # houses whose node lies about its meter (they trade, and inflate)
+    plan.skewed[house]    # seconds its node's clock is off (``clock_skew_share``, ``clock_skew_s``)
 
 Seeded and deterministic (no global RNG, no clock).  The malicious houses and the churned ones
 are disjoint: a house that trades honestly is never an attacker.  A churned house goes offline
 once or twice for :data:`MIN_OUTAGE` .. :data:`MAX_OUTAGE` intervals, never in the first
 interval and always back before the last one, so it trades before and after (a meter that
-rebooted after a power cut).  A non-zero share always picks at least one house.
+rebooted after a power cut).  A non-zero share always picks at least one house.  Skewed clocks
+are drawn from the honest houses that do not churn, on their own random stream (adding them
+changes nobody's churn or attack): offsets uniform in ``[-clock_skew_s, clock_skew_s]`` (0.1 s steps), the first two
+skewed houses at the extremes, one ahead and one behind.
 
 The attack rates are named here so a run's cost stays bounded: each attacker sends at most
 these many messages per interval.
@@ -37,6 +41,7 @@ FORGED_MESSAGES_PER_INTERVAL = 24    # negotiation requests with bad signatures 
 FLOOD_DATAGRAMS_PER_INTERVAL = 300   # garbage datagrams to honest DHT sockets
 FLOOD_REQUESTS_PER_INTERVAL = 60     # well-formed REQUESTs for offers that do not exist
 _STREAM = 0xFA17
+_SKEW_STREAM = 0xC10C
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,11 @@ class FaultSchedule:
     malicious: dict[int, str]
     offline: dict[int, tuple[tuple[int, int], ...]]
     lying: frozenset[int] = frozenset()
+    skewed: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    def clock_offset_s(self, house: int) -> float:
+        """Seconds house ``house``'s node clock is ahead of the feeder's (negative: behind)."""
+        return self.skewed.get(house, 0.0)
 
     def is_offline(self, house: int, interval: int) -> bool:
         return any(first <= interval < end for first, end in self.offline.get(house, ()))
@@ -94,7 +104,21 @@ def fault_schedule(seed: int, meters: int, intervals: int, faults: Faults) -> Fa
     offline = {house: spans for house in churned
                if (spans := _outages(rng, intervals))}
     lying = frozenset(order[n_malicious + n_churn:n_malicious + n_churn + n_lying])
-    return FaultSchedule(intervals, malicious, offline, lying)
+    steady = [h for h in range(meters) if h not in malicious and h not in churned]
+    return FaultSchedule(intervals, malicious, offline, lying, _skewed(seed, steady, faults))
+
+
+def _skewed(seed: int, steady: list[int], faults: Faults) -> dict[int, float]:
+    """House -> clock offset (s) for ``clock_skew_share`` of the ``steady`` houses (honest,
+    never offline); see the module doc."""
+    count = min(share_count(faults.clock_skew_share, len(steady)), len(steady))
+    if not count or not faults.clock_skew_s:
+        return {}
+    rng = np.random.default_rng([seed, _SKEW_STREAM])
+    houses = [steady[int(i)] for i in rng.permutation(len(steady))[:count]]
+    bound = float(faults.clock_skew_s)
+    offsets = [bound, -bound] + [round(float(x), 1) for x in rng.uniform(-bound, bound, count)]
+    return {house: offsets[i] for i, house in enumerate(houses)}
 
 
 def _outages(rng: np.random.Generator, intervals: int) -> tuple[tuple[int, int], ...]:

@@ -38,7 +38,7 @@ from p2pnode.peer import PeerClient
 from p2pnode.trading.schedule import STEPS, events
 from p2pnode.offers import offer_key, price_band
 from simulator import hostile
-from simulator.swarm import VirtualClock
+from simulator.swarm import SkewedClock, VirtualClock
 
 __all__ = ["ATTACKS", "ATTACKER_HOST", "HostileSwarm", "Shape", "run_swarm"]
 
@@ -67,16 +67,6 @@ class Shape:
 
 def honest_host(i: int) -> str:
     return f"127.0.0.{10 + i}"
-
-
-class SkewedClock:
-    """A node's clock: the swarm's virtual clock plus this node's ``offset_s`` (clock skew)."""
-
-    def __init__(self, base: VirtualClock, offset_s: float = 0.0):
-        self.base, self.offset_s = base, offset_s
-
-    def __call__(self) -> float:
-        return self.base() + self.offset_s
 
 
 class HostileSwarm:

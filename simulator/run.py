@@ -153,11 +153,12 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     ``reachable_match_ratio`` the local match against it.  With lying houses or meter keys, the
     feeder's cross-check of minted tokens (:func:`simulator.mint_audit.summarise`:
     ``lying_nodes``, ``lying_caught``, ``lying_missed``, ``honest_flagged``, ``mint_flags_*``,
-    ``mint_excess_kwh``; ``untrusted_mints`` with meter keys)."""
+    ``mint_excess_kwh``; ``untrusted_mints`` with meter keys); with skewed clocks,
+    :func:`skew_stats`."""
     counters = swarm.counters
-    mint_check = swarm.mint_check or {}
+    mint_check = {**(swarm.mint_check or {}), **skew_stats(swarm)}
     if not (swarm.attackers or counters.get("churn_outages")):
-        return dict(mint_check)
+        return mint_check
     stats: dict[str, float] = {"malicious_nodes": len(swarm.attackers), **mint_check}
     stats.update({name: counters.get(name, 0) for name in (
         "churn_outages", "node_restarts", "restarts_on_new_ports", "unsettled_after_restart",
@@ -172,6 +173,40 @@ def fault_stats(swarm: SwarmRun) -> dict[str, float]:
     return stats
 
 
+def skew_stats(swarm: SwarmRun) -> dict[str, float]:
+    """Skewed clocks (``[faults] clock_skew_share``): how many nodes, the largest offset, and
+    what the skewed nodes traded: ``clock_skewed_traded_nodes`` of them have a settled trade,
+    ``clock_skewed_trades`` have a skewed buyer or seller, ``clock_skewed_bought_kwh`` /
+    ``clock_skewed_sold_kwh`` were delivered to and by them; ``clock_*_bought_kwh_per_buyer``:
+    the mean delivered to a skewed / an unskewed node that bought.  The buyers' repeated
+    discoveries are ``rediscoveries``, messages refused for their time ``dropped`` ``stale`` /
+    ``future``."""
+    skewed = swarm.skewed
+    if not skewed:
+        return {}
+    rows = swarm.trades
+
+    def bought_per_buyer(mine: bool) -> float:
+        chosen = [r for r in rows if (r["buyer"] in skewed) == mine]
+        buyers = len({r["buyer"] for r in chosen})
+        return round(sum(r["delivered_wh"] for r in chosen) / 1000 / buyers, 3) if buyers else 0.0
+
+    return {
+        "clock_skewed_nodes": len(skewed),
+        "clock_skew_max_s": max(abs(v) for v in skewed.values()),
+        "clock_skewed_traded_nodes": len({h for r in rows for h in (r["buyer"], r["seller"])
+                                          if h in skewed}),
+        "clock_skewed_trades": sum(1 for r in rows if r["buyer"] in skewed
+                                   or r["seller"] in skewed),
+        "clock_skewed_bought_kwh": round(sum(r["delivered_wh"] for r in rows
+                                             if r["buyer"] in skewed) / 1000, 3),
+        "clock_skewed_sold_kwh": round(sum(r["delivered_wh"] for r in rows
+                                           if r["seller"] in skewed) / 1000, 3),
+        "clock_skewed_bought_kwh_per_buyer": bought_per_buyer(True),
+        "clock_other_bought_kwh_per_buyer": bought_per_buyer(False),
+    }
+
+
 def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
               optimum_wh: float | None = None) -> RunStats:
     counters = swarm.counters
@@ -183,7 +218,9 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
     extra = {f"{step}_wall_s": round(v, 3) for step, v in swarm.step_wall_s.items()}
     extra.update({name: counters.get(name, 0) for name in (
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
-        "unconfirmed_proposals", "retransmissions_answered", "no_reply")})
+        "unconfirmed_proposals", "retransmissions_answered", "no_reply", "rediscoveries",
+        "offers_rejected", "offers_not_stored", "dht_publish_not_stored", "dht_publish_timeout",
+        "dht_store_unanswered", "dht_store_refused")})
     extra.update({k: v for k, v in sorted(counters.items())   # denials by the sellers' reason
                   if k.startswith("denied_") and not k.startswith("denied_to_peer_")})
     extra.update(fault_stats(swarm))

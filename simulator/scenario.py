@@ -14,7 +14,7 @@ key is an error)::
     [tariffs]     retail_per_kwh, feed_in_per_kwh, currency, export_limit_kw
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
     [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
-                  lying_share, meter_keys
+                  lying_share, meter_keys, clock_skew_share, clock_skew_s
     [market]      mode = "real_time" | "ex_post"
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.

@@ -22,6 +22,7 @@ MALICIOUS_KINDS = ("forge", "flood")      # the default kinds
 ATTACK_KINDS = ("forge", "flood", "storage_fill", "ground_ids",   # every kind an attacker runs
                 "no_credit")
 MAX_DELAY_MS = 60_000
+MAX_CLOCK_SKEW_S = 300.0   # beyond a few minutes a clock is broken, not skewed (nodes tolerate 30 s)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ class Faults:
     :mod:`simulator.attack`); ``lying_share``: share of houses whose node lies about its meter
     (reports and mints more generation than was measured, see :mod:`simulator.mint_audit`);
     ``meter_keys``: every meter signs its readings with its own key and every node mints only
-    from its meter's signed readings (``[meter] trusted_keys``).
+    from its meter's signed readings (``[meter] trusted_keys``); ``clock_skew_share``: share of
+    the honest houses that do not churn whose node clock is off, each by a seeded offset within
+    ``±clock_skew_s`` seconds (cheap meters' clocks; nodes tolerate 30 s, see
+    :mod:`p2pnode.trading.schedule`).
     """
 
     loss: float = 0.0
@@ -117,6 +121,8 @@ class Faults:
     malicious_kinds: tuple[str, ...] = MALICIOUS_KINDS
     lying_share: float = 0.0
     meter_keys: bool = False
+    clock_skew_share: float = 0.0
+    clock_skew_s: float = 0.0
 
     def __post_init__(self):
         check = Checker("faults")
@@ -129,7 +135,16 @@ class Faults:
         if not isinstance(self.meter_keys, bool):
             check.fail("meter_keys", self.meter_keys, "must be true or false")
         self._check_kinds(check)
+        self._check_skew(check)
         check.done()
+
+    def _check_skew(self, check: Checker) -> None:
+        share_ok = check.share("clock_skew_share", self.clock_skew_share)
+        if check.number("clock_skew_s", self.clock_skew_s, 0, MAX_CLOCK_SKEW_S) and share_ok \
+                and self.clock_skew_share > 0 and self.clock_skew_s == 0:
+            check.fail("clock_skew_s", self.clock_skew_s,
+                       "must be greater than 0 when clock_skew_share > 0 (the largest offset "
+                       "of a skewed node's clock, in seconds)")
 
     def _check_kinds(self, check: Checker) -> None:
         kinds = self.malicious_kinds

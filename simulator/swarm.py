@@ -7,7 +7,11 @@ everything runs in this one).  A coordinator walks the simulated clock through e
 steps -- open (read, mint, publish), buy (discover, select, negotiate), settle, close (grid) --
 and every process runs the step on all its nodes (at most :data:`STEP_CONCURRENCY` at a time)
 before the next step starts, so every node sees the same simulated time (:class:`VirtualClock`).  ``scenario.acceleration`` caps the
-pace: an interval never takes less than ``interval_s / acceleration`` wall seconds.
+pace: an interval never takes less than ``interval_s / acceleration`` wall seconds.  As the
+daemon's loop does (:meth:`Node.run`), a node's follow-ups run too: a buyer whose need is not
+covered looks for offers again a little later (:class:`Agenda`).  With ``[faults]
+clock_skew_share`` some nodes' clocks are off (:class:`SkewedClock`): each runs its steps when
+its own clock reads their time, so a buyer ahead of the sellers looks before they published.
 
 The ledgers are written with ``ledger_sync="normal"``: SQLite WAL without an fsync per commit
 survives the death of a process but not a power cut, which a simulation does not need to survive;
@@ -35,6 +39,7 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
+import heapq
 import multiprocessing
 import os
 import shutil
@@ -69,7 +74,7 @@ from simulator.nodes import (
 from simulator.scenario import Scenario
 from simulator.strategic import strategic_node, strategic_roles
 
-__all__ = ["SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
+__all__ = ["SkewedClock", "SwarmRun", "VirtualClock", "node_tariffs", "run_swarm", "STEPS"]
 
 CREDIT_MICRO = 200_000_000            # each house's voucher: 200 currency units
 SWARM_DHT = DHTSettings(ksize=10, rpc_timeout_s=0.5, rpc_attempts=2, lookup_timeout_s=4.0,
@@ -91,6 +96,16 @@ class VirtualClock:
 
     def __call__(self) -> float:
         return self.now_s
+
+
+class SkewedClock:
+    """A node's clock: the swarm's virtual clock plus this node's ``offset_s`` (clock skew)."""
+
+    def __init__(self, base: VirtualClock, offset_s: float = 0.0):
+        self.base, self.offset_s = base, offset_s
+
+    def __call__(self) -> float:
+        return self.base() + self.offset_s
 
 
 @dataclasses.dataclass
@@ -117,6 +132,8 @@ class SwarmRun:
     """With lying houses or meter keys: the feeder's cross-check (simulator.mint_audit)."""
     roles: dict[int, tuple[str, float]] = dataclasses.field(default_factory=dict)
     """Strategic and unreliable sellers: house -> (role, parameter) (:mod:`simulator.strategic`)."""
+    skewed: dict[int, float] = dataclasses.field(default_factory=dict)
+    """Houses whose node clock is off: house -> seconds ahead (``[faults] clock_skew_share``)."""
 
 
 # -- one process's share of the swarm ---------------------------------------------------------
@@ -163,6 +180,10 @@ class SwarmWorker:
         self.memory: dict[bytes, object] = {}      # trades bought by any incarnation
         self.lost: set[bytes] = set()              # unsettled when their buyer went down
         self.ports: dict[int, tuple[int, int]] = {}   # house -> (DHT, peer) ports before it went down
+        self.clocks = {h: SkewedClock(self.clock, self.schedule.clock_offset_s(h))
+                       for h in spec.houses if self.schedule.clock_offset_s(h)}   # skewed nodes
+        self.churned_until = -1                    # the last interval whose churn was applied
+        self.running: dict[int, asyncio.Future] = {}   # launched steps by token (see launch)
 
     @property
     def nodes(self) -> list[Node]:
@@ -187,8 +208,8 @@ class SwarmWorker:
             config = dataclasses.replace(config, meter=None)
         meter, forecaster = strategic_node(meter, self._forecaster(row),
                                            (spec.roles or {}).get(house))
-        return Node(config, meter, key=house_key(scenario.seed, house), clock=self.clock,
-                    predictor=self.predictor, forecaster=forecaster,
+        return Node(config, meter, key=house_key(scenario.seed, house),
+                    clock=self.clocks.get(house, self.clock), predictor=self.predictor, forecaster=forecaster,
                     dht_settings=SWARM_DHT, faults=fault_plan(scenario), ledger_sync="normal")
 
     def _forecaster(self, row: int):
@@ -260,23 +281,53 @@ class SwarmWorker:
         """Advance this process's clock before any process runs the step (see the coordinator)."""
         self.clock.now_s = now_s
 
-    async def step(self, name: str, start_s: int, now_s: float) -> int:
-        """Run one step on every online node; for "buy", returns the energy bought (Wh)."""
+    async def step(self, name: str, start_s: int, now_s: float, offset_s: float = 0.0,
+                   houses: Sequence[int] | None = None) -> tuple[int, list]:
+        """Run one step on the online nodes whose clock is ``offset_s`` off (``now_s`` is the
+        feeder's time: theirs reads ``now_s + offset_s``), or on ``houses`` (their follow-ups).
+
+        Returns the energy bought (Wh; "buy" and "day_buy") and the follow-ups the nodes asked
+        for (:meth:`Node.follow_up`: a buyer whose need is not covered looks again, as the
+        daemon's loop does) as ``(feeder time, step, start, house)``."""
         self.clock.now_s = now_s
-        if name == "open":
+        if name == "open" and offset_s == 0 and houses is None:   # skewed nodes never churn
             await self._churn((start_s - self.spec.start_s) // self.spec.scenario.interval_s)
+        if houses is None:
+            nodes = {h: n for h, n in self.online.items()
+                     if self.schedule.clock_offset_s(h) == offset_s}
+        else:
+            nodes = {h: self.online[h] for h in houses if h in self.online}
         gate = asyncio.Semaphore(STEP_CONCURRENCY)
 
         async def one(node: Node):
             async with gate:
                 return await node.step(name, start_s)
 
-        attacks = [a.attack(start_s) for a in self.attackers.values()] if name == "buy" else []
-        results = await asyncio.gather(*(one(node) for node in self.online.values()), *attacks)
-        return sum(results[:len(self.online)]) if name in ("buy", "day_buy") else 0
+        attacks = [a.attack(start_s) for a in self.attackers.values()] \
+            if name == "buy" and houses is None and offset_s == 0 else []
+        results = await asyncio.gather(*(one(node) for node in nodes.values()), *attacks)
+        follow_ups = [(at - self.schedule.clock_offset_s(h), again, start, h)
+                      for h, node in nodes.items() if h in self.online
+                      for at, again, start in node.follow_up(name, start_s)]
+        bought = sum(results[:len(nodes)]) if name in ("buy", "day_buy") else 0
+        return bought, follow_ups
+
+    async def launch(self, token: int, name: str, start_s: int, now_s: float,
+                     offset_s: float = 0.0, houses: Sequence[int] | None = None) -> None:
+        """Start :meth:`step` and return at once; :meth:`collect` awaits its result."""
+        self.running[token] = asyncio.ensure_future(
+            self.step(name, start_s, now_s, offset_s, houses))
+
+    async def collect(self, tokens: Sequence[int]) -> list[tuple[int, list]]:
+        return [await self.running.pop(token) for token in tokens]
 
     # -- churn -----------------------------------------------------------------------------
     async def _churn(self, interval: int) -> None:
+        """Take down and bring back the houses of ``interval`` (once, at the unskewed nodes'
+        open: skewed nodes never churn, :func:`simulator.faults.fault_schedule`)."""
+        if interval <= self.churned_until:
+            return
+        self.churned_until = interval
         for house in self.schedule.going_down(interval):
             if house in self.online:
                 await self._go_down(house)
@@ -513,6 +564,100 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
 
 # -- the coordinator ---------------------------------------------------------------------------
 
+class Agenda:
+    """The coordinator's steps in feeder time: every step of every interval once per clock
+    group (the nodes whose clock is off by the same ``offset_s`` run a step when *their* clock
+    reads its time, at feeder time ``time - offset_s``; group 0 always runs, with the
+    attackers and churn), and the follow-ups the nodes ask for (a buyer looking again), run on
+    just those houses.  Pure: no I/O."""
+
+    def __init__(self, config, starts, schedule: FaultSchedule | None):
+        self.offsets = {0.0, *(schedule.skewed.values() if schedule else ())}
+        self.skewed = dict(schedule.skewed) if schedule else {}
+        self.queue = [(at - offset, STEPS.index(step), int(start), offset, ())
+                      for at, step, start in events(config, starts) for offset in self.offsets]
+        heapq.heapify(self.queue)
+        self.first_s = self.queue[0][0] if self.queue else 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.queue)
+
+    def pop(self) -> tuple[float, str, int, float, tuple[int, ...] | None]:
+        """The next (feeder time, step, start, clock offset, houses or None: the group)."""
+        at, index, start, offset, houses = heapq.heappop(self.queue)
+        return at, STEPS[index], start, offset, houses or None
+
+    def follow_up(self, follow_ups: Sequence[tuple[float, str, int, int]]) -> None:
+        """Add the nodes' follow-ups ``(feeder time, step, start, house)``, one entry per
+        moment and step."""
+        grouped: dict[tuple, set[int]] = collections.defaultdict(set)
+        for at, step, start, house in follow_ups:
+            grouped[(at, STEPS.index(step), start)].add(house)
+        for (at, index, start), houses in grouped.items():
+            heapq.heappush(self.queue, (at, index, start, 0.0, tuple(sorted(houses))))
+
+    def groups(self, offset: float, targets: tuple | None) -> frozenset[float]:
+        """The clock groups an entry runs nodes of."""
+        if targets is None:
+            return frozenset({offset})
+        return frozenset(self.skewed.get(h, 0.0) for h in targets)
+
+    def concerns(self, houses: Sequence[int], offset: float, targets: tuple | None) -> bool:
+        """Whether a process holding ``houses`` takes part in an entry."""
+        if targets is not None:
+            return not set(targets).isdisjoint(houses)
+        return offset == 0 or any(self.skewed.get(h) == offset for h in houses)
+
+
+async def _walk(agenda: Agenda, drivers: list, specs: list[WorkerSpec], acceleration: float,
+                step_wall: dict[str, float], bar) -> None:
+    """Run the agenda's entries in feeder-time order, paced by ``acceleration``.
+
+    An entry with an unskewed node (clock group 0, or a follow-up of one) is a barrier: every
+    step still running ends first, and it ends before time moves on -- so without skewed clocks
+    every step of every node ends before the next starts.  A skewed group's entry only waits
+    for its own group's running step and then runs while time moves on (a few nodes each,
+    dozens of groups: one after the other, their waits on lookups and time-outs would add up
+    to minutes per interval), as the nodes' own clocks would let it."""
+    running: list[tuple[frozenset, str, dict[int, int]]] = []   # (groups, step, driver -> token)
+    tokens, bought_wh, began, last = iter(range(1 << 62)), 0, time.perf_counter(), agenda.first_s
+
+    async def collect(entries) -> None:
+        nonlocal bought_wh
+        for groups, step, held in entries:
+            running.remove((groups, step, held))
+            for index, token in held.items():
+                (bought, follow_ups), = await drivers[index].call("collect", [token])
+                agenda.follow_up(follow_ups)
+                bought_wh += bought
+
+    while agenda:
+        at, step, start, offset, houses = agenda.pop()
+        now = last = max(at, last)      # a follow-up learned late runs at once
+        await asyncio.sleep(max(0.0, began + (now - agenda.first_s) / acceleration
+                                - time.perf_counter()))
+        t0 = time.perf_counter()
+        groups = agenda.groups(offset, houses)
+        barrier = 0.0 in groups
+        await collect([e for e in list(running) if barrier or e[0] & groups])
+        if len(drivers) > 1:   # every clock first: a process that starts the step
+            # early must not reach one still at the previous step's time ("future")
+            await asyncio.gather(*(d.call("set_time", now) for d in drivers))
+        concerned = [i for i, spec in enumerate(specs)
+                     if agenda.concerns(spec.houses, offset, houses)]
+        held = {i: next(tokens) for i in concerned}
+        await asyncio.gather(*(drivers[i].call("launch", held[i], step, start, now, offset,
+                                               houses) for i in concerned))
+        running.append((groups, step, held))
+        if barrier:
+            await collect([running[-1]])
+        step_wall[step] += time.perf_counter() - t0
+        if step == "close" and houses is None and offset == 0:
+            bar.update(1)
+            bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
+    await collect(list(running))
+
+
 def unix_seconds(interval_start: np.ndarray) -> np.ndarray:
     """The profiles' naive interval starts as unix seconds (read as UTC, so hours match)."""
     return interval_start.astype("datetime64[s]").astype(np.int64)
@@ -557,7 +702,7 @@ def run_swarm(scenario: Scenario, profiles, run_dir: Path, *, processes: int | N
                         roles=roles)
              for chunk in np.array_split(np.arange(scenario.meters), processes)]
     swarm = asyncio.run(_coordinate(scenario, specs, starts, processes, progress, predictor))
-    swarm.roles = roles
+    swarm.roles, swarm.skewed = roles, dict(schedule.skewed)
     swarm.optimum_wh = float(max_local_match_wh(surplus, deficit).sum())
     if schedule.malicious or schedule.offline:
         up = schedule.taking_part(scenario.meters)
@@ -596,24 +741,8 @@ async def _coordinate(scenario: Scenario, specs: list[WorkerSpec], starts: np.nd
         config = node_config(scenario, 0, specs[0].run_dir)
         bar = tqdm(total=len(starts), unit="interval", disable=not progress,
                    desc=f"{scenario.meters} nodes", dynamic_ncols=True)
-        bought_wh, began = 0, time.perf_counter()
-        timeline = events(config, starts)
-        first_s = timeline[0][0]
-        for now, step, start in timeline:
-            await asyncio.sleep(max(0.0, began + (now - first_s) / scenario.acceleration
-                                    - time.perf_counter()))
-            t0 = time.perf_counter()
-            if len(drivers) > 1:   # every clock first: a process that starts the step
-                # early must not reach one still at the previous step's time ("future")
-                await asyncio.gather(*(d.call("set_time", now) for d in drivers))
-            results = await asyncio.gather(*(d.call("step", step, int(start), now)
-                                             for d in drivers))
-            step_wall[step] += time.perf_counter() - t0
-            if step in ("buy", "day_buy"):
-                bought_wh += sum(results)
-            elif step == "close":
-                bar.update(1)
-                bar.set_postfix_str(f"local {bought_wh / 1000:.1f} kWh")
+        await _walk(Agenda(config, starts, specs[0].schedule), drivers, specs,
+                    scenario.acceleration, step_wall, bar)
         bar.close()
         results = await asyncio.gather(*(d.call("finish") for d in drivers))
     finally:

@@ -112,10 +112,42 @@ def test_a_publish_that_no_node_stored_is_refused_not_counted():
         elsewhere = dataclasses.replace(FAST, admission=AdmissionPolicy(feeder="elsewhere"))
         clock = Clock()
         async with OfferDHT(SELLER, settings=elsewhere, clock=clock) as alone:
-            with pytest.raises(OfferRejected, match="not_stored"):
+            with pytest.raises(OfferRejected, match=r"not_stored: no node stored the record "
+                                                    r"\(1 refused it, 0 did not answer\)"):
                 await alone.publish(sealed(SELLER))
             assert alone.counters()["stored_wrong_feeder"] == 1
+            assert alone.counters()["store_refused"] == 1
         async with OfferDHT(SELLER, settings=FAST, clock=clock) as home:
             assert await home.publish(sealed(SELLER)) == 1
 
     run(main())
+
+
+def test_an_offer_no_node_stored_is_counted_and_logged_at_info_not_warned(tmp_path, caplog):
+    """A seller whose offer no node takes (here: its interval is beyond every node's horizon)
+    counts it (offers_not_stored, store_refused) and logs it at INFO: in a busy swarm this
+    happened hundreds of times a run, a warning each; the offer stays its own and is published
+    again with the next update or republish."""
+    import logging
+
+    from p2pnode.config import MarketConfig
+    from tests.nodekit import START, swarm
+
+    async def main():
+        async with swarm([[500]], tmp_path, market=MarketConfig(mode="ex_post")) as s:
+            node = s.nodes[0]
+            s.clock.now_s = START - OFFER_HORIZON_AHEAD_S - 4 * 3600   # START out of horizon
+            await node._open_selling(START, 500)
+            return dict(node.counters), node.dht.counters(), node.dht.own_offers()
+
+    with caplog.at_level(logging.INFO, logger="p2pnode"):
+        counters, dht, own = run(main())
+    assert counters["offers_rejected"] == counters["offers_not_stored"] == 1
+    assert "offers_published" not in counters
+    assert dht["store_refused"] == 1 and dht["stored_out_of_horizon"] == 1
+    assert len(own) == 1                                   # still ours: republished later
+    mine = [r for r in caplog.records if "not stored yet" in r.getMessage()]
+    assert [r.levelno for r in mine] == [logging.INFO]
+    assert "1 refused it, 0 did not answer" in mine[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                and "offer" in r.getMessage()]

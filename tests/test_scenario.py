@@ -131,6 +131,13 @@ BAD_FIELDS = [
     ("[faults]\nmalicious_share = 0.1\nmalicious_kinds = []",
      "[faults] malicious_kinds = []: must name at least one kind"),
     ("[faults]\nmalicious_kinds = 3", "[faults] malicious_kinds = 3: must be a list of strings"),
+    ("[faults]\nclock_skew_share = 1.5",
+     "[faults] clock_skew_share = 1.5: must be between 0 and 1"),
+    ("[faults]\nclock_skew_s = -1", "[faults] clock_skew_s = -1: must be between 0 and 300"),
+    ("[faults]\nclock_skew_s = 301", "[faults] clock_skew_s = 301: must be between 0 and 300"),
+    ('[faults]\nclock_skew_s = "30 s"', '[faults] clock_skew_s = "30 s": must be a number'),
+    ("[faults]\nclock_skew_share = 0.2",
+     "[faults] clock_skew_s = 0.0: must be greater than 0 when clock_skew_share > 0"),
 ]
 
 
@@ -145,6 +152,8 @@ def test_bad_field_is_named_with_the_file(tmp_path, text, expected):
 @pytest.mark.parametrize("text, expected", [
     ('feedr = "none"', 'feedr = "none": unknown key; did you mean "feeder"?'),
     ("[faults]\nlose = 0.1", '[faults] lose = 0.1: unknown key; did you mean "loss"?'),
+    ("[faults]\nclock_skew = 30",
+     '[faults] clock_skew = 30: unknown key; did you mean "clock_skew_s"?'),
     ("[time]\nstart = 2023-06-30", "[time] start = 2023-06-30: unknown key"),
     ("[wheights]\ntrade_surplus = 1", "wheights = {trade_surplus = 1}: unknown key; did you "
      'mean "weights"?'),

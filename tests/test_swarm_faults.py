@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,5 +232,73 @@ def test_storage_fill_ground_id_and_no_credit_attackers_are_run_and_reported(tmp
     assert c["denied_to_peer_no_credit"] >= c["attack_no_credit_answered"]
     assert attacked.audit_problems == [] and attacked.double_settlements == 0
     matched = sum(r["delivered_wh"] for r in attacked.trades)
+    calm_matched = sum(r["delivered_wh"] for r in calm.trades)
+    assert calm_matched > 0 and matched >= 0.9 * calm_matched
+
+
+# -- skewed clocks ---------------------------------------------------------------------------
+
+def test_skewed_clocks_are_drawn_from_the_honest_houses_within_the_bound():
+    faults = Faults(malicious_share=0.1, churn_share=0.1, clock_skew_share=0.2, clock_skew_s=30)
+    plan = fault_schedule(5, 100, 96, faults)
+    assert plan == fault_schedule(5, 100, 96, faults)                  # deterministic per seed
+    steady = 100 - len(plan.malicious) - len(plan.offline)             # honest, never offline
+    assert len(plan.skewed) == share_count(0.2, steady) == 16
+    assert not set(plan.skewed) & (set(plan.malicious) | set(plan.offline))
+    assert all(-30 <= s <= 30 for s in plan.skewed.values())
+    assert {30.0, -30.0} <= set(plan.skewed.values())                  # both extremes
+    assert plan.clock_offset_s(next(iter(plan.skewed))) != 0
+    assert all(plan.clock_offset_s(h) == 0 for h in range(100) if h not in plan.skewed)
+    unskewed = fault_schedule(5, 100, 96, dataclasses.replace(faults, clock_skew_share=0.0))
+    assert (unskewed.malicious, unskewed.offline) == (plan.malicious, plan.offline)
+    assert unskewed.skewed == {}
+
+
+def test_agenda_runs_each_clock_group_on_its_own_time_and_the_follow_ups():
+    from simulator.swarm import Agenda
+    sc = scenario(4)
+    config = node_config(sc, 0, Path("."))
+    plan = dataclasses.replace(fault_schedule(1, 4, 2, Faults()), skewed={1: 30.0, 3: -12.5})
+    agenda = Agenda(config, [1000 * 900], plan)
+    first = [agenda.pop() for _ in range(3)]
+    opens = 1000 * 900 + 900       # ex post: the interval is opened when it ends
+    assert [(at, step, offset) for at, step, _, offset, _ in first] == \
+        [(opens - 30, "open", 30.0), (opens - 25, "buy", 30.0), (opens, "open", 0.0)]
+    assert agenda.concerns((0, 1), 30.0, None) and not agenda.concerns((0, 2), 30.0, None)
+    assert agenda.concerns((2,), 0.0, None)                           # attackers and churn
+    agenda.follow_up([(opens + 7, "buy", 1000 * 900, 3), (opens + 7, "buy", 1000 * 900, 2)])
+    entries = []
+    while agenda:
+        entries.append(agenda.pop())
+    assert (opens + 7, "buy", 1000 * 900, 0.0, (2, 3)) in entries
+    assert agenda.concerns((3,), 0.0, (2, 3)) and not agenda.concerns((0, 1), 0.0, (2, 3))
+
+
+@pytest.mark.slow
+def test_nodes_with_skewed_clocks_look_again_trade_and_their_ledgers_verify(tmp_path):
+    """Half the houses' clocks are up to 30 s off: buyers 30 s and 23.1 s ahead look for
+    offers before any seller published (a seller is 27.5 s behind) and must look again, as a
+    daemon does (Node.follow_up); a buyer 30 s behind sends messages 30 s old.  The skewed
+    nodes trade, the market holds, every ledger verifies."""
+    sc = dataclasses.replace(scenario(8, clock_skew_share=0.5, clock_skew_s=30.0), seed=18)
+    plan = fault_schedule(sc.seed, sc.meters, COUNT, sc.faults)
+    profiles = midday(8)
+    surplus, deficit = np.floor(profiles.surplus_wh), np.floor(profiles.deficit_wh)
+    assert plan.skewed == {2: 30.0, 7: -30.0, 5: 23.1, 3: -27.5}
+    assert all(deficit[h].sum() > 0 for h in (2, 5, 7)) and surplus[3].sum() > 0
+    skewed = run_swarm(sc, profiles, tmp_path / "skewed", progress=False,
+                       processes=2)    # the skewed groups' steps overlap across processes
+    calm = run_swarm(dataclasses.replace(sc, faults=Faults()), profiles, tmp_path / "calm",
+                     progress=False)
+    assert skewed.audit_problems == [] and skewed.double_settlements == 0
+    assert calm.audit_problems == [] and calm.double_settlements == 0
+    assert skewed.skewed == plan.skewed
+    stats = run_stats(skewed).extra
+    assert stats["clock_skewed_nodes"] == 4 and stats["clock_skew_max_s"] == 30.0
+    assert stats["rediscoveries"] > 0                  # buyers ahead looked again
+    assert all(any(r["buyer"] == h for r in skewed.trades) for h in (2, 5, 7))
+    assert any(r["seller"] == 3 for r in skewed.trades)
+    assert stats["clock_skewed_traded_nodes"] == 4
+    matched = sum(r["delivered_wh"] for r in skewed.trades)
     calm_matched = sum(r["delivered_wh"] for r in calm.trades)
     assert calm_matched > 0 and matched >= 0.9 * calm_matched

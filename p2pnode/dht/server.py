@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import socket
 import time
+from typing import NamedTuple
 from collections.abc import Callable, Iterable, Mapping
 
 from kademlia.network import Server
@@ -113,6 +114,16 @@ class Discovery:
     failures: int         # nodes that did not answer
     dropped: Mapping[str, int]
     bids: tuple[Sealed[BidRecord], ...] = ()   # buyers' bids under the same keys
+
+
+class StoreOutcome(NamedTuple):
+    """What the nodes a record was stored on under one key said: ``accepted`` (this node
+    included when it is among the closest), ``refused`` (a storage rule dropped it, counted
+    there as ``stored_<reason>``), ``unanswered`` (no reply in time)."""
+
+    accepted: int
+    refused: int
+    unanswered: int
 
 
 class OfferServer(Server):
@@ -274,11 +285,12 @@ class OfferDHT:
         keys: it stays ours and the next republish tries again, but nobody can find it yet.
         """
         self._adopt(sealed)
-        accepted = await self._store_everywhere(sealed)
-        if accepted == 0:
+        outcome = await self._store_everywhere(sealed)
+        if outcome.accepted == 0:
             self.server.counters["publish_not_stored"] += 1
-            raise OfferRejected("not_stored", "no node stored the record")
-        return accepted
+            raise OfferRejected("not_stored", f"no node stored the record ({outcome.refused} "
+                                f"refused it, {outcome.unanswered} did not answer)")
+        return outcome.accepted
 
     async def withdraw(self, offer_id: bytes) -> Sealed[OfferRecord]:
         """Replace our offer by a tombstone (next seq, 0 Wh) and publish it."""
@@ -322,27 +334,35 @@ class OfferDHT:
         for offer_id in [o for o, s in self._own.items() if s.message.expires_at_s <= now_s]:
             del self._own[offer_id]
 
-    async def _store_everywhere(self, sealed: Sealed[OfferRecord]) -> int:
-        counts = await asyncio.gather(*(self._store_under(key, sealed.raw)
-                                        for key in record_keys(sealed.message)))
-        return min(counts)
+    async def _store_everywhere(self, sealed: Sealed[OfferRecord]) -> StoreOutcome:
+        """Store under every key of the record; the outcome of the key that fared worst."""
+        outcomes = await asyncio.gather(*(self._store_under(key, sealed.raw)
+                                          for key in record_keys(sealed.message)))
+        return min(outcomes)
 
-    async def _store_under(self, key: bytes, raw: bytes) -> int:
-        accepted = 0
+    async def _store_under(self, key: bytes, raw: bytes) -> StoreOutcome:
+        accepted = refused = unanswered = 0
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 nodes = await self._closest(key)
-                if self._among_closest(key, nodes) and self.storage.offer(key, raw) is None:
-                    accepted += 1
+                if self._among_closest(key, nodes):
+                    if self.storage.offer(key, raw) is None:
+                        accepted += 1
+                    else:
+                        refused += 1
                 replies = await asyncio.gather(
                     *(self.server.protocol.call_store(n, key, [raw]) for n in nodes))
                 stored = sum(1 for r in replies if r)
+                unanswered = sum(1 for r in replies if r is None)
+                refused += len(replies) - stored - unanswered
                 if nodes and not stored:   # the nodes we remembered are gone: look again
                     self._closest_seen.pop(key, None)
                 accepted += stored
         except TimeoutError:
             self.server.counters["publish_timeout"] += 1
-        return accepted
+        self.server.counters["store_refused"] += refused
+        self.server.counters["store_unanswered"] += unanswered
+        return StoreOutcome(accepted, refused, unanswered)
 
     async def _closest(self, key: bytes) -> list[Node]:
         """The closest nodes of ``key``, looked up at most once per :data:`CLOSEST_REUSE_S` of
