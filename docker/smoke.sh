@@ -16,8 +16,9 @@
 # 5. runs the swarm: bootstrap + $SMOKE_METERS meters + audit (`up --scale meter=N`), the clock
 #    set when the swarm starts (SWARM_DELAY);
 # 6. checks that every node exited 0 and wrote finished.json (the audit checks the files), that
-#    trades were bought and every bought trade settled (the nodes' closing counters) and that
-#    the audit found every ledger valid; `logs` and `down` work without any SWARM_* variable;
+#    trades were bought and every bought trade settled by buyer and seller (the nodes' closing
+#    counters), that the nodes' peer endpoints speak $SWARM_TRANSPORT (default libp2p: each
+#    printed a multiaddr with its peer id) and that the audit found every ledger valid; `logs` and `down` work without any SWARM_* variable;
 #    prints when each container started and exited (seconds from the swarm's epoch) and, when a
 #    check fails, the last $SMOKE_LOG_TAIL (40) log lines of each container that did not exit 0;
 # 7. builds the slim image (EXTRAS="": the node alone, no simulator), checks that it runs the
@@ -204,22 +205,32 @@ AUDIT_CODE=$("$DOCKER" inspect --format '{{.State.ExitCode}}' "$AUDIT")
 cat "$WORK/audit.log"
 [ "$AUDIT_CODE" = 0 ] || fail "the audit exited $AUDIT_CODE"
 grep -q ": valid$" "$WORK/audit.log" || fail "the audit did not say valid"
+TRANSPORT=${SWARM_TRANSPORT:-libp2p}     # compose's default
 compose logs --no-color --no-log-prefix bootstrap meter 2>/dev/null | python3 -c '
 import json, sys
-nodes = []
+nodes, peers = [], []
 for line in sys.stdin:
     if line.startswith("{"):
         item = json.loads(line)
         if item.get("stopped"):
             nodes.append(item["counters"])
+        elif "public_key" in item:
+            peers.append(item["peer"])
 def total(key):
     return sum(node.get(key, 0) for node in nodes)
-bought, settled = total("trades_bought"), total("trades_settled")
-print("%d nodes stopped: %d trades bought, %d settled, %d settlements agreed by sellers"
-      % (len(nodes), bought, settled, total("settlements_agreed")))
-sys.exit(0 if len(nodes) == int(sys.argv[1]) and bought > 0 and settled == bought else 1)
-' "$((METERS + 1))" || fail "not every node stopped with every bought trade settled"
-log "swarm checks passed: $nodes nodes finished, trades settled, audit valid"
+expected, libp2p = sys.argv[2], [p for p in peers if p.startswith("/ip4/") and "/p2p/" in p]
+over = "libp2p" if len(libp2p) == len(peers) else "http" if not libp2p else "mixed"
+bought, settled, delivered = total("trades_bought"), total("trades_settled"), \
+    total("deliveries_settled")
+print("%d nodes stopped: %d trades bought, %d settled by buyers, %d by sellers; peer links "
+      "over %s (%d nodes started)" % (len(nodes), bought, settled, delivered, over, len(peers)))
+if over != expected:
+    sys.exit("the peer endpoints are %s, expected %s: %s" % (over, expected, peers))
+sys.exit(0 if len(nodes) == len(peers) == int(sys.argv[1]) and bought > 0
+         and settled == delivered == bought else 1)
+' "$((METERS + 1))" "$TRANSPORT" \
+  || fail "not every node stopped over $TRANSPORT with every bought trade settled on both sides"
+log "swarm checks passed: $nodes nodes finished over $TRANSPORT, trades settled, audit valid"
 
 # -- 7. the slim meter image: the node alone (EXTRAS=""), for `p2pnode run` with a live meter --
 if [ "$SLIM" = 1 ]; then

@@ -42,6 +42,7 @@ RUN_S = INTERVALS * INTERVAL_S / SPEED
 SETTLE_MARGIN_S = 30
 CONTAINER_DIR = "/swarm"          # the compose volume's mount point
 P2PNODE = str(Path(sys.executable).with_name("p2pnode"))
+DEFAULT_TRANSPORT = "libp2p"      # deployed nodes' peer links unless SWARM_TRANSPORT says http
 
 
 @dataclass
@@ -84,6 +85,12 @@ class Swarm:
         self.swarm_dir.mkdir()      # the clock as the first node would write it (--epoch-file)
         (self.swarm_dir / "epoch").write_text(f"{self.epoch}\n")
         self.processes: list[Process] = []
+
+    def choose_transport(self, transport: str) -> None:
+        """libp2p: the compose file's default, so ``SWARM_TRANSPORT`` stays unset (the run
+        checks that the default is libp2p); otherwise set, as a user selects HTTP."""
+        if transport != DEFAULT_TRANSPORT:
+            self.env["SWARM_TRANSPORT"] = transport
 
     def argv(self, service: str) -> list[str]:
         """The service's command with the container's paths mapped into this test's directory."""
@@ -203,7 +210,7 @@ def test_compose_swarm_in_network_namespaces(tmp_path, transport):
         pytest.skip(f"no network namespaces here: {reason}")
     names = ["bootstrap"] + [f"meter-{i}" for i in range(1, METERS + 1)]
     swarm = Swarm(tmp_path)
-    swarm.env["SWARM_TRANSPORT"] = transport
+    swarm.choose_transport(transport)
     with netnskit.Lab(names) as lab:
         try:
             started = time.time()
@@ -224,7 +231,7 @@ def test_compose_swarm_in_network_namespaces(tmp_path, transport):
     measured = check_run(swarm, finished)
     for process in swarm.processes:
         host = lab.host(process.name)
-        line = process.start_line()["peer"]
+        line = process.start_line()["peer"]   # a multiaddr over libp2p, host:port over HTTP
         peer = parse_libp2p_endpoint(line) if line.startswith("/") else None
         assert (peer is not None) == (transport == "libp2p")
         advertised = f"{peer.host}:{peer.port}" if peer is not None else line
@@ -241,9 +248,9 @@ def test_compose_swarm_in_network_namespaces(tmp_path, transport):
 @pytest.mark.parametrize("transport", ["http", "libp2p"])
 def test_compose_commands_as_processes_on_loopback(tmp_path, transport):
     """The compose commands as separate processes on 127.0.0.1, over each peer transport
-    (``SWARM_TRANSPORT``: the compose default is HTTP)."""
+    (``SWARM_TRANSPORT``: the compose default is libp2p)."""
     swarm = Swarm(tmp_path)
-    swarm.env["SWARM_TRANSPORT"] = transport
+    swarm.choose_transport(transport)
     local = {"--host": "127.0.0.1", "--dht-port": "0", "--peer-port": "0"}
     try:
         started = time.time()
