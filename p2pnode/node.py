@@ -333,7 +333,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         """Trade every interval on the node's clock until cancelled (or ``until_s``).
 
         ``speed``: node seconds per wall second of the clock.  The steps of all intervals run
-        in time order (in real time an interval opens while the one before is delivered).
+        in time order (in real time an interval opens while the one before is delivered); with
+        ``until_s`` only the intervals that close by then are traded.
         """
         self._speed = speed
         interval = self.config.interval_s
@@ -350,6 +351,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             at, name, start = pending.pop(0)
             if until_s is not None and at >= until_s:
                 break
+            if until_s is not None and not self._settles_by(name, start, until_s):
+                continue   # it would be agreed and left undelivered when the run ends
             await self._sleep_until(at)
             try:
                 if name == "open":
@@ -359,6 +362,12 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
                 log.error("interval %s, %s failed: %s", start, name, exc)
                 self.counters["intervals_failed"] += 1
             pending = sorted(pending + self.follow_up(name, start), key=event_order)
+
+    def _settles_by(self, name: str, start_s: int, until_s: float) -> bool:
+        """Whether the interval of a step (every interval of the day, for a day-ahead step)
+        closes by ``until_s``: a run that ends then trades nothing it could not deliver."""
+        last = start_s + 86400 - self.config.interval_s if name.startswith("day_") else start_s
+        return step_times(self.config, last)["close"] <= until_s
 
     def follow_up(self, name: str, start_s: int) -> list[tuple[float, str, int]]:
         """Steps to add to the schedule after ``step(name, start_s)`` ran: a buy whose need is

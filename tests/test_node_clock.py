@@ -54,8 +54,7 @@ def write_node(path, name: str, feeder: str, *, generation: int, consumption: in
         f'{boot}'
         f'[meter]\npath = "readings.csv"\n'
         f'[credit]\nvouchers = ["credit.bin"]\ntrusted_issuers = ["{ISSUER.public.hex()}"]\n'
-        f'[timing]\nrequest_timeout_s = 0.5\nclock_offset_s = {offset_s}\n'
-        f'[market]\nmode = "ex_post"\n')
+        f'[timing]\nrequest_timeout_s = 0.5\nclock_offset_s = {offset_s}\n')
     return public
 
 
@@ -110,8 +109,10 @@ def test_two_daemons_started_30_s_apart_in_either_order_with_clocks_30_s_off_tra
 
     results = run(main())
     for name, stopped in zip(("seller-first", "buyer-first"), results):
-        assert stopped["buyer"]["counters"].get("trades_bought", 0) == INTERVALS, (name, stopped)
-        assert stopped["seller"]["counters"].get("trades_proposed", 0) == INTERVALS, stopped
+        bought = stopped["buyer"]["counters"].get("trades_bought", 0)
+        assert bought >= INTERVALS, (name, stopped)   # a need may take two trades (a second look)
+        assert stopped["seller"]["counters"].get("trades_proposed", 0) == bought, stopped
+        assert stopped["seller"]["counters"].get("deliveries_settled", 0) == bought, stopped
         if name == "seller-first":   # the buyer ahead found no offer at its first look
             assert stopped["buyer"]["counters"].get("rediscoveries", 0) >= INTERVALS, stopped
         for side in ("buyer", "seller"):                 # nothing 'stale' or 'future'
@@ -120,9 +121,11 @@ def test_two_daemons_started_30_s_apart_in_either_order_with_clocks_30_s_off_tra
             assert counters.get("peer_dropped_future", 0) == 0, counters
         buyer = blocks(tmp_path / f"{name}-buyer" / "node.db")
         seller = blocks(tmp_path / f"{name}-seller" / "node.db")
-        bought = sorted(b.payload.interval_start_s for b in buyer
-                        if b.type is BlockType.TRADE and b.author == b.payload.buyer)
-        assert bought == [START, START + INTERVAL_S], name
+        bought = {b.payload.interval_start_s for b in buyer
+                  if b.type is BlockType.TRADE and b.author == b.payload.buyer}
+        # every interval of the run and no other: in the real-time market (the default) the
+        # first is the one starting at the next boundary after --start, whose gate is ahead
+        assert bought == {START + INTERVAL_S, START + 2 * INTERVAL_S}, name
         with LedgerStore(tmp_path / f"{name}-buyer" / "node.db") as a, \
                 LedgerStore(tmp_path / f"{name}-seller" / "node.db") as b:
             report = audit([*a.raw_blocks(), *b.raw_blocks()],
