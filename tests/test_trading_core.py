@@ -25,7 +25,8 @@ from p2pnode.trading.hedging import (
     seller_quantity_wh,
 )
 from p2pnode.trading.schedule import (
-    DAY_AHEAD_LEAD_S, day_gate_s, events, first_interval, gate_s, step_times,
+    CLOCK_SKEW_S, DAY_AHEAD_LEAD_S, EMPTY_LOOK_DELAY_S, MAX_DISCOVERIES, REDISCOVERY_DELAYS_S,
+    day_gate_s, events, first_interval, gate_s, rediscover_at, step_times,
 )
 from p2pnode.trading.seller import (
     MAX_OPEN_PROPOSALS_PER_BUYER, RESERVATION_MS, SellerBook,
@@ -330,3 +331,20 @@ def test_an_unanswered_confirm_is_retried_a_bounded_number_of_times():
     pending = Unconfirmed("e", b"o")
     outcomes = [pending.answered(None) for _ in range(RECONFIRM_TRIES)]
     assert outcomes == ["retry"] * (RECONFIRM_TRIES - 1) + ["unconfirmed_given_up"]
+
+
+def test_a_buyer_that_found_no_offer_looks_once_more_after_the_skew():
+    config, start = NodeConfig(), 900 * 100
+    opened = start - 900 + 5
+    # found offers but not enough: up to MAX_DISCOVERIES looks, REDISCOVERY_DELAYS_S apart
+    times, now, looks = [], opened, 1
+    while (now := rediscover_at(config, start, looks, now)) is not None:
+        times.append(now)
+        looks += 1
+    assert looks == MAX_DISCOVERIES
+    assert [b - a for a, b in zip([opened, *times], times)] == list(REDISCOVERY_DELAYS_S)
+    # found nothing at all (night, or sellers behind our clock): one look after the skew
+    again = rediscover_at(config, start, 1, opened, found_offers=False)
+    assert again == opened + EMPTY_LOOK_DELAY_S and EMPTY_LOOK_DELAY_S > CLOCK_SKEW_S
+    assert rediscover_at(config, start, 2, again, found_offers=False) is None
+    assert rediscover_at(config, start, 1, start - 3, found_offers=False) is None   # gate near

@@ -48,6 +48,7 @@ class Buying:
     excluded: set[bytes] = dataclasses.field(default_factory=set)
     hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
     discoveries: int = 0   # DHT discoveries made for it (see trading.schedule.rediscover_at)
+    found_offers: bool = False   # whether any discovery found an offer for the interval
 
     def hedge(self, quantity_wh: int) -> None:
         """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""

@@ -28,14 +28,16 @@ published them.  A node that keeps its own schedule (:meth:`p2pnode.node.Node.ru
 looks again while its need is not covered, :data:`REDISCOVERY_DELAYS_S` after the previous
 discovery, at most :data:`MAX_DISCOVERIES` times per interval and never later than
 :data:`GATE_MARGIN_S` before the gate (:func:`rediscover_at`): a buyer up to 30 s ahead (or
-behind: it then finds the offers at its first look) still trades.
+behind: it then finds the offers at its first look) still trades.  A buyer whose looks found no
+offer at all looks only once more, :data:`EMPTY_LOOK_DELAY_S` after the first (at night there
+is nothing to wait for).
 """
 
 from __future__ import annotations
 
 __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
            "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
-           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S"]
+           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S"]
 
 STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "close")
 DAY_S = 86400
@@ -44,6 +46,7 @@ CLOCK_SKEW_S = 30                       # the skew between nodes' clocks the ste
 MAX_DISCOVERIES = 5                     # discoveries of one interval's offers by one buyer
 REDISCOVERY_DELAYS_S = (10, 20, 40, 80)   # node time from one discovery to the next
 GATE_MARGIN_S = 5.0                     # no discovery this close to the gate: no time to trade
+EMPTY_LOOK_DELAY_S = CLOCK_SKEW_S + 5   # a buyer that found no offer at all looks once more then
 
 
 def step_times(config, start_s: int) -> dict[str, float]:
@@ -74,15 +77,24 @@ def gate_s(config, start_s: int) -> float:
     return float(start_s)
 
 
-def rediscover_at(config, start_s: int, discoveries: int, now_s: float) -> float | None:
+def rediscover_at(config, start_s: int, discoveries: int, now_s: float, *,
+                  found_offers: bool = True) -> float | None:
     """Node time of the next discovery of the interval's offers by a buyer whose need is not
-    covered after ``discoveries`` of them, or None (the count is spent, or the gate is near)."""
+    covered after ``discoveries`` of them, or None (the count is spent, or the gate is near).
+
+    ``found_offers``: whether any of them found an offer for the interval.  A buyer that found
+    none looks once more, when a seller up to :data:`CLOCK_SKEW_S` behind has published
+    (:data:`EMPTY_LOOK_DELAY_S` later), and then gives up: at night, or on a feeder with no
+    surplus, there is nothing to wait for, and every look costs a DHT lookup."""
     if discoveries < 1 or discoveries >= MAX_DISCOVERIES:
+        return None
+    if not found_offers and discoveries > 1:
         return None
     last = gate_s(config, start_s) - GATE_MARGIN_S
     if now_s >= last:
         return None
-    return min(now_s + REDISCOVERY_DELAYS_S[discoveries - 1], last)
+    delay = REDISCOVERY_DELAYS_S[discoveries - 1] if found_offers else EMPTY_LOOK_DELAY_S
+    return min(now_s + delay, last)
 
 
 def day_gate_s(config, day_start_s: int) -> float:
