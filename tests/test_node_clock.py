@@ -113,8 +113,9 @@ def test_two_daemons_started_30_s_apart_in_either_order_with_clocks_30_s_off_tra
         assert bought >= INTERVALS, (name, stopped)   # a need may take two trades (a second look)
         assert stopped["seller"]["counters"].get("trades_proposed", 0) == bought, stopped
         assert stopped["seller"]["counters"].get("deliveries_settled", 0) == bought, stopped
-        if name == "seller-first":   # the buyer ahead found no offer at its first look
-            assert stopped["buyer"]["counters"].get("rediscoveries", 0) >= INTERVALS, stopped
+        if name == "seller-first":   # the buyer ahead found no offer at its first look (in the
+            # first interval both daemons open at the epoch, a race: it may find it at once)
+            assert stopped["buyer"]["counters"].get("rediscoveries", 0) >= INTERVALS - 1, stopped
         for side in ("buyer", "seller"):                 # nothing 'stale' or 'future'
             counters = stopped[side]["counters"]
             assert counters.get("peer_dropped_stale", 0) == 0, counters
