@@ -2,11 +2,22 @@
 
 Public keys travel as their 32 raw bytes; signatures are 64 bytes.  Loading a public key costs
 about as much as hashing it, so recently used keys are cached.
+
+A check costs ~0.1 ms and the same signed bytes arrive many times: an offer record from every
+DHT node that stores it and again at the next look, a seller's settlement blocks in every
+buyer's fetch of its track record, and -- in a process that runs many nodes, the simulator --
+once per node.  So the last :data:`MAX_REMEMBERED` signatures found valid are remembered by
+the BLAKE2b-256 digest of (key, signature, data): a second check of the same bytes is a hash
+and a lookup.  Only valid signatures are remembered (a forgery costs its full check every
+time, and cannot be remembered into validity: two inputs with one digest would be a BLAKE2b
+collision).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -14,10 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ledger.errors import DecodeError, SignatureError
 
-__all__ = ["PUBLIC_KEY_BYTES", "SIGNATURE_BYTES", "SigningKey", "verify", "is_valid_signature"]
+__all__ = ["PUBLIC_KEY_BYTES", "SIGNATURE_BYTES", "SigningKey", "forget_signatures",
+           "is_valid_signature", "verify"]
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
+MAX_REMEMBERED = 1 << 15   # valid signatures remembered (~4 MB)
 
 
 class SigningKey:
@@ -84,14 +97,52 @@ def _public_key(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+class _Remembered:
+    """The digests of the last ``size`` valid (key, signature, data) triples, oldest first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._digests: dict[bytes, None] = {}
+        self._lock = threading.Lock()   # ranking runs in executor threads
+
+    @staticmethod
+    def digest(public: bytes, signature: bytes, data: bytes) -> bytes:
+        return hashlib.blake2b(public + signature + data, digest_size=32).digest()
+
+    def __contains__(self, digest: bytes) -> bool:
+        return digest in self._digests
+
+    def add(self, digest: bytes) -> None:
+        with self._lock:
+            self._digests[digest] = None
+            while len(self._digests) > self.size:
+                del self._digests[next(iter(self._digests))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._digests.clear()
+
+
+_remembered = _Remembered(MAX_REMEMBERED)
+
+
+def forget_signatures() -> None:
+    """Forget the remembered valid signatures (a benchmark timing the checks themselves)."""
+    _remembered.clear()
+
+
 def is_valid_signature(public: bytes, signature: bytes, data: bytes) -> bool:
     """True when ``signature`` is ``public``'s signature of exactly ``data``."""
     if len(public) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
+    digest = _Remembered.digest(public, signature, data)
+    if digest in _remembered:
+        return True
     try:
         _public_key(public).verify(signature, data)
     except (InvalidSignature, ValueError):
         return False
+    _remembered.add(digest)
     return True
 
 
