@@ -67,7 +67,7 @@ class BuyerSide:
                 or self.failsafe.health.grid_only:
             return None
         return rediscover_at(self.config, start_s, state.discoveries, self.clock(),
-                             found_offers=state.found_offers)
+                             found_offers=state.found_offers, found_new=state.found_new)
 
     async def _buy(self, start_s: int, state: Buying | None) -> int:
         if state is None:
@@ -86,7 +86,7 @@ class BuyerSide:
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
-        state.found_offers = state.found_offers or bool(records)
+        state.found(records)
         await self.refresh_records({r.seller: r.endpoint for r in records})
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
         if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
 
 import pytest
 
@@ -26,7 +27,7 @@ from p2pnode.trading.hedging import (
 )
 from p2pnode.trading.schedule import (
     CLOCK_SKEW_S, DAY_AHEAD_LEAD_S, EMPTY_LOOK_DELAY_S, MAX_DISCOVERIES, REDISCOVERY_DELAYS_S,
-    day_gate_s, events, first_interval, gate_s, rediscover_at, step_times,
+    SKEW_LOOKS, day_gate_s, events, first_interval, gate_s, rediscover_at, step_times,
 )
 from p2pnode.trading.seller import (
     MAX_OPEN_PROPOSALS_PER_BUYER, RESERVATION_MS, SellerBook,
@@ -348,3 +349,29 @@ def test_a_buyer_that_found_no_offer_looks_once_more_after_the_skew():
     assert again == opened + EMPTY_LOOK_DELAY_S and EMPTY_LOOK_DELAY_S > CLOCK_SKEW_S
     assert rediscover_at(config, start, 2, again, found_offers=False) is None
     assert rediscover_at(config, start, 1, start - 3, found_offers=False) is None   # gate near
+
+
+def test_after_the_skew_a_buyer_looks_again_only_when_its_last_look_found_news():
+    config, start = NodeConfig(), 900 * 100
+    opened = start - 900 + 5
+    # the looks up to CLOCK_SKEW_S after the first happen whatever they found
+    assert sum(REDISCOVERY_DELAYS_S[:SKEW_LOOKS - 1]) >= CLOCK_SKEW_S
+    assert sum(REDISCOVERY_DELAYS_S[:SKEW_LOOKS - 2]) < CLOCK_SKEW_S
+    for looks in range(1, SKEW_LOOKS):
+        assert rediscover_at(config, start, looks, opened, found_new=False) is not None
+    assert rediscover_at(config, start, SKEW_LOOKS, opened, found_new=False) is None
+    assert rediscover_at(config, start, SKEW_LOOKS, opened, found_new=True) is not None
+    # what is news: a seller we may ask offering more than any earlier look showed
+    offer = lambda seller, wh: types.SimpleNamespace(seller=seller, energy_wh=wh)   # noqa: E731
+    state = Buying(deficit_wh=900, remaining_wh=900)
+    state.found([offer(SELLER.public, 500)])
+    assert state.found_offers and state.found_new
+    state.found([offer(SELLER.public, 300)])        # it sold some: nothing new
+    assert not state.found_new
+    state.found([offer(SELLER.public, 300), offer(OTHER.public, 200)])   # a late seller
+    assert state.found_new
+    state.excluded.add(OTHER.public)
+    state.found([offer(SELLER.public, 500), offer(OTHER.public, 900)])   # the same 500 again;
+    assert not state.found_new                      # the refused seller's more does not count
+    state.found([offer(SELLER.public, 600)])        # a lapsed reservation freed energy
+    assert state.found_new

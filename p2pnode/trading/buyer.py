@@ -49,6 +49,21 @@ class Buying:
     hedged: bool = False   # the need was set once from the offers' prices (trading.hedging)
     discoveries: int = 0   # DHT discoveries made for it (see trading.schedule.rediscover_at)
     found_offers: bool = False   # whether any discovery found an offer for the interval
+    found_new: bool = True   # whether the last discovery found energy no earlier one offered
+    offered_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)  # most seen, by seller
+
+    def found(self, offers) -> None:
+        """Note what a discovery found (offer records of the interval): ``found_new`` says
+        whether a seller we may still ask offered more than any earlier look showed (a seller
+        late to publish, energy a lapsed reservation freed); looking again after a look that
+        found nothing new would find the same."""
+        self.found_offers = self.found_offers or bool(offers)
+        self.found_new = False
+        for offer in offers:
+            if offer.seller not in self.excluded \
+                    and offer.energy_wh > self.offered_wh.get(offer.seller, 0):
+                self.offered_wh[offer.seller] = offer.energy_wh
+                self.found_new = True
 
     def hedge(self, quantity_wh: int) -> None:
         """Buy ``quantity_wh`` in all instead of the forecast need (once, before buying)."""

@@ -30,14 +30,18 @@ discovery, at most :data:`MAX_DISCOVERIES` times per interval and never later th
 :data:`GATE_MARGIN_S` before the gate (:func:`rediscover_at`): a buyer up to 30 s ahead (or
 behind: it then finds the offers at its first look) still trades.  A buyer whose looks found no
 offer at all looks only once more, :data:`EMPTY_LOOK_DELAY_S` after the first (at night there
-is nothing to wait for).
+is nothing to wait for).  Once its looks span the skew (:data:`SKEW_LOOKS`: the look
+``CLOCK_SKEW_S`` after the first), a buyer looks again only if its last look found energy no
+earlier one offered (:meth:`~p2pnode.trading.buyer.Buying.found`): otherwise every seller is
+as it was, and the next look would find the same.
 """
 
 from __future__ import annotations
 
 __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
            "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
-           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S"]
+           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S",
+           "SKEW_LOOKS"]
 
 STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "close")
 DAY_S = 86400
@@ -47,6 +51,9 @@ MAX_DISCOVERIES = 5                     # discoveries of one interval's offers b
 REDISCOVERY_DELAYS_S = (10, 20, 40, 80)   # node time from one discovery to the next
 GATE_MARGIN_S = 5.0                     # no discovery this close to the gate: no time to trade
 EMPTY_LOOK_DELAY_S = CLOCK_SKEW_S + 5   # a buyer that found no offer at all looks once more then
+# the look made CLOCK_SKEW_S or more after the first (1-based): after it, look only for news
+SKEW_LOOKS = next(k + 2 for k in range(len(REDISCOVERY_DELAYS_S))
+                  if sum(REDISCOVERY_DELAYS_S[:k + 1]) >= CLOCK_SKEW_S)
 
 
 def step_times(config, start_s: int) -> dict[str, float]:
@@ -78,17 +85,21 @@ def gate_s(config, start_s: int) -> float:
 
 
 def rediscover_at(config, start_s: int, discoveries: int, now_s: float, *,
-                  found_offers: bool = True) -> float | None:
+                  found_offers: bool = True, found_new: bool = True) -> float | None:
     """Node time of the next discovery of the interval's offers by a buyer whose need is not
     covered after ``discoveries`` of them, or None (the count is spent, or the gate is near).
 
     ``found_offers``: whether any of them found an offer for the interval.  A buyer that found
     none looks once more, when a seller up to :data:`CLOCK_SKEW_S` behind has published
     (:data:`EMPTY_LOOK_DELAY_S` later), and then gives up: at night, or on a feeder with no
-    surplus, there is nothing to wait for, and every look costs a DHT lookup."""
+    surplus, there is nothing to wait for, and every look costs a DHT lookup.  ``found_new``:
+    whether the last look found energy no earlier one offered; from the :data:`SKEW_LOOKS`-th
+    look on, a look that found none is the last."""
     if discoveries < 1 or discoveries >= MAX_DISCOVERIES:
         return None
     if not found_offers and discoveries > 1:
+        return None
+    if discoveries >= SKEW_LOOKS and not found_new:
         return None
     last = gate_s(config, start_s) - GATE_MARGIN_S
     if now_s >= last:
