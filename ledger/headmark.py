@@ -12,9 +12,13 @@ records the new head in ``<database>.head`` (one ``author-hex seq`` line per cha
 the database and its WAL.  On open, a chain shorter than its marker is refused
 (:class:`LostTail`) until it is recovered (``p2pnode ledger recover``).
 
-The marker is written after the commit, atomically (a temporary file renamed over it) but not
-fsynced: after a power loss it may be *behind* the database (never a false alarm with the
-store's ``sync="full"``).  With ``sync="normal"`` a power loss can lose the last commits while
+The marker is written after the commit and not fsynced: after a power loss it may be *behind*
+the database (never a false alarm with the store's ``sync="full"``).  The first write of a
+process, and any that adds a chain, replaces the file atomically (a temporary file renamed over
+it); the others overwrite it in place with one ``pwrite`` of the same length (sequence numbers
+are written with :data:`SEQ_DIGITS` digits, so one line keeps its length; a few lines are well
+under a disk sector, which a power loss does not tear).  A rename per commit cost more than the
+commit's own SQLite work.  With ``sync="normal"`` a power loss can lose the last commits while
 their marker survived: that is reported as a lost tail, which it is.  A missing marker file
 checks nothing (databases written before markers existed open as before).
 """
@@ -26,9 +30,10 @@ from pathlib import Path
 
 from ledger.errors import StoreError
 
-__all__ = ["LostTail", "marker_path", "read_marks", "write_marks"]
+__all__ = ["LostTail", "MarkWriter", "marker_path", "read_marks", "write_marks"]
 
 MAX_MARKER_BYTES = 1 << 20
+SEQ_DIGITS = 20   # a chain's head as 20 digits: every line of the marker has one length
 SUFFIX = ".head"
 
 
@@ -72,14 +77,50 @@ def read_marks(db_path: Path) -> dict[bytes, int]:
     return marks
 
 
+def _text(marks: dict[bytes, int]) -> bytes:
+    return "".join(f"{author.hex()} {seq:0{SEQ_DIGITS}d}\n"
+                   for author, seq in sorted(marks.items())).encode("ascii")
+
+
 def write_marks(db_path: Path, marks: dict[bytes, int]) -> None:
     """Replace the marker atomically (temporary file + rename; no fsync, see the module doc)."""
-    path = marker_path(db_path)
-    text = "".join(f"{author.hex()} {seq}\n" for author, seq in sorted(marks.items()))
+    _replace(marker_path(db_path), _text(marks))
+
+
+def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError as exc:
         raise StoreError(f"{path}: cannot write the head marker ({exc.strerror})") from exc
+
+
+class MarkWriter:
+    """Writes one database's marker: replaced the first time and whenever its length changes
+    (a chain added), else overwritten in place (see the module doc)."""
+
+    def __init__(self, db_path: Path):
+        self.path = marker_path(db_path)
+        self._fd: int | None = None
+        self._size = -1
+
+    def write(self, marks: dict[bytes, int]) -> None:
+        data = _text(marks)
+        try:
+            if self._fd is not None and len(data) == self._size:
+                os.pwrite(self._fd, data, 0)
+                return
+            self.close()
+            _replace(self.path, data)
+            self._fd, self._size = os.open(self.path, os.O_WRONLY), len(data)
+        except OSError as exc:
+            self.close()
+            raise StoreError(f"{self.path}: cannot write the head marker ({exc.strerror})") \
+                from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._size = None, -1

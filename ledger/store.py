@@ -47,7 +47,7 @@ from pathlib import Path
 
 from ledger.block import BlockBody
 from ledger.errors import StoreError
-from ledger.headmark import read_marks, write_marks
+from ledger.headmark import MarkWriter, read_marks
 from ledger.sealed import Sealed
 
 __all__ = ["LedgerStore", "AddResult", "SCHEMA_VERSION", "SYNC_MODES"]
@@ -109,6 +109,7 @@ class LedgerStore:
                 f"{self.path}.head). Recover them: `p2pnode ledger recover {self.path} --from "
                 f"<counterparty or backup ledger>`.")
         self._pending_marks: dict[bytes, int] = {}
+        self._marker = MarkWriter(self.path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -127,6 +128,7 @@ class LedgerStore:
 
     def close(self) -> None:
         self._db.close()
+        self._marker.close()
 
     def __enter__(self) -> LedgerStore:
         return self
@@ -167,7 +169,7 @@ class LedgerStore:
         if self._pending_marks:
             self.marks.update(self._pending_marks)
             self._pending_marks.clear()
-            write_marks(self.path, self.marks)
+            self._marker.write(self.marks)
 
     def mark_head(self, author: bytes, seq: int) -> None:
         """Record ``seq`` as ``author``'s head once the current transaction commits."""
@@ -178,7 +180,7 @@ class LedgerStore:
     def reset_mark(self, author: bytes, seq: int) -> None:
         """Set ``author``'s marked head (``p2pnode ledger recover --accept-loss``)."""
         self.marks[author] = seq
-        write_marks(self.path, self.marks)
+        self._marker.write(self.marks)
 
     def add(self, blocks: Iterable[Block]) -> list[AddResult]:
         """Store ``blocks`` in one transaction (durable on return unless inside a group)."""

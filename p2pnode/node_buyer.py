@@ -86,8 +86,11 @@ class BuyerSide:
         self.last_discovery = discovery
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
+        # records of the sellers this interval's looks had not found before (a look again
+        # finds mostly the same sellers, whose records the first look refreshed)
+        unseen = {r.seller: r.endpoint for r in records if r.seller not in state.offered_wh}
         state.found(records)
-        await self.refresh_records({r.seller: r.endpoint for r in records})
+        await self.refresh_records(unseen)
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
         if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver
             records = reliable_records(records, self.history)

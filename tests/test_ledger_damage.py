@@ -125,3 +125,21 @@ def test_agree_refuses_a_proposer_that_forked(tmp_path):
         buyer.agree(later.raw, 103)
     report = audit(buyer.store.raw_blocks())
     assert report.ok, report.problems        # the honest chain stays valid
+
+
+def test_the_head_marker_follows_every_commit_in_place(tmp_path):
+    from ledger.headmark import read_marks
+    seller, buyer = _two_ledgers(tmp_path)
+    path = marker_path(tmp_path / "seller.db")
+    first = path.stat().st_ino
+    for n in range(1, 4):
+        _trade(seller, buyer, n)
+        assert read_marks(tmp_path / "seller.db") == {SELLER.public: seller.state.seq}
+    assert path.stat().st_ino == first   # overwritten, not replaced by a rename per commit
+    assert seller.state.seq == 7 and len(path.read_bytes()) == 64 + 1 + 20 + 1
+    # a marker from before (unpadded digits) is read, and replaced on the next commit
+    seller.store.close()
+    path.write_text(f"{SELLER.public.hex()} 7\n")
+    seller = Ledger(LedgerStore(tmp_path / "seller.db"), SELLER)
+    _trade(seller, buyer, 4)
+    assert read_marks(tmp_path / "seller.db") == {SELLER.public: 9}
