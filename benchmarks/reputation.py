@@ -45,6 +45,7 @@ the other work on it (the target was 2 minutes: not met).  ``--meters``, ``--int
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import resource
 import sys
@@ -129,10 +130,15 @@ def main() -> int:
         tmp = Path(args.keep or scratch)
         for repeat in range(args.repeats):
             run: dict = {}
+            # the pair at once: each swarm waits on its own nodes' round trips part of the time
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                pair = {informed: pool.submit(
+                    one_run, meters, informed,
+                    tmp / f"{repeat}-{'informed' if informed else 'blind'}", args.progress,
+                    seed_offset=repeat, **options) for informed in (False, True)}
             for informed in (False, True):
                 label = "informed" if informed else "blind"
-                scenario, swarm, stats = one_run(meters, informed, tmp / f"{repeat}-{label}",
-                                                 args.progress, seed_offset=repeat, **options)
+                scenario, swarm, stats = pair[informed].result()
                 run.update(mode_results(label, swarm, stats))
                 if repeat == 0:
                     shifts[label] = choice_shift(swarm.trades, swarm.roles, scenario.intervals,

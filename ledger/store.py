@@ -234,10 +234,10 @@ class LedgerStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: read failed ({exc})") from exc
 
-    def chain(self, author: bytes, from_seq: int = 1) -> list[bytes]:
-        """Raw blocks of ``author`` from ``from_seq`` on, in order."""
-        rows = self._rows("SELECT raw FROM blocks WHERE author=? AND seq>=? ORDER BY seq",
-                          (author, from_seq))
+    def chain(self, author: bytes, from_seq: int = 1, limit: int = -1) -> list[bytes]:
+        """Raw blocks of ``author`` from ``from_seq`` on, in order (at most ``limit``; -1: all)."""
+        rows = self._rows("SELECT raw FROM blocks WHERE author=? AND seq>=? ORDER BY seq "
+                          "LIMIT ?", (author, from_seq, limit))
         return [row[0] for row in rows]
 
     def get(self, author: bytes, seq: int) -> bytes | None:

@@ -35,7 +35,7 @@ class TrackRecordSide:
         head = self.ledger.state.seq
         start = request.from_seq or max(1, head - RECORD_WINDOW_BLOCKS + 1)
         store = self.ledger.store
-        chain = store.chain(self.public, start)[:MAX_RECORD_BLOCKS]
+        chain = store.chain(self.public, start, MAX_RECORD_BLOCKS)
         page = page_for(chain, lambda seq: store.linked_to(self.public, seq),
                         RECORD_PAGE_BYTES, MAX_RECORD_BLOCKS)
         self.counters["records_served"] += 1
