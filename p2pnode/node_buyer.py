@@ -92,8 +92,11 @@ class BuyerSide:
         state.found(records)
         await self.refresh_records(unseen)
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
+        passed_over: list[OfferRecord] = []
         if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver
-            records = reliable_records(records, self.history)
+            kept = reliable_records(records, self.history)
+            passed_over = [r for r in records if r not in kept]   # while the others can sell
+            records = kept
         if records:   # how much to buy on the forecast, at these prices (trading.hedging)
             retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
             state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
@@ -102,6 +105,12 @@ class BuyerSide:
         bought, capped, spread = 0, True, self._informed
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
+            if not records and passed_over:   # the reliable sellers sold out or refused: the
+                # passed-over ones next (what they fail to deliver the grid supplies, as it
+                # would all of it without them; unbought, their surplus is exported)
+                records, passed_over, spread = passed_over, [], False
+                self.counters["passed_over_bought_from"] += 1
+                continue
             if state.remaining_wh <= 0 or not records or self.ledger.credit_micro <= 0:
                 break
             capped = capped and len(records) > 1   # a lone seller: no alternative to cap for
@@ -125,6 +134,9 @@ class BuyerSide:
             if progress == 0 and len(state.excluded) == excluded:
                 if capped:   # the reputation caps held the rest back: the others cannot supply
                     capped = False
+                    continue
+                if passed_over and state.remaining_wh > 0:   # the reliable ones cannot supply
+                    records = []
                     continue
                 break   # nothing bought and nothing learned: another round would repeat this one
         return bought

@@ -96,3 +96,25 @@ def test_records_are_verified_kept_over_a_restart_and_hiding_is_caught(tmp_path)
             assert trades_with(again, honest.public, START + 3 * INTERVAL_S) == 1
 
     run(main())
+
+
+def test_a_passed_over_seller_still_sells_what_the_reliable_ones_cannot(tmp_path):
+    """An informed buyer passes over a seller far below the others' delivered share while those
+    can sell; once they are sold out and the buyer still lacks energy, it buys from the
+    passed-over seller (unbought, that surplus would be exported; what it fails to deliver the
+    grid supplies, as it would have all of it)."""
+    async def main():
+        nets = [[300] * 8, [200] * 8, [-2000] * 8]
+        async with swarm(nets, tmp_path) as s:
+            reliable, overseller, buyer = s.nodes
+            overseller.forecaster = Overstating(overseller.meter, 4.0)
+            await s.intervals(range(7))
+            view = buyer.history   # the overseller is far below the reliable seller
+            assert view.expected_share(overseller.public) < 0.75 * 0.5 * (
+                view.expected_share(overseller.public) + view.expected_share(reliable.public))
+            last = START + 6 * INTERVAL_S
+            assert trades_with(buyer, reliable.public, last) >= 1
+            assert trades_with(buyer, overseller.public, last) >= 1
+            assert buyer.counters["passed_over_bought_from"] >= 1
+
+    run(main())
