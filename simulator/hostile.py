@@ -173,7 +173,7 @@ class Blackhole(OfferStorage):
 
     swallowed = 0
 
-    def offer(self, key: bytes, raw: bytes):
+    def offer(self, key: bytes, raw: bytes, source=None):
         self.swallowed += 1
         return None
 
