@@ -26,7 +26,10 @@ Rules of :meth:`OfferStorage.offer` (each refusal is a :class:`~p2pnode.offers.D
   the record, see :class:`~p2pnode.dht.admission.SourceShares`): when it is full, a newcomer
   record takes the place of the latest record of the source holding the most, if that source
   holds at least two more than the newcomer's (:func:`~p2pnode.dht.admission.fair_victim`),
-  so a flood of fresh keys from one machine cannot keep honest sellers out of a cold swarm.
+  so a flood of fresh keys from one machine cannot keep honest sellers out of a cold swarm;
+  and a network source holds at most :data:`MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY` newcomer
+  records under one key (this node's own offers, ``LOCAL_SOURCE``, only a seller's caps), so
+  its fresh keys cannot bury a key's honest offers in a buyer's lookup either.
   An honest seller's republish of an offer it already has here is never refused by a cap;
 * a record vanishes at its own absolute ``expires_at_s``; storing it again does not extend its
   life (kademlia issue #104).
@@ -150,7 +153,8 @@ class OfferStorage(IStorage):
         (:func:`~p2pnode.dht.admission.fair_victim`); else why not."""
         if key not in self._keys and len(self._keys) >= MAX_KEYS:
             return Drop.STORAGE_FULL     # newcomers alone never fill the keys: no scan
-        if self.newcomers.share(source, key) >= MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY:
+        if source != LOCAL_SOURCE and (   # this node's own offers: one seller's caps bind
+                self.newcomers.share(source, key) >= MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY):
             return Drop.SOURCE_KEY_FULL
         if held >= MAX_RECORDS_PER_KEY or self.newcomers.in_key(key) >= MAX_NEWCOMER_RECORDS_PER_KEY:
             victim = fair_victim(self.newcomers, source, key)
