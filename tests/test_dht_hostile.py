@@ -13,7 +13,7 @@ from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.routing import diverse
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.offers import record_keys
-from simulator.hostile import UdpProbe, ping_flood
+from simulator.hostile import UdpProbe, ping_flood, store_datagrams
 from tests.dhtkit import FAST, Clock, key, run, sealed, settle
 
 
@@ -109,3 +109,41 @@ def test_a_bucket_holds_at_most_two_contacts_of_one_address():
 
     run(main())
 
+
+
+def test_a_store_counts_only_from_a_checked_address_and_is_charged_to_it():
+    """A raw socket claiming fresh keys (as a forged source address would) gets nothing held:
+    its stores wait for the check ping nobody answers, then are refused unread.  A live node's
+    first store waits for its check and is held, charged to its ip:port."""
+    async def main():
+        clock = Clock()
+        holder = OfferDHT(key("holder"), settings=FAST, clock=clock)
+        await holder.start("127.0.0.1", 0)
+        probe = await UdpProbe.open("127.0.0.1")
+        live = OfferDHT(key("live"), settings=FAST, clock=clock)
+        await live.start("127.0.0.1", 0)                 # unknown to the holder
+        rng = random.Random(3)
+        try:
+            records = {}
+            for i in range(40):
+                offer = sealed(key(f"fresh {i}"))
+                records.setdefault(record_keys(offer.message)[0], []).append(offer.raw)
+            await probe.send(store_datagrams([holder.address], records, rng))
+            await settle(lambda: holder.counters().get("store_unchecked") == 40)
+            assert len(holder.storage) == 0 and holder.counters()["verify_pings"] == 1
+            router = holder.server.protocol.router   # the live node is not known yet
+            assert not router.find_neighbors(holder.server.node)
+            mine = sealed(key("live"))
+            contact = Node(holder.node_id, *holder.address)
+            accepted = await live.server.protocol.call_store(
+                contact, record_keys(mine.message)[0], [mine.raw])
+            assert accepted == 1 and holder.storage.records(record_keys(mine.message)[0]) == (
+                mine.raw,)
+            assert holder.storage.newcomers.share(live.address) == 1
+            assert holder.counters()["store_unchecked"] == 40
+        finally:
+            probe.close()
+            await live.stop()
+            await holder.stop()
+
+    run(main())
