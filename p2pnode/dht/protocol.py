@@ -160,7 +160,10 @@ class OfferProtocol(KademliaProtocol):
         name, args = wire.parse_request(payload)
         reply = self._handlers[name](addr, *args)
         if isinstance(reply, _Later):
-            self.spawn(self._reply_later(msg_id, name, reply.outcome, addr))
+            if self.tasks.closed:         # stopping: nobody will await it
+                reply.outcome.close()
+            else:
+                self.spawn(self._reply_later(msg_id, name, reply.outcome, addr))
             return
         self._reply(msg_id, name, reply, addr)
 
