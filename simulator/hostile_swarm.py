@@ -245,8 +245,16 @@ class StorageFill:
         await swarm.quiet()             # the nodes took them in before the sellers publish
 
     async def end(self, swarm: HostileSwarm) -> dict:
-        evicted = sum(n.dht.storage.evicted for n in swarm.live)
-        return {"storage_fill_datagrams": self.datagrams, "storage_fill_evicted": evicted}
+        """Datagrams sent; records the honest nodes refused unread (from an address that did
+        not answer its check) and evicted; the most records the attacker's address held under
+        one key of one node at the end."""
+        storages = [n.dht.storage for n in swarm.live]
+        return {"storage_fill_datagrams": self.datagrams,
+                "storage_fill_evicted": sum(s.evicted for s in storages),
+                "storage_fill_unchecked": sum(n.dht.counters().get("store_unchecked", 0)
+                                              for n in swarm.live),
+                "storage_fill_per_key_max": max((s.newcomers.share(ATTACKER_HOST, k)
+                                                 for s in storages for k in s.keys()), default=0)}
 
 
 class ColdStorageFill(StorageFill):
