@@ -17,8 +17,8 @@ endpoints) and then, bounded by the rates in :mod:`simulator.faults`:
             node it knows: :data:`FILL_RECORDS_PER_BAND` under each price-band key of the next
             interval, one under each of :data:`FILL_OTHER_KEYS` other keys.  It stores from
             its own live DHT node, as itself, so the nodes check its address and hold its
-            records up to that source's share (a raw socket claiming fresh keys is refused
-            unread: nobody answers the check ping).
+            records up to that source's share (what a raw socket claiming fresh keys stores
+            is charged to the one source of every unchecked sender).
 ``ground_ids``  runs :data:`GROUND_NODES_PER_KEY` DHT nodes per price-band key of the next
             interval at ids ground to share :data:`GROUND_BITS` bits with the key; they accept
             every store and return nothing.  (The swarm's honest nodes share 127.0.0.1, so the

@@ -30,6 +30,7 @@ from ledger import (
 )
 from ledger.verify import ForkProof
 from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
+from p2pnode.dht.admission import UNCHECKED_SOURCE
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.meter import ProfileMeter
 from p2pnode.negotiation import PeerRequest, Status, check_reply
@@ -245,16 +246,19 @@ class StorageFill:
         await swarm.quiet()             # the nodes took them in before the sellers publish
 
     async def end(self, swarm: HostileSwarm) -> dict:
-        """Datagrams sent; records the honest nodes refused unread (from an address that did
-        not answer its check) and evicted; the most records the attacker's address held under
-        one key of one node at the end."""
+        """Datagrams sent; records the honest nodes took from senders whose address did not
+        answer its check (charged to the one unchecked source) and evicted; the most records
+        the attacker held under one key of one node at the end (its checked address's or the
+        unchecked source's share)."""
         storages = [n.dht.storage for n in swarm.live]
         return {"storage_fill_datagrams": self.datagrams,
                 "storage_fill_evicted": sum(s.evicted for s in storages),
                 "storage_fill_unchecked": sum(n.dht.counters().get("store_unchecked", 0)
                                               for n in swarm.live),
-                "storage_fill_per_key_max": max((s.newcomers.share(ATTACKER_HOST, k)
-                                                 for s in storages for k in s.keys()), default=0)}
+                "storage_fill_per_key_max": max((s.newcomers.share(source, k)
+                                                 for s in storages for k in s.keys()
+                                                 for source in (ATTACKER_HOST, UNCHECKED_SOURCE)),
+                                                default=0)}
 
 
 class ColdStorageFill(StorageFill):

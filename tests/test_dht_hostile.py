@@ -9,6 +9,7 @@ import random
 from kademlia.node import Node
 
 from p2pnode.dht import protocol as protocol_module
+from p2pnode.dht.admission import UNCHECKED_SOURCE
 from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.routing import diverse
 from p2pnode.dht.server import DHTSettings, OfferDHT
@@ -111,38 +112,42 @@ def test_a_bucket_holds_at_most_two_contacts_of_one_address():
 
 
 
-def test_a_store_counts_only_from_a_checked_address_and_is_charged_to_it():
-    """A raw socket claiming fresh keys (as a forged source address would) gets nothing held:
-    its stores wait for the check ping nobody answers, then are refused unread.  A live node's
-    first store waits for its check and is held, charged to its ip:port."""
+def test_a_store_counts_as_its_address_only_once_checked():
+    """Raw sockets claiming fresh keys (as forged source addresses would) never answer the
+    check ping: whatever they store is charged to the one unchecked source, whose share of a
+    key is 16 records however many addresses send.  A live node's first store waits for its
+    check and is charged to its own ip:port."""
     async def main():
         clock = Clock()
         holder = OfferDHT(key("holder"), settings=FAST, clock=clock)
         await holder.start("127.0.0.1", 0)
-        probe = await UdpProbe.open("127.0.0.1")
+        probes = [await UdpProbe.open("127.0.0.1") for _ in range(2)]
         live = OfferDHT(key("live"), settings=FAST, clock=clock)
         await live.start("127.0.0.1", 0)                 # unknown to the holder
         rng = random.Random(3)
         try:
-            records = {}
-            for i in range(40):
-                offer = sealed(key(f"fresh {i}"))
-                records.setdefault(record_keys(offer.message)[0], []).append(offer.raw)
-            await probe.send(store_datagrams([holder.address], records, rng))
-            await settle(lambda: holder.counters().get("store_unchecked") == 40)
-            assert len(holder.storage) == 0 and holder.counters()["verify_pings"] == 1
+            for p, probe in enumerate(probes):
+                records = {}
+                for i in range(40):
+                    offer = sealed(key(f"fresh {p} {i}"))
+                    records.setdefault(record_keys(offer.message)[0], []).append(offer.raw)
+                target = next(iter(records))
+                await probe.send(store_datagrams([holder.address], records, rng))
+            await settle(lambda: holder.counters().get("store_unchecked") == 80)
+            assert holder.counters()["verify_pings"] == 2          # one per address
+            assert len(holder.storage) == 16 == holder.storage.newcomers.share(
+                UNCHECKED_SOURCE, target)
             router = holder.server.protocol.router   # the live node is not known yet
             assert not router.find_neighbors(holder.server.node)
             mine = sealed(key("live"))
             contact = Node(holder.node_id, *holder.address)
-            accepted = await live.server.protocol.call_store(
-                contact, record_keys(mine.message)[0], [mine.raw])
-            assert accepted == 1 and holder.storage.records(record_keys(mine.message)[0]) == (
-                mine.raw,)
+            accepted = await live.server.protocol.call_store(contact, target, [mine.raw])
+            assert accepted == 1 and mine.raw in holder.storage.records(target)
             assert holder.storage.newcomers.share(live.address) == 1
-            assert holder.counters()["store_unchecked"] == 40
+            assert holder.counters()["store_unchecked"] == 80
         finally:
-            probe.close()
+            for probe in probes:
+                probe.close()
             await live.stop()
             await holder.stop()
 

@@ -6,11 +6,14 @@ routing table, but changes what kademlia gets wrong for signed offers:
 * ``rpc_store`` hands each record to :class:`~p2pnode.dht.storage.OfferStorage`, which
   validates and merges it -- it never overwrites another seller's record -- naming the store's
   *source*, the caller's address, whose share of the newcomers' room the record takes
-  (:mod:`p2pnode.dht.admission`).  Only a checked address (below) is a source: a store from
-  an unchecked caller waits for the check ping's answer (at most
-  :data:`MAX_HELD_STORES_PER_ADDRESS` per address and :data:`MAX_HELD_STORES` in all, else
-  refused at once), then is stored or, unanswered, refused unread (``store_unchecked``): a
-  store from a forged source address holds nothing and costs one ping per address;
+  (:mod:`p2pnode.dht.admission`).  Only a checked address (below) is a source of its own: a
+  store from an unchecked caller waits for the check ping's answer (at most
+  :data:`MAX_HELD_STORES_PER_ADDRESS` per address and :data:`MAX_HELD_STORES` in all), and
+  what is stored from a caller still unchecked (no answer, no check possible now, or past
+  those limits) is charged to the one
+  :data:`~p2pnode.dht.admission.UNCHECKED_SOURCE` (counted as ``store_unchecked``): every
+  forged source address together holds one source's share, and an honest store whose
+  check ping was lost is still held;
 * ``rpc_find_value`` returns one page of the key's record set (records ordered by
   (seller, offer_id), at most :data:`~p2pnode.dht.storage.PAGE_BUDGET_BYTES` of records and
   less when the contact list is long, so the reply stays under 8 KB, plus a cursor for the
@@ -70,6 +73,7 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
 from p2pnode.dht import wire
+from p2pnode.dht.admission import UNCHECKED_SOURCE
 from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
 from p2pnode.dht.routing import OfferRoutingTable
@@ -277,8 +281,7 @@ class OfferProtocol(KademliaProtocol):
                 and sum(self._held_stores.values()) < MAX_HELD_STORES):
             check = self._verify(contact)
         if check is None:
-            self.counters["store_unchecked"] += len(records)
-            return 0
+            return self._store(contact, key, records)
         self._held_stores[address] += 1
         return _Later(self._store_when_checked(contact, key, records, check))
 
@@ -297,15 +300,19 @@ class OfferProtocol(KademliaProtocol):
             self._held_stores[address] -= 1
             if not self._held_stores[address]:
                 del self._held_stores[address]
-        if not self._checked(contact):
-            self.counters["store_unchecked"] += len(records)
-            return 0
         return self._store(contact, key, records)
 
     def _store(self, contact: Node, key: bytes, records: list[bytes]) -> int:
-        """Store ``records`` from a checked contact, charged to its source: its IP address,
-        or ip:port when ``max_per_host`` is off because nodes share an address on purpose."""
-        source = contact.ip if self.max_per_host is not None else (contact.ip, contact.port)
+        """Store ``records`` charged to their source: a checked contact's IP address, or
+        ip:port when ``max_per_host`` is off because nodes share an address on purpose; an
+        unchecked contact's are all charged to the one ``UNCHECKED_SOURCE``."""
+        if not self._checked(contact):
+            self.counters["store_unchecked"] += len(records)
+            source = UNCHECKED_SOURCE
+        elif self.max_per_host is not None:
+            source = contact.ip
+        else:
+            source = (contact.ip, contact.port)
         return sum(1 for raw in records if self.storage.offer(key, raw, source) is None)
 
     def rpc_find_node(self, sender, public, key) -> list[list]:
