@@ -17,7 +17,8 @@ of :data:`simulator.hostile_swarm.ATTACKS`, the attack active from interval
   cross-links, credit and token balances, fork proofs) and SQLite's ``integrity_check``;
 
 ``storage_fill_cold`` is active from the first interval (a cold swarm: no seller has standing
-yet), so its intervals are all of them and its baseline ``honest_trades_baseline_storage_fill_cold``;
+yet), so its intervals are all of them, and its baseline is
+``honest_trades_baseline_storage_fill_cold``;
 
 and the attack's own measures: ``amplification_max`` (bytes sent back per byte of pings from
 unknown keys; the report measured x6,150 for the hand-over), ``storage_fill_evicted``,
@@ -51,7 +52,8 @@ from simulator.hostile_swarm import (  # noqa: E402
 LOST_BELOW = 0.5     # an interval is lost when honest trades fall below half the baseline's
 
 
-def intervals_lost(baseline: list[int], attacked: list[int], first: int = WARMUP_INTERVALS) -> int:
+def intervals_lost(baseline: list[int], attacked: list[int],
+                   first: int = WARMUP_INTERVALS) -> int:
     return sum(1 for i in range(first, len(baseline))
                if attacked[i] < LOST_BELOW * baseline[i])
 

@@ -282,8 +282,8 @@ class ColdStorageFill(StorageFill):
         probe = await hostile.UdpProbe.open(ATTACKER_HOST)
         live, raw = self._records(swarm, index)
         targets = swarm.dht_addresses()
-        sent = await hostile.send_paced(self.node.server.protocol.transport, hostile.store_datagrams(
-            targets, live, self.rng, caller=self.node.key.public))
+        datagrams = hostile.store_datagrams(targets, live, self.rng, caller=self.node.key.public)
+        sent = await hostile.send_paced(self.node.server.protocol.transport, datagrams)
         self.datagrams += len(sent) + await hostile.send_stores(probe, targets, raw, self.rng)
         probe.close()
         await swarm.quiet()

@@ -156,7 +156,8 @@ class OfferStorage(IStorage):
         if source != LOCAL_SOURCE and (   # this node's own offers: one seller's caps bind
                 self.newcomers.share(source, key) >= MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY):
             return Drop.SOURCE_KEY_FULL
-        if held >= MAX_RECORDS_PER_KEY or self.newcomers.in_key(key) >= MAX_NEWCOMER_RECORDS_PER_KEY:
+        in_key = self.newcomers.in_key(key)
+        if held >= MAX_RECORDS_PER_KEY or in_key >= MAX_NEWCOMER_RECORDS_PER_KEY:
             victim = fair_victim(self.newcomers, source, key)
             full = Drop.KEY_FULL if held >= MAX_RECORDS_PER_KEY else Drop.NEWCOMER_QUOTA
         elif len(self.newcomers) >= MAX_NEWCOMER_RECORDS:
