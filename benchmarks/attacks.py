@@ -16,6 +16,10 @@ of :data:`simulator.hostile_swarm.ATTACKS`, the attack active from interval
 * ``ledgers_valid_<attack>``: every node's ledger audited together (signatures, chains,
   cross-links, credit and token balances, fork proofs) and SQLite's ``integrity_check``;
 
+``storage_fill_cold`` is active from the first interval (a cold swarm: no seller has standing
+yet), so its intervals are all of them, and its baseline is
+``honest_trades_baseline_storage_fill_cold``;
+
 and the attack's own measures: ``amplification_max`` (bytes sent back per byte of pings from
 unknown keys; the report measured x6,150 for the hand-over), ``storage_fill_evicted``,
 ``ground_ids_contacts_refused``, ``wal_loss_refused_start``, ``idle_connections_closed``,
@@ -41,13 +45,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from report import emit  # noqa: E402
-from simulator.hostile_swarm import ATTACKS, WARMUP_INTERVALS, Shape, run_swarm  # noqa: E402
+from simulator.hostile_swarm import (  # noqa: E402
+    ATTACKS, WARMUP_INTERVALS, Shape, first_attacked, run_swarm,
+)
 
 LOST_BELOW = 0.5     # an interval is lost when honest trades fall below half the baseline's
 
 
-def intervals_lost(baseline: list[int], attacked: list[int]) -> int:
-    return sum(1 for i in range(WARMUP_INTERVALS, len(baseline))
+def intervals_lost(baseline: list[int], attacked: list[int],
+                   first: int = WARMUP_INTERVALS) -> int:
+    return sum(1 for i in range(first, len(baseline))
                if attacked[i] < LOST_BELOW * baseline[i])
 
 
@@ -62,9 +69,13 @@ async def suite(names: list[str], shape: Shape) -> dict:
         results["seconds_baseline"] = round(time.perf_counter() - started, 1)
         for name in names:
             started = time.perf_counter()
-            out = await run_swarm(Path(tmp) / name, shape, ATTACKS[name]())
-            results[f"intervals_lost_{name}"] = intervals_lost(base["trades"], out["trades"])
-            results[f"honest_trades_{name}"] = sum(out["trades"][WARMUP_INTERVALS:])
+            attack = ATTACKS[name]()
+            first = first_attacked(attack)
+            out = await run_swarm(Path(tmp) / name, shape, attack)
+            results[f"intervals_lost_{name}"] = intervals_lost(base["trades"], out["trades"], first)
+            results[f"honest_trades_{name}"] = sum(out["trades"][first:])
+            if first != WARMUP_INTERVALS:   # its own baseline: the same intervals unattacked
+                results[f"honest_trades_baseline_{name}"] = sum(base["trades"][first:])
             results[f"ledgers_valid_{name}"] = out["valid"]
             results.update(out["extra"])
             results[f"seconds_{name}"] = round(time.perf_counter() - started, 1)

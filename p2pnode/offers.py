@@ -107,6 +107,7 @@ class Drop(enum.StrEnum):
     WRONG_FEEDER = "wrong_feeder"      # a record of a feeder this node does not hold offers of
     OUT_OF_HORIZON = "out_of_horizon"  # its interval is too far ahead or behind to be traded
     NEWCOMER_QUOTA = "newcomer_quota"  # sellers without standing have their share of the key
+    SOURCE_KEY_FULL = "source_key_full"  # its network source stored its share of this key
 
 
 class OfferRejected(NodeError, ValueError):

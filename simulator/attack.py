@@ -15,7 +15,10 @@ endpoints) and then, bounded by the rates in :mod:`simulator.faults`:
             signed REQUESTs for offers that do not exist to every peer endpoint it knows.
 ``storage_fill``  stores offers signed by fresh keys (:mod:`simulator.hostile`) on every DHT
             node it knows: :data:`FILL_RECORDS_PER_BAND` under each price-band key of the next
-            interval, one under each of :data:`FILL_OTHER_KEYS` other keys.
+            interval, one under each of :data:`FILL_OTHER_KEYS` other keys.  It stores from
+            its own live DHT node, as itself, so the nodes check its address and hold its
+            records up to that source's share (what a raw socket claiming fresh keys stores
+            is charged to the one source of every unchecked sender).
 ``ground_ids``  runs :data:`GROUND_NODES_PER_KEY` DHT nodes per price-band key of the next
             interval at ids ground to share :data:`GROUND_BITS` bits with the key; they accept
             every store and return nothing.  (The swarm's honest nodes share 127.0.0.1, so the
@@ -26,10 +29,9 @@ endpoints) and then, bounded by the rates in :mod:`simulator.faults`:
             to show (:func:`simulator.hostile.greedy_requests`); what the sellers granted is
             ``attack_no_credit_granted_wh`` (must stay 0).
 
-``storage_fill`` and ``ground_ids`` start after :data:`DHT_ATTACK_AFTER` intervals: they attack
-an established feeder, whose sellers have standing in the DHT.  A feeder starting from nothing,
-where every seller is as new as the attacker's keys, is not protected against storage fill
-(see the README's threat model).
+``storage_fill`` and ``ground_ids`` start after :data:`DHT_ATTACK_AFTER` intervals.  On a
+window of the morning few sellers have standing yet (a cold swarm); the storage is shared by
+network source there (:mod:`p2pnode.dht.admission`), see the README's threat model.
 
 Every forged record carries an offer id starting with :data:`FORGED_PREFIX`, so a run can check
 that no honest store ever held one.  The attacker counts what it sent and what the honest
@@ -268,8 +270,9 @@ class Attacker:
         records = hostile.flood_records(self.random, self.feeder, start_s, bands=bands,
                                         per_band=FILL_RECORDS_PER_BAND, other_keys=FILL_OTHER_KEYS,
                                         interval_s=self.interval_s, now_s=self.clock())
-        for i, (data, address) in enumerate(hostile.store_datagrams(targets, records, self.random)):
-            self._udp.sendto(data, address)
+        datagrams = hostile.store_datagrams(targets, records, self.random, caller=self.key.public)
+        for i, (data, address) in enumerate(datagrams):
+            self.dht.server.protocol.transport.sendto(data, address)
             self.counters["attack_fill_datagrams_sent"] += 1
             if i % 50 == 49:
                 await asyncio.sleep(0)

@@ -45,8 +45,8 @@ from p2pnode.offers import PRICE_BAND_MICRO_PER_KWH, OfferRecord, record_keys
 __all__ = [
     "Blackhole", "UdpProbe", "copy_without_wal", "deposit_block", "flood_records",
     "greedy_requests", "ground_keys",
-    "open_idle_connections", "ping_flood", "put_back", "send_stores", "start_ground_node",
-    "store_datagrams",
+    "open_idle_connections", "ping_flood", "put_back", "send_paced", "send_stores",
+    "start_ground_node", "store_datagrams",
 ]
 
 PROBE_RECEIVE_BUFFER_BYTES = 8 << 20
@@ -81,11 +81,8 @@ class UdpProbe(asyncio.DatagramProtocol):
         self.received_bytes += len(data)
 
     async def send(self, datagrams: Iterable[tuple[bytes, tuple[str, int]]]) -> None:
-        for i, (data, address) in enumerate(datagrams):
-            self.transport.sendto(data, address)
+        for data, _ in await send_paced(self.transport, datagrams):
             self.sent_bytes += len(data)
-            if i % SEND_PAUSE_EVERY == SEND_PAUSE_EVERY - 1:
-                await asyncio.sleep(SEND_PAUSE_S)
 
     @property
     def amplification(self) -> float:
@@ -94,6 +91,19 @@ class UdpProbe(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+async def send_paced(transport, datagrams: Iterable[tuple[bytes, tuple[str, int]]]
+                     ) -> list[tuple[bytes, tuple[str, int]]]:
+    """Send every datagram from ``transport``, yielding to the event loop now and then; the
+    datagrams sent."""
+    sent = []
+    for i, (data, address) in enumerate(datagrams):
+        transport.sendto(data, address)
+        sent.append((data, address))
+        if i % SEND_PAUSE_EVERY == SEND_PAUSE_EVERY - 1:
+            await asyncio.sleep(SEND_PAUSE_S)
+    return sent
 
 
 def flood_records(rng: random.Random, feeder: str, interval_start_s: int, *, bands: Iterable[int],
@@ -118,13 +128,16 @@ def flood_records(rng: random.Random, feeder: str, interval_start_s: int, *, ban
 
 
 def store_datagrams(targets: list[tuple[str, int]], records: dict[bytes, list[bytes]],
-                    rng: random.Random) -> list[tuple[bytes, tuple[str, int]]]:
-    """Store requests (the DHT's store RPC) for every record, to every target."""
+                    rng: random.Random, caller: bytes | None = None
+                    ) -> list[tuple[bytes, tuple[str, int]]]:
+    """Store requests (the DHT's store RPC) for every record, to every target; each claims a
+    fresh key as the caller's, or ``caller`` (a live node's own key: its address is checked)."""
     datagrams = []
     for key, raws in records.items():
         for i in range(0, len(raws), RECORDS_PER_STORE):
+            public = caller if caller is not None else fresh_key(rng).public
             request = wire.encode_request(rng.randbytes(20), "store",
-                                          [fresh_key(rng).public, key, raws[i:i + RECORDS_PER_STORE]])
+                                          [public, key, raws[i:i + RECORDS_PER_STORE]])
             datagrams += [(request, address) for address in targets]
     return datagrams
 
@@ -160,7 +173,7 @@ class Blackhole(OfferStorage):
 
     swallowed = 0
 
-    def offer(self, key: bytes, raw: bytes):
+    def offer(self, key: bytes, raw: bytes, source=None):
         self.swallowed += 1
         return None
 

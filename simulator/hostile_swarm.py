@@ -30,7 +30,8 @@ from ledger import (
 )
 from ledger.verify import ForkProof
 from p2pnode.config import CreditConfig, MarketConfig, NetworkConfig, NodeConfig, Timing
-from p2pnode.dht.server import DHTSettings
+from p2pnode.dht.admission import UNCHECKED_SOURCE
+from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.meter import ProfileMeter
 from p2pnode.negotiation import PeerRequest, Status, check_reply
 from p2pnode.node import Node
@@ -40,7 +41,7 @@ from p2pnode.offers import offer_key, price_band
 from simulator import hostile
 from simulator.swarm import SkewedClock, VirtualClock
 
-__all__ = ["ATTACKS", "ATTACKER_HOST", "HostileSwarm", "Shape", "run_swarm"]
+__all__ = ["ATTACKS", "ATTACKER_HOST", "HostileSwarm", "Shape", "first_attacked", "run_swarm"]
 
 START_S = 1_782_907_200            # 2026-07-01 12:00 UTC
 INTERVAL_S = 900
@@ -245,8 +246,69 @@ class StorageFill:
         await swarm.quiet()             # the nodes took them in before the sellers publish
 
     async def end(self, swarm: HostileSwarm) -> dict:
-        evicted = sum(n.dht.storage.evicted for n in swarm.live)
-        return {"storage_fill_datagrams": self.datagrams, "storage_fill_evicted": evicted}
+        """Datagrams sent; records the honest nodes took from senders whose address did not
+        answer its check (charged to the one unchecked source) and evicted; the most records
+        the attacker held under one key of one node at the end (its checked address's or the
+        unchecked source's share)."""
+        storages = [n.dht.storage for n in swarm.live]
+        return {"storage_fill_datagrams": self.datagrams,
+                "storage_fill_evicted": sum(s.evicted for s in storages),
+                "storage_fill_unchecked": sum(n.dht.counters().get("store_unchecked", 0)
+                                              for n in swarm.live),
+                "storage_fill_per_key_max": max((s.newcomers.share(source, k)
+                                                 for s in storages for k in s.keys()
+                                                 for source in (ATTACKER_HOST, UNCHECKED_SOURCE)),
+                                                default=0)}
+
+
+class ColdStorageFill(StorageFill):
+    """The storage fill against a cold swarm: from the first interval on, before any seller has
+    standing anywhere, so the attacker's fresh keys and the honest sellers' look alike.  Two
+    sources send it: a live DHT node of the attacker's (it answers pings, so its address is
+    checked) claiming its own key, and a raw socket claiming a fresh key per datagram (never
+    checked); the records alternate between them, key by key."""
+
+    name = "storage_fill_cold"
+    attack_from = 0
+
+    def __init__(self):
+        super().__init__()
+        self.node = None
+
+    async def begin(self, swarm: HostileSwarm, index: int) -> None:
+        if self.node is None:
+            self.node = OfferDHT(hostile.fresh_key(self.rng), settings=DHT, clock=swarm.clock)
+            await self.node.start(ATTACKER_HOST, 0, swarm.dht_addresses()[:1])
+        probe = await hostile.UdpProbe.open(ATTACKER_HOST)
+        live, raw = self._records(swarm, index)
+        targets = swarm.dht_addresses()
+        datagrams = hostile.store_datagrams(targets, live, self.rng, caller=self.node.key.public)
+        sent = await hostile.send_paced(self.node.server.protocol.transport, datagrams)
+        self.datagrams += len(sent) + await hostile.send_stores(probe, targets, raw, self.rng)
+        probe.close()
+        await swarm.quiet()
+
+    def _records(self, swarm: HostileSwarm, index: int) -> tuple[dict, dict]:
+        config = swarm.configs[-1]
+        first = price_band(config.tariffs.feed_in_micro_per_kwh)
+        start = swarm.start_of(index)
+        records = hostile.flood_records(
+            self.rng, FEEDER, start, bands=range(first, first + len(swarm.buyer_keys(index))),
+            per_band=self.per_band, other_keys=self.other_keys, interval_s=INTERVAL_S,
+            now_s=start + INTERVAL_S)
+        keys = list(records)
+        return ({k: records[k] for k in keys[0::2]}, {k: records[k] for k in keys[1::2]})
+
+    async def end(self, swarm: HostileSwarm) -> dict:
+        out = await super().end(swarm)
+        if self.node is not None:
+            await self.node.stop()
+        return {f"storage_fill_cold_{k.removeprefix('storage_fill_')}": v for k, v in out.items()}
+
+
+def first_attacked(attack) -> int:
+    """The first interval ``attack`` is active in (after the warm-up unless it says otherwise)."""
+    return getattr(attack, "attack_from", WARMUP_INTERVALS)
 
 
 class Amplification:
@@ -431,19 +493,20 @@ class NoCredit:
                 **{f"no_credit_denied_{reason}": n for reason, n in sorted(self.denied.items())}}
 
 
-ATTACKS = {cls.name: cls for cls in (StorageFill, Amplification, GroundIds, WalLoss,
+ATTACKS = {cls.name: cls for cls in (StorageFill, ColdStorageFill, Amplification, GroundIds, WalLoss,
                                      IdleConnections, ClockSkew, NoCredit)}
 
 
 async def run_swarm(workdir: Path, shape: Shape, attack=None) -> dict:
-    """Trade ``shape.intervals`` intervals, the attack active after the warm-up."""
+    """Trade ``shape.intervals`` intervals, the attack active after the warm-up (or from the
+    interval its ``attack_from`` names)."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     swarm = HostileSwarm(workdir, shape)
     await swarm.start()
     trades, buyers, bought, extra = [], [], [], {}
     try:
         for index in range(shape.intervals):
-            if attack is not None and index >= WARMUP_INTERVALS:
+            if attack is not None and index >= first_attacked(attack):
                 swarm.attack = attack
                 await attack.begin(swarm, index)
             made, buying = await swarm.interval(index)

@@ -38,6 +38,21 @@ def test_storage_fill_by_fresh_keys_leaves_the_sellers_with_history_trading(tmp_
     assert out["extra"]["storage_fill_datagrams"] > 10_000
 
 
+def test_storage_fill_against_a_cold_swarm_leaves_the_honest_sellers_trading(tmp_path):
+    """The fill from the first interval on, before any seller has standing: fresh keys and
+    honest sellers look alike to the admission rules, so only the budgets per network source
+    keep the honest offers stored (before them, every node refused the sellers' offers as
+    ``newcomer_quota`` and no buyer bought anything).  Two attacker sources: a live node whose
+    address the honest nodes check, and a raw socket that claims a fresh key per datagram
+    (charged to the one unchecked source)."""
+    out = attacked("storage_fill_cold", Shape(intervals=2), tmp_path=tmp_path)
+    assert out["buyers"] == [3, 3]
+    assert out["valid"], out["problems"]
+    assert out["extra"]["storage_fill_cold_datagrams"] > 20_000
+    assert out["extra"]["storage_fill_cold_evicted"] > 0   # the honest offers took their place
+    assert out["extra"]["storage_fill_cold_per_key_max"] == 16
+
+
 def test_pings_from_unknown_keys_are_not_amplified(tmp_path):
     """The report: one 62-byte ping drew 381 KB of stores (x6,150)."""
     out = attacked("amplification", tmp_path=tmp_path)

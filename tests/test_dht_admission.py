@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
 from p2pnode.dht import storage as storage_module
 from p2pnode.dht.admission import (
-    OFFER_HORIZON_AHEAD_S, OFFER_HORIZON_BEHIND_S, AdmissionPolicy, SellerStanding,
-    admission_problem,
+    OFFER_HORIZON_AHEAD_S, OFFER_HORIZON_BEHIND_S, AdmissionPolicy, SellerStanding, SourceShares,
+    admission_problem, fair_victim,
 )
 from p2pnode.dht.server import OfferDHT
 from p2pnode.dht.storage import OfferStorage
@@ -151,3 +152,114 @@ def test_an_offer_no_node_stored_is_counted_and_logged_at_info_not_warned(tmp_pa
     assert "1 refused it, 0 did not answer" in mine[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and "offer" in r.getMessage()]
+
+
+# -- shares by network source (a cold swarm: nobody has standing) ------------------------------
+
+_FRESH = itertools.count()
+ATTACKER, HONEST_A, HONEST_B = ("10.0.0.66", 4000), ("10.0.0.1", 4000), ("10.0.0.2", 4000)
+
+
+def test_source_shares_count_per_key_and_in_all_and_give_up_the_latest_first():
+    shares = SourceShares()
+    shares.add(b"k1", b"e1", "a")
+    shares.add(b"k1", b"e2", "a")
+    shares.add(b"k2", b"e3", "a")
+    shares.add(b"k1", b"e4", "b")
+    assert len(shares) == 4 and shares.in_key(b"k1") == 3
+    assert shares.share("a") == 3 and shares.share("a", b"k1") == 2 and shares.share("c") == 0
+    assert shares.heaviest() == ("a", 3) and shares.heaviest(b"k2") == ("a", 1)
+    assert shares.heaviest(b"k9") is None
+    assert shares.latest("a") == (b"k2", b"e3") and shares.latest("a", b"k1") == (b"k1", b"e2")
+    shares.add(b"k1", b"e1", "b")                 # a newer version stored by another source
+    assert shares.share("a", b"k1") == 1 and shares.share("b", b"k1") == 2
+    assert shares.discard(b"k2", b"e3") and not shares.discard(b"k2", b"e3")
+    assert shares.heaviest(b"k2") is None and shares.share("a") == 1 and len(shares) == 3
+
+
+def test_a_fair_victim_comes_from_a_source_holding_at_least_two_more():
+    shares = SourceShares()
+    for i in range(3):
+        shares.add(b"k", bytes([i]), "heavy")
+    shares.add(b"k", b"x", "light")
+    assert fair_victim(shares, "new") == (b"k", bytes([2]))       # 3 >= 0 + 2
+    assert fair_victim(shares, "light", b"k") == (b"k", bytes([2]))   # 3 >= 1 + 2
+    shares.add(b"k", b"y", "light")
+    assert fair_victim(shares, "light", b"k") is None              # 3 < 2 + 2: no ping-pong
+    assert fair_victim(shares, "heavy") is None                    # never from itself
+    assert fair_victim(SourceShares(), "new") is None
+
+
+def _fresh_flood(store: OfferStorage, target: bytes, source, count: int, price: int = 120_000):
+    """``count`` records of fresh keys (never used before) stored from ``source``."""
+    return [store.offer(target, sealed(key(f"fresh {next(_FRESH)}"), price=price).raw, source)
+            for _ in range(count)]
+
+
+def test_in_a_cold_key_one_source_signing_with_many_keys_holds_its_share_only(monkeypatch):
+    """No seller has standing: the attacker's fresh keys came first and filled the key's
+    newcomer room, yet each honest seller storing from its own address takes a place."""
+    monkeypatch.setattr(storage_module, "MAX_NEWCOMER_RECORDS_PER_KEY", 12)
+    monkeypatch.setattr(storage_module, "MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY", 8)
+    clock = Clock()
+    store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
+    target = record_keys(record(SELLER))[0]
+    flood = _fresh_flood(store, target, ATTACKER, 10)
+    assert flood[:8] == [None] * 8 and set(flood[8:]) == {Drop.SOURCE_KEY_FULL}
+    # a second source fills the 4 free places, then takes the attacker's until they are even
+    assert _fresh_flood(store, target, "other", 10) == [None] * 6 + [Drop.NEWCOMER_QUOTA] * 4
+    assert store.newcomers.share(ATTACKER, target) == 6 == store.newcomers.share("other", target)
+    # before: first come, first kept -- the honest sellers were refused (newcomer_quota)
+    honest_a, honest_b = sealed(key("honest a")), sealed(key("honest b"))
+    assert store.offer(target, honest_a.raw, HONEST_A) is None
+    assert store.offer(target, honest_b.raw, HONEST_B) is None
+    assert store.evicted_for_share == 4 == store.evicted
+    assert {honest_a.raw, honest_b.raw} <= set(store.records(target))
+    assert store.newcomers.in_key(target) == 12 == len(store.records(target))
+    assert store.newcomers.share(ATTACKER, target) == 5 == store.newcomers.share("other", target)
+    # the flooders cannot take the places back: each holds the most
+    assert _fresh_flood(store, target, ATTACKER, 1) == [Drop.NEWCOMER_QUOTA]
+    assert _fresh_flood(store, target, "other", 1) == [Drop.NEWCOMER_QUOTA]
+    # an honest seller's next offers find room while its address holds 2 fewer than theirs
+    assert [store.offer(target, sealed(key("honest a"), n).raw, HONEST_A)
+            for n in (2, 3, 4)] == [None, None, Drop.NEWCOMER_QUOTA]
+    assert store.newcomers.share(HONEST_A, target) == 3
+    assert {honest_a.raw, honest_b.raw} <= set(store.records(target))
+
+
+def test_a_full_cold_node_gives_the_heaviest_source_s_places_to_others(monkeypatch):
+    monkeypatch.setattr(storage_module, "MAX_NEWCOMER_RECORDS", 20)
+    clock = Clock()
+    store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
+    for band in range(5):                         # 5 keys x 4 records from one machine
+        for i in range(4):
+            mine = sealed(key(f"fill {band} {i}"), price=band * 250_000)
+            assert store.offer(record_keys(mine.message)[0], mine.raw, ATTACKER) is None
+    late = sealed(key("late"), price=7 * 250_000)
+    assert store.offer(record_keys(late.message)[0], late.raw, ATTACKER) is Drop.NEWCOMER_QUOTA
+    honest = sealed(key("honest"), price=9 * 250_000)
+    assert store.offer(record_keys(honest.message)[0], honest.raw, HONEST_A) is None
+    assert len(store.newcomers) == 20 and store.newcomers.share(ATTACKER) == 19
+    assert store.records(record_keys(honest.message)[0]) == (honest.raw,)
+
+
+def test_a_newer_version_is_charged_to_the_source_that_stored_it():
+    clock = Clock()
+    store = OfferStorage(clock)
+    first = sealed(key("seller"), seq=1)
+    target = record_keys(first.message)[0]
+    assert store.offer(target, first.raw, ATTACKER) is None        # handed over by somebody
+    assert store.offer(target, sealed(key("seller"), seq=2).raw, HONEST_A) is None
+    assert store.newcomers.share(ATTACKER) == 0 and store.newcomers.share(HONEST_A) == 1
+    assert len(store) == 1
+
+
+def test_a_seller_with_standing_is_not_held_to_a_source_share(monkeypatch):
+    monkeypatch.setattr(storage_module, "MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY", 2)
+    clock = Clock()
+    store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
+    honest = key("honest")
+    _with_history(store, clock, honest, 2)
+    target = record_keys(record(honest))[0]
+    assert [store.offer(target, sealed(honest, n).raw, HONEST_A) for n in range(1, 5)] == [None] * 4
+    assert _fresh_flood(store, target, HONEST_A, 3) == [None, None, Drop.SOURCE_KEY_FULL]

@@ -9,11 +9,12 @@ import random
 from kademlia.node import Node
 
 from p2pnode.dht import protocol as protocol_module
+from p2pnode.dht.admission import UNCHECKED_SOURCE
 from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.routing import diverse
 from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.offers import record_keys
-from simulator.hostile import UdpProbe, ping_flood
+from simulator.hostile import UdpProbe, ping_flood, store_datagrams
 from tests.dhtkit import FAST, Clock, key, run, sealed, settle
 
 
@@ -109,3 +110,45 @@ def test_a_bucket_holds_at_most_two_contacts_of_one_address():
 
     run(main())
 
+
+
+def test_a_store_counts_as_its_address_only_once_checked():
+    """Raw sockets claiming fresh keys (as forged source addresses would) never answer the
+    check ping: whatever they store is charged to the one unchecked source, whose share of a
+    key is 16 records however many addresses send.  A live node's first store waits for its
+    check and is charged to its own ip:port."""
+    async def main():
+        clock = Clock()
+        holder = OfferDHT(key("holder"), settings=FAST, clock=clock)
+        await holder.start("127.0.0.1", 0)
+        probes = [await UdpProbe.open("127.0.0.1") for _ in range(2)]
+        live = OfferDHT(key("live"), settings=FAST, clock=clock)
+        await live.start("127.0.0.1", 0)                 # unknown to the holder
+        rng = random.Random(3)
+        try:
+            for p, probe in enumerate(probes):
+                records = {}
+                for i in range(40):
+                    offer = sealed(key(f"fresh {p} {i}"))
+                    records.setdefault(record_keys(offer.message)[0], []).append(offer.raw)
+                target = next(iter(records))
+                await probe.send(store_datagrams([holder.address], records, rng))
+            await settle(lambda: holder.counters().get("store_unchecked") == 80)
+            assert holder.counters()["verify_pings"] == 2          # one per address
+            assert len(holder.storage) == 16 == holder.storage.newcomers.share(
+                UNCHECKED_SOURCE, target)
+            router = holder.server.protocol.router   # the live node is not known yet
+            assert not router.find_neighbors(holder.server.node)
+            mine = sealed(key("live"))
+            contact = Node(holder.node_id, *holder.address)
+            accepted = await live.server.protocol.call_store(contact, target, [mine.raw])
+            assert accepted == 1 and mine.raw in holder.storage.records(target)
+            assert holder.storage.newcomers.share(live.address) == 1
+            assert holder.counters()["store_unchecked"] == 80
+        finally:
+            for probe in probes:
+                probe.close()
+            await live.stop()
+            await holder.stop()
+
+    run(main())

@@ -24,18 +24,39 @@ Standing (:class:`SellerStanding`)
     is held (first come, first kept).  Not covered: an attacker patient enough to keep many
     keys publishing for hours earns standing like a seller (each key still capped at
     ``MAX_RECORDS_PER_SELLER`` records here).
+
+Shares by source (:class:`SourceShares`, :func:`fair_victim`)
+    Standing does not help a *cold* swarm, where no seller has any yet: fresh keys and honest
+    sellers look alike, and first come, first kept let a flood that came first keep every
+    newcomer place.  Keys are free, network sources are not: every record of a newcomer is
+    charged to the *source* that stored it -- the sending contact's address (its IP address
+    where each machine has its own, ip:port where nodes share one on purpose), once the
+    protocol has checked that address (it answered a request of ours from there); every
+    unchecked sender shares the one source :data:`UNCHECKED_SOURCE` (a UDP source address
+    is easily forged, a checked one is not).  When the newcomers' room of a key or of the
+    node is full, a newcomer record from source S takes the place of the most recently stored
+    newcomer record of the source H holding the most there, if H holds at least two more than
+    S (max-min fairness: a source never loses a place to one holding as many).  So one machine
+    holds at most what the others leave free, however many keys it signs with, and an honest
+    seller, storing its own few offers from its own address, always finds room.  Not covered:
+    an attacker with many checked addresses (machines on the feeder network; sockets on a
+    loopback swarm) has as many shares, and one that forges the source address *and* the
+    public key of an honest node it has seen is charged to that node's share (requests are not
+    signed).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+from collections.abc import Hashable
 
 from p2pnode.offers import Drop, OfferRecord
 
 __all__ = [
     "AdmissionPolicy", "MAX_RECORDS_PER_SELLER_PER_KEY", "MAX_STANDING", "MAX_TRACKED_SELLERS",
-    "OFFER_HORIZON_AHEAD_S", "OFFER_HORIZON_BEHIND_S", "STANDING_PERIOD_S", "SellerStanding",
-    "admission_problem",
+    "LOCAL_SOURCE", "OFFER_HORIZON_AHEAD_S", "OFFER_HORIZON_BEHIND_S", "STANDING_PERIOD_S",
+    "SellerStanding", "SourceShares", "UNCHECKED_SOURCE", "admission_problem", "fair_victim",
 ]
 
 OFFER_HORIZON_AHEAD_S = 36 * 3600    # day-ahead offers for tomorrow, published before noon today
@@ -44,6 +65,8 @@ MAX_RECORDS_PER_SELLER_PER_KEY = 8   # offers of one seller for one feeder, inte
 STANDING_PERIOD_S = 900              # standing grows by at most one per period of node time
 MAX_STANDING = 1000                  # periods counted per seller (beyond: equal)
 MAX_TRACKED_SELLERS = 8192           # sellers whose standing is remembered
+UNCHECKED_SOURCE = "unchecked"       # every sender whose address is not checked: one source
+LOCAL_SOURCE = "local"               # this node's own offers, stored without a request
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +124,83 @@ class SellerStanding:
 
     def outranks(self, newcomer: bytes, held: bytes) -> bool:
         return self.of(newcomer) > self.of(held)
+
+
+Entry = tuple[bytes, bytes]   # (key, entry id) of a held record
+
+
+class SourceShares:
+    """Newcomer records held here, by the source that stored them (pure bookkeeping): how many
+    each source holds in a key and in all, and which of its records gives way first (the most
+    recently stored)."""
+
+    def __init__(self):
+        self._source: dict[Entry, Hashable] = {}
+        self._in_key: dict[bytes, dict[Hashable, dict[bytes, None]]] = {}   # in storing order
+        self._key_count: collections.Counter[bytes] = collections.Counter()
+        self._all: dict[Hashable, dict[Entry, None]] = {}                  # in storing order
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __contains__(self, item: Entry) -> bool:
+        return item in self._source
+
+    def in_key(self, key: bytes) -> int:
+        return self._key_count[key]
+
+    def add(self, key: bytes, entry: bytes, source: Hashable) -> None:
+        """Charge ``(key, entry)`` to ``source`` (moving it from another source if charged)."""
+        self.discard(key, entry)
+        self._source[key, entry] = source
+        self._in_key.setdefault(key, {}).setdefault(source, {})[entry] = None
+        self._key_count[key] += 1
+        self._all.setdefault(source, {})[key, entry] = None
+
+    def discard(self, key: bytes, entry: bytes) -> bool:
+        source = self._source.pop((key, entry), None)
+        if source is None:
+            return False
+        sources = self._in_key[key]
+        del sources[source][entry]
+        if not sources[source]:
+            del sources[source]
+            if not sources:
+                del self._in_key[key]
+        self._key_count[key] -= 1
+        if not self._key_count[key]:
+            del self._key_count[key]
+        del self._all[source][key, entry]
+        if not self._all[source]:
+            del self._all[source]
+        return True
+
+    def share(self, source: Hashable, key: bytes | None = None) -> int:
+        """Records ``source`` holds (in ``key``, or in all)."""
+        held = self._all if key is None else self._in_key.get(key, {})
+        return len(held.get(source, ()))
+
+    def heaviest(self, key: bytes | None = None) -> tuple[Hashable, int] | None:
+        """The source holding the most (in ``key``, or in all) and how many; None when empty."""
+        held = self._all if key is None else self._in_key.get(key, {})
+        if not held:
+            return None
+        source = max(held, key=lambda s: len(held[s]))
+        return source, len(held[source])
+
+    def latest(self, source: Hashable, key: bytes | None = None) -> Entry:
+        """The record ``source`` stored last (in ``key``, or in all)."""
+        if key is None:
+            return next(reversed(self._all[source]))
+        return key, next(reversed(self._in_key[key][source]))
+
+
+def fair_victim(shares: SourceShares, source: Hashable, key: bytes | None = None
+                ) -> Entry | None:
+    """The newcomer record that gives its place to one more of ``source`` (in ``key``, or in
+    all) when the room is full: the latest of the source holding the most, if that source
+    holds at least two more than ``source``; None when ``source`` gets no place."""
+    heaviest = shares.heaviest(key)
+    if heaviest is None or heaviest[1] < shares.share(source, key) + 2:
+        return None
+    return shares.latest(heaviest[0], key)

@@ -4,7 +4,16 @@
 routing table, but changes what kademlia gets wrong for signed offers:
 
 * ``rpc_store`` hands each record to :class:`~p2pnode.dht.storage.OfferStorage`, which
-  validates and merges it -- it never overwrites another seller's record;
+  validates and merges it -- it never overwrites another seller's record -- naming the store's
+  *source*, the caller's address, whose share of the newcomers' room the record takes
+  (:mod:`p2pnode.dht.admission`).  Only a checked address (below) is a source of its own: a
+  store from an unchecked caller waits for the check ping's answer (at most
+  :data:`MAX_HELD_STORES_PER_ADDRESS` per address and :data:`MAX_HELD_STORES` in all), and
+  what is stored from a caller still unchecked (no answer, no check possible now, or past
+  those limits) is charged to the one
+  :data:`~p2pnode.dht.admission.UNCHECKED_SOURCE` (counted as ``store_unchecked``): every
+  forged source address together holds one source's share, and an honest store whose
+  check ping was lost is still held;
 * ``rpc_find_value`` returns one page of the key's record set (records ordered by
   (seller, offer_id), at most :data:`~p2pnode.dht.storage.PAGE_BUDGET_BYTES` of records and
   less when the contact list is long, so the reply stays under 8 KB, plus a cursor for the
@@ -64,6 +73,7 @@ from kademlia.node import Node
 from kademlia.protocol import KademliaProtocol
 
 from p2pnode.dht import wire
+from p2pnode.dht.admission import UNCHECKED_SOURCE
 from p2pnode.dht.budget import TokenBucket
 from p2pnode.dht.faults import FaultPlan, FaultyTransport
 from p2pnode.dht.routing import OfferRoutingTable
@@ -89,6 +99,8 @@ MAX_ANSWERED = 8192            # addresses remembered as having answered our req
 HANDOVER_KEYS_PER_S = 4096.0   # keys scanned per second for hand-overs to new contacts
 HANDOVER_BURST_KEYS = 8192
 MAX_HANDOVER_RECORDS = 512     # records handed to one new contact
+MAX_HELD_STORES_PER_ADDRESS = 16   # stores of an unchecked caller waiting for its check ...
+MAX_HELD_STORES = 512              # ... and of all unchecked callers together
 
 
 class OfferProtocol(KademliaProtocol):
@@ -112,7 +124,9 @@ class OfferProtocol(KademliaProtocol):
         self._given_up: collections.OrderedDict[bytes, tuple[tuple[str, int], float]] = (
             collections.OrderedDict())
         self._verify_budget = TokenBucket(VERIFY_PINGS_PER_S, VERIFY_BURST)
-        self._verifying: set[tuple[str, int]] = set()   # addresses with a check ping out
+        # address -> the check ping out to it (its result: it answered)
+        self._verifying: dict[tuple[str, int], asyncio.Future] = {}
+        self._held_stores: collections.Counter[tuple[str, int]] = collections.Counter()
         self._failed_at: dict[tuple[str, int], float] = {}   # address -> when its check failed
         # address -> node id that answered a request of ours from there (most recent last)
         self._answered: collections.OrderedDict[tuple[str, int], bytes] = (
@@ -149,6 +163,18 @@ class OfferProtocol(KademliaProtocol):
     def _on_request(self, msg_id: bytes, payload: Any, addr) -> None:
         name, args = wire.parse_request(payload)
         reply = self._handlers[name](addr, *args)
+        if isinstance(reply, _Later):
+            if self.tasks.closed:         # stopping: nobody will await it
+                reply.outcome.close()
+            else:
+                self.spawn(self._reply_later(msg_id, name, reply.outcome, addr))
+            return
+        self._reply(msg_id, name, reply, addr)
+
+    async def _reply_later(self, msg_id: bytes, name: str, outcome, addr) -> None:
+        self._reply(msg_id, name, await outcome, addr)
+
+    def _reply(self, msg_id: bytes, name: str, reply: Any, addr) -> None:
         datagram = wire.encode_reply(msg_id, self.public, reply)
         if len(datagram) > wire.MAX_DATAGRAM_BYTES:
             log.error("reply to %s is %d bytes; not sent", name, len(datagram))
@@ -208,38 +234,86 @@ class OfferProtocol(KademliaProtocol):
         known = bucket.nodes.get(contact.id)
         return known is not None and known.same_home_as(contact)
 
-    def _verify(self, contact: Node) -> None:
-        """Ping an unknown caller once (rate-limited); it is welcomed if it answers."""
+    def _verify(self, contact: Node) -> asyncio.Future | None:
+        """Ping an unknown caller once (rate-limited); it is welcomed if it answers.  The check
+        under way for its address (its result: True when it answered), or None when no check
+        can be made now (one failed lately, or the budget is spent)."""
         address = (contact.ip, contact.port)
+        pending = self._verifying.get(address)
+        if pending is not None:
+            return pending
         now = time.monotonic()
-        if address in self._verifying or now - self._failed_at.get(address, -1e9) < VERIFY_RETRY_S:
-            return
+        if now - self._failed_at.get(address, -1e9) < VERIFY_RETRY_S:
+            return None
         if len(self._verifying) >= MAX_VERIFYING or not self._verify_budget.take(1, now):
             self.counters["verify_skipped"] += 1
-            return
-        self._verifying.add(address)
+            return None
         self.counters["verify_pings"] += 1
-        self.spawn(self._check_caller(contact, address))
+        check = self.spawn(self._check_caller(contact, address))
+        if not check.done():
+            self._verifying[address] = check
+        return check
 
-    async def _check_caller(self, contact: Node, address: tuple[str, int]) -> None:
+    async def _check_caller(self, contact: Node, address: tuple[str, int]) -> bool:
         answered = None
         try:   # on an answer, _ask welcomes it (and hands records over)
             answered = await self._ask(contact, "ping", [self.public], _no_value, attempts=1)
         finally:
-            self._verifying.discard(address)
+            self._verifying.pop(address, None)
             if answered is None:
                 if len(self._failed_at) >= MAX_VERIFYING:
                     self._failed_at.clear()
                 self._failed_at[address] = time.monotonic()
+        return answered is not None
 
     def rpc_ping(self, sender, public) -> None:
         self._contact(sender, public)
 
-    def rpc_store(self, sender, public, key, records) -> int:
-        self._contact(sender, public)
+    def rpc_store(self, sender, public, key, records) -> int | _Later:
+        contact = self._contact(sender, public)
         key = wire.want_key(key)
         records = wire.want_records(records, wire.MAX_RECORDS_PER_STORE)
-        return sum(1 for raw in records if self.storage.offer(key, raw) is None)
+        if self._checked(contact):
+            return self._store(contact, key, records)
+        address = (contact.ip, contact.port)
+        check = None
+        if (self._held_stores[address] < MAX_HELD_STORES_PER_ADDRESS
+                and sum(self._held_stores.values()) < MAX_HELD_STORES):
+            check = self._verify(contact)
+        if check is None:
+            return self._store(contact, key, records)
+        self._held_stores[address] += 1
+        return _Later(self._store_when_checked(contact, key, records, check))
+
+    def _checked(self, contact: Node) -> bool:
+        """The contact's address answered a request of ours as this contact (or it is in the
+        routing table, which it entered that way)."""
+        return (self._is_known(contact)
+                or self._answered.get((contact.ip, contact.port)) == contact.id)
+
+    async def _store_when_checked(self, contact: Node, key: bytes, records: list[bytes],
+                                  check: asyncio.Future) -> int:
+        address = (contact.ip, contact.port)
+        try:
+            await asyncio.shield(check)
+        finally:
+            self._held_stores[address] -= 1
+            if not self._held_stores[address]:
+                del self._held_stores[address]
+        return self._store(contact, key, records)
+
+    def _store(self, contact: Node, key: bytes, records: list[bytes]) -> int:
+        """Store ``records`` charged to their source: a checked contact's IP address, or
+        ip:port when ``max_per_host`` is off because nodes share an address on purpose; an
+        unchecked contact's are all charged to the one ``UNCHECKED_SOURCE``."""
+        if not self._checked(contact):
+            self.counters["store_unchecked"] += len(records)
+            source = UNCHECKED_SOURCE
+        elif self.max_per_host is not None:
+            source = contact.ip
+        else:
+            source = (contact.ip, contact.port)
+        return sum(1 for raw in records if self.storage.offer(key, raw, source) is None)
 
     def rpc_find_node(self, sender, public, key) -> list[list]:
         source = self._contact(sender, public)
@@ -424,6 +498,15 @@ class OfferProtocol(KademliaProtocol):
         self._given_up.clear()
         if self.transport is not None:
             self.transport.close()
+
+
+class _Later:
+    """A reply that is sent when ``outcome`` (an awaitable of the reply) is done."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome):
+        self.outcome = outcome
 
 
 def _no_value(value: Any) -> bool:

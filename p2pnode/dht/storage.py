@@ -21,9 +21,16 @@ Rules of :meth:`OfferStorage.offer` (each refusal is a :class:`~p2pnode.offers.D
   the storage: :data:`MAX_NEWCOMER_RECORDS_PER_KEY` per key and :data:`MAX_NEWCOMER_RECORDS`
   in all, so fresh keys alone never fill a key or the node.  (Standing is what *this* node
   saw: in a large swarm, where a node holds few of the keys, most honest sellers are
-  newcomers to it -- the quotas are sized for that, not for keeping fakes out of lookups.)  An honest
-  seller's republish of an offer it already has here is
-  never refused by a cap;
+  newcomers to it -- the quotas are sized for that, not for keeping fakes out of lookups.)
+  Within the newcomers' room, places are shared by network *source* (the sender that stored
+  the record, see :class:`~p2pnode.dht.admission.SourceShares`): when it is full, a newcomer
+  record takes the place of the latest record of the source holding the most, if that source
+  holds at least two more than the newcomer's (:func:`~p2pnode.dht.admission.fair_victim`),
+  so a flood of fresh keys from one machine cannot keep honest sellers out of a cold swarm;
+  and a network source holds at most :data:`MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY` newcomer
+  records under one key (this node's own offers, ``LOCAL_SOURCE``, only a seller's caps), so
+  its fresh keys cannot bury a key's honest offers in a buyer's lookup either.
+  An honest seller's republish of an offer it already has here is never refused by a cap;
 * a record vanishes at its own absolute ``expires_at_s``; storing it again does not extend its
   life (kademlia issue #104).
 
@@ -34,14 +41,15 @@ from __future__ import annotations
 
 import collections
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import NamedTuple
 
 from kademlia.storage import IStorage
 
 from ledger import Sealed
 from p2pnode.dht.admission import (
-    MAX_RECORDS_PER_SELLER_PER_KEY, AdmissionPolicy, SellerStanding, admission_problem,
+    LOCAL_SOURCE, MAX_RECORDS_PER_SELLER_PER_KEY, AdmissionPolicy, SellerStanding, SourceShares,
+    admission_problem, fair_victim,
 )
 from p2pnode.offers import Drop, OfferRecord, RecordCache, record_keys
 
@@ -55,6 +63,9 @@ MAX_RECORDS_PER_SELLER = 160   # one offer per 15-min interval over the 36 h hor
 MAX_KEYS = 4096
 MAX_NEWCOMER_RECORDS_PER_KEY = 192   # records per key of sellers without standing here ...
 MAX_NEWCOMER_RECORDS = 3072          # ... and in all: the rest stays for sellers with standing
+MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY = 2 * MAX_RECORDS_PER_SELLER_PER_KEY
+"""Newcomer records one network source stores under one key: what one seller may, for each
+of the nodes one address may run (``DHTSettings.max_contacts_per_host``: 2)."""
 PAGE_BUDGET_BYTES = 6500   # record bytes per find_value reply, so the datagram stays < 8 KB
 
 
@@ -78,27 +89,31 @@ class OfferStorage(IStorage):
         self.policy = policy or AdmissionPolicy()
         self.standing = SellerStanding()
         self.evicted = 0   # held offers that gave their place to a seller with more standing
+        self.evicted_for_share = 0   # ... or to a source holding fewer newcomer records
         self.dropped: collections.Counter[str] = collections.Counter()
         self._keys: dict[bytes, dict[bytes, _Held]] = {}
         self._per_seller: collections.Counter[bytes] = collections.Counter()
         self._expiry: list[tuple[int, bytes, bytes, int]] = []  # (expires, key, entry, seq)
-        self._newcomers: collections.Counter[bytes] = collections.Counter()   # key -> records
-        self._newcomer_entries: set[tuple[bytes, bytes]] = set()              # (key, entry)
+        self.newcomers = SourceShares()   # records of sellers without standing, by source
 
     # -- writing ---------------------------------------------------------------------------
-    def offer(self, key: bytes, raw: bytes) -> Drop | None:
-        """Store ``raw`` under ``key`` if it passes every rule; return why not otherwise."""
+    def offer(self, key: bytes, raw: bytes, source: Hashable = LOCAL_SOURCE) -> Drop | None:
+        """Store ``raw`` under ``key`` if it passes every rule; return why not otherwise.
+
+        ``source`` is the network source that stored it (see the module doc; the protocol
+        names it, this node's own offers are :data:`~p2pnode.dht.admission.LOCAL_SOURCE`)."""
         now_s = self.clock()
         self._cull(now_s)
-        problem = self._judge(key, raw, now_s)
+        problem = self._judge(key, raw, now_s, source)
         if isinstance(problem, Drop):
             self.dropped[problem] += 1
             return problem
         if problem is not None:
-            self._put(key, problem, now_s)
+            self._put(key, problem, now_s, source)
         return None
 
-    def _judge(self, key: bytes, raw: bytes, now_s: float) -> Sealed[OfferRecord] | Drop | None:
+    def _judge(self, key: bytes, raw: bytes, now_s: float, source: Hashable
+               ) -> Sealed[OfferRecord] | Drop | None:
         """The record to store, None when it is already held, or the Drop reason."""
         sealed = self.cache.check(raw, now_s)
         if isinstance(sealed, Drop):
@@ -116,22 +131,44 @@ class OfferStorage(IStorage):
             if held.sealed.message.seq == record.seq:
                 return Drop.SEQ_CONFLICT
             return Drop.STALE_SEQ if held.sealed.message.seq > record.seq else sealed
-        return self._cap_problem(key, record) or sealed
+        return self._cap_problem(key, record, source) or sealed
 
-    def _cap_problem(self, key: bytes, record: OfferRecord) -> Drop | None:
+    def _cap_problem(self, key: bytes, record: OfferRecord, source: Hashable) -> Drop | None:
         if self._per_seller[record.seller] >= MAX_RECORDS_PER_SELLER:
             return Drop.SELLER_FULL
         entries = self._keys.get(key, {})
         if sum(1 for e in entries if e[:32] == record.seller) >= MAX_RECORDS_PER_SELLER_PER_KEY:
             return Drop.SELLER_KEY_FULL
-        if self.standing.of(record.seller) == 0 and (
-                self._newcomers[key] >= MAX_NEWCOMER_RECORDS_PER_KEY
-                or len(self._newcomer_entries) >= MAX_NEWCOMER_RECORDS):
-            return Drop.NEWCOMER_QUOTA
+        if self.standing.of(record.seller) == 0:
+            return self._newcomer_room(key, len(entries), source)
         if key not in self._keys and len(self._keys) >= MAX_KEYS:
             return self._make_room(record.seller, None, Drop.STORAGE_FULL)
         if len(entries) >= MAX_RECORDS_PER_KEY:
             return self._make_room(record.seller, key, Drop.KEY_FULL)
+        return None
+
+    def _newcomer_room(self, key: bytes, held: int, source: Hashable) -> Drop | None:
+        """Room for one more newcomer record of ``source`` under ``key`` (a key ``held``
+        records hold): free, or the place of a record of a source holding more
+        (:func:`~p2pnode.dht.admission.fair_victim`); else why not."""
+        if key not in self._keys and len(self._keys) >= MAX_KEYS:
+            return Drop.STORAGE_FULL     # newcomers alone never fill the keys: no scan
+        if source != LOCAL_SOURCE and (   # this node's own offers: one seller's caps bind
+                self.newcomers.share(source, key) >= MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY):
+            return Drop.SOURCE_KEY_FULL
+        in_key = self.newcomers.in_key(key)
+        if held >= MAX_RECORDS_PER_KEY or in_key >= MAX_NEWCOMER_RECORDS_PER_KEY:
+            victim = fair_victim(self.newcomers, source, key)
+            full = Drop.KEY_FULL if held >= MAX_RECORDS_PER_KEY else Drop.NEWCOMER_QUOTA
+        elif len(self.newcomers) >= MAX_NEWCOMER_RECORDS:
+            victim, full = fair_victim(self.newcomers, source), Drop.NEWCOMER_QUOTA
+        else:
+            return None
+        if victim is None:
+            return full
+        self._remove(*victim)
+        self.evicted += 1
+        self.evicted_for_share += 1
         return None
 
     def _make_room(self, seller: bytes, key: bytes | None, full: Drop) -> Drop | None:
@@ -152,14 +189,16 @@ class OfferStorage(IStorage):
         self.evicted += 1
         return None
 
-    def _put(self, key: bytes, sealed: Sealed[OfferRecord], now_s: float) -> None:
+    def _put(self, key: bytes, sealed: Sealed[OfferRecord], now_s: float,
+             source: Hashable) -> None:
         record = sealed.message
         entries = self._keys.setdefault(key, {})
         if record.entry_id not in entries:
             self._per_seller[record.seller] += 1
             if self.standing.of(record.seller) == 0:
-                self._newcomers[key] += 1
-                self._newcomer_entries.add((key, record.entry_id))
+                self.newcomers.add(key, record.entry_id, source)
+        elif (key, record.entry_id) in self.newcomers:   # a newer version: charged to its source
+            self.newcomers.add(key, record.entry_id, source)
         entries[record.entry_id] = _Held(sealed, now_s)
         heapq.heappush(self._expiry, (record.expires_at_s, key, record.entry_id, record.seq))
         self.standing.observe(record.seller, now_s)
@@ -175,11 +214,7 @@ class OfferStorage(IStorage):
     def _remove(self, key: bytes, entry: bytes) -> None:
         entries = self._keys[key]
         seller = entries.pop(entry).sealed.message.seller
-        if (key, entry) in self._newcomer_entries:
-            self._newcomer_entries.discard((key, entry))
-            self._newcomers[key] -= 1
-            if not self._newcomers[key]:
-                del self._newcomers[key]
+        self.newcomers.discard(key, entry)
         self._per_seller[seller] -= 1
         if not self._per_seller[seller]:
             del self._per_seller[seller]
