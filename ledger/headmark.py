@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ledger.errors import StoreError
 
-__all__ = ["LostTail", "MarkWriter", "marker_path", "read_marks", "write_marks"]
+__all__ = ["LostTail", "MarkWriter", "marker_path", "read_marks"]
 
 MAX_MARKER_BYTES = 1 << 20
 SEQ_DIGITS = 20   # a chain's head as 20 digits: every line of the marker has one length
@@ -82,12 +82,8 @@ def _text(marks: dict[bytes, int]) -> bytes:
                    for author, seq in sorted(marks.items())).encode("ascii")
 
 
-def write_marks(db_path: Path, marks: dict[bytes, int]) -> None:
-    """Replace the marker atomically (temporary file + rename; no fsync, see the module doc)."""
-    _replace(marker_path(db_path), _text(marks))
-
-
 def _replace(path: Path, data: bytes) -> None:
+    """Replace the marker atomically (temporary file + rename; no fsync, see the module doc)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:

@@ -68,13 +68,19 @@ def _with_history(store: OfferStorage, clock: Clock, seller, intervals: int, n: 
     clock.now = now
 
 
-def test_a_flood_of_fresh_keys_fills_only_free_room_and_never_pushes_a_seller_out(monkeypatch):
-    monkeypatch.setattr(storage_module, "MAX_RECORDS_PER_KEY", 8)
+def _with_standing_seller(intervals: int):
+    """A feeder's storage where the seller "honest" has ``intervals`` past intervals of offers:
+    (store, the seller, the key of its next offer)."""
     clock = Clock()
     store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
     honest = key("honest")
-    _with_history(store, clock, honest, 3)
-    target = record_keys(record(honest))[0]
+    _with_history(store, clock, honest, intervals)
+    return store, honest, record_keys(record(honest))[0]
+
+
+def test_a_flood_of_fresh_keys_fills_only_free_room_and_never_pushes_a_seller_out(monkeypatch):
+    monkeypatch.setattr(storage_module, "MAX_RECORDS_PER_KEY", 8)
+    store, honest, target = _with_standing_seller(3)
     fresh = [key(f"fresh {i}") for i in range(12)]
     results = [store.offer(target, sealed(k).raw) for k in fresh]
     assert results[:8] == [None] * 8 and set(results[8:]) == {Drop.KEY_FULL}
@@ -256,10 +262,6 @@ def test_a_newer_version_is_charged_to_the_source_that_stored_it():
 
 def test_a_seller_with_standing_is_not_held_to_a_source_share(monkeypatch):
     monkeypatch.setattr(storage_module, "MAX_NEWCOMER_RECORDS_PER_SOURCE_PER_KEY", 2)
-    clock = Clock()
-    store = OfferStorage(clock, policy=AdmissionPolicy(feeder=FEEDER))
-    honest = key("honest")
-    _with_history(store, clock, honest, 2)
-    target = record_keys(record(honest))[0]
+    store, honest, target = _with_standing_seller(2)
     assert [store.offer(target, sealed(honest, n).raw, HONEST_A) for n in range(1, 5)] == [None] * 4
     assert _fresh_flood(store, target, HONEST_A, 3) == [None, None, Drop.SOURCE_KEY_FULL]
