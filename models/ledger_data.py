@@ -51,6 +51,7 @@ UNKNOWN_TEMPERATURE_C = 20.0
 UNKNOWN_DISTANCE_M = 250.0       # as p2pnode.ranking assumes for a seller without coordinates
 LOSS_PER_KM = 0.04
 DEFAULT_LATITUDE, DEFAULT_LONGITUDE = 36.1, -79.9   # p2pnode.config.MarketConfig's defaults
+DEFAULT_UTC_OFFSET_S = -5 * 3600   # the node clock minus UTC: the simulator's clock (as models.forecast)
 MIN_DURATION_S = 0.001
 CLEARNESS_LOOKBACK_S = 3 * 3600
 MIN_CLEAR_SKY_WH_M2 = 25.0    # per interval: intervals darker than this say nothing of clouds
@@ -110,7 +111,8 @@ def _scan(paths: Sequence[Path]) -> _Seen:
 def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
                       latitude: float = DEFAULT_LATITUDE, longitude: float = DEFAULT_LONGITUDE,
                       locations: Callable[[bytes], tuple[float, float, int]] | None = None,
-                      half_life_s: float | None = None) -> LedgerDataset:
+                      half_life_s: float | None = None,
+                      utc_offset_s: int = DEFAULT_UTC_OFFSET_S) -> LedgerDataset:
     """The co-signed DELIVERY settlements in the ledger files ``paths`` as training rows."""
     seen = _scan([Path(p) for p in paths])
     settled = []
@@ -127,7 +129,7 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         sellers, buyers = by_interval.setdefault(trade.interval_start_s, (set(), set()))
         sellers.add(trade.seller)
         buyers.add(trade.buyer)
-    clearness = _clearness(seen.generation, interval_s, latitude, longitude)
+    clearness = _clearness(seen.generation, interval_s, latitude, longitude, utc_offset_s)
     measured = sorted(clearness)
     completed = sorted(((t_settled, d) for _, t_settled, _, d in settled), key=lambda s: s[0])
     # seller -> [agreed, delivered, count, duration sum, time ms of the sums]; with a half-life
@@ -157,7 +159,7 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         sellers, buyers = by_interval[trade.interval_start_s]
         sky = _latest(clearness, measured, decided_ms / 1000 - interval_s)
         rows.append((trade.energy_wh, trade.price_micro_per_kwh / 1e6,
-                     sky * float(clear_sky_ghi(middle, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
+                     sky * float(clear_sky_ghi(middle - utc_offset_s, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
                      efficiency, distance, zone,
                      h[1] / h[0] if h and h[0] else math.nan, h[2] if h else 0,
                      h[3] / h[2] if h and h[2] else math.nan, len(sellers) / len(buyers)))
@@ -179,8 +181,8 @@ def _decay(h: list, now_ms: float, half_life_s: float | None) -> None:
         h[4] = now_ms
 
 
-def _clearness(generation: dict, interval_s: int, latitude: float, longitude: float
-               ) -> dict[int, float]:
+def _clearness(generation: dict, interval_s: int, latitude: float, longitude: float,
+               utc_offset_s: int) -> dict[int, float]:
     """Interval start -> measured generation over clear-sky irradiation, scaled to 0..1.2."""
     total: dict[int, int] = {}
     for (_, start), wh in generation.items():
@@ -188,7 +190,7 @@ def _clearness(generation: dict, interval_s: int, latitude: float, longitude: fl
     if not total:
         return {}
     starts = np.array(sorted(total))
-    sky = clear_sky_energy_wh_m2(starts, interval_s, latitude, longitude)
+    sky = clear_sky_energy_wh_m2(starts - utc_offset_s, interval_s, latitude, longitude)
     lit = sky >= MIN_CLEAR_SKY_WH_M2
     if not lit.any():
         return {}
