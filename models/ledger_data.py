@@ -43,6 +43,7 @@ from ledger import BlockBody, BlockType, DeliveryPayload, LedgerStore, decode_en
 from models.clearsky import clear_sky_energy_wh_m2, clear_sky_ghi
 from models.dataset import Dataset
 from models.errors import ModelError
+from models.forecast import DEFAULT_UTC_OFFSET_S   # the node clock minus UTC: the simulator's
 
 __all__ = ["LedgerDataset", "evaluate_by_day", "evaluate_by_seller", "fit_all",
            "rows_from_ledgers"]
@@ -51,7 +52,6 @@ UNKNOWN_TEMPERATURE_C = 20.0
 UNKNOWN_DISTANCE_M = 250.0       # as p2pnode.ranking assumes for a seller without coordinates
 LOSS_PER_KM = 0.04
 DEFAULT_LATITUDE, DEFAULT_LONGITUDE = 36.1, -79.9   # p2pnode.config.MarketConfig's defaults
-DEFAULT_UTC_OFFSET_S = -5 * 3600   # the node clock minus UTC: the simulator's clock (as models.forecast)
 MIN_DURATION_S = 0.001
 CLEARNESS_LOOKBACK_S = 3 * 3600
 MIN_CLEAR_SKY_WH_M2 = 25.0    # per interval: intervals darker than this say nothing of clouds
@@ -113,7 +113,11 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
                       locations: Callable[[bytes], tuple[float, float, int]] | None = None,
                       half_life_s: float | None = None,
                       utc_offset_s: int = DEFAULT_UTC_OFFSET_S) -> LedgerDataset:
-    """The co-signed DELIVERY settlements in the ledger files ``paths`` as training rows."""
+    """The co-signed DELIVERY settlements in the ledger files ``paths`` as training rows.
+
+    Ledger times are the node clock; ``utc_offset_s`` is that clock minus UTC (the simulator's
+    local standard time by default; 0 for daemons on the wall clock), which places the sun.
+    """
     seen = _scan([Path(p) for p in paths])
     settled = []
     for key, (delivery, time_ms, seq) in seen.deliveries.items():

@@ -57,6 +57,22 @@ def test_rows_are_the_cosigned_settlements_once_with_history_before_the_trade(tm
     assert data.features.shape[1] == len(FEATURES)
 
 
+def test_irradiance_is_the_clear_sky_at_the_node_clocks_local_time(tmp_path):
+    """Ledger times are the node clock, local standard time (UTC-5 by default): a trade at local
+    noon sees the midday sun, one at local 01:00 sees none (read as UTC, the sun would peak at
+    local 12:00 + 5 h)."""
+    market = Market(tmp_path / "sun", buyers=1, seller="seller-sun")
+    slots = {"night": 4, "morning": 28, "noon": 48, "evening": 68}    # local 01:00 ... 17:00
+    for slot in slots.values():
+        market.trade(slot, 500, 500)
+    dataset = rows_from_ledgers([market.seller.store.path, market.buyers[0].store.path])
+    sun = dict(zip(slots, dataset.data.column("irradiance_w_m2")))
+    assert sun["night"] == 0.0
+    assert sun["noon"] > 1.5 * max(sun["morning"], sun["evening"]) > 0
+    shifted = rows_from_ledgers([market.seller.store.path], utc_offset_s=0)
+    assert dict(zip(slots, shifted.data.column("irradiance_w_m2")))["evening"] > sun["evening"]
+
+
 def test_held_out_day_and_sellers_against_the_baselines(tmp_path):
     dataset = rows_from_ledgers(files(markets(tmp_path)))
     by_day = evaluate_by_day(dataset)
@@ -86,6 +102,9 @@ def test_train_command_on_ledgers_writes_a_versioned_model(tmp_path, capsys):
     assert predictor.metrics["quality_r2_ledger"] == metrics["quality_r2_ledger"]
     assert main(["train", "--ledgers", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "nowhere" in capsys.readouterr().err
+    assert main(["train", "--ledgers", str(tmp_path / "good"), "--utc-offset-h", "-25",
+                 "--out", str(out)]) == 2
+    assert "--utc-offset-h" in capsys.readouterr().err
 
 
 def test_the_ensemble_is_chosen_on_the_training_rows_by_blocks_of_time():

@@ -9,6 +9,7 @@ from p2pnode.errors import ConfigError, NodeError
 
 DEFAULT_OUT = Path("predictor.npz")
 MIN_ROWS = 500
+DEFAULT_UTC_OFFSET_H = -5.0   # models.forecast.DEFAULT_UTC_OFFSET_S (not imported: numpy)
 
 
 def register(sub) -> None:
@@ -27,6 +28,10 @@ def register(sub) -> None:
                         help="train on the co-signed DELIVERY settlements in these ledger files "
                              "(or the *.db files in these directories) instead of synthetic "
                              "trades; held out: the last day and a quarter of the sellers")
+    parser.add_argument("--utc-offset-h", type=float, default=DEFAULT_UTC_OFFSET_H,
+                        help="with --ledgers: the ledgers' clock minus UTC in hours, which places "
+                             f"the sun (default: {DEFAULT_UTC_OFFSET_H:g}, the simulator's clock; "
+                             "0 for daemons on the wall clock)")
     parser.set_defaults(func=_train)
 
 
@@ -52,7 +57,9 @@ def _train_on_ledgers(args) -> int:
     from ledger import LedgerError
     files = ledger_files(args.ledgers)
     try:
-        dataset = rows_from_ledgers(files)
+        if not -14 <= args.utc_offset_h <= 14:
+            raise ConfigError(f"--utc-offset-h must be between -14 and 14, got {args.utc_offset_h:g}")
+        dataset = rows_from_ledgers(files, utc_offset_s=round(args.utc_offset_h * 3600))
         metrics = {"ledger_rows": len(dataset), "ledger_files": len(files)}
         if len(set(dataset.day.tolist())) > 1:
             metrics.update(evaluate_by_day(dataset, args.seed))
