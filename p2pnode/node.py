@@ -81,7 +81,7 @@ from p2pnode.transfer import FeederPaths
 from p2pnode.recovery import mint_seqs, own_deposits, undelivered_sales
 from p2pnode.trading.buyer import Buying, Purchase, Unconfirmed
 from p2pnode.trading.hedging import ErrorScale
-from p2pnode.trading.schedule import event_order, events, first_interval, step_times
+from p2pnode.trading.schedule import event_order, events, first_interval, settles_by, step_times
 from p2pnode.trading.seller import SellerBook
 from p2pnode.transport import make_peer_transport
 
@@ -351,7 +351,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             at, name, start = pending.pop(0)
             if until_s is not None and at >= until_s:
                 break
-            if until_s is not None and not self._settles_by(name, start, until_s):
+            if until_s is not None and not settles_by(self.config, name, start, until_s):
                 continue   # it would be agreed and left undelivered when the run ends
             await self._sleep_until(at)
             try:
@@ -362,12 +362,6 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
                 log.error("interval %s, %s failed: %s", start, name, exc)
                 self.counters["intervals_failed"] += 1
             pending = sorted(pending + self.follow_up(name, start), key=event_order)
-
-    def _settles_by(self, name: str, start_s: int, until_s: float) -> bool:
-        """Whether the interval of a step (every interval of the day, for a day-ahead step)
-        closes by ``until_s``: a run that ends then trades nothing it could not deliver."""
-        last = start_s + 86400 - self.config.interval_s if name.startswith("day_") else start_s
-        return step_times(self.config, last)["close"] <= until_s
 
     def follow_up(self, name: str, start_s: int) -> list[tuple[float, str, int]]:
         """Steps to add to the schedule after ``step(name, start_s)`` ran: a buy whose need is

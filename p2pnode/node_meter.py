@@ -77,6 +77,11 @@ class MeterSide:
             return 0
         return int(round(generation - consumption))
 
+    def _newest_observed(self) -> int | None:
+        """The interval index of the forecaster's newest reading (None: no forecaster, no
+        reading, or one that keeps no history)."""
+        return getattr(getattr(self.forecaster, "history", None), "newest", None)
+
     def _observe_ended(self) -> None:
         """Read the meter of the interval that ended last, so that the forecast made now uses
         it.  The settle and close steps read an interval only after it ended (a buyer at its
@@ -86,7 +91,7 @@ class MeterSide:
         for it yet (a live meter between samples) is counted as ``reading_not_ready``."""
         interval = self.config.interval_s
         ended = int(self.clock()) // interval * interval - interval
-        newest = getattr(getattr(self.forecaster, "history", None), "newest", None)
+        newest = self._newest_observed()
         if self.forecaster is None or ended <= self._observed_s \
                 or (newest is not None and ended // interval <= newest):   # seen (a history)
             return
@@ -101,7 +106,7 @@ class MeterSide:
         warm-up) sizes the hedges from a backtest of its last day, as if this node had been
         trading then: the next-interval errors at the lead the node trades at, and the errors
         of the day-ahead forecasts issued at that day's gate."""
-        newest = getattr(getattr(self.forecaster, "history", None), "newest", None)
+        newest = self._newest_observed()
         if newest is None or not hasattr(self.forecaster, "past_errors"):
             return
         interval = self.config.interval_s

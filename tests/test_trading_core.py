@@ -27,7 +27,8 @@ from p2pnode.trading.hedging import (
 )
 from p2pnode.trading.schedule import (
     CLOCK_SKEW_S, DAY_AHEAD_LEAD_S, EMPTY_LOOK_DELAY_S, MAX_DISCOVERIES, REDISCOVERY_DELAYS_S,
-    SKEW_LOOKS, day_gate_s, events, first_interval, gate_s, rediscover_at, step_times,
+    SKEW_LOOKS, day_gate_s, events, first_interval, gate_s, rediscover_at, settles_by,
+    step_times,
 )
 from p2pnode.trading.seller import (
     MAX_OPEN_PROPOSALS_PER_BUYER, RESERVATION_MS, SellerBook,
@@ -317,6 +318,17 @@ def test_each_mode_has_its_steps_gates_and_first_interval():
     assert steps[0][0] == day_gate_s(ahead, day) - DAY_AHEAD_LEAD_S
     assert [t for t, _, _ in steps] == sorted(t for t, _, _ in steps)   # time order
     assert "day_open" not in {s for _, s, _ in events(real, [day])}
+
+
+def test_a_run_that_ends_trades_only_what_it_can_settle():
+    real, ahead = config("real_time"), config("day_ahead")
+    closes = step_times(real, START)["close"]
+    assert settles_by(real, "buy", START, closes) and not settles_by(real, "buy", START, closes - 1)
+    assert settles_by(real, "open", START - 900, closes - 1)     # the interval before: yes
+    day = START - START % 86_400
+    last_close = step_times(ahead, day + 86_400 - 900)["close"]   # a day-ahead step: whole day
+    assert settles_by(ahead, "day_buy", day, last_close)
+    assert not settles_by(ahead, "day_buy", day, last_close - 1)
 
 
 def test_intervals_overlap_in_real_time():

@@ -38,8 +38,8 @@ as it was, and the next look would find the same.
 
 from __future__ import annotations
 
-__all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "step_times",
-           "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
+__all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "settles_by",
+           "step_times", "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
            "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S",
            "SKEW_LOOKS"]
 
@@ -67,6 +67,13 @@ def step_times(config, start_s: int) -> dict[str, float]:
     return {"open": opens, "price": opens + timing.buy_delay_s / 2,
             "buy": opens + timing.buy_delay_s,
             "settle": end + timing.buy_delay_s, "close": end + timing.window_s}
+
+
+def settles_by(config, step: str, start_s: int, until_s: float) -> bool:
+    """Whether the interval of ``step`` (every interval of the day, for a day-ahead step)
+    closes by ``until_s``: a run that ends then trades nothing it could not deliver."""
+    last = start_s + 86400 - config.interval_s if step.startswith("day_") else start_s
+    return step_times(config, last)["close"] <= until_s
 
 
 def first_interval(config, now_s: float) -> int:
