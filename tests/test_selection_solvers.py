@@ -12,7 +12,8 @@ import pytest
 
 from optimizer.selection import SelectionConfig, random_instance, select_offers
 from optimizer.selection.criteria import build_problem, soft_value
-from optimizer.selection.exact import brute_force, solve_milp
+from optimizer.selection.exact import brute_force, plan_count, solve_milp
+from optimizer.selection.select import ENUMERATE_MAX_SETS
 from optimizer.selection.neighbourhood import _drops, _pair_grid, _sorted_state, _swap_and_add
 
 GAP_MEAN_LIMIT = 0.003
@@ -63,6 +64,26 @@ def test_ga_never_worse_than_greedy_and_close_to_exact(n, slack):
         greedy_gaps.append(1 - greedy.score / exact.score)
     assert statistics.mean(gaps) <= GAP_MEAN_LIMIT
     assert max(gaps) <= max(greedy_gaps)
+
+
+def test_the_ga_scores_every_plan_when_there_are_few():
+    """Few plans (a buyer choosing two of a dozen sellers): all are scored, the best is proved;
+    many: the GA runs (its plan is not proved optimal)."""
+    small = large = 0
+    for request, candidates in _instances(12, 20, seed=3) + _instances(200, 3, seed=4):
+        problem = build_problem(request, candidates, SelectionConfig())
+        if not problem.feasible:
+            continue
+        ga = select_offers(request, candidates, strategy="ga", seed=1)
+        if plan_count(problem) <= ENUMERATE_MAX_SETS:
+            small += 1
+            assert ga.status == "optimal"
+            assert ga.score == pytest.approx(
+                select_offers(request, candidates, strategy="brute").score, rel=1e-12)
+        else:
+            large += 1
+            assert ga.status == "feasible"
+    assert small >= 5 and large >= 1
 
 
 def test_ga_is_deterministic_for_a_seed_and_leaves_global_random_alone():

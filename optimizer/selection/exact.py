@@ -81,11 +81,17 @@ def solve_milp(problem: Problem, time_limit_s: float = 10.0) -> tuple[list[int],
     return members, value, result.status == 0
 
 
+def plan_count(problem: Problem) -> int:
+    """How many seller sets of an allowed size (k_min..k_max) ``problem`` has."""
+    return sum(math.comb(problem.size, k)
+               for k in range(problem.min_sellers, problem.max_sellers + 1))
+
+
 def brute_force(problem: Problem) -> tuple[list[int], float]:
     """Every set of k_min..k_max offers, scored one by one (for small instances and tests)."""
     if not problem.feasible:
         return [], -math.inf
-    sets = sum(math.comb(problem.size, k) for k in range(problem.min_sellers, problem.max_sellers + 1))
+    sets = plan_count(problem)
     if sets > BRUTE_FORCE_MAX_SETS:
         raise SelectionConfigError(
             f"strategy 'brute' would score {sets} sets (limit {BRUTE_FORCE_MAX_SETS}); use 'exact'")

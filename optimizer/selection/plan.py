@@ -26,8 +26,8 @@ class PlanItem:
 class Plan:
     """Which offers to take, in the order to send the trade requests.
 
-    ``status``: "optimal" (proved: by the exact solver or brute force, or because only
-    single-seller plans are allowed and every one was scored), "feasible" (a heuristic's plan
+    ``status``: "optimal" (proved: by the exact solver or brute force, or because the
+    plans were few enough to score every one, :data:`~optimizer.selection.select.ENUMERATE_MAX_SETS`), "feasible" (a heuristic's plan
     that covers the deficit) or "infeasible" (the eligible offers cannot cover it: ``items`` then buy
     everything they offer, ``shortfall_wh`` is left for the grid and ``score`` is 0).
     ``breakdown`` maps each criterion of :data:`CRITERIA` to its normalised value X1..X6 and
