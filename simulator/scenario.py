@@ -3,7 +3,7 @@
 Layout (every key is optional; an absent key takes the :meth:`Scenario.default` value, an unknown
 key is an error)::
 
-    name = "quickstart"          seed = 42          meters = 100
+    name = "quickstart"          seed = 42          meters = 57
     feeder = "kerber_dorfnetz"   processes = 1
     [time]        start_date = 2023-06-30, days = 1, interval_s = 900, acceleration = 1000.0
     [households]  pv_share, battery_share, load_profile ("h0_dyn" | "h0"), weather,
@@ -57,7 +57,7 @@ class Scenario:
 
     name: str = "quickstart"
     seed: int = 42
-    meters: int = 100
+    meters: int = 57
     feeder: str = "kerber_dorfnetz"
     processes: int = 2
     transport: str = "http"        # the nodes' peer links (p2pnode [network] transport)
@@ -99,7 +99,7 @@ class Scenario:
 
     @classmethod
     def default(cls) -> Scenario:
-        """The quickstart: 100 meters, one summer day, 15-minute intervals, no faults."""
+        """The quickstart: 57 meters (the Kerber village feeder's houses), one summer day, 15-minute intervals, no faults."""
         return cls()
 
     @property

@@ -31,7 +31,7 @@ def error_of(tmp_path: Path, text: str) -> ScenarioError:
 def test_quickstart_is_the_default():
     scenario = load_scenario(EXAMPLES / "quickstart.toml")
     assert scenario == Scenario.default()
-    assert scenario.meters == 100 and scenario.days == 1 and scenario.interval_s == 900
+    assert scenario.meters == 57 and scenario.days == 1 and scenario.interval_s == 900
     assert scenario.faults.loss == 0.0
     assert scenario.households.pv_share == 0.5 and scenario.households.battery_share == 0.1
     assert scenario.start_date.month in (6, 7, 8)
@@ -64,7 +64,7 @@ def test_absent_keys_take_defaults(tmp_path):
 def test_profile_spec_and_dict():
     scenario = Scenario.default()
     spec = scenario.profile_spec()
-    assert spec == ProfileSpec(houses=100, day=scenario.start_date, days=1, interval_s=900,
+    assert spec == ProfileSpec(houses=57, day=scenario.start_date, days=1, interval_s=900,
                                pv_share=0.5, battery_share=0.1, seed=42)
     assert scenario.intervals == 96
     record = json.loads(json.dumps(scenario.as_dict()))
