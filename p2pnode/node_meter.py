@@ -75,6 +75,7 @@ class MeterSide:
             self.counters["forecast_refused"] += 1
             log.warning("no forecast for %s: %s", start_s, exc)
             return 0
+        self._forecast_generation[start_s] = generation   # a chance of surplus (chance_offer_wh)
         return int(round(generation - consumption))
 
     def _observe_ended(self) -> None:
