@@ -170,7 +170,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
         self._readings: dict[int, Reading] = {}
         self._forecast_net: dict[int, int] = {}
-        self._forecast_generation: dict[int, float] = {}   # interval -> forecast generation Wh
+        self._generation_bound: dict[int, float] = {}   # interval -> the most PV may give, Wh
         self._refreshing: dict[bytes, asyncio.Task] = {}   # offer id -> its republishing
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
@@ -297,7 +297,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
     async def close_interval(self, start_s: int) -> IntervalReport:
         reading = self._reading(start_s)
         self._readings.pop(start_s, None)
-        self._forecast_generation.pop(start_s, None)
+        self._generation_bound.pop(start_s, None)
         for book in (self.book.offers, self.book.ahead):   # no more republishing
             offer = book.get(start_s)
             task = self._refreshing.pop(offer.record.message.offer_id, None) \

@@ -75,7 +75,8 @@ class MeterSide:
             self.counters["forecast_refused"] += 1
             log.warning("no forecast for %s: %s", start_s, exc)
             return 0
-        self._forecast_generation[start_s] = generation   # a chance of surplus (chance_offer_wh)
+        bound = getattr(self.forecaster, "clear_sky_generation", None)   # a chance of surplus
+        self._generation_bound[start_s] = bound(start_s, self.clock()) if bound else generation
         return int(round(generation - consumption))
 
     def _observe_ended(self) -> None:

@@ -353,6 +353,38 @@ def test_a_node_that_opens_an_interval_too_late_trades_nothing_in_it(tmp_path):
     run(main())
 
 
+@pytest.mark.parametrize("possible_wh, offers", [(600.0, True), (0.0, False)])
+def test_a_node_whose_median_forecast_is_no_surplus_offers_its_chance_of_one(
+        tmp_path, possible_wh, offers):
+    """The seller's median forecast is a deficit of 30 Wh (its load takes its PV) and its
+    forecasts are 60 Wh off on average; the market it saw last wants energy and offers none
+    (the price near retail).  If its PV may generate in the interval, the newsvendor quantity
+    is a surplus worth offering: the buyer buys it and gets what the meter shows (100 Wh).
+    A house whose PV cannot generate then (night, no PV) offers nothing."""
+    class Unsure(PerfectForesight):
+        def predict(self, target_start_s, issued_at_s):
+            return 200, 230
+
+        def clear_sky_generation(self, target_start_s, issued_at_s):
+            return possible_wh
+
+    async def main():
+        async with swarm([[100], [-800]], tmp_path) as s:
+            seller, buyer = s.nodes
+            seller.forecaster = Unsure(seller.meter)
+            seller.error_scale.value, seller._market_view = 60.0, (0, 800)
+            await s.interval(0)
+            assert seller.counters["chance_offers"] == int(offers)
+            trades = own(seller, BlockType.TRADE)
+            assert bool(trades) == offers
+            if offers:
+                agreed = sum(b.payload.energy_wh for b in trades)
+                assert agreed > 100 and buyer.reports[0].bought_wh == 100   # what was metered
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
 def test_a_lost_confirm_is_sent_again_and_the_trade_settles(tmp_path):
     """Every CONFIRM of the buyer's trade in interval 0 is lost on the way: the seller never
     holds the agreement, so it cannot deliver, and the buyer's credit for the trade stays

@@ -59,8 +59,8 @@ def seller_quantity_wh(surplus_wh: int, error_scale_wh: float, price: int, retai
     return max(0, int(round(quantile(surplus_wh, error_scale_wh, ratio))))
 
 
-def chance_offer_wh(net_wh: int, generation_wh: float, error_scale_wh: float, price: int,
-                    retail: int, feed_in: int, enter_wh: int) -> int:
+def chance_offer_wh(net_wh: int, possible_generation_wh: float, error_scale_wh: float,
+                    price: int, retail: int, feed_in: int, enter_wh: int) -> int:
     """What a node whose *median* forecast net ``net_wh`` is below the surplus threshold should
     still offer at ``price``: the seller's newsvendor quantity of that forecast when it reaches
     ``enter_wh``, else 0.
@@ -73,10 +73,12 @@ def chance_offer_wh(net_wh: int, generation_wh: float, error_scale_wh: float, pr
     exceed its load (a dip in the load, the morning ramp) has a good chance of a surplus worth
     offering.  The same rule for a buyer gives the mirror image (its quantity of the need is
     ``-quantile`` at the same ratio): at a price where this returns a quantity, the node's
-    forecast need is not worth buying.  A chance of surplus needs generation: a house whose
-    forecast generation is 0 (night, no PV) offers nothing however uncertain its load is.
+    forecast need is not worth buying.  A chance of surplus needs generation: a house that cannot
+    generate in the interval (``possible_generation_wh`` 0: night, no PV) offers nothing however
+    uncertain its load is.  It is the *possible* generation, not the forecast, that decides: a
+    forecast of no generation with the sun up is a median, not a certainty.
     """
-    if generation_wh <= 0:
+    if possible_generation_wh <= 0:
         return 0
     offered = seller_quantity_wh(net_wh, error_scale_wh, price, retail, feed_in)
     return offered if offered >= enter_wh else 0
