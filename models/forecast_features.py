@@ -142,7 +142,7 @@ class FeatureMaker:
         fallback = np.zeros(targets.size)
         if dawn.any():
             fallback[dawn] = np.nan_to_num(_row_mean(slot_gen[dawn, :WEEK_DAYS]), nan=0.0)
-        slot_ratios = slot_gen / self._sunny(self.clear_sky.energy(same_slot))
+        slot_ratios = self._ratios(slot_gen, self.clear_sky.energy(same_slot))
         cap = _row_max(slot_ratios)
         unknown = sun_up & ~(cap > 0)
         if unknown.any():              # no sunny reading at this slot yet: any recent slot
@@ -160,6 +160,19 @@ class FeatureMaker:
     def _sunny(self, cs: np.ndarray) -> np.ndarray:
         return np.where(cs >= self.sun_min_wh_m2, cs, np.nan)
 
+    def _ratios(self, generation: np.ndarray, cs: np.ndarray) -> np.ndarray:
+        """Generation per clear-sky irradiation where the sun is up; NaN (unknown) where the
+        reading is *censored*: no generation metered with the sun up.  A meter at the grid
+        connection (export and import, as the swarm's meters and many smart meters read) shows no
+        export whenever the house's load takes all of its PV, however bright the sky: such a
+        reading says only that the PV was at most the load, not that it was dark (a house that
+        meters its PV separately reads 0 with the sun up only under snow or a fault).
+        Read as a clear-sky index of 0 it made the morning's first surplus (the PV overtaking
+        the load) unforecastable: every index of the ramp so far was 0.  Left unknown, the
+        features fall back to the house's usual index at that time of day
+        (:func:`_features`), times the clear-sky irradiation of the target."""
+        return np.where(generation <= 0, np.nan, generation / self._sunny(cs))
+
     def _recent_capacity(self, cutoffs: np.ndarray) -> np.ndarray:
         """The best generation per clear-sky irradiation over the two days before each cutoff."""
         recent = cutoffs[:, None] + np.arange(-2 * self.per_day, 0)
@@ -176,7 +189,7 @@ class FeatureMaker:
         if key != self.k_key:
             grid = np.arange(first, stop)[:, None] - self.per_day * np.arange(self.lookback_days)
             generation, _ = self.history.values(grid, stop)
-            ratios = generation / self._sunny(self.clear_sky.energy(grid))
+            ratios = self._ratios(generation, self.clear_sky.energy(grid))
             caps = _row_max(ratios)
             known = caps > 0
             self.k_span = np.divide(ratios[:, 0], caps, out=np.full(caps.shape, np.nan),
