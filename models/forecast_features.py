@@ -5,13 +5,14 @@ interval whose reading had not ended when the forecast was issued; every lookup 
 
 **PV** works in clear-sky-index space.  ``cs(i)`` is the clear-sky irradiation of interval ``i``
 (:mod:`models.clearsky`, Wh/m2).  Where the sun is up (``cs >= SUN_MIN``) the house's ratio
-``r(i) = generation(i) / cs(i)`` is divided by its *clear-sky capacity* at that time of day,
-``cap(slot) = max r`` over the same slot of the last ``lookback_days`` days (this learns the
-roof's size, tilt, azimuth and shading without being told), giving ``k(i)`` (about 1 on a clear
-day, low under clouds).  Features: ``k`` of the newest reading, mean ``k`` of the last hour, mean
-``k`` of the last day, mean ``k`` at the target's slot over the last days, 1.  The prediction is
-``clip(w . x, 0, K_MAX) * cap(slot T) * cs(T)``.  At dawn and dusk (``cs < SUN_MIN``) it is the
-mean of the same slot over the last days.
+``r(i) = generation(i) / cs(i)`` (unknown where no generation was metered with the sun up: a
+censored reading, see ``FeatureMaker._ratios``) is divided by its *clear-sky capacity* at that
+time of day, ``cap(slot) = max r`` over the same slot of the last ``lookback_days`` days (this
+learns the roof's size, tilt, azimuth and shading without being told), giving ``k(i)`` (about 1
+on a clear day, low under clouds).  Features: ``k`` of the newest reading, mean ``k`` of the
+last hour, mean ``k`` of the last day, mean ``k`` at the target's slot over the last days, 1.
+The prediction is ``clip(w . x, 0, K_MAX) * cap(slot T) * cs(T)``.  At dawn and dusk
+(``cs < SUN_MIN``) it is the mean of the same slot over the last days.
 
 **Load** works relative to the level ``m`` = mean consumption over the last day.  Features (each
 divided by ``m``): the newest reading, the mean of the last hour, the same slot on the newest day

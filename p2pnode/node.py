@@ -170,7 +170,6 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
         self._readings: dict[int, Reading] = {}
         self._forecast_net: dict[int, int] = {}
-        self._generation_bound: dict[int, float] = {}   # interval -> the most PV may give, Wh
         self._refreshing: dict[bytes, asyncio.Task] = {}   # offer id -> its republishing
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
@@ -285,7 +284,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             return self.balance
         # in the day-ahead market, what is left to trade after the day-ahead position
         residual = net - self.book.sold_ahead_wh(start_s) + self._bought_ahead_wh(start_s)
-        if self.balance is Balance.SURPLUS and residual > 0 or self._chance_offer(start_s, residual):
+        surplus = self.balance is Balance.SURPLUS and residual > 0
+        if surplus or self._chance_offer(start_s, residual):   # or a surplus is likely enough
             await self._open_selling(start_s, residual)
         elif self.balance is Balance.DEFICIT and residual < 0 and self.config.constraints.buys:
             self._buying[start_s] = Buying(-residual, -residual)
@@ -297,7 +297,6 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
     async def close_interval(self, start_s: int) -> IntervalReport:
         reading = self._reading(start_s)
         self._readings.pop(start_s, None)
-        self._generation_bound.pop(start_s, None)
         for book in (self.book.offers, self.book.ahead):   # no more republishing
             offer = book.get(start_s)
             task = self._refreshing.pop(offer.record.message.offer_id, None) \

@@ -101,7 +101,7 @@ class SellerSide:
                               micro(config.constraints.min_sell_price_per_kwh))
         if price is None:
             return False
-        offered = chance_offer_wh(residual_wh, self._generation_bound.get(start, 0.0),
+        offered = chance_offer_wh(residual_wh, self._possible_generation(start),
                                   self.error_scale.value, price,
                                   config.tariffs.frame_at(hour).retail_micro_per_kwh,
                                   config.tariffs.feed_in_micro_per_kwh, config.detection.enter_wh)
