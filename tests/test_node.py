@@ -80,6 +80,8 @@ def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_pa
             assert buyer.counters["bids_published"] == 1
             assert seller.counters["offers_repriced"] == 1 and seller.counters["market_lookups"] == 1
             assert len(buyer.last_discovery.bids) == 1       # its own, beside the offers
+            # what the buyer's first look saw is its view of the market, should it sell next
+            assert buyer._market_view == (nets[0][0], -nets[1][0])
             assert [o.message.seller for o in buyer.last_discovery.offers] == [seller.public]
             trade = own(seller, BlockType.TRADE)[0].payload
             assert trade.price_micro_per_kwh == price
