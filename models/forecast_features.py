@@ -5,14 +5,13 @@ interval whose reading had not ended when the forecast was issued; every lookup 
 
 **PV** works in clear-sky-index space.  ``cs(i)`` is the clear-sky irradiation of interval ``i``
 (:mod:`models.clearsky`, Wh/m2).  Where the sun is up (``cs >= SUN_MIN``) the house's ratio
-``r(i) = generation(i) / cs(i)`` (unknown where no generation was metered with the sun up: a
-censored reading, see ``FeatureMaker._ratios``) is divided by its *clear-sky capacity* at that
-time of day, ``cap(slot) = max r`` over the same slot of the last ``lookback_days`` days (this
-learns the roof's size, tilt, azimuth and shading without being told), giving ``k(i)`` (about 1
-on a clear day, low under clouds).  Features: ``k`` of the newest reading, mean ``k`` of the
-last hour, mean ``k`` of the last day, mean ``k`` at the target's slot over the last days, 1.
-The prediction is ``clip(w . x, 0, K_MAX) * cap(slot T) * cs(T)``.  At dawn and dusk
-(``cs < SUN_MIN``) it is the mean of the same slot over the last days.
+``r(i) = generation(i) / cs(i)`` is divided by its *clear-sky capacity* at that time of day,
+``cap(slot) = max r`` over the same slot of the last ``lookback_days`` days (this learns the
+roof's size, tilt, azimuth and shading without being told), giving ``k(i)`` (about 1 on a clear
+day, low under clouds).  Features: ``k`` of the newest reading, mean ``k`` of the last hour, mean
+``k`` of the last day, mean ``k`` at the target's slot over the last days, 1.  The prediction is
+``clip(w . x, 0, K_MAX) * cap(slot T) * cs(T)``.  At dawn and dusk (``cs < SUN_MIN``) it is the
+mean of the same slot over the last days.
 
 **Load** works relative to the level ``m`` = mean consumption over the last day.  Features (each
 divided by ``m``): the newest reading, the mean of the last hour, the same slot on the newest day
@@ -143,7 +142,7 @@ class FeatureMaker:
         fallback = np.zeros(targets.size)
         if dawn.any():
             fallback[dawn] = np.nan_to_num(_row_mean(slot_gen[dawn, :WEEK_DAYS]), nan=0.0)
-        slot_ratios = self._ratios(slot_gen, self.clear_sky.energy(same_slot))
+        slot_ratios = slot_gen / self._sunny(self.clear_sky.energy(same_slot))
         cap = _row_max(slot_ratios)
         unknown = sun_up & ~(cap > 0)
         if unknown.any():              # no sunny reading at this slot yet: any recent slot
@@ -161,19 +160,6 @@ class FeatureMaker:
     def _sunny(self, cs: np.ndarray) -> np.ndarray:
         return np.where(cs >= self.sun_min_wh_m2, cs, np.nan)
 
-    def _ratios(self, generation: np.ndarray, cs: np.ndarray) -> np.ndarray:
-        """Generation per clear-sky irradiation where the sun is up; NaN (unknown) where the
-        reading is *censored*: no generation metered with the sun up.  A meter at the grid
-        connection (export and import, as the swarm's meters and many smart meters read) shows no
-        export whenever the house's load takes all of its PV, however bright the sky: such a
-        reading says only that the PV was at most the load, not that it was dark (a house that
-        meters its PV separately reads 0 with the sun up only under snow or a fault).
-        Read as a clear-sky index of 0 it made the morning's first surplus (the PV overtaking
-        the load) unforecastable: every index of the ramp so far was 0.  Left unknown, the
-        features fall back to the house's usual index at that time of day
-        (:func:`_features`), times the clear-sky irradiation of the target."""
-        return np.where(generation <= 0, np.nan, generation / self._sunny(cs))
-
     def _recent_capacity(self, cutoffs: np.ndarray) -> np.ndarray:
         """The best generation per clear-sky irradiation over the two days before each cutoff."""
         recent = cutoffs[:, None] + np.arange(-2 * self.per_day, 0)
@@ -190,7 +176,7 @@ class FeatureMaker:
         if key != self.k_key:
             grid = np.arange(first, stop)[:, None] - self.per_day * np.arange(self.lookback_days)
             generation, _ = self.history.values(grid, stop)
-            ratios = self._ratios(generation, self.clear_sky.energy(grid))
+            ratios = generation / self._sunny(self.clear_sky.energy(grid))
             caps = _row_max(ratios)
             known = caps > 0
             self.k_span = np.divide(ratios[:, 0], caps, out=np.full(caps.shape, np.nan),

@@ -381,18 +381,3 @@ def test_clear_sky_generation_bounds_the_forecast_and_says_whether_pv_may_genera
     assert possible[noon] >= best_noon > forecast[noon]
     no_pv = fed(starts, np.zeros(starts.size), consumption)
     assert all(no_pv.clear_sky_generation(t, issued) == 0 for t in targets)
-
-
-def test_a_zero_export_with_the_sun_up_is_censored_not_darkness():
-    """A meter at the grid connection reads no export while the house's load takes all of its
-    PV.  Three such hours (a load the PV could not cover) say nothing about the sky:
-    the forecast of the next interval stays near the house's usual output at noon instead of
-    following the zeros."""
-    starts, generation, consumption = synthetic_house(12)
-    day = starts.size - 96
-    noon = day + 48
-    generation[noon - 12:noon] = 0                  # three hours: the load took all the PV
-    forecaster = fed(starts, generation, consumption, until=noon)
-    forecast, _ = forecaster.predict(int(starts[noon]), int(starts[noon]))
-    usual = np.median(generation[noon % 96:day:96])
-    assert forecast > 0.5 * usual
