@@ -4,6 +4,7 @@
     f.observe(interval_start_s, generation_wh, consumption_wh)   # in time order
     generation_wh, consumption_wh = f.predict(target_start_s, issued_at_s)
     generation, consumption = f.predict_many(day_starts_s, issued_at_s)   # arrays, one batch
+    most_wh = f.clear_sky_generation(target_start_s, issued_at_s)   # whether PV may generate
 
 A reading covers ``[interval_start_s, interval_start_s + interval_s)`` on the node's clock.  A
 forecast *issued at* ``t`` uses only the readings of intervals that had ended by ``t``
@@ -182,6 +183,18 @@ class NodeForecaster:
                 else self._yesterday(int(target), cutoff) for target in targets]
         return (np.array([row.generation_wh for row in rows]),
                 np.array([row.consumption_wh for row in rows]))
+
+    def clear_sky_generation(self, target_start_s: int, issued_at_s: int) -> float:
+        """The most the house is expected to generate (Wh, as metered) in the interval starting
+        at ``target_start_s``, from the readings that had ended by ``issued_at_s``: its
+        clear-sky capacity at that time of day times the clear-sky irradiation of the target,
+        at the largest clear-sky index a forecast takes (``K_MAX``); at dawn and dusk the
+        forecast itself (the slot's recent mean).  0 at night and for a house that has not
+        generated yet.  Where the forecast is 0 with the sun up (a dull hour, the morning before
+        the PV overtakes the load) this says whether a surplus is possible at all."""
+        target, cutoff = self._request(target_start_s, issued_at_s)
+        pv = self.features.pv(np.array([target]), np.array([cutoff]))
+        return float(np.where(pv.ok, K_MAX * pv.scale, pv.fallback)[0])
 
     def past_errors(self, target_starts_s, issued_at_s) -> np.ndarray:
         """How far off the net forecast (generation - consumption, Wh) of each past target

@@ -284,7 +284,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             return self.balance
         # in the day-ahead market, what is left to trade after the day-ahead position
         residual = net - self.book.sold_ahead_wh(start_s) + self._bought_ahead_wh(start_s)
-        if self.balance is Balance.SURPLUS and residual > 0:
+        surplus = self.balance is Balance.SURPLUS and residual > 0
+        if surplus or self._chance_offer(start_s, residual):   # or a surplus is likely enough
             await self._open_selling(start_s, residual)
         elif self.balance is Balance.DEFICIT and residual < 0 and self.config.constraints.buys:
             self._buying[start_s] = Buying(-residual, -residual)

@@ -84,6 +84,13 @@ class BuyerSide:
         if state.discoveries > 1:
             self.counters["rediscoveries"] += 1
         self.last_discovery = discovery
+        if state.discoveries == 1:   # the feeder's supply and demand as seen: the first ask of
+            # this node's next offer, were it to sell (a chance offer judges its price by it)
+            self._market_view = (
+                sum(r.message.energy_wh for r in discovery.offers
+                    if r.message.interval_start_s == start_s),
+                sum(r.message.energy_wh for r in discovery.bids
+                    if r.message.interval_start_s == start_s))
         records = [r for r in best_offer_per_seller(discovery.offers, self.public, max_price)
                    if r.interval_start_s == start_s]
         # records of the sellers this interval's looks had not found before (a look again

@@ -82,6 +82,18 @@ class MeterSide:
         reading, or one that keeps no history)."""
         return getattr(getattr(self.forecaster, "history", None), "newest", None)
 
+    def _possible_generation(self, start_s: int) -> float:
+        """The most the house may generate in the interval (Wh; 0: night, no PV), as the
+        forecaster sees it now (:meth:`models.forecast.NodeForecaster.clear_sky_generation`);
+        a forecaster that cannot tell gives its forecast; 0 when it refuses the interval."""
+        possible = getattr(self.forecaster, "clear_sky_generation", None)
+        try:
+            if possible is None:
+                return self.forecaster.predict(start_s, self.clock())[0]
+            return possible(start_s, self.clock())
+        except ValueError:   # models.errors.ForecastRequestError: counted by _forecast
+            return 0.0
+
     def _observe_ended(self) -> None:
         """Read the meter of the interval that ended last, so that the forecast made now uses
         it.  The settle and close steps read an interval only after it ended (a buyer at its

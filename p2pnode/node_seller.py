@@ -30,7 +30,9 @@ from p2pnode.offers import (
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
 from p2pnode.trading.schedule import day_gate_s, gate_s
-from p2pnode.trading.hedging import day_ahead_quantity_wh, seller_quantity_wh
+from p2pnode.trading.hedging import (
+    chance_offer_wh, day_ahead_quantity_wh, seller_quantity_wh,
+)
 from p2pnode.trading.credit import CreditEvidence, proven_credit
 from p2pnode.trading.seller import Offer
 from p2pnode.trading.settlement import SoldTrade, deliveries
@@ -81,6 +83,32 @@ class SellerSide:
                 log.info("offer for %s not stored yet: %s", start, exc)
             else:   # our own record is one the DHT refuses: a defect
                 log.warning("offer for %s not published: %s", start, exc)
+
+    def _chance_offer(self, start: int, residual_wh: int) -> bool:
+        """Whether to offer the interval although its forecast net ``residual_wh`` is below the
+        surplus threshold: the newsvendor quantity of that forecast at the price the market
+        last showed reaches it (:func:`~p2pnode.trading.hedging.chance_offer_wh`).  The price
+        step then sizes the offer again at the interval's own price, as any offer."""
+        config = self.config
+        if config.market.mode == "ex_post" or not config.constraints.sells \
+                or residual_wh >= config.detection.enter_wh:
+            return False
+        supply, demand = self._market_view
+        if demand <= 0:   # no market view yet: the middle of the range, the median forecast
+            supply = demand = 1
+        hour = (start % 86400) / 3600
+        price = dynamic_price(supply, demand, hour, config.tariffs,
+                              micro(config.constraints.min_sell_price_per_kwh))
+        if price is None:
+            return False
+        offered = chance_offer_wh(residual_wh, self._possible_generation(start),
+                                  self.error_scale.value, price,
+                                  config.tariffs.frame_at(hour).retail_micro_per_kwh,
+                                  config.tariffs.feed_in_micro_per_kwh, config.detection.enter_wh)
+        if offered > config.constraints.reserve_wh:
+            self.counters["chance_offers"] += 1
+            return True
+        return False
 
     def _ask(self, start: int, surplus_wh: int, supply_wh: int, demand_wh: int, *,
              day_ahead: bool = False) -> tuple[int, int | None]:

@@ -220,7 +220,7 @@ def run_stats(swarm: SwarmRun, matched: list[dict] | None = None,
         "discoveries", "offers_published", "offers_updated", "unsettled_trades",
         "unconfirmed_proposals", "retransmissions_answered", "no_reply", "rediscoveries",
         "offers_rejected", "offers_not_stored", "dht_publish_not_stored", "dht_publish_timeout",
-        "dht_store_unanswered", "dht_store_refused")})
+        "dht_store_unanswered", "dht_store_refused", "chance_offers")})
     extra.update({k: v for k, v in sorted(counters.items())   # denials by the sellers' reason
                   if k.startswith("denied_") and not k.startswith("denied_to_peer_")})
     extra.update(fault_stats(swarm))

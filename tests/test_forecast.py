@@ -364,3 +364,20 @@ def test_forecasts_are_finite_and_non_negative_at_night_and_at_cold_start():
                                            DEFAULT_LONGITUDE)[0] == 0:
             assert g == 0
         forecaster.observe(int(starts[i]), float(generation[i]), float(consumption[i]))
+
+
+def test_clear_sky_generation_bounds_the_forecast_and_says_whether_pv_may_generate():
+    starts, generation, consumption = synthetic_house(10)
+    forecaster = fed(starts, generation, consumption)
+    issued = int(starts[-1]) + 900                 # the next day at midnight
+    targets = [issued + 900 * i for i in range(96)]
+    possible = np.array([forecaster.clear_sky_generation(t, issued) for t in targets])
+    forecast, _ = forecaster.predict_many(targets, issued)
+    assert np.all(possible >= forecast)
+    cs = clearsky.clear_sky_energy_wh_m2(targets, 900, DEFAULT_LATITUDE, DEFAULT_LONGITUDE)
+    assert np.all(possible[cs == 0] == 0)         # night
+    noon = int(np.argmax(cs))
+    best_noon = generation[noon::96].max()        # the sunniest of the past days at that time
+    assert possible[noon] >= best_noon > forecast[noon]
+    no_pv = fed(starts, np.zeros(starts.size), consumption)
+    assert all(no_pv.clear_sky_generation(t, issued) == 0 for t in targets)

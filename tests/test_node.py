@@ -80,6 +80,8 @@ def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_pa
             assert buyer.counters["bids_published"] == 1
             assert seller.counters["offers_repriced"] == 1 and seller.counters["market_lookups"] == 1
             assert len(buyer.last_discovery.bids) == 1       # its own, beside the offers
+            # what the buyer's first look saw is its view of the market, should it sell next
+            assert buyer._market_view == (nets[0][0], -nets[1][0])
             assert [o.message.seller for o in buyer.last_discovery.offers] == [seller.public]
             trade = own(seller, BlockType.TRADE)[0].payload
             assert trade.price_micro_per_kwh == price
@@ -349,6 +351,38 @@ def test_a_node_that_opens_an_interval_too_late_trades_nothing_in_it(tmp_path):
             s.clock.now_s = step_times(node.config, START)["open"]
             assert await node.open_interval(START) is not None
             assert node.counters["forecast_refused"] == 1 and node.own_offers() == []
+
+    run(main())
+
+
+@pytest.mark.parametrize("possible_wh, offers", [(600.0, True), (0.0, False)])
+def test_a_node_whose_median_forecast_is_no_surplus_offers_its_chance_of_one(
+        tmp_path, possible_wh, offers):
+    """The seller's median forecast is a deficit of 30 Wh (its load takes its PV) and its
+    forecasts are 60 Wh off on average; the market it saw last wants energy and offers none
+    (the price near retail).  If its PV may generate in the interval, the newsvendor quantity
+    is a surplus worth offering: the buyer buys it and gets what the meter shows (100 Wh).
+    A house whose PV cannot generate then (night, no PV) offers nothing."""
+    class Unsure(PerfectForesight):
+        def predict(self, target_start_s, issued_at_s):
+            return 200, 230
+
+        def clear_sky_generation(self, target_start_s, issued_at_s):
+            return possible_wh
+
+    async def main():
+        async with swarm([[100], [-800]], tmp_path) as s:
+            seller, buyer = s.nodes
+            seller.forecaster = Unsure(seller.meter)
+            seller.error_scale.value, seller._market_view = 60.0, (0, 800)
+            await s.interval(0)
+            assert seller.counters["chance_offers"] == int(offers)
+            trades = own(seller, BlockType.TRADE)
+            assert bool(trades) == offers
+            if offers:
+                agreed = sum(b.payload.energy_wh for b in trades)
+                assert agreed > 100 and buyer.reports[0].bought_wh == 100   # what was metered
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())
 

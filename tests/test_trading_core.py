@@ -22,8 +22,8 @@ from p2pnode.trading.delivery import (
     Allocation, allocate, flat_substeps, imbalance_micro, substep_problem,
 )
 from p2pnode.trading.hedging import (
-    DAY_AHEAD_RATIO, ErrorScale, buyer_quantity_wh, day_ahead_quantity_wh, quantile,
-    seller_quantity_wh,
+    DAY_AHEAD_RATIO, ErrorScale, buyer_quantity_wh, chance_offer_wh, day_ahead_quantity_wh,
+    quantile, seller_quantity_wh,
 )
 from p2pnode.trading.schedule import (
     CLOCK_SKEW_S, DAY_AHEAD_LEAD_S, EMPTY_LOOK_DELAY_S, MAX_DISCOVERIES, REDISCOVERY_DELAYS_S,
@@ -265,6 +265,29 @@ def test_quantities_follow_the_newsvendor_ratio_of_the_prices():
     # no forecast error (ex post: metered): exactly the need
     assert buyer_quantity_wh(300, 0, 90_000, RETAIL, FEED_IN) == 300
     assert seller_quantity_wh(300, 0.0, 290_000, RETAIL, FEED_IN) == 300
+
+
+def test_a_chance_offer_needs_possible_generation_and_a_price_worth_the_risk():
+    scarce, glut = 290_000, 90_000
+    # a median net of -30 Wh (the load takes the PV), errors of 40 Wh: near retail worth
+    # offering the high quantile, whatever the forecast generation, if the PV may generate
+    assert chance_offer_wh(-30, 500.0, 40, scarce, RETAIL, FEED_IN, 2) \
+        == seller_quantity_wh(-30, 40, scarce, RETAIL, FEED_IN) == round(-30 + 40 * math.log(10))
+    assert chance_offer_wh(-30, 0.0, 40, scarce, RETAIL, FEED_IN, 2) == 0    # night, no PV
+    assert chance_offer_wh(-30, 500.0, 40, glut, RETAIL, FEED_IN, 2) == 0    # not worth it
+    assert chance_offer_wh(-30, 500.0, 0, scarce, RETAIL, FEED_IN, 2) == 0   # a certain deficit
+    assert chance_offer_wh(-91, 500.0, 40, scarce, RETAIL, FEED_IN, 2) == 0  # 1 Wh < the threshold
+
+
+def test_a_new_buyer_may_take_its_share_of_what_the_offer_puts_up():
+    book = SellerBook(new_buyer_share=0.5)
+    offer = book.open(START, -20, 200, 280_000, gate_s=START)   # a chance offer: median < 0
+    offer.record = Record(b"o" * 16)
+    first = request(energy=500, price=280_000)
+    assert decide(book, first) == 100                 # half of the 200 Wh offered
+    book.granted(first, 100, now_ms=0)
+    assert decide(book, request(energy=500, price=280_000)) == "sold_out"   # its share is held
+    assert decide(book, request(sender=OTHER, energy=500, price=280_000)) == 100
 
 
 def test_the_error_scale_is_a_mean_then_exponentially_weighted():

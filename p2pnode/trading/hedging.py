@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DAY_AHEAD_RATIO", "buyer_quantity_wh", "day_ahead_quantity_wh", "seller_quantity_wh",
-           "quantile", "ErrorScale"]
+__all__ = ["DAY_AHEAD_RATIO", "buyer_quantity_wh", "chance_offer_wh", "day_ahead_quantity_wh",
+           "seller_quantity_wh", "quantile", "ErrorScale"]
 
 MAX_TAIL = 0.45   # |ratio - 0.5| at most: no infinite quantities from a degenerate price
 DAY_AHEAD_RATIO = 0.25   # the day-ahead position: a low quantile (see the module doc)
@@ -57,6 +57,31 @@ def seller_quantity_wh(surplus_wh: int, error_scale_wh: float, price: int, retai
     """What a seller with forecast surplus ``surplus_wh`` should offer at ``price``."""
     ratio = _ratio(max(0, price - feed_in), max(0, retail - price))
     return max(0, int(round(quantile(surplus_wh, error_scale_wh, ratio))))
+
+
+def chance_offer_wh(net_wh: int, possible_generation_wh: float, error_scale_wh: float,
+                    price: int, retail: int, feed_in: int, enter_wh: int) -> int:
+    """What a node whose *median* forecast net ``net_wh`` is below the surplus threshold should
+    still offer at ``price``: the seller's newsvendor quantity of that forecast when it reaches
+    ``enter_wh``, else 0.
+
+    The surplus threshold (FR-01, :mod:`p2pnode.balance`) judges the median forecast; the
+    newsvendor rule judges the whole forecast distribution at the price.  When supply is scarce
+    (price near retail) an unsold surplus is exported at feed-in while one sold and not delivered
+    costs the seller only ``retail - price`` (its buyer the grid covers), so the quantity is a
+    high quantile: a house whose median says "the load takes all my PV" but whose PV may well
+    exceed its load (a dip in the load, the morning ramp) has a good chance of a surplus worth
+    offering.  The same rule for a buyer gives the mirror image (its quantity of the need is
+    ``-quantile`` at the same ratio): at a price where this returns a quantity, the node's
+    forecast need is not worth buying.  A chance of surplus needs generation: a house that cannot
+    generate in the interval (``possible_generation_wh`` 0: night, no PV) offers nothing however
+    uncertain its load is.  It is the *possible* generation, not the forecast, that decides: a
+    forecast of no generation with the sun up is a median, not a certainty.
+    """
+    if possible_generation_wh <= 0:
+        return 0
+    offered = seller_quantity_wh(net_wh, error_scale_wh, price, retail, feed_in)
+    return offered if offered >= enter_wh else 0
 
 
 def day_ahead_quantity_wh(forecast_wh: int, error_scale_wh: float) -> int:

@@ -56,6 +56,12 @@ class Offer:
     requested_wh: int = 0
     closed: bool = False
 
+    @property
+    def offered_wh(self) -> int:
+        """What the offer puts up: still available plus what buyers hold (not released)."""
+        return self.available_wh + sum(wh for tid, wh in self.proposed.items()
+                                       if tid not in self.released)
+
     def open_proposals(self, buyer: bytes) -> int:
         return sum(1 for tid, who in self.buyer_of.items()
                    if who == buyer and tid not in self.confirmed and tid not in self.released)
@@ -158,10 +164,12 @@ class SellerBook:
         return None
 
     def _new_buyer_room(self, offer: Offer, buyer: bytes) -> int:
-        """What a key we never traded with may still take of this offer."""
+        """What a key we never traded with may still take of this offer: its share of what
+        the offer puts up (not of the median forecast surplus: an offer hedged above the median,
+        or a chance offer whose median is no surplus at all, is for sale in full)."""
         held = sum(wh for tid, wh in offer.proposed.items()
                    if offer.buyer_of[tid] == buyer and tid not in offer.released)
-        return max(0, int(offer.surplus_wh * self.new_buyer_share) - held)
+        return max(0, int(offer.offered_wh * self.new_buyer_share) - held)
 
     def granted(self, request: PeerRequest, grant_wh: int, now_ms: int, *,
                 credit_seq: int = 0) -> Offer:
