@@ -367,6 +367,7 @@ class Libp2pHost:
             stream, since = idle.pop()
             if now - since < CLIENT_IDLE_S:
                 return stream
+            self.counters["libp2p_idle_expired"] += 1
             await close(stream)
         return None
 
