@@ -136,15 +136,9 @@ class TradePayload(Message):
         return None
 
 
-@dataclasses.dataclass(frozen=True)
-class SettlementPayload(Message):
-    TYPE = 23
-    trade_id: TradeId
-    seller: PubKey
-    buyer: PubKey
-    agreed_wh: Count
-    delivered_wh: Count
-    price_micro_per_kwh: Count
+class _Settles:
+    """What a settlement of agreed energy means in money: paid for what was delivered, the rest
+    of the escrow refunded; never more delivered than agreed."""
 
     def validate(self):
         if self.delivered_wh > self.agreed_wh:
@@ -161,7 +155,18 @@ class SettlementPayload(Message):
 
 
 @dataclasses.dataclass(frozen=True)
-class DeliveryPayload(Message):
+class SettlementPayload(_Settles, Message):
+    TYPE = 23
+    trade_id: TradeId
+    seller: PubKey
+    buyer: PubKey
+    agreed_wh: Count
+    delivered_wh: Count
+    price_micro_per_kwh: Count
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliveryPayload(_Settles, Message):
     """The seller's measured delivery of one trade (see :mod:`p2pnode.trading.delivery`).
 
     ``duration_ms``: from the seller's trade proposal to the moment the agreed energy had
@@ -179,19 +184,6 @@ class DeliveryPayload(Message):
     price_micro_per_kwh: Count
     duration_ms: Count
     imbalance_micro: Count
-
-    def validate(self):
-        if self.delivered_wh > self.agreed_wh:
-            return f"delivered_wh {self.delivered_wh} exceeds agreed_wh {self.agreed_wh}"
-        return None
-
-    @property
-    def paid_micro(self) -> int:
-        return cost_micro(self.delivered_wh, self.price_micro_per_kwh)
-
-    @property
-    def refund_micro(self) -> int:
-        return cost_micro(self.agreed_wh, self.price_micro_per_kwh) - self.paid_micro
 
 
 @dataclasses.dataclass(frozen=True)
