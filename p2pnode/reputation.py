@@ -52,9 +52,21 @@ OVERDUE_WEIGHT = 0.5    # an overdue trade counts as half undelivered (its buyer
                         # have confirmed it: then the seller had nothing to settle)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Tally:
+    """What a seller's counted settlements add up to (see :meth:`Reputation._tally`)."""
+
+    agreed_wh: float        # co-signed agreed, plus the shortfalls it admits in its own word
+    delivered_wh: float     # co-signed delivered
+    cosigned: int
+    mean_duration_s: float  # NaN without settlements
+    volume_wh: int          # co-signed delivered, each counterparty capped
+
+
 @dataclasses.dataclass
 class SellerView:
     settlements: dict[bytes, Settlement] = dataclasses.field(default_factory=dict)
+    tally: _Tally | None = None           # of ``settlements``; None when they have changed
     overdue: dict[bytes, int] = dataclasses.field(default_factory=dict)  # trade id -> Wh
     trades: int = 0                       # our own trades with it (this run)
     cursor: RecordCursor | None = None
@@ -96,6 +108,7 @@ class Reputation:
         held = view.settlements.get(settlement.trade_id)
         if held is None or (settlement.cosigned and not held.cosigned):
             view.settlements[settlement.trade_id] = settlement
+            view.tally = None
         view.overdue.pop(settlement.trade_id, None)
         if not view.first_time_ms or settlement.time_ms < view.first_time_ms:
             view.first_time_ms = settlement.time_ms
@@ -103,6 +116,7 @@ class Reputation:
             oldest = sorted(view.settlements.values(), key=lambda s: s.time_ms)
             for s in oldest[:len(view.settlements) - MAX_SETTLEMENTS_PER_SELLER]:
                 del view.settlements[s.trade_id]
+            view.tally = None
 
     def add_verified(self, seller: bytes, cursor: RecordCursor, settlements, overdue,
                      now_s: float) -> None:
@@ -146,34 +160,47 @@ class Reputation:
         view = self.sellers.get(seller)
         return view.checked_at_s if view is not None else -math.inf
 
-    def _counted(self, seller: bytes) -> list[Settlement]:
+    def _tally(self, seller: bytes) -> _Tally | None:
+        """The counted settlements of ``seller`` (each counterparty's most recent
+        :data:`MAX_SETTLEMENTS_PER_COUNTERPARTY`) added up, once per change of its evidence: a
+        ranking asks for every candidate's quality, participation and volume."""
         view = self.sellers.get(seller)
         if view is None:
-            return []
-        by_buyer: dict[bytes, list[Settlement]] = collections.defaultdict(list)
-        for s in view.settlements.values():
-            by_buyer[s.buyer].append(s)
-        out = []
-        for items in by_buyer.values():
-            items.sort(key=lambda s: s.time_ms)
-            out.extend(items[-MAX_SETTLEMENTS_PER_COUNTERPARTY:])
-        return out
+            return None
+        if view.tally is None:
+            by_buyer: dict[bytes, list[Settlement]] = collections.defaultdict(list)
+            for s in view.settlements.values():
+                by_buyer[s.buyer].append(s)
+            agreed = delivered = 0.0
+            cosigned = volume = 0
+            durations = []
+            for items in by_buyer.values():
+                items.sort(key=lambda s: s.time_ms)
+                bought = 0
+                for s in items[-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
+                    durations.append(s.duration_ms / 1000)
+                    if s.cosigned:
+                        agreed += s.agreed_wh
+                        delivered += s.delivered_wh
+                        cosigned += 1
+                        bought += s.delivered_wh
+                    else:   # the seller's own word: only the shortfall it admits counts
+                        agreed += s.agreed_wh - s.delivered_wh
+                volume += min(bought, VOLUME_PER_COUNTERPARTY_WH)
+            view.tally = _Tally(agreed, delivered, cosigned,
+                                sum(durations) / len(durations) if durations else math.nan,
+                                volume)
+        return view.tally
 
     def quality(self, seller: bytes) -> float:
         """Delivered share (0..1) from the evidence; NaN without any."""
-        agreed = delivered = 0.0
-        for s in self._counted(seller):
-            if s.cosigned:
-                agreed += s.agreed_wh
-                delivered += s.delivered_wh
-            else:   # the seller's own word: only the shortfall it admits counts
-                agreed += s.agreed_wh - s.delivered_wh
-        view = self.sellers.get(seller)
-        if view is not None:
-            agreed += OVERDUE_WEIGHT * sum(view.overdue.values())
+        tally = self._tally(seller)
+        if tally is None:
+            return math.nan
+        agreed = tally.agreed_wh + OVERDUE_WEIGHT * sum(self.sellers[seller].overdue.values())
         if agreed <= 0:
             return math.nan
-        return min(1.0, max(0.0, delivered / agreed))
+        return min(1.0, max(0.0, tally.delivered_wh / agreed))
 
     def expected_share(self, seller: bytes) -> float:
         """The share of an agreed trade ``seller`` is expected to deliver: its verified
@@ -185,21 +212,19 @@ class Reputation:
         return quality
 
     def mean_duration_s(self, seller: bytes) -> float:
-        durations = [s.duration_ms / 1000 for s in self._counted(seller)]
-        return sum(durations) / len(durations) if durations else math.nan
+        tally = self._tally(seller)
+        return tally.mean_duration_s if tally is not None else math.nan
 
     def participation(self, seller: bytes) -> int:
         """Co-signed settlements in the verified record (X6)."""
-        return sum(1 for s in self._counted(seller) if s.cosigned)
+        tally = self._tally(seller)
+        return tally.cosigned if tally is not None else 0
 
     def volume_wh(self, seller: bytes) -> int:
         """Co-signed delivered energy, each counterparty's counting at most
         :data:`VOLUME_PER_COUNTERPARTY_WH` (full trust needs several real buyers)."""
-        per_buyer: collections.Counter[bytes] = collections.Counter()
-        for s in self._counted(seller):
-            if s.cosigned:
-                per_buyer[s.buyer] += s.delivered_wh
-        return sum(min(v, VOLUME_PER_COUNTERPARTY_WH) for v in per_buyer.values())
+        tally = self._tally(seller)
+        return tally.volume_wh if tally is not None else 0
 
     def age_s(self, seller: bytes, now_s: float) -> float:
         view = self.sellers.get(seller)

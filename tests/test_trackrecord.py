@@ -248,6 +248,11 @@ def test_reputation_is_multidimensional_and_caps_new_keys_and_sybils():
     again = settlement(1, honest, bytes([1]) * 32, 1000, 1000)
     view.add(again)
     assert view.participation(honest) == 10
+    # new evidence after a look: the figures follow it (they are added up once per change)
+    view.add(settlement(99, honest, b"late-buyer".ljust(32), 1000, 0))
+    assert view.participation(honest) == 11
+    assert view.quality(honest) == pytest.approx(10_000 / 11_000)
+    assert view.volume_wh(honest) == 10 * VOLUME_PER_COUNTERPARTY_WH   # it delivered nothing
 
 
 def test_a_penalised_seller_is_no_candidate_and_loses_its_cursor():
