@@ -1,6 +1,7 @@
 """Swarm benchmark: a simulated day of real nodes at 100, 300 and 1000 meters.
 
     python benchmarks/swarm.py [--quick] [--json PATH] [--meters N ...] [--timeout-s S]
+                               [--modes MODE ...] [--scenario TOML ...]
 
 Each size runs :func:`simulator.swarm.run_swarm` (one real node per house: key, SQLite ledger,
 UDP DHT socket, HTTP peer endpoint, all on loopback) on ``Scenario.default()`` with
@@ -47,6 +48,11 @@ optimum: what ``summary.json`` reports), ``delivered_share`` (delivered / agreed
 ``forecast_skill_next_interval``.  Ahead of delivery the nodes' forecasters first see the 7
 days before (as ``p2pnode simulate`` does).  Without ``--modes`` the scenario's default mode
 runs, keys ``m<N>_...``.
+
+Other days (``--scenario examples/winter.toml examples/spring.toml``): each file runs instead
+of the quickstart, at its own meter count unless ``--meters`` is given (still two processes, no
+pacing), keys prefixed by the scenario's name: ``winter_real_time_m100_forward_match_ratio``.
+``benchmarks/results/modes.json`` is the three days the README's mode table quotes.
 
 One run per size (a day takes minutes to an hour): the numbers are single samples on a shared
 2-core machine.  ``--quick`` (under a minute or two): 100 meters, 8 midday intervals.
@@ -129,15 +135,16 @@ def cpu_s(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_size(meters: int, quick: bool, progress: bool, run_dir: Path, mode: str | None = None
-             ) -> dict:
+def one_size(meters: int, quick: bool, progress: bool, run_dir: Path, mode: str | None = None,
+             scenario_path: Path | None = None) -> dict:
     """Run the swarm once for ``meters`` meters in this process; flat results."""
-    from simulator import Scenario, max_local_match_wh
+    from simulator import Scenario, load_scenario, max_local_match_wh
     from simulator.run import forward_stats, run_profiles, within_deficits
     from simulator.settings import Market
     from simulator.swarm import run_swarm
 
-    scenario = dataclasses.replace(Scenario.default(), meters=meters, processes=PROCESSES,
+    base = load_scenario(scenario_path) if scenario_path else Scenario.default()
+    scenario = dataclasses.replace(base, meters=meters, processes=PROCESSES,
                                    acceleration=ACCELERATION)
     if mode is not None:
         scenario = dataclasses.replace(scenario, market=Market(mode))
@@ -192,13 +199,14 @@ def udp_receive_buffer_errors() -> int:
 # -- the driver: every size in its own process group ------------------------------------------
 
 def run_child(meters: int, quick: bool, progress: bool, timeout_s: float,
-              mode: str | None = None) -> dict:
+              mode: str | None = None, scenario_path: Path | None = None) -> dict:
     """One size in a fresh interpreter (own session: killed as a group on time-out)."""
     started = time.perf_counter()
     (ROOT / "runs").mkdir(exist_ok=True)                  # git-ignored, on the repo's disk
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as run_dir:  # removed even if killed
         command = [sys.executable, __file__, "--one", str(meters), "--run-dir", run_dir] \
-            + ["--quick"] * quick + ["--progress"] * progress + (["--mode", mode] if mode else [])
+            + ["--quick"] * quick + ["--progress"] * progress + (["--mode", mode] if mode else []) \
+            + (["--scenario", str(scenario_path)] if scenario_path else [])
         child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                  start_new_session=True)
         try:
@@ -217,19 +225,33 @@ def run_child(meters: int, quick: bool, progress: bool, timeout_s: float,
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-def run_sizes(sizes: list[int], quick: bool, progress: bool, timeout_s: float,
-              json_path: Path | None, modes: list[str] | None = None) -> dict:
+def run_sizes(sizes: list[int] | None, quick: bool, progress: bool, timeout_s: float,
+              json_path: Path | None, modes: list[str] | None = None,
+              scenarios: list[Path] | None = None) -> dict:
+    """Every scenario (default: the quickstart's) in every mode at every size (default: the
+    scenario file's meters, else :data:`SIZES`), one child process each."""
     results: dict = {"processes": PROCESSES, "acceleration": ACCELERATION}
-    for mode in modes or [None]:
-        prefix = f"{mode}_" if mode else ""
-        for meters in sizes:
-            print(f"[swarm] {meters} meters {mode or ''}...", file=sys.stderr, flush=True)
-            size = run_child(meters, quick, progress, timeout_s, mode)
-            results.update({f"{prefix}m{meters}_{name}": value for name, value in size.items()})
-            if not mode:
-                results.update(scaling(results, sizes[0], meters))
-            emit(results, json_path)   # after every run: a run that dies later keeps the rest
+    for path in scenarios or [None]:
+        named = scenario_sizes(path) if path else None
+        for mode in modes or [None]:
+            prefix = (f"{named[0]}_" if named else "") + (f"{mode}_" if mode else "")
+            counts = sizes or (named[1] if named else list(SIZES))
+            for meters in counts:
+                print(f"[swarm] {prefix}{meters} meters...", file=sys.stderr, flush=True)
+                size = run_child(meters, quick, progress, timeout_s, mode, path)
+                results.update({f"{prefix}m{meters}_{name}": value
+                                for name, value in size.items()})
+                if not mode and not named:
+                    results.update(scaling(results, counts[0], meters))
+                emit(results, json_path)   # after every run: one that dies later keeps these
     return results
+
+
+def scenario_sizes(path: Path) -> tuple[str, list[int]]:
+    """A scenario file's name and its meter count (a bad file: the error naming the field)."""
+    from simulator import load_scenario
+    scenario = load_scenario(path)
+    return scenario.name, [scenario.meters]
 
 
 def scaling(results: dict, base: int, meters: int) -> dict:
@@ -254,19 +276,29 @@ def main() -> int:
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     parser.add_argument("--modes", nargs="+", choices=("ex_post", "real_time", "day_ahead"),
                         help="market modes to compare on the same profiles")
+    parser.add_argument("--scenario", type=Path, nargs="+", metavar="TOML",
+                        help="scenario files to run instead of the quickstart (keys "
+                             "<name>_<mode>_m<N>_...; sizes default to each file's meters)")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)   # the child's entry
     parser.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(args.one, args.quick, args.progress, args.run_dir, args.mode)),
-              flush=True)
+        scenario = args.scenario[0] if args.scenario else None
+        print(json.dumps(one_size(args.one, args.quick, args.progress, args.run_dir, args.mode,
+                                  scenario)), flush=True)
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so a running size is killed too
-    sizes = args.meters or ([100] if args.quick else list(SIZES))
-    if min(sizes) < PROCESSES:
+    sizes = args.meters or ([100] if args.quick else None if args.scenario else list(SIZES))
+    if sizes and min(sizes) < PROCESSES:
         parser.error(f"--meters must be at least {PROCESSES}")
-    run_sizes(sorted(sizes), args.quick, args.progress, args.timeout_s, args.json, args.modes)
+    for path in args.scenario or []:
+        try:
+            scenario_sizes(path)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--scenario {path}: {exc}")
+    run_sizes(sorted(sizes) if sizes else None, args.quick, args.progress, args.timeout_s,
+              args.json, args.modes, args.scenario)
     return 0
 
 
