@@ -52,7 +52,7 @@ runs, keys ``m<N>_...``.
 Other days (``--scenario examples/winter.toml examples/spring.toml``): each file runs instead
 of the quickstart, at its own meter count unless ``--meters`` is given (still two processes, no
 pacing), keys prefixed by the scenario's name: ``winter_real_time_m100_forward_match_ratio``.
-``benchmarks/results/modes.json`` is the three days the README's mode table quotes.
+The three days of issue 12 in both forward modes take about 40 minutes on the 2-core machine.
 
 One run per size (a day takes minutes to an hour): the numbers are single samples on a shared
 2-core machine.  ``--quick`` (under a minute or two): 100 meters, 8 midday intervals.
