@@ -206,7 +206,7 @@ def run_child(meters: int, quick: bool, progress: bool, timeout_s: float,
     with tempfile.TemporaryDirectory(dir=ROOT / "runs") as run_dir:  # removed even if killed
         command = [sys.executable, __file__, "--one", str(meters), "--run-dir", run_dir] \
             + ["--quick"] * quick + ["--progress"] * progress + (["--mode", mode] if mode else []) \
-            + (["--scenario", str(scenario_path)] if scenario_path else [])
+            + (["--scenario", str(Path(scenario_path).resolve())] if scenario_path else [])
         child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                                  start_new_session=True)
         try:
