@@ -140,14 +140,14 @@ def one_size(meters: int, quick: bool, progress: bool, run_dir: Path, mode: str 
     """Run the swarm once for ``meters`` meters in this process; flat results."""
     from simulator import Scenario, load_scenario, max_local_match_wh
     from simulator.run import forward_stats, run_profiles, within_deficits
-    from simulator.settings import Market
     from simulator.swarm import run_swarm
 
     base = load_scenario(scenario_path) if scenario_path else Scenario.default()
     scenario = dataclasses.replace(base, meters=meters, processes=PROCESSES,
                                    acceleration=ACCELERATION)
     if mode is not None:
-        scenario = dataclasses.replace(scenario, market=Market(mode))
+        scenario = dataclasses.replace(scenario,
+                                       market=dataclasses.replace(scenario.market, mode=mode))
     profiles, history = run_profiles(scenario)
     if quick:
         profiles = profiles.window(QUICK_FIRST, QUICK_INTERVALS)

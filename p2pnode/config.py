@@ -27,7 +27,7 @@ them into the ledger's integer µ per kWh.  Layout::
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
                    failsafe_intervals
-    [market]       mode = "real_time" | "day_ahead" | "ex_post", lead_intervals, gate_hour,
+    [market]       mode = "real_time" | "day_ahead" | "ex_post", balancing, lead_intervals, gate_hour,
                    substep_s,
                    latitude, longitude (for the forecasts' clear-sky irradiance)
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
@@ -265,11 +265,15 @@ class MarketConfig:
     also trades the next day's intervals before ``gate_hour`` (local) on day-ahead forecasts,
     the real-time market then trading the difference; ``"ex_post"`` trades ``t`` after it
     ended, on metered energy (the comparison baseline).
+    ``balancing``: ahead of delivery, a balancing round after each interval: what sellers
+    measured and did not sell is offered to the neighbours whose metered need their trades did
+    not cover, before the grid takes the rest (see :mod:`p2pnode.trading.schedule`).
     ``latitude``/``longitude``: the node's place, for the clear-sky irradiance its generation
     forecast uses (default: the shipped weather file's site).
     """
 
     mode: str = "real_time"
+    balancing: bool = True
     lead_intervals: int = 1
     gate_hour: int = 12
     substep_s: int = 60
@@ -279,6 +283,8 @@ class MarketConfig:
     def __post_init__(self):
         if self.mode not in MARKET_MODES:
             _fail("market", "mode", self.mode, f"must be one of {', '.join(MARKET_MODES)}")
+        if not isinstance(self.balancing, bool):
+            _fail("market", "balancing", self.balancing, "must be true or false")
         _number("market", "lead_intervals", self.lead_intervals, 1, 96, integer=True)
         _number("market", "gate_hour", self.gate_hour, 1, 23, integer=True)
         _number("market", "substep_s", self.substep_s, 1, 86400, integer=True)

@@ -13,7 +13,7 @@ the meter, the forecaster and the clock.  Its halves are mixins: the buyer's I/O
 :mod:`p2pnode.node_dayahead`, the peer endpoint in :mod:`p2pnode.node_peer`, track records in
 :mod:`p2pnode.node_record`, readings and forecasts in :mod:`p2pnode.node_meter`.
 
-An interval ``[t, t + interval_s)`` goes through five steps (times per mode in
+An interval ``[t, t + interval_s)`` goes through six steps (times per mode in
 :mod:`p2pnode.trading.schedule`).  In ``real_time`` (the default) it is traded *before* it
 starts, on the node's forecast, and delivered during it:
 
@@ -30,8 +30,12 @@ starts, on the node's forecast, and delivered during it:
             before delivery
 ``settle``  after the interval the seller reads its meter, mints its measured surplus (FR-02),
             allocates what it measured in sub-steps to its trades and has each DELIVERY
-            settlement co-signed by its buyer (delivered energy, duration, imbalance charge)
-``close``   the grid takes the rest (FR-08), recorded as GRID
+            settlement co-signed by its buyer (delivered energy, duration, imbalance charge);
+            it offers what it measured and did not sell
+``rebuy``   the balancing round (``[market] balancing``): a buyer whose metered deficit its
+            trades did not cover buys from those offers, energy already metered
+``close``   the balancing trades are delivered; the grid takes the rest (FR-08), recorded as
+            GRID
 
 ``ex_post`` trades an interval after it ended on the metered energy (every trade is delivered
 in full): the comparison baseline.
@@ -168,6 +172,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         self.book = SellerBook()
         self._buying: dict[int, Buying] = {}
         self._buying_ahead: dict[int, Buying] = {}   # day-ahead needs and purchases
+        self._rebuying: dict[int, Buying] = {}       # the balancing round's metered needs
         self._readings: dict[int, Reading] = {}
         self._forecast_net: dict[int, int] = {}
         self._refreshing: dict[bytes, asyncio.Task] = {}   # offer id -> its republishing
@@ -295,9 +300,11 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
 
     # -- 4. close: the grid takes the rest ----------------------------------------------------
     async def close_interval(self, start_s: int) -> IntervalReport:
+        if self._balancing_round:   # the balancing round's trades: metered, delivered in full
+            await self.settle(start_s)
         reading = self._reading(start_s)
         self._readings.pop(start_s, None)
-        for book in (self.book.offers, self.book.ahead):   # no more republishing
+        for book in (self.book.offers, self.book.ahead, self.book.balancing):   # no republishing
             offer = book.get(start_s)
             task = self._refreshing.pop(offer.record.message.offer_id, None) \
                 if offer is not None and offer.record is not None else None
@@ -305,7 +312,8 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
                 task.cancel()
         offer = self.book.close(start_s)
         purchases = [p for state in (self._buying.pop(start_s, None),
-                                     self._buying_ahead.pop(start_s, None))
+                                     self._buying_ahead.pop(start_s, None),
+                                     self._rebuying.pop(start_s, None))
                      if state is not None for p in state.trades]
         sold = self._sold_wh.pop(start_s, 0)
         if offer is not None and self.config.market.mode == "ex_post":   # no price step there
@@ -393,4 +401,5 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
 
 
 _STEP_METHODS = {"day_open": "open_day", "day_buy": "buy_day", "open": "open_interval",
-                 "price": "price_interval", "buy": "buy", "settle": "settle", "close": "close_interval"}
+                 "price": "price_interval", "buy": "buy", "settle": "settle_interval", "rebuy": "rebuy",
+                 "close": "close_interval"}

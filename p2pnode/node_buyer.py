@@ -44,6 +44,29 @@ class BuyerSide:
         """
         return await self._buy(start_s, self._buying.get(start_s))
 
+    async def rebuy(self, start_s: int) -> int:
+        """The balancing round (step ``rebuy``; :mod:`p2pnode.trading.schedule`): buy what the
+        interval's metered deficit lacks after what its trades delivered (a trade not yet
+        settled counts as agreed) from the surplus sellers measured and did not sell.  That
+        energy is metered: it is bought as it is, without hedging or expecting a shortfall.
+        Returns the energy bought."""
+        config = self.config
+        if not self._balancing_round or not config.constraints.buys \
+                or self.failsafe.health.grid_only:
+            return 0
+        reading = self._reading(start_s)
+        covered = sum(p.delivered_wh if p.settled else p.payload.energy_wh
+                      for state in (self._buying.get(start_s), self._buying_ahead.get(start_s))
+                      if state is not None for p in state.trades)
+        need = -reading.net_wh - covered
+        if need < max(config.detection.enter_wh, 1):
+            return 0
+        state = self._rebuying[start_s] = Buying(need, need, measured=True)
+        self.counters["balancing_needs"] += 1
+        bought = await self._buy(start_s, state)
+        self.counters["balancing_bought_wh"] += bought
+        return bought
+
     async def _bid(self, start_s: int, need_wh: int) -> None:
         """Publish what we forecast to lack for the interval (a signed bid: the demand the
         sellers price the interval from, :meth:`price_interval`)."""
@@ -84,8 +107,9 @@ class BuyerSide:
         if state.discoveries > 1:
             self.counters["rediscoveries"] += 1
         self.last_discovery = discovery
-        if state.discoveries == 1:   # the feeder's supply and demand as seen: the first ask of
-            # this node's next offer, were it to sell (a chance offer judges its price by it)
+        if state.discoveries == 1 and not state.measured:   # the feeder's supply and demand
+            # as seen: the first ask of this node's next offer, were it to sell (a chance offer
+            # judges its price by it)
             self._market_view = (
                 sum(r.message.energy_wh for r in discovery.offers
                     if r.message.interval_start_s == start_s),
@@ -100,16 +124,18 @@ class BuyerSide:
         await self.refresh_records(unseen)
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
         passed_over: list[OfferRecord] = []
-        if self._informed:   # the quality criterion weighs: pass over sellers that under-deliver
+        informed = self._informed and not state.measured   # metered energy arrives in full
+        if informed:   # the quality criterion weighs: pass over sellers that under-deliver
             kept = reliable_records(records, self.history)
             passed_over = [r for r in records if r not in kept]   # while the others can sell
             records = kept
-        if records:   # how much to buy on the forecast, at these prices (trading.hedging)
+        if records and not state.measured:   # how much to buy on the forecast, at these
+            # prices (trading.hedging)
             retail = self.config.tariffs.frame_at((start_s % 86400) / 3600).retail_micro_per_kwh
             state.hedge(buyer_quantity_wh(state.deficit_wh, self.error_scale.value,
                                           min(r.price_micro_per_kwh for r in records), retail,
                                           floor))
-        bought, capped, spread = 0, True, self._informed
+        bought, capped, spread = 0, True, informed
         for _ in range(self.config.timing.max_rounds):
             records = [r for r in records if r.seller not in state.excluded]
             if not records and passed_over:   # the reliable sellers sold out or refused: the
@@ -184,7 +210,7 @@ class BuyerSide:
         sellers can supply the rest."""
         offered = min(record.energy_wh, self._seller_limit_wh(record.seller, state)) \
             if capped else record.energy_wh
-        if self._informed:   # no more than its record says arrives
+        if self._informed and not state.measured:   # no more than its record says arrives
             offered = min(offered, expected_wh(record, self.history))
         want = want_wh(state.remaining_wh, offered, self.config.constraints.max_trade_wh,
                        self.ledger.credit_micro, record.price_micro_per_kwh)

@@ -29,7 +29,7 @@ from p2pnode.offers import (
 )
 from p2pnode.pricing import dynamic_price
 from p2pnode.config import micro
-from p2pnode.trading.schedule import day_gate_s, gate_s
+from p2pnode.trading.schedule import balancing_gate_s, day_gate_s, gate_s
 from p2pnode.trading.hedging import (
     chance_offer_wh, day_ahead_quantity_wh, seller_quantity_wh,
 )
@@ -49,18 +49,20 @@ class SellerSide:
     """Selling: offers, the answers to REQUEST/CONFIRM, and :meth:`settle` (deliveries)."""
 
     # -- publishing --------------------------------------------------------------------------
-    async def _open_selling(self, start: int, surplus_wh: int, *, day_ahead: bool = False
-                            ) -> None:
+    async def _open_selling(self, start: int, surplus_wh: int, *, day_ahead: bool = False,
+                            balancing: bool = False) -> None:
         """Price ``surplus_wh`` of the interval and publish a signed offer for it; in the
-        day-ahead market the offer's gate is the day's (:func:`day_gate_s`)."""
+        day-ahead market the offer's gate is the day's (:func:`day_gate_s`), in the balancing
+        round the round's (:func:`balancing_gate_s`)."""
         config = self.config
         supply, demand = self._market_view
         if demand <= 0:   # no market view yet: ask the middle of the range
             supply = demand = 1
         offered, price = self._ask(start, surplus_wh, supply, demand, day_ahead=day_ahead)
-        gate = day_gate_s(config, start - start % 86400) if day_ahead else gate_s(config, start)
+        gate = day_gate_s(config, start - start % 86400) if day_ahead \
+            else balancing_gate_s(config, start) if balancing else gate_s(config, start)
         offer = self.book.open(start, surplus_wh, offered, price or 0, gate_s=gate,
-                               day_ahead=day_ahead)
+                               day_ahead=day_ahead, balancing=balancing)
         if not config.constraints.sells or price is None or offered <= 0:
             offer.available_wh = 0
             return
@@ -293,6 +295,38 @@ class SellerSide:
         return self._reply(request, Status.DONE)
 
     # -- 3. settle: measure, deliver, have it co-signed ------------------------------------
+    @property
+    def _balancing_round(self) -> bool:
+        """Whether intervals have a balancing round (ahead of delivery, ``[market] balancing``;
+        :mod:`p2pnode.trading.schedule`)."""
+        return self.config.market.balancing and self.config.market.mode != "ex_post"
+
+    async def settle_interval(self, start_s: int) -> int:
+        """The settle step: deliver the interval's trades (:meth:`settle`), then, with a
+        balancing round, offer the surplus measured and left unsold (:meth:`_offer_unsold`)."""
+        agreed = await self.settle(start_s)
+        if self._balancing_round and not self.failsafe.health.grid_only:
+            await self._offer_unsold(start_s)
+        return agreed
+
+    async def _offer_unsold(self, start_s: int) -> None:
+        """Publish an offer of the interval's measured surplus that no trade took (its unsold
+        tokens, less what confirmed trades not yet delivered will take): energy already
+        metered, sold in the balancing round and delivered in full."""
+        config = self.config
+        if not config.constraints.sells:
+            return
+        self._mint(self._reading(start_s))   # its tokens (none without a surplus)
+        trades = self.ledger.state.trades
+        owed = sum(state.payload.energy_wh for state in (trades.get(t) for t in self._undelivered)
+                   if state is not None and not state.settled
+                   and state.payload.interval_start_s == start_s)
+        unsold = self.ledger.tokens_wh(start_s) - owed
+        if unsold < max(config.detection.enter_wh, 1):
+            return
+        await self._open_selling(start_s, unsold, balancing=True)
+        self.counters["balancing_offers"] += 1
+
     async def settle(self, start_s: int | None = None) -> int:
         """Deliver our sold trades (of ``start_s`` and before; all when None); returns how many
         deliveries the buyers agreed to.  Two commits however many trades."""
@@ -331,12 +365,12 @@ class SellerSide:
         for state in due:
             if state.settled:
                 out.append((state, self.ledger.own_block(state.settlement_seq)))
-            else:
-                fresh.setdefault(state.payload.interval_start_s, []).append(state)
+            else:   # sold ahead of delivery, or of metered energy (ex post, balancing round)
+                fresh.setdefault((state.payload.interval_start_s, state.forward), []).append(state)
                 out.append((state, None))
         made = {}
-        for interval, states in fresh.items():
-            made.update(self._measure_and_propose(interval, states))
+        for (interval, forward), states in fresh.items():
+            made.update(self._measure_and_propose(interval, states, forward=forward))
         result = []
         for state, block in out:
             block = block or made.get(state.payload.trade_id)
@@ -346,7 +380,8 @@ class SellerSide:
                 self.counters["delivery_no_mint"] += 1
         return result
 
-    def _measure_and_propose(self, interval: int, states: list) -> dict[bytes, Sealed]:
+    def _measure_and_propose(self, interval: int, states: list, *, forward: bool
+                             ) -> dict[bytes, Sealed]:
         reading = self._reading(interval)
         self._mint(reading, measured_only=True)
         substeps = self._surplus_substeps(interval)
@@ -356,7 +391,7 @@ class SellerSide:
                               interval_s=self.config.interval_s,
                               minted_wh=self.ledger.tokens_wh(interval), retail_micro_per_kwh=retail,
                               credit_micro=self.ledger.credit_micro,
-                              ex_post=not any(s.forward for s in states))
+                              ex_post=not forward)
         made = {}
         for payload in payloads:
             try:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from simulator.errors import SimulatorError
 from simulator.scenario import Scenario
-from simulator.settings import Market
 
 __all__ = ["MODE_COLUMNS", "compare_modes", "format_modes"]
 
-MODE_COLUMNS = ("forward_match_ratio", "delivered_local_kwh", "perfect_foresight_match_kwh",
-                "delivered_share", "shortfall_kwh", "imbalance_cost", "trade_duration_s_p50",
+MODE_COLUMNS = ("forward_match_ratio", "ahead_match_ratio", "balancing_kwh",
+                "delivered_local_kwh", "perfect_foresight_match_kwh", "delivered_share",
+                "shortfall_kwh", "imbalance_cost", "trade_duration_s_p50",
                 "forecast_skill_next_interval")
 
 
@@ -35,7 +35,8 @@ def compare_modes(scenario: Scenario, modes: Sequence[str], out_dir: Path, *,
     rows = {}
     for mode in modes:
         log(f"[{mode}] trading {scenario.meters} meters ...")
-        summary = simulate(dataclasses.replace(scenario, market=Market(mode)),
+        summary = simulate(dataclasses.replace(
+            scenario, market=dataclasses.replace(scenario.market, mode=mode)),
                            Path(out_dir) / mode, mechanisms=(), progress=progress, plots=True)
         extra = summary["extra"]
         rows[mode] = {**{c: extra.get(c) for c in MODE_COLUMNS}, "trades": summary["trades"],

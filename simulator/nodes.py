@@ -67,7 +67,7 @@ def node_config(scenario: Scenario, house: int, run_dir: Path) -> NodeConfig:
                                                               scenario.interval_s / 3),
                                    buy_delay_s=min(SWARM_TIMING.buy_delay_s,
                                                    scenario.interval_s / 30)),
-        market=MarketConfig(mode=scenario.market.mode),
+        market=MarketConfig(mode=scenario.market.mode, balancing=scenario.market.balancing),
         credit=CreditConfig(trusted_issuers=(issuer_key(scenario.seed).public.hex(),)))
 
 

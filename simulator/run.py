@@ -104,16 +104,23 @@ def forward_stats(swarm: SwarmRun, matched: list[dict], optimum_wh: float) -> di
 
     ``matched``: the trades as :func:`within_deficits` counts them (delivered energy that met a
     buyer's real deficit): ``delivered_local_kwh`` and ``forward_match_ratio`` use it;
-    ``delivered_share`` is over everything the sellers' meters delivered."""
+    ``delivered_share`` is over everything the sellers' meters delivered.  Ahead of delivery,
+    ``balancing_kwh`` is the part of ``delivered_local_kwh`` the balancing round traded (agreed
+    once the interval was metered) and ``ahead_match_ratio`` the forward market's own share of
+    the optimum, without it."""
     rows = swarm.trades
     agreed = sum(r["energy_wh"] for r in rows)
     delivered = sum(r["delivered_wh"] for r in rows)
     local = sum(r["delivered_wh"] for r in matched)
+    balancing = 0 if swarm.forecast_wh is None else \
+        sum(r["delivered_wh"] for r in matched if r.get("after_delivery"))
     durations = sorted(r.get("duration_s", 0.0) for r in rows)
     stats = {
         "delivered_local_kwh": round(local / 1000, 3),
         "perfect_foresight_match_kwh": round(optimum_wh / 1000, 3),
         "forward_match_ratio": round(local / optimum_wh, 4) if optimum_wh else 1.0,
+        "balancing_kwh": round(balancing / 1000, 3),
+        "ahead_match_ratio": round((local - balancing) / optimum_wh, 4) if optimum_wh else 1.0,
         "delivered_share": round(delivered / agreed, 4) if agreed else 1.0,
         "shortfall_kwh": round((agreed - delivered) / 1000, 3),
         "imbalance_cost": round(sum(r.get("imbalance_micro", 0) for r in rows) / 1e6, 4),

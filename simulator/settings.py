@@ -80,15 +80,21 @@ class Selection:
 @dataclass(frozen=True)
 class Market:
     """``[market]``: when intervals are traded: ``real_time`` (ahead of delivery, on the nodes'
-    forecasts, delivery measured in one-minute sub-steps) or ``ex_post`` (after the interval,
-    on metered energy: the comparison baseline)."""
+    forecasts, delivery measured in one-minute sub-steps), ``day_ahead`` (also a day-ahead
+    market before the real-time one) or ``ex_post`` (after the interval, on metered energy: the
+    comparison baseline); ``balancing``: ahead of delivery, a balancing round after each
+    interval sells what sellers measured and did not sell to the neighbours still short
+    (:mod:`p2pnode.trading.schedule`)."""
 
     mode: str = "real_time"
+    balancing: bool = True
 
     def __post_init__(self):
         from p2pnode.config import MARKET_MODES
         check = Checker("market")
         check.choice("mode", self.mode, MARKET_MODES)
+        if not isinstance(self.balancing, bool):
+            check.fail("balancing", self.balancing, "must be true or false")
         check.done()
 
 

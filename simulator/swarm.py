@@ -464,12 +464,13 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
     """The co-signed, settled trades that ``buyer`` bought, read from its ledger, one row each:
     its agreements to its sellers' DELIVERY settlements (and, in ledgers of the ex-post market
     before them, its own settlement proposals the seller countersigned)."""
-    rows, intervals = [], {}
+    rows, intervals, agreed_ms = [], {}, {}
     try:
         for raw in store.chain(buyer):
             body = open_envelope(raw, BlockBody)[0].message
             if body.type is BlockType.TRADE:
                 intervals[body.payload.trade_id] = body.payload.interval_start_s
+                agreed_ms[body.payload.trade_id] = body.time_ms
             if body.type is not BlockType.SETTLEMENT or body.payload.buyer != buyer:
                 continue
             settlement = body.payload
@@ -478,8 +479,9 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
                     for r in store.linked_to(buyer, body.seq)):
                 continue  # the seller never agreed: not settled (yet)
             trade = memory.get(settlement.trade_id)
+            start = intervals[settlement.trade_id]
             rows.append({
-                "interval": (intervals[settlement.trade_id] - spec.start_s) // spec.scenario.interval_s,
+                "interval": (start - spec.start_s) // spec.scenario.interval_s,
                 "seller": house_of.get(settlement.seller, -1), "buyer": house_of[buyer],
                 "energy_wh": settlement.agreed_wh, "delivered_wh": settlement.delivered_wh,
                 "price_per_kwh": settlement.price_micro_per_kwh / 1e6,
@@ -488,6 +490,9 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
                 "trade_id": settlement.trade_id.hex(),
                 "duration_s": getattr(settlement, "duration_ms", 0) / 1000,
                 "imbalance_micro": getattr(settlement, "imbalance_micro", 0),
+                # agreed once the interval was metered: ex post, or in the balancing round
+                "after_delivery": agreed_ms[settlement.trade_id]
+                >= (start + spec.scenario.interval_s) * 1000,
             })
     finally:
         store.close()

@@ -72,9 +72,10 @@ def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
 def test_the_price_follows_the_feeders_supply_and_demand_for_the_interval(tmp_path, nets, price):
     """The buyer publishes its forecast need as a bid; at the price step the seller reads the
     interval's offers and bids and prices from their ratio (the SDR pool price, between the
-    feed-in 0.08 and retail 0.30 tariffs); the trade is agreed at that price."""
+    feed-in 0.08 and retail 0.30 tariffs); the trade is agreed at that price.  (No balancing
+    round: its discovery would be the buyer's last.)"""
     async def main():
-        async with swarm(nets, tmp_path) as s:
+        async with swarm(nets, tmp_path, market=MarketConfig(balancing=False)) as s:
             await s.interval(0)
             seller, buyer = s.nodes
             assert buyer.counters["bids_published"] == 1
@@ -362,7 +363,8 @@ def test_a_node_whose_median_forecast_is_no_surplus_offers_its_chance_of_one(
     forecasts are 60 Wh off on average; the market it saw last wants energy and offers none
     (the price near retail).  If its PV may generate in the interval, the newsvendor quantity
     is a surplus worth offering: the buyer buys it and gets what the meter shows (100 Wh).
-    A house whose PV cannot generate then (night, no PV) offers nothing."""
+    A house whose PV cannot generate then (night, no PV) offers nothing ahead; the 100 Wh its
+    meter then shows are sold in the balancing round instead, delivered in full."""
     class Unsure(PerfectForesight):
         def predict(self, target_start_s, issued_at_s):
             return 200, 230
@@ -378,10 +380,14 @@ def test_a_node_whose_median_forecast_is_no_surplus_offers_its_chance_of_one(
             await s.interval(0)
             assert seller.counters["chance_offers"] == int(offers)
             trades = own(seller, BlockType.TRADE)
-            assert bool(trades) == offers
+            ahead = [b for b in trades if seller.ledger.state.trades[b.payload.trade_id].forward]
+            assert bool(ahead) == offers
+            assert seller.counters["balancing_offers"] == int(not offers)
+            assert buyer.reports[0].bought_wh == 100   # what was metered, either way
             if offers:
-                agreed = sum(b.payload.energy_wh for b in trades)
-                assert agreed > 100 and buyer.reports[0].bought_wh == 100   # what was metered
+                assert sum(b.payload.energy_wh for b in trades) > 100
+            else:   # metered, so agreed and delivered alike
+                assert [b.payload.energy_wh for b in trades] == [100]
             assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
 
     run(main())

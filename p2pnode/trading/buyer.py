@@ -40,7 +40,8 @@ class Purchase:
 
 @dataclasses.dataclass
 class Buying:
-    """One interval's need (forecast in real time, metered ex post) and what was bought."""
+    """One interval's need (forecast in real time, metered ex post and in the balancing round)
+    and what was bought."""
 
     deficit_wh: int
     remaining_wh: int
@@ -51,6 +52,7 @@ class Buying:
     found_offers: bool = False   # whether any discovery found an offer for the interval
     found_new: bool = True   # whether the last discovery found energy no earlier one offered
     offered_wh: dict[bytes, int] = dataclasses.field(default_factory=dict)  # most seen, by seller
+    measured: bool = False   # the balancing round's need: metered, bought as it is
 
     def found(self, offers) -> None:
         """Note what a discovery found (offer records of the interval): ``found_new`` says

@@ -10,11 +10,23 @@ price         --                           open + ``buy_delay_s / 2``: sellers p
                                            feeder's supply/demand ratio (SDR pool price)
 buy           open + ``buy_delay_s``       open + ``buy_delay_s``
 gate          ``end + window_s``           ``start``: no REQUEST accepted after it
-settle        ``end + window_s``           ``end + buy_delay_s``: delivery measured, pushed
-close         ``end + (window_s+I)/2``     ``end + window_s``: the grid takes the rest
+settle        ``end + window_s``           ``end + buy_delay_s``: delivery measured, pushed;
+                                           the measured surplus left unsold is offered
+rebuy         --                           settle + ``min(CLOCK_SKEW_S + buy_delay_s,
+                                           (close - settle) / 3)``: the balancing round
+close         ``end + (window_s+I)/2``     ``end + window_s``: balancing trades delivered,
+                                           the grid takes the rest
 ============  ==========================  ===========================================
 
 In real time the intervals overlap: interval ``t + 1`` opens while ``t`` is being delivered.
+
+The balancing round (``[market] balancing``, ahead of delivery only) trades what the forward
+market left over once the interval is metered: at ``settle`` a seller offers the surplus it
+measured and did not sell (its unsold tokens), at ``rebuy`` a buyer buys what its metered
+deficit lacks after its trades' deliveries, until the round's gate
+(:func:`balancing_gate_s`, half-way from ``rebuy`` to ``close``); these trades are of energy
+already metered, so each is delivered in full at ``close``.  The round starts
+:data:`CLOCK_SKEW_S` after the sellers offer, so a buyer whose clock is ahead still finds them.
 
 ``day_ahead`` adds a daily market before the real-time one: at ``gate_hour`` of day ``D - 1``
 minus :data:`DAY_AHEAD_LEAD_S` every node publishes offers for the surplus it forecasts for each
@@ -39,11 +51,11 @@ as it was, and the next look would find the same.
 from __future__ import annotations
 
 __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "settles_by",
-           "step_times", "gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
+           "step_times", "gate_s", "balancing_gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
            "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S",
            "SKEW_LOOKS"]
 
-STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "close")
+STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "rebuy", "close")
 DAY_S = 86400
 DAY_AHEAD_LEAD_S = 1800   # the day-ahead market opens this long before its gate
 CLOCK_SKEW_S = 30                       # the skew between nodes' clocks the steps tolerate
@@ -64,9 +76,12 @@ def step_times(config, start_s: int) -> dict[str, float]:
         return {"open": end, "buy": end + timing.buy_delay_s, "settle": end + timing.window_s,
                 "close": end + (timing.window_s + interval) / 2}
     opens = start_s - config.market.lead_intervals * interval
-    return {"open": opens, "price": opens + timing.buy_delay_s / 2,
-            "buy": opens + timing.buy_delay_s,
-            "settle": end + timing.buy_delay_s, "close": end + timing.window_s}
+    settle, close = end + timing.buy_delay_s, end + timing.window_s
+    times = {"open": opens, "price": opens + timing.buy_delay_s / 2,
+             "buy": opens + timing.buy_delay_s, "settle": settle, "close": close}
+    if config.market.balancing:
+        times["rebuy"] = settle + min(CLOCK_SKEW_S + timing.buy_delay_s, (close - settle) / 3)
+    return times
 
 
 def settles_by(config, step: str, start_s: int, until_s: float) -> bool:
@@ -89,6 +104,13 @@ def gate_s(config, start_s: int) -> float:
     if config.market.mode == "ex_post":
         return start_s + config.interval_s + config.timing.window_s
     return float(start_s)
+
+
+def balancing_gate_s(config, start_s: int) -> float:
+    """The last node time at which a seller accepts a REQUEST of the interval's balancing round:
+    half-way from ``rebuy`` to ``close`` (its trades are delivered at ``close``)."""
+    times = step_times(config, start_s)
+    return (times["rebuy"] + times["close"]) / 2
 
 
 def rediscover_at(config, start_s: int, discoveries: int, now_s: float, *,

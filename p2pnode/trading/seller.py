@@ -74,13 +74,23 @@ class SellerBook:
         self.new_buyer_share = new_buyer_share
         self.offers: dict[int, Offer] = {}      # the real-time (or ex-post) offer of an interval
         self.ahead: dict[int, Offer] = {}       # the day-ahead offer of an interval
+        self.balancing: dict[int, Offer] = {}   # the balancing round's offer (metered, unsold)
         self.known_buyers: set[bytes] = set()   # keys with a confirmed trade with us
 
     def open(self, interval_start_s: int, surplus_wh: int, offered_wh: int, price: int, *,
-             gate_s: float, day_ahead: bool = False) -> Offer:
+             gate_s: float, day_ahead: bool = False, balancing: bool = False) -> Offer:
         offer = Offer(interval_start_s, surplus_wh, max(0, offered_wh), price, gate_s)
-        (self.ahead if day_ahead else self.offers)[interval_start_s] = offer
+        book = self.ahead if day_ahead else self.balancing if balancing else self.offers
+        book[interval_start_s] = offer
         return offer
+
+    def _of(self, interval_start_s: int) -> list[Offer]:
+        """The interval's open offers: real-time (or ex-post), day-ahead, balancing."""
+        return [offer for book in (self.offers, self.ahead, self.balancing)
+                if (offer := book.get(interval_start_s)) is not None]
+
+    def _all(self) -> list[Offer]:
+        return [*self.offers.values(), *self.ahead.values(), *self.balancing.values()]
 
     def reprice(self, interval_start_s: int, offered_wh: int, price: int) -> Offer | None:
         """The real-time offer of the interval at a new price and quantity (before buyers
@@ -94,13 +104,9 @@ class SellerBook:
         return offer
 
     def find(self, interval_start_s: int, offer_id: bytes) -> Offer | None:
-        """The offer of that interval a REQUEST names (real-time or day-ahead)."""
-        for book in (self.offers, self.ahead):
-            offer = book.get(interval_start_s)
-            if offer is not None and offer.record is not None \
-                    and offer.record.message.offer_id == offer_id:
-                return offer
-        return None
+        """The offer of that interval a REQUEST names (real-time, day-ahead or balancing)."""
+        return next((offer for offer in self._of(interval_start_s) if offer.record is not None
+                     and offer.record.message.offer_id == offer_id), None)
 
     def sold_ahead_wh(self, interval_start_s: int) -> int:
         """Energy of the interval sold (confirmed) in the day-ahead market: the position."""
@@ -149,7 +155,7 @@ class SellerBook:
     def reserved_micro(self, buyer: bytes) -> int:
         """The cost of ``buyer``'s proposals in our open offers it has not confirmed yet."""
         return sum(offer.cost_micro.get(tid, 0)
-                   for offer in (*self.offers.values(), *self.ahead.values())
+                   for offer in self._all()
                    for tid, who in offer.buyer_of.items()
                    if who == buyer and tid not in offer.confirmed and tid not in offer.released)
 
@@ -158,8 +164,8 @@ class SellerBook:
         """Why the buyer's agreement (at ``agreement_seq`` of its chain) cannot be accepted:
         it comes before the deposit it showed as credit (its chain spends before it was paid
         in); None when it can (or the proposal is no longer in an open offer)."""
-        for offer in (self.offers.get(interval_start_s), self.ahead.get(interval_start_s)):
-            if offer is not None and agreement_seq <= offer.credit_seq.get(trade_id, 0):
+        for offer in self._of(interval_start_s):
+            if agreement_seq <= offer.credit_seq.get(trade_id, 0):
                 return "agreement_before_credit"
         return None
 
@@ -189,9 +195,7 @@ class SellerBook:
         """The buyer's agreement is stored; True when it is late: no open offer holds the trade
         (the interval closed, or the proposal is from before a restart)."""
         self.known_buyers.add(buyer)
-        offer = next((o for o in (self.offers.get(interval_start_s),
-                                  self.ahead.get(interval_start_s))
-                      if o is not None and trade_id in o.proposed), None)
+        offer = next((o for o in self._of(interval_start_s) if trade_id in o.proposed), None)
         if offer is None or trade_id in offer.confirmed:
             return offer is None
         offer.confirmed[trade_id] = energy_wh
@@ -203,7 +207,7 @@ class SellerBook:
     def expire(self, now_ms: int) -> int:
         """Give back the energy of proposals unconfirmed for RESERVATION_MS; returns how many."""
         count = 0
-        for offer in (*self.offers.values(), *self.ahead.values()):
+        for offer in self._all():
             for tid, at in offer.proposed_at_ms.items():
                 if tid in offer.confirmed or tid in offer.released or now_ms - at < RESERVATION_MS:
                     continue
@@ -214,9 +218,10 @@ class SellerBook:
 
     def close(self, interval_start_s: int) -> Offer | None:
         """Forget the interval's offers; returns its real-time one."""
-        ahead = self.ahead.pop(interval_start_s, None)
-        if ahead is not None:
-            ahead.closed = True
+        for book in (self.ahead, self.balancing):
+            other = book.pop(interval_start_s, None)
+            if other is not None:
+                other.closed = True
         offer = self.offers.pop(interval_start_s, None)
         if offer is not None:
             offer.closed = True
