@@ -23,19 +23,17 @@ starts, on the node's forecast, and delivered during it:
 ``price``   a seller reads the interval's offers and bids and prices its offer from the
             feeder's supply/demand ratio (FR-07, the SDR pool price; ex post: from what it saw
             the interval before), offering the newsvendor quantity of its forecast at that price
-``buy``     on deficit: a parallel discovery (FR-13; again a little later while the need is
-            not covered, up to the gate: :func:`~p2pnode.trading.schedule.rediscover_at`),
-            ranking over the six criteria with the
-            predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade is co-signed
-            before delivery
+``buy``     on deficit: a parallel discovery (FR-13; again while the need is not covered,
+            :func:`~p2pnode.trading.schedule.rediscover_at`), ranking over the six criteria
+            with the predictors (FR-04/05), negotiation in plan order (SRS 3.2.7); the trade
+            is co-signed before delivery
 ``settle``  after the interval the seller reads its meter, mints its measured surplus (FR-02),
             allocates what it measured in sub-steps to its trades and has each DELIVERY
             settlement co-signed by its buyer (delivered energy, duration, imbalance charge);
             it offers what it measured and did not sell
 ``rebuy``   the balancing round (``[market] balancing``): a buyer whose metered deficit its
             trades did not cover buys from those offers, energy already metered
-``close``   the balancing trades are delivered; the grid takes the rest (FR-08), recorded as
-            GRID
+``close``   balancing trades delivered; the grid takes the rest (FR-08), recorded as GRID
 
 ``ex_post`` trades an interval after it ended on the metered energy (every trade is delivered
 in full): the comparison baseline.
@@ -55,11 +53,8 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from ledger import (
-    SYNC_MODES, CreditVoucher, GridPayload, Ledger, LedgerError, LedgerStore, Sealed, unseal,
-)
+from ledger import SYNC_MODES, GridPayload, Ledger, LedgerError, LedgerStore
 from p2pnode.balance import Balance, next_balance
 from p2pnode.config import NodeConfig
 from p2pnode.dht.faults import FaultPlan
@@ -67,7 +62,6 @@ from p2pnode.dht.server import DHTSettings, OfferDHT
 from p2pnode.dht.tasks import TaskRegistry
 from p2pnode.errors import ConfigError, NodeError
 from p2pnode.failsafe import FailSafe
-from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
 from p2pnode.identity import load_node_key
 from p2pnode.liveness import observe_interval
 from p2pnode.minting import ledger_rules
@@ -258,27 +252,6 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    # -- credit ------------------------------------------------------------------------------
-    def deposit(self, voucher: Sealed[CreditVoucher]) -> None:
-        """Pay in credit from a voucher (idempotent: a voucher is deposited once)."""
-        if voucher.message.voucher_id in self.ledger.state.vouchers:
-            return
-        block = self.ledger.deposit(voucher, self._now_ms())
-        self._deposits.append((voucher.message.amount_micro, block.raw))
-
-    def deposit_file(self, path: Path) -> None:
-        try:
-            voucher = unseal(read_bounded(Path(path), VOUCHER_MAX_BYTES, "voucher"), CreditVoucher)
-        except OSError as exc:
-            raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
-        except LedgerError as exc:
-            raise ConfigError(f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
-        trusted = self.config.credit.issuer_keys()
-        if trusted is not None and voucher.message.issuer not in trusted:
-            raise ConfigError(f"[credit] vouchers: {path}: issuer {voucher.message.issuer.hex()} "
-                              f"is not in [credit] trusted_issuers")
-        self.deposit(voucher)
-
     # -- 1. open: forecast (or read), detect, price, publish -------------------------------
     async def open_interval(self, start_s: int) -> Balance:
         if self._unconfirmed:   # agreements a seller may not hold: send them again
@@ -401,5 +374,5 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
 
 
 _STEP_METHODS = {"day_open": "open_day", "day_buy": "buy_day", "open": "open_interval",
-                 "price": "price_interval", "buy": "buy", "settle": "settle_interval", "rebuy": "rebuy",
-                 "close": "close_interval"}
+                 "price": "price_interval", "buy": "buy", "settle": "settle_interval",
+                 "rebuy": "rebuy", "close": "close_interval"}

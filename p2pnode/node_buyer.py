@@ -1,4 +1,4 @@
-"""The buyer's half of the node shell: discover, rank, negotiate; agree to deliveries.
+"""The buyer's half of the node shell: credit, discover, rank, negotiate; agree to deliveries.
 
 The decisions are in :mod:`p2pnode.trading.buyer` and :mod:`p2pnode.trading.settlement`; this
 mixin of :class:`p2pnode.node.Node` does their I/O (DHT, peer messages, ledger).
@@ -12,8 +12,12 @@ import math
 import os
 import time
 
-from ledger import BlockRejected, LedgerError, Sealed, seal
+from pathlib import Path
+
+from ledger import BlockRejected, CreditVoucher, LedgerError, Sealed, seal, unseal
 from p2pnode.config import micro
+from p2pnode.errors import ConfigError
+from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
 from p2pnode.negotiation import Kind, PeerReply, PeerRequest, Status, check_proposal, check_reply
 from p2pnode.offers import BidRecord, OfferRecord, OfferRejected, query_keys
 from p2pnode.ranking import (MarketContext, best_offer_per_seller, candidates_from_offers,
@@ -31,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 class BuyerSide:
-    """Buying: :meth:`buy` (step 2 of an interval) and the answer to a seller's DELIVER."""
+    """Buying: credit (:meth:`deposit`), :meth:`buy` (step 2 of an interval), :meth:`rebuy`
+    (the balancing round) and the answer to a seller's DELIVER."""
 
     async def buy(self, start_s: int) -> int:
         """Buy what this interval lacks; returns the energy bought now (Wh).
@@ -293,6 +298,26 @@ class BuyerSide:
         """What ``seller`` may still supply of this interval's need (its reputation's share)."""
         cap = math.ceil(self.history.share_cap(seller) * state.deficit_wh)
         return cap - sum(p.payload.energy_wh for p in state.trades if p.payload.seller == seller)
+
+    def deposit(self, voucher: Sealed[CreditVoucher]) -> None:
+        """Pay in credit from a voucher (idempotent: a voucher is deposited once)."""
+        if voucher.message.voucher_id in self.ledger.state.vouchers:
+            return
+        block = self.ledger.deposit(voucher, self._now_ms())
+        self._deposits.append((voucher.message.amount_micro, block.raw))
+
+    def deposit_file(self, path: Path) -> None:
+        try:
+            voucher = unseal(read_bounded(Path(path), VOUCHER_MAX_BYTES, "voucher"), CreditVoucher)
+        except OSError as exc:
+            raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
+        except LedgerError as exc:
+            raise ConfigError(f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
+        trusted = self.config.credit.issuer_keys()
+        if trusted is not None and voucher.message.issuer not in trusted:
+            raise ConfigError(f"[credit] vouchers: {path}: issuer {voucher.message.issuer.hex()} "
+                              f"is not in [credit] trusted_issuers")
+        self.deposit(voucher)
 
     def credit_evidence(self) -> tuple[bytes, ...]:
         """Our DEPOSIT blocks with the largest vouchers: the credit a REQUEST shows a seller

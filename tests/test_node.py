@@ -393,6 +393,78 @@ def test_a_node_whose_median_forecast_is_no_surplus_offers_its_chance_of_one(
     run(main())
 
 
+class Blind(PerfectForesight):
+    """Forecasts a balanced interval whatever the meter will show."""
+
+    def predict(self, target_start_s, issued_at_s):
+        return 0, 0
+
+    def clear_sky_generation(self, target_start_s, issued_at_s):
+        return 0.0
+
+
+@pytest.mark.parametrize("balancing", [True, False])
+def test_the_balancing_round_sells_metered_surplus_to_a_buyer_its_forecast_missed(
+        tmp_path, balancing):
+    """The buyer forecast a balanced interval, so it bought nothing ahead; its meter then shows
+    a 300 Wh deficit, and nobody bought the seller's 500 Wh.  In the balancing round the seller
+    offers what it measured and did not sell and the buyer buys its metered need: a trade of
+    energy already metered (spent from the seller's tokens when agreed, not on delivery),
+    delivered in full at close, counted once; the grid takes only the rest.  Without the round
+    the buyer imports the 300 Wh and the seller exports its 500 Wh."""
+    async def main():
+        async with swarm([[500], [-300]], tmp_path,
+                         market=MarketConfig(balancing=balancing)) as s:
+            seller, buyer = s.nodes
+            buyer.forecaster = Blind(buyer.meter)
+            await s.interval(0)
+            trades = own(seller, BlockType.TRADE)
+            grid_in, grid_out = own(buyer, BlockType.GRID), own(seller, BlockType.GRID)
+            if not balancing:
+                assert trades == [] and buyer.counters["balancing_needs"] == 0
+                assert grid_in[0].payload.import_wh == 300
+                assert grid_out[0].payload.export_wh == 500
+                return
+            assert seller.counters["balancing_offers"] == buyer.counters["balancing_needs"] == 1
+            assert [b.payload.energy_wh for b in trades] == [300]
+            trade = seller.ledger.state.trades[trades[0].payload.trade_id]
+            assert not trade.forward and trade.settled
+            delivery = own(seller, BlockType.SETTLEMENT)[0].payload
+            assert (delivery.agreed_wh, delivery.delivered_wh, delivery.imbalance_micro,
+                    delivery.duration_ms) == (300, 300, 0, 0)
+            assert buyer.reports[0].bought_wh == seller.reports[0].sold_wh == 300
+            assert grid_in == [] and grid_out[0].payload.export_wh == 200
+            assert seller.ledger.tokens_wh(START) == 200   # the unsold rest, exported
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
+def test_a_seller_that_oversold_ahead_has_nothing_for_the_balancing_round(tmp_path):
+    """The seller forecast 500 Wh and sold them ahead; its meter shows 200.  Its trade takes
+    all 200 on delivery, so in the balancing round it offers nothing: the buyer, 300 Wh short
+    of its metered deficit, looks, finds no offer and imports them from the grid."""
+    class Optimist(PerfectForesight):
+        def predict(self, target_start_s, issued_at_s):
+            return 500, 0
+
+    async def main():
+        async with swarm([[200], [-500]], tmp_path) as s:
+            seller, buyer = s.nodes
+            seller.forecaster = Optimist(seller.meter)
+            await s.interval(0)
+            delivery, = own(seller, BlockType.SETTLEMENT)
+            assert (delivery.payload.agreed_wh, delivery.payload.delivered_wh) == (500, 200)
+            assert seller.counters["balancing_offers"] == 0 and seller.ledger.tokens_wh(START) == 0
+            assert buyer.counters["balancing_needs"] == 1
+            assert buyer.counters["balancing_bought_wh"] == 0
+            assert own(buyer, BlockType.GRID)[0].payload.import_wh == 300
+            assert len(own(seller, BlockType.TRADE)) == 1
+            assert audit_ledgers([n.config.ledger for n in s.nodes]) == ([], 0)
+
+    run(main())
+
+
 def test_a_lost_confirm_is_sent_again_and_the_trade_settles(tmp_path):
     """Every CONFIRM of the buyer's trade in interval 0 is lost on the way: the seller never
     holds the agreement, so it cannot deliver, and the buyer's credit for the trade stays

@@ -112,6 +112,7 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
     ('[credit]\ntrusted_issuers = ["zz"]', '[credit] trusted_issuers = "zz": must be 64 hex digits'),
     ("[meter]\nkind = \"csv\"", "[meter] path: is required"),
     ("network = 5", "network = 5: must be a table"),
+    ('[market]\nbalancing = "yes"', '[market] balancing = "yes": must be true or false'),
 ])
 def test_every_bad_value_is_named(tmp_path, text, message):
     with pytest.raises(ConfigError) as raised:

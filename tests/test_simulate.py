@@ -44,8 +44,12 @@ def test_a_small_day_with_real_nodes_in_two_processes(tmp_path, capsys, mode, le
     assert summary["local_match_ratio"] >= least_match
     extra = summary["extra"]
     assert extra["forward_match_ratio"] == pytest.approx(summary["local_match_ratio"], abs=1e-3)
+    # the forward market's own matches and the balancing round's add up to the local match
+    assert extra["ahead_match_ratio"] * extra["perfect_foresight_match_kwh"] \
+        + extra["balancing_kwh"] == pytest.approx(extra["delivered_local_kwh"], abs=2e-3)
     if mode == "ex_post":   # metered before it was sold: delivered in full, nothing short
         assert (extra["delivered_share"], extra["shortfall_kwh"]) == (1.0, 0.0)
+        assert extra["balancing_kwh"] == 0   # no balancing round: nothing was traded ahead
     else:                   # measured: some sellers fell short, and paid for it
         assert 0.8 <= extra["delivered_share"] < 1.0 and extra["shortfall_kwh"] > 0
         assert extra["imbalance_cost"] > 0 and extra["trade_duration_s_p50"] > 0

@@ -27,8 +27,8 @@ from p2pnode.trading.hedging import (
 )
 from p2pnode.trading.schedule import (
     CLOCK_SKEW_S, DAY_AHEAD_LEAD_S, EMPTY_LOOK_DELAY_S, MAX_DISCOVERIES, REDISCOVERY_DELAYS_S,
-    SKEW_LOOKS, day_gate_s, events, first_interval, gate_s, rediscover_at, settles_by,
-    step_times,
+    SKEW_LOOKS, balancing_gate_s, day_gate_s, events, first_interval, gate_s, rediscover_at,
+    settles_by, step_times,
 )
 from p2pnode.trading.seller import (
     MAX_OPEN_PROPOSALS_PER_BUYER, RESERVATION_MS, SellerBook,
@@ -359,6 +359,38 @@ def test_intervals_overlap_in_real_time():
     order = [(step, start - START) for _, step, start in steps]
     # the next interval opens and trades while this one is delivered
     assert order.index(("open", 900)) < order.index(("settle", 0))
+
+
+def test_the_balancing_round_comes_after_the_delivery_and_before_the_grid():
+    real, post = config("real_time"), config("ex_post")
+    times = step_times(real, START)
+    # the sellers offer at settle; the buyers look a clock skew later, the gate is half-way on
+    assert times["rebuy"] == times["settle"] + CLOCK_SKEW_S + real.timing.buy_delay_s
+    assert balancing_gate_s(real, START) == (times["rebuy"] + times["close"]) / 2
+    order = [step for _, step, start in events(real, [START]) if start == START]
+    assert order[-3:] == ["settle", "rebuy", "close"]
+    assert "rebuy" not in step_times(post, START)   # ex post every trade is metered already
+    off = NodeConfig(market=MarketConfig(balancing=False))
+    assert "rebuy" not in step_times(off, START)
+    # a short window: the round still fits between the settle and the close
+    short = dataclasses.replace(real, timing=dataclasses.replace(real.timing, buy_delay_s=1,
+                                                                 window_s=10))
+    at = step_times(short, START)
+    assert at["settle"] < at["rebuy"] < balancing_gate_s(short, START) < at["close"]
+
+
+def test_a_balancing_offer_is_a_third_offer_of_the_interval():
+    book = book_with_offer()
+    late = book.open(START, 200, 200, 90_000, gate_s=START + 1000, balancing=True)
+    late.record = Record(b"b" * 16)
+    assert book.offers[START].available_wh == 1000   # the forward offer is kept
+    assert decide(book, request(offer=b"o" * 16), now_s=START + 100) == "gate_closed"
+    assert decide(book, request(offer=b"b" * 16, energy=500), now_s=START + 100,
+                  tokens=150) == 150                 # at most the unsold tokens
+    req = request(offer=b"b" * 16, energy=150)
+    book.granted(req, 150, 0)
+    assert book.confirmed(START, req.trade_id, BUYER.public, 150) is False   # in an open offer
+    assert book.close(START) is not None and late.closed and book.balancing == {}
 
 
 def test_an_unanswered_confirm_is_retried_a_bounded_number_of_times():
