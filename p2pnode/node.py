@@ -172,6 +172,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
         self._refreshing: dict[bytes, asyncio.Task] = {}   # offer id -> its republishing
         self._undelivered: set[bytes] = set()     # sold, confirmed, delivery not co-signed
         self._mint_seqs: dict[int, int] = {}      # interval -> our MINT block
+        self._mint_refused: set[int] = set()      # intervals whose reading minted nothing
         self._observed_s = -1                     # the last reading the forecaster saw
         self.error_scale = ErrorScale()           # recent forecast error: how much to hedge
         self.day_ahead_scale = ErrorScale()       # the same for the day-ahead forecasts
@@ -273,8 +274,9 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
 
     # -- 4. close: the grid takes the rest ----------------------------------------------------
     async def close_interval(self, start_s: int) -> IntervalReport:
-        if self._balancing_round:   # the balancing round's trades: metered, delivered in full
-            await self.settle(start_s)
+        sold_late = self.book.balancing.get(start_s)
+        if sold_late is not None and sold_late.confirmed:   # the balancing round's trades:
+            await self.settle(start_s)                      # metered, delivered in full
         reading = self._reading(start_s)
         self._readings.pop(start_s, None)
         for book in (self.book.offers, self.book.ahead, self.book.balancing):   # no republishing
@@ -296,6 +298,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
         bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
         self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
+        self._mint_refused.discard(start_s)
         surplus, deficit = max(reading.net_wh, 0), max(-reading.net_wh, 0)
         export = max(0, surplus - sold) + max(0, bought - deficit)
         imported = max(0, deficit - bought)

@@ -190,12 +190,14 @@ class SellerSide:
         proof a DELIVERY carries that the seller measured the interval.
         """
         start = reading.interval_start_s
-        if start in self.ledger.state.minted or (reading.net_wh <= 0 and not measured_only):
+        if start in self.ledger.state.minted or start in self._mint_refused \
+                or (reading.net_wh <= 0 and not measured_only):
             return
         minted = mint_reading(self.ledger, reading, self.key, self._now_ms(),
                               measured_only=measured_only)
         if isinstance(minted, str):   # e.g. [meter] trusted_keys and a reading it did not sign
-            self.counters[f"mint_refused_{minted}"] += 1
+            self.counters[f"mint_refused_{minted}"] += 1   # once per interval: the same
+            self._mint_refused.add(start)                  # reading is refused again
             return
         self._mint_seqs[start] = minted.message.seq
 

@@ -15,7 +15,7 @@ key is an error)::
     [tariffs.frames.<name>]  start_hour, end_hour, multiplier   (replaces the default frames)
     [faults]      loss, delay_ms, duplication, churn_share, malicious_share, malicious_kinds,
                   lying_share, meter_keys, clock_skew_share, clock_skew_s
-    [market]      mode = "real_time" | "ex_post"
+    [market]      mode = "real_time" | "day_ahead" | "ex_post", balancing
 
 Every problem in a file is reported at once, each naming the file, table and key, e.g.
 ``quickstart.toml: [faults] loss = 1.5: must be between 0 and 1``.
