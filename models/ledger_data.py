@@ -4,7 +4,9 @@
     report = evaluate_by_day(dataset)          # train on the first days, test on the last
 
 Every settlement whose buyer's agreement is stored (in any of the ledgers) is one row, counted
-once however many ledgers hold it.  The labels are what the seller's meter measured: quality =
+once however many ledgers hold it.  Where trades were agreed ahead of delivery, those agreed
+once their interval had ended (the balancing round: metered energy, delivered in full at once)
+are left out, as rows and as history: their outcome was known when they were agreed.  The labels are what the seller's meter measured: quality =
 delivered / agreed, duration = the settlement's ``duration_ms``.  The features
 (:data:`~models.features.FEATURES`) are what a buyer knew when it traded -- the time of the
 seller's TRADE proposal:
@@ -127,6 +129,9 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         settled.append((trade[1], time_ms, trade[0], delivery))
     if not settled:
         raise ModelError("the ledgers hold no co-signed DELIVERY settlement")
+    ahead = [s for s in settled if s[0] < (s[2].interval_start_s + interval_s) * 1000]
+    if ahead:   # trades agreed once their interval was metered (the balancing round) were
+        settled = ahead   # delivered in full at once: nothing to learn beside trades ahead
     settled.sort(key=lambda s: s[0])   # by the time the buyer decided
     by_interval: dict[int, tuple[set, set]] = {}
     for _, _, trade, _ in settled:

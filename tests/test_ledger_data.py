@@ -57,6 +57,24 @@ def test_rows_are_the_cosigned_settlements_once_with_history_before_the_trade(tm
     assert data.features.shape[1] == len(FEATURES)
 
 
+def test_trades_agreed_once_their_interval_was_metered_are_left_out_beside_trades_ahead(
+        tmp_path):
+    """A balancing-round trade (agreed after its interval ended, delivered in full at once) has
+    no outcome to learn; among trades made ahead it is no row and no history.  Ledgers of the
+    ex-post market alone (every trade metered) still give their rows."""
+    from tests.test_trackrecord import DAY, INTERVAL_S
+    found = markets(tmp_path, days=1, per_day=5)
+    found[0].clock_ms = (DAY + 40 * INTERVAL_S) * 1000   # interval 30 is over
+    found[0].trade(30, 500, 500)
+    dataset = rows_from_ledgers(files(found))
+    assert len(dataset) == 15   # the 16th trade, agreed after its interval, is no row
+    late = Market(tmp_path / "late", buyers=1, seller="seller-late")
+    late.clock_ms = (DAY + 40 * INTERVAL_S) * 1000
+    for slot in (30, 31, 32):
+        late.trade(slot, 300, 300)
+    assert len(rows_from_ledgers(files([late]))) == 3
+
+
 def test_irradiance_is_the_clear_sky_at_the_node_clocks_local_time(tmp_path):
     """Ledger times are the node clock, local standard time (UTC-5 by default): a trade at local
     noon sees the midday sun, one at local 01:00 sees none (read as UTC, the sun would peak at
