@@ -6,8 +6,9 @@
 Every settlement whose buyer's agreement is stored (in any of the ledgers) is one row, counted
 once however many ledgers hold it.  Where trades were agreed ahead of delivery, those agreed
 once their interval had ended (the balancing round: metered energy, delivered in full at once)
-are left out, as rows and as history: their outcome was known when they were agreed.  The labels are what the seller's meter measured: quality =
-delivered / agreed, duration = the settlement's ``duration_ms``.  The features
+are left out, as rows and as history: their outcome was known when they were agreed.  The
+labels are what the seller's meter measured: quality = delivered / agreed, duration = the
+settlement's ``duration_ms``.  The features
 (:data:`~models.features.FEATURES`) are what a buyer knew when it traded -- the time of the
 seller's TRADE proposal:
 

@@ -27,8 +27,8 @@ them into the ledger's integer µ per kWh.  Layout::
     [selection]    strategy = "ga" | "exact" | "greedy", [selection.weights] the six weights
     [timing]       buy_delay_s, window_s, request_timeout_s, attempts, max_rounds,
                    failsafe_intervals
-    [market]       mode = "real_time" | "day_ahead" | "ex_post", balancing, lead_intervals, gate_hour,
-                   substep_s,
+    [market]       mode = "real_time" | "day_ahead" | "ex_post", balancing, lead_intervals,
+                   gate_hour, substep_s,
                    latitude, longitude (for the forecasts' clear-sky irradiance)
     [credit]       vouchers = ["voucher files"], trusted_issuers = ["hex public keys"],
                    trust_any_issuer = false (true: any issuer's voucher counts; tests only)

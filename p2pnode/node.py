@@ -296,7 +296,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
                                  offer.requested_wh)
         if offer is not None:
             self.counters["unconfirmed_proposals"] += len(offer.proposed) - len(offer.confirmed)
-        bought = sum(t.delivered_wh if t.settled else t.payload.energy_wh for t in purchases)
+        bought = sum(t.received_wh for t in purchases)
         self._mint(reading)   # the interval's surplus as tokens (FR-02), sold or not
         self._mint_refused.discard(start_s)
         surplus, deficit = max(reading.net_wh, 0), max(-reading.net_wh, 0)

@@ -60,7 +60,7 @@ class BuyerSide:
                 or self.failsafe.health.grid_only:
             return 0
         reading = self._reading(start_s)
-        covered = sum(p.delivered_wh if p.settled else p.payload.energy_wh
+        covered = sum(p.received_wh
                       for state in (self._buying.get(start_s), self._buying_ahead.get(start_s))
                       if state is not None for p in state.trades)
         need = -reading.net_wh - covered
@@ -312,7 +312,8 @@ class BuyerSide:
         except OSError as exc:
             raise ConfigError(f"[credit] vouchers: {path}: cannot read ({exc.strerror})") from exc
         except LedgerError as exc:
-            raise ConfigError(f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
+            raise ConfigError(
+                f"[credit] vouchers: {path}: not a valid signed voucher: {exc}") from exc
         trusted = self.config.credit.issuer_keys()
         if trusted is not None and voucher.message.issuer not in trusted:
             raise ConfigError(f"[credit] vouchers: {path}: issuer {voucher.message.issuer.hex()} "

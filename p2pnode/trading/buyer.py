@@ -37,6 +37,11 @@ class Purchase:
     def settled(self) -> bool:
         return self.delivered_wh is not None
 
+    @property
+    def received_wh(self) -> int:
+        """What the trade brings us: delivered once settled, until then what was agreed."""
+        return self.delivered_wh if self.settled else self.payload.energy_wh
+
 
 @dataclasses.dataclass
 class Buying:

@@ -51,9 +51,9 @@ as it was, and the next look would find the same.
 from __future__ import annotations
 
 __all__ = ["DAY_AHEAD_LEAD_S", "STEPS", "event_order", "events", "first_interval", "settles_by",
-           "step_times", "gate_s", "balancing_gate_s", "day_gate_s", "day_times", "rediscover_at", "MAX_DISCOVERIES",
-           "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S", "EMPTY_LOOK_DELAY_S",
-           "SKEW_LOOKS"]
+           "step_times", "gate_s", "balancing_gate_s", "day_gate_s", "day_times", "rediscover_at",
+           "MAX_DISCOVERIES", "REDISCOVERY_DELAYS_S", "GATE_MARGIN_S", "CLOCK_SKEW_S",
+           "EMPTY_LOOK_DELAY_S", "SKEW_LOOKS"]
 
 STEPS = ("day_open", "day_buy", "open", "price", "buy", "settle", "rebuy", "close")
 DAY_S = 86400
