@@ -9,7 +9,7 @@ and auditing (:mod:`ledger.verify`) make up the ledger proper.
 
 from ledger.block import (
     GENESIS_HASH, BlockBody, BlockType, CreditVoucher, DeliveryPayload, DepositPayload, GridPayload,
-    MeterReading, MintPayload, SettlementPayload, TradePayload, cost_micro,
+    MeterReading, MintPayload, SettlementPayload, TradePayload, agreed_after, cost_micro,
 )
 from ledger.codec import Bytes, Items, Message, Range, Text
 from ledger.errors import (
@@ -30,7 +30,7 @@ __all__ = [
     "GENESIS_HASH", "GridPayload", "Items", "Ledger", "LedgerError", "LedgerRules", "LedgerStore",
     "Message", "MeterReading", "MintPayload", "PUBLIC_KEY_BYTES", "Problem", "RULES", "Range",
     "SIGNATURE_BYTES", "SYNC_MODES", "Sealed", "SettlementPayload", "SignatureError",
-    "SignedMessage", "SigningKey", "StoreError", "Text", "TradePayload", "audit", "check_block",
-    "check_fork_proof", "check_pair", "cost_micro", "decode_envelope", "is_valid_signature",
-    "open_checked", "open_envelope", "seal", "unseal", "verify",
+    "SignedMessage", "SigningKey", "StoreError", "Text", "TradePayload", "agreed_after", "audit",
+    "check_block", "check_fork_proof", "check_pair", "cost_micro", "decode_envelope",
+    "is_valid_signature", "open_checked", "open_envelope", "seal", "unseal", "verify",
 ]

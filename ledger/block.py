@@ -58,6 +58,13 @@ def cost_micro(energy_wh: int, price_micro_per_kwh: int) -> int:
     return energy_wh * price_micro_per_kwh // 1000
 
 
+def agreed_after(interval_start_s: int, interval_s: int, time_ms: int) -> bool:
+    """Whether a trade of the interval starting at ``interval_start_s``, proposed or agreed at
+    ``time_ms``, was traded once the interval was over: on metered energy (the ex-post market,
+    the balancing round), so delivered in full at once."""
+    return time_ms >= (interval_start_s + interval_s) * 1000
+
+
 class BlockType(enum.IntEnum):
     MINT = 1
     DEPOSIT = 2

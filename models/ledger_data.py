@@ -6,7 +6,8 @@
 Every settlement whose buyer's agreement is stored (in any of the ledgers) is one row, counted
 once however many ledgers hold it.  Where trades were agreed ahead of delivery, those agreed
 once their interval had ended (the balancing round: metered energy, delivered in full at once)
-are left out, as rows and as history: their outcome was known when they were agreed.  The
+are left out as rows, and count in a seller's history as participation only: their outcome was
+known when they were agreed (as :class:`p2pnode.reputation.Reputation` counts them).  The
 labels are what the seller's meter measured: quality = delivered / agreed, duration = the
 settlement's ``duration_ms``.  The features
 (:data:`~models.features.FEATURES`) are what a buyer knew when it traded -- the time of the
@@ -23,8 +24,8 @@ weather                estimated irradiance: the clear-sky irradiance at the tra
                        Temperature is not in a ledger: :data:`UNKNOWN_TEMPERATURE_C` (constant)
 technical / location   ``locations`` (seller key -> (efficiency, distance m, zone)) when the caller
                        knows them (the simulator does); else the unknown-distance estimate
-history                the seller's settlements completed before the trade: mean delivered share,
-                       count, mean duration (NaN without)
+history                the seller's settlements completed before the trade: mean delivered share
+                       and mean duration of those that show a delivery (NaN without), count of all
 market                 sellers / buyers trading in the interval (a ledger has no view of the
                        offers; this is the nearest market-side measure it has)
 =====================  ==========================================================================
@@ -42,7 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger import BlockBody, BlockType, DeliveryPayload, LedgerStore, decode_envelope
+from ledger import (
+    BlockBody, BlockType, DeliveryPayload, LedgerStore, agreed_after, decode_envelope,
+)
 from models.clearsky import clear_sky_energy_wh_m2, clear_sky_ghi
 from models.dataset import Dataset
 from models.errors import ModelError
@@ -130,10 +133,14 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         settled.append((trade[1], time_ms, trade[0], delivery))
     if not settled:
         raise ModelError("the ledgers hold no co-signed DELIVERY settlement")
-    ahead = [s for s in settled if s[0] < (s[2].interval_start_s + interval_s) * 1000]
-    if ahead:   # trades agreed once their interval was metered (the balancing round) were
-        settled = ahead   # delivered in full at once: nothing to learn beside trades ahead
-    settled.sort(key=lambda s: s[0])   # by the time the buyer decided
+    spot = {s[2].trade_id for s in settled
+            if agreed_after(s[2].interval_start_s, interval_s, s[0])}
+    completed = sorted(((t_settled, d, d.trade_id in spot and d.delivered_wh >= d.agreed_wh)
+                        for _, t_settled, _, d in settled), key=lambda s: s[0])
+    if len(spot) < len(settled):   # trades agreed once their interval was metered (the
+        settled = [s for s in settled if s[2].trade_id not in spot]   # balancing round) were
+    settled.sort(key=lambda s: s[0])   # delivered in full at once: nothing to learn beside
+                                       # trades ahead; by the time the buyer decided
     by_interval: dict[int, tuple[set, set]] = {}
     for _, _, trade, _ in settled:
         sellers, buyers = by_interval.setdefault(trade.interval_start_s, (set(), set()))
@@ -141,22 +148,23 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
         buyers.add(trade.buyer)
     clearness = _clearness(seen.generation, interval_s, latitude, longitude, utc_offset_s)
     measured = sorted(clearness)
-    completed = sorted(((t_settled, d) for _, t_settled, _, d in settled), key=lambda s: s[0])
-    # seller -> [agreed, delivered, count, duration sum, time ms of the sums]; with a half-life
-    # the sums decay with the time since each settlement
+    # seller -> [agreed, delivered, count, duration sum, time ms of the sums, count of the
+    # sums]; with a half-life the sums decay with the time since each settlement
     history: dict[bytes, list[float]] = {}
     done = 0
     seller_ids: dict[bytes, int] = {}
     rows, quality, duration, seller_col, day, starts = [], [], [], [], [], []
     for decided_ms, _, trade, delivery in settled:
         while done < len(completed) and completed[done][0] < decided_ms:
-            at, d = completed[done]
-            h = history.setdefault(d.seller, [0.0, 0.0, 0, 0.0, at])
+            at, d, metered = completed[done]
+            h = history.setdefault(d.seller, [0.0, 0.0, 0, 0.0, at, 0])
             _decay(h, at, half_life_s)
-            h[0] += d.agreed_wh
-            h[1] += d.delivered_wh
             h[2] += 1
-            h[3] += d.duration_ms / 1000
+            if not metered:
+                h[0] += d.agreed_wh
+                h[1] += d.delivered_wh
+                h[3] += d.duration_ms / 1000
+                h[5] += 1
             done += 1
         h = history.get(trade.seller)
         if h is not None:
@@ -172,7 +180,7 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
                      sky * float(clear_sky_ghi(middle - utc_offset_s, latitude, longitude)), UNKNOWN_TEMPERATURE_C,
                      efficiency, distance, zone,
                      h[1] / h[0] if h and h[0] else math.nan, h[2] if h else 0,
-                     h[3] / h[2] if h and h[2] else math.nan, len(sellers) / len(buyers)))
+                     h[3] / h[5] if h and h[5] else math.nan, len(sellers) / len(buyers)))
         quality.append(delivery.delivered_wh / delivery.agreed_wh)
         duration.append(max(MIN_DURATION_S, delivery.duration_ms / 1000))
         seller_col.append(seller_ids.setdefault(trade.seller, len(seller_ids)))

@@ -204,7 +204,7 @@ class Node(BuyerSide, SellerSide, DayAheadSide, PeerEndpointSide, TrackRecordSid
             self.deposit_file(path)
         self._undelivered = undelivered_sales(self.ledger)   # a restart: finish deliveries
         self._mint_seqs = mint_seqs(self.ledger)
-        self.history = Reputation.from_ledger(self.ledger)   # the co-signed evidence we hold
+        self.history = Reputation.from_ledger(self.ledger, self.config.interval_s)   # evidence
         if self._undelivered:
             self.counters["deliveries_recovered"] += len(self._undelivered)
         net = self.config.network

@@ -14,7 +14,7 @@ import time
 
 from pathlib import Path
 
-from ledger import BlockRejected, CreditVoucher, LedgerError, Sealed, seal, unseal
+from ledger import BlockRejected, CreditVoucher, LedgerError, Sealed, agreed_after, seal, unseal
 from p2pnode.config import micro
 from p2pnode.errors import ConfigError
 from p2pnode.files import VOUCHER_MAX_BYTES, read_bounded
@@ -382,5 +382,8 @@ class BuyerSide:
             purchase.delivered_wh = delivery.delivered_wh
             purchase.duration_ms = delivery.duration_ms
             purchase.imbalance_micro = delivery.imbalance_micro
-        self.history.add(Settlement.of(delivery, self._now_ms(), cosigned=True))
+        agreement = self.ledger.own_block(self.ledger.state.trades[trade.trade_id].seq)
+        spot = agreed_after(trade.interval_start_s, self.config.interval_s,
+                            agreement.message.time_ms)
+        self.history.add(Settlement.of(delivery, self._now_ms(), cosigned=True, spot=spot))
         self.counters["trades_settled"] += 1

@@ -16,6 +16,13 @@ on every settlement it agrees to) and those in the sellers' verified track recor
 ``duration``        mean duration of the settled trades (s)
 ``participation``   co-signed settlements in the record (market participation, X6)
 ``volume_wh``       co-signed delivered energy (capped per counterparty)
+
+Quality and duration are of trades sold ahead of delivery only: a *spot* trade, agreed once its
+interval was over (the ex-post market, the balancing round), was metered before it was sold and
+is delivered in full at once, so it tells nothing of how its seller delivers on a forecast
+(:attr:`~p2pnode.trackrecord.Settlement.shows_delivery`); it counts in participation and
+volume.  Each counterparty's most recent settlements are counted for each apart, so spot trades
+cannot push a shortfall out of the window.
 ``age_s``           since the oldest verified block
 
 A key without a record is not trusted by default: :meth:`Reputation.share_cap` lets it supply at
@@ -33,7 +40,7 @@ import collections
 import dataclasses
 import math
 
-from ledger import BlockBody, BlockType, DeliveryPayload, Ledger, decode_envelope
+from ledger import BlockBody, BlockType, DeliveryPayload, Ledger, agreed_after, decode_envelope
 from p2pnode.trackrecord import RecordCursor, Settlement
 
 __all__ = ["Reputation", "NEW_KEY_SHARE", "QUALITY_EVIDENCE", "QUALITY_FLOOR", "TRUSTED_VOLUME_WH", "PENALTY_S",
@@ -58,6 +65,7 @@ class _Tally:
 
     agreed_wh: float        # co-signed agreed, plus the shortfalls it admits in its own word
     delivered_wh: float     # co-signed delivered
+    evidence: int           # co-signed settlements of trades sold ahead
     cosigned: int
     mean_duration_s: float  # NaN without settlements
     volume_wh: int          # co-signed delivered, each counterparty capped
@@ -85,19 +93,23 @@ class Reputation:
 
     # -- evidence in ---------------------------------------------------------------------
     @classmethod
-    def from_ledger(cls, ledger: Ledger) -> Reputation:
+    def from_ledger(cls, ledger: Ledger, interval_s: int) -> Reputation:
         """The own evidence in ``ledger``: every DELIVERY settlement its owner agreed to as a
         buyer (the seller's proposal is stored beside it) and its own trades, per seller."""
         me = ledger.key.public
         view = cls(me)
+        spot = set()
         for raw in ledger.store.chain(me):
             body = decode_envelope(raw, BlockBody)[0].message
             payload = body.payload
             if body.type is BlockType.TRADE and payload.buyer == me:
                 view.sellers[payload.seller].trades += 1
+                if agreed_after(payload.interval_start_s, interval_s, body.time_ms):
+                    spot.add(payload.trade_id)
             elif body.type is BlockType.SETTLEMENT and isinstance(payload, DeliveryPayload) \
                     and payload.buyer == me:
-                view.add(Settlement.of(payload, body.time_ms, cosigned=True))
+                view.add(Settlement.of(payload, body.time_ms, cosigned=True,
+                                       spot=payload.trade_id in spot))
         return view
 
     def record_trade(self, seller: bytes) -> None:
@@ -169,25 +181,24 @@ class Reputation:
             return None
         if view.tally is None:
             by_buyer: dict[bytes, list[Settlement]] = collections.defaultdict(list)
-            for s in view.settlements.values():
+            for s in sorted(view.settlements.values(), key=lambda s: s.time_ms):
                 by_buyer[s.buyer].append(s)
             agreed = delivered = 0.0
-            cosigned = volume = 0
+            evidence = cosigned = volume = 0
             durations = []
             for items in by_buyer.values():
-                items.sort(key=lambda s: s.time_ms)
-                bought = 0
-                for s in items[-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
+                for s in [s for s in items if s.shows_delivery][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
                     durations.append(s.duration_ms / 1000)
                     if s.cosigned:
                         agreed += s.agreed_wh
                         delivered += s.delivered_wh
-                        cosigned += 1
-                        bought += s.delivered_wh
+                        evidence += 1
                     else:   # the seller's own word: only the shortfall it admits counts
                         agreed += s.agreed_wh - s.delivered_wh
-                volume += min(bought, VOLUME_PER_COUNTERPARTY_WH)
-            view.tally = _Tally(agreed, delivered, cosigned,
+                recent = [s for s in items if s.cosigned][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]
+                cosigned += len(recent)
+                volume += min(sum(s.delivered_wh for s in recent), VOLUME_PER_COUNTERPARTY_WH)
+            view.tally = _Tally(agreed, delivered, evidence, cosigned,
                                 sum(durations) / len(durations) if durations else math.nan,
                                 volume)
         return view.tally
@@ -204,10 +215,11 @@ class Reputation:
 
     def expected_share(self, seller: bytes) -> float:
         """The share of an agreed trade ``seller`` is expected to deliver: its verified
-        :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements, else 1
+        :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements of
+        trades sold ahead, else 1
         (a newcomer is bounded by :meth:`share_cap` instead)."""
-        quality = self.quality(seller)
-        if math.isnan(quality) or self.participation(seller) < QUALITY_EVIDENCE:
+        quality, tally = self.quality(seller), self._tally(seller)
+        if math.isnan(quality) or tally.evidence < QUALITY_EVIDENCE:
             return 1.0
         return quality
 

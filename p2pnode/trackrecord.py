@@ -26,6 +26,9 @@ served without its buyer's agreement is still the seller's own signed statement:
 counts against the seller, its delivery is not credited.  A TRADE the seller proposed whose
 interval ended more than :data:`SETTLE_GRACE_S` before the seller's latest verified block without
 a DELIVERY is *overdue*: the seller did not settle it (or its buyer never confirmed it).
+A settlement of a trade proposed once its interval was over (:func:`ledger.agreed_after`: the
+ex-post market, the balancing round) is marked ``spot``: the energy was metered before it was
+sold.
 
 What this cannot catch: a seller that rewrote its chain before any buyer who held the original
 asked (TrustChain's limit; the buyer that co-signed the original detects the fork), and trades
@@ -40,7 +43,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from ledger import (
-    BlockBody, BlockType, DecodeError, DeliveryPayload, check_pair, decode_envelope, open_envelope,
+    BlockBody, BlockType, DecodeError, DeliveryPayload, agreed_after, check_pair, decode_envelope,
+    open_envelope,
 )
 from ledger.sealed import Sealed
 
@@ -65,11 +69,21 @@ class Settlement:
     duration_ms: int
     time_ms: int
     cosigned: bool   # the buyer's agreement was verified (or we are the buyer)
+    spot: bool = False   # agreed once its interval was over (:func:`ledger.agreed_after`)
 
     @classmethod
-    def of(cls, payload: DeliveryPayload, time_ms: int, cosigned: bool) -> Settlement:
+    def of(cls, payload: DeliveryPayload, time_ms: int, cosigned: bool,
+           spot: bool = False) -> Settlement:
         return cls(payload.trade_id, payload.seller, payload.buyer, payload.agreed_wh,
-                   payload.delivered_wh, payload.duration_ms, time_ms, cosigned)
+                   payload.delivered_wh, payload.duration_ms, time_ms, cosigned, spot)
+
+    @property
+    def shows_delivery(self) -> bool:
+        """Whether it tells how its seller delivers what it sold ahead: not a spot trade's,
+        which is delivered in full by construction (one claimed spot and delivered short
+        still counts: a seller cannot hide a shortfall by dating its proposal late)."""
+        return not self.spot or self.delivered_wh < self.agreed_wh
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +94,8 @@ class RecordCursor:
     head_seq: int = 0
     head_hash: bytes = b""
     first_time_ms: int = 0                         # the oldest verified block: the record's age
-    open_trades: tuple[tuple[bytes, int, int], ...] = ()   # (trade id, interval start, Wh)
+    open_trades: tuple[tuple[bytes, int, int, bool], ...] = ()   # (trade id, interval start,
+                                                                  # Wh, agreed after it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,15 +195,17 @@ def _fold(cursor: RecordCursor, chain: list[Sealed[BlockBody]], cosigned_seqs: s
         body = block.message
         if body.type is BlockType.TRADE and body.is_proposal:
             p = body.payload
-            open_trades[p.trade_id] = (p.trade_id, p.interval_start_s, p.energy_wh)
+            open_trades[p.trade_id] = (p.trade_id, p.interval_start_s, p.energy_wh,
+                                       agreed_after(p.interval_start_s, interval_s, body.time_ms))
         elif body.type is BlockType.SETTLEMENT and body.is_proposal \
                 and isinstance(body.payload, DeliveryPayload):
-            open_trades.pop(body.payload.trade_id, None)
+            trade = open_trades.pop(body.payload.trade_id, None)
             settlements.append(Settlement.of(body.payload, body.time_ms,
-                                             body.seq in cosigned_seqs))
+                                             body.seq in cosigned_seqs,
+                                             spot=trade is not None and trade[3]))
     latest_s = (chain[-1].message.time_ms if chain else 0) / 1000   # how far the chain goes
     cutoff = min(now_s, latest_s) - SETTLE_GRACE_S - interval_s
-    overdue = tuple((tid, wh) for tid, start, wh in open_trades.values() if start < cutoff)
+    overdue = tuple((tid, wh) for tid, start, wh, _ in open_trades.values() if start < cutoff)
     still_open = tuple(t for t in open_trades.values() if t[1] >= cutoff)
     if chain:
         first = cursor.first_time_ms or chain[0].message.time_ms

@@ -60,14 +60,22 @@ def test_rows_are_the_cosigned_settlements_once_with_history_before_the_trade(tm
 def test_trades_agreed_once_their_interval_was_metered_are_left_out_beside_trades_ahead(
         tmp_path):
     """A balancing-round trade (agreed after its interval ended, delivered in full at once) has
-    no outcome to learn; among trades made ahead it is no row and no history.  Ledgers of the
-    ex-post market alone (every trade metered) still give their rows."""
+    no outcome to learn; among trades made ahead it is no row, and in the seller's history it
+    counts as participation only (as the live reputation counts it).  Ledgers of the ex-post
+    market alone (every trade metered) still give their rows."""
     from tests.test_trackrecord import DAY, INTERVAL_S
     found = markets(tmp_path, days=1, per_day=5)
-    found[0].clock_ms = (DAY + 40 * INTERVAL_S) * 1000   # interval 30 is over
-    found[0].trade(30, 500, 500)
+    bad = found[1]                                   # delivers 0.4 of what it sells ahead
+    bad.clock_ms = (DAY + 40 * INTERVAL_S) * 1000    # interval 30 is over
+    bad.trade(30, 500, 500)
+    bad.trade(60, 500, 200)                          # ahead again
     dataset = rows_from_ledgers(files(found))
-    assert len(dataset) == 15   # the 16th trade, agreed after its interval, is no row
+    assert len(dataset) == 16   # the trade agreed after its interval is no row
+    data = dataset.data
+    last = np.flatnonzero(data.seller == data.seller[np.argmin(data.quality)])[-1]
+    assert data.column("seller_participation")[last] == 6          # 5 ahead + 1 metered
+    assert data.column("seller_past_quality")[last] == pytest.approx(0.4, abs=0.01)
+    assert data.column("seller_past_duration_s")[last] == pytest.approx(60.0)
     late = Market(tmp_path / "late", buyers=1, seller="seller-late")
     late.clock_ms = (DAY + 40 * INTERVAL_S) * 1000
     for slot in (30, 31, 32):

@@ -52,11 +52,14 @@ class Market:
         return Ledger(LedgerStore(self.tmp / f"{k.public.hex()[:8]}.db", sync="normal"), k)
 
     def trade(self, slot: int, agreed: int, delivered: int, buyer: int = 0,
-              cosign: bool = True) -> None:
-        """A forward trade of interval ``slot`` and its DELIVERY settlement."""
+              cosign: bool = True, spot: bool = False) -> None:
+        """A forward trade of interval ``slot`` and its DELIVERY settlement; ``spot``: a trade
+        agreed once the interval was over (the balancing round)."""
         self.trades += 1
         self.clock_ms += 1000
         start = DAY + slot * INTERVAL_S
+        if spot:
+            self.clock_ms = max(self.clock_ms, (start + INTERVAL_S) * 1000)
         b_key, b_ledger = self.buyer_keys[buyer], self.buyers[buyer]
         trade_id = self.trades.to_bytes(16, "big")
         payload = TradePayload(trade_id, self.seller_key.public, b_key.public, start, agreed,
@@ -255,6 +258,39 @@ def test_reputation_is_multidimensional_and_caps_new_keys_and_sybils():
     assert view.volume_wh(honest) == 10 * VOLUME_PER_COUNTERPARTY_WH   # it delivered nothing
 
 
+def test_spot_trades_count_as_participation_not_as_delivery_evidence(tmp_path):
+    """A trade agreed once its interval was metered is delivered in full at once: it adds to
+    participation and volume, not to quality, duration or the evidence behind the expected
+    share -- and one claimed spot but delivered short still counts against the seller."""
+    market = Market(tmp_path, buyers=2)
+    market.trade(0, 1000, 400)
+    for slot in (1, 2):
+        market.trade(slot, 200, 200, buyer=1, spot=True)
+    check = market.verify(market.page())
+    assert check.problem is None
+    assert [s.spot for s in check.settlements] == [False, True, True]
+    view = Reputation()
+    seller = market.seller_key.public
+    view.add_verified(seller, check.cursor, check.settlements, check.overdue, DAY + 86400)
+    assert view.quality(seller) == pytest.approx(0.4)          # not (400 + 400) / 1400
+    assert view.mean_duration_s(seller) == pytest.approx(60.0)
+    assert view.participation(seller) == 3 and view.volume_wh(seller) == 250 + 250
+    assert view.expected_share(seller) == 1.0   # one settlement ahead: not yet evidence
+    short = settlement(7, seller, b"x" * 32, 1000, 500)
+    view.add(dataclasses.replace(short, spot=True))
+    assert view.quality(seller) == pytest.approx(900 / 2000)
+
+
+def test_spot_trades_cannot_push_a_shortfall_out_of_the_window():
+    view = Reputation()
+    seller, buyer = b"s" * 32, b"b" * 32
+    view.add(settlement(0, seller, buyer, 1000, 100))
+    for n in range(1, 3 * MAX_SETTLEMENTS_PER_COUNTERPARTY):
+        view.add(dataclasses.replace(settlement(n, seller, buyer, 1000, 1000), spot=True))
+    assert view.quality(seller) == pytest.approx(0.1)
+    assert view.participation(seller) == MAX_SETTLEMENTS_PER_COUNTERPARTY
+
+
 def test_a_penalised_seller_is_no_candidate_and_loses_its_cursor():
     view = Reputation()
     seller = b"p" * 32
@@ -269,13 +305,14 @@ def test_the_view_is_rebuilt_from_the_buyers_ledger(tmp_path):
     market = Market(tmp_path, buyers=1)
     market.trade(0, 1000, 1000)
     market.trade(1, 1000, 250)
+    market.trade(2, 500, 500, spot=True)     # bought in the balancing round
     path = market.buyers[0].store.path
     market.buyers[0].store.close()
     reopened = Ledger(LedgerStore(path, sync="normal"), market.buyer_keys[0])
-    view = Reputation.from_ledger(reopened)
+    view = Reputation.from_ledger(reopened, INTERVAL_S)
     seller = market.seller_key.public
     assert view.quality(seller) == pytest.approx(1250 / 2000)
-    assert view.participation(seller) == 2 and view.sellers[seller].trades == 2
+    assert view.participation(seller) == 3 and view.sellers[seller].trades == 3
     assert view.mean_duration_s(seller) == pytest.approx(60.0)
 
 
