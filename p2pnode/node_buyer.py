@@ -130,8 +130,9 @@ class BuyerSide:
         records = [r for r in records if not self.history.penalised(r.seller, self.clock())]
         passed_over: list[OfferRecord] = []
         informed = self._informed and not state.measured   # metered energy arrives in full
-        if informed:   # the quality criterion weighs: pass over sellers that under-deliver
-            kept = reliable_records(records, self.history)
+        if informed:   # the quality criterion weighs: pass over sellers that under-deliver,
+            kept = [r for r in reliable_records(records, self.history)   # and offers sold as
+                    if expected_wh(r, self.history) > 0]                 # far as they arrive
             passed_over = [r for r in records if r not in kept]   # while the others can sell
             records = kept
         if records and not state.measured:   # how much to buy on the forecast, at these

@@ -70,7 +70,7 @@ class SellerSide:
             seller=self.public, offer_id=os.urandom(16), seq=1, energy_wh=offered,
             price_micro_per_kwh=price, feeder=config.feeder, interval_start_s=start,
             expires_at_s=int(gate) + 1, endpoint=self.endpoint,
-            location=str(self.location) if config.location else None)
+            location=str(self.location) if config.location else None, offered_wh=offered)
         offer.record = seal(record, self.key)
         try:
             await self.dht.publish(offer.record)
@@ -170,7 +170,7 @@ class SellerSide:
         offer.record = seal(dataclasses.replace(
             record, offer_id=os.urandom(16) if moved else record.offer_id,
             seq=1 if moved else record.seq + 1, energy_wh=max(offer.available_wh, 0),
-            price_micro_per_kwh=price), self.key)
+            offered_wh=offer.offered_wh, price_micro_per_kwh=price), self.key)
         await self._publish_quietly(self.dht.publish(offer.record))
         self.counters["offers_repriced"] += 1
         return price
@@ -215,7 +215,8 @@ class SellerSide:
         if current.energy_wh == offer.available_wh or current.expires_at_s <= self.clock():
             return
         offer.record = seal(dataclasses.replace(current, seq=current.seq + 1,
-                                                energy_wh=max(offer.available_wh, 0)), self.key)
+                                                energy_wh=max(offer.available_wh, 0),
+                                                offered_wh=offer.offered_wh), self.key)
         try:
             await self.dht.publish(offer.record)
             self.counters["offers_updated"] += 1

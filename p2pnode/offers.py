@@ -125,7 +125,9 @@ class OfferRecord(SignedMessage):
     ``endpoint`` is the seller's peer endpoint for trade requests: ``host:port`` (HTTP) or a
     libp2p multiaddr ending in the seller's own ``/p2p/<peer id>`` (:mod:`p2pnode.transport`).  Hints for the
     optimizer are optional: ``efficiency`` (0..1, line efficiency the seller expects) and
-    ``location`` (a short geohash or feeder bus name).
+    ``location`` (a short geohash or feeder bus name).  ``offered_wh`` is what the offer put up
+    in all (``energy_wh`` still available plus what buyers hold), so a buyer can tell how much
+    of it is sold (:func:`p2pnode.ranking.expected_wh`); None in a bid.
     """
 
     TYPE = 50
@@ -142,10 +144,13 @@ class OfferRecord(SignedMessage):
     endpoint: Annotated[str, Text(MAX_ENDPOINT_CHARS)]
     efficiency: Annotated[float, Range(0.0, 1.0)] | None = None
     location: Annotated[str, Text(MAX_LOCATION_CHARS)] | None = None
+    offered_wh: Annotated[int, Range(0, MAX_ENERGY_WH)] | None = None
 
     def validate(self) -> str | None:
         if not self.feeder or not self.feeder.isprintable():
             return "feeder must be a non-empty printable name"
+        if self.offered_wh is not None and self.offered_wh < self.energy_wh:
+            return f"offered_wh {self.offered_wh} is below energy_wh {self.energy_wh}"
         return endpoint_problem(self.endpoint, self.seller)
 
     @property

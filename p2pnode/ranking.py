@@ -163,9 +163,15 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
 
 
 def expected_wh(record: OfferRecord, history: Reputation) -> int:
-    """The part of ``record``'s energy its seller's verified record says arrives
-    (:meth:`~p2pnode.reputation.Reputation.expected_share`; at least 1 Wh)."""
-    return max(1, math.floor(record.energy_wh * history.expected_share(record.seller)))
+    """What is still worth buying of ``record``: the share of the whole offer its seller's
+    verified record says arrives (:meth:`~p2pnode.reputation.Reputation.expected_share`) less
+    what buyers already hold of it, at most what is left.  Of the whole offer, not of what is
+    left: a seller expected to deliver 60 % of what it sells is sold 60 % of its offer by all
+    its buyers together, not 60 % of the rest by each (which sells all of it in the end).  0 when
+    buyers hold that share already; a record without ``offered_wh`` counts as unsold."""
+    offered = record.offered_wh if record.offered_wh is not None else record.energy_wh
+    worth = math.floor(offered * history.expected_share(record.seller))
+    return max(0, min(record.energy_wh, worth - (offered - record.energy_wh)))
 
 
 def reliable_records(records: Sequence[OfferRecord], history: Reputation,
@@ -205,7 +211,7 @@ def spread_records(records: Sequence[OfferRecord], history: Reputation, need_wh:
     rng = random.Random(seed)
     expected = [expected_wh(r, history) for r in records]
     typical = max(1.0, float(np.median(expected)))
-    weights = [min(e, typical) for e in expected]
+    weights = [max(min(e, typical), 1e-9) for e in expected]   # none left: drawn last
     keys = [math.log(1.0 - rng.random()) / w for w in weights]
     drawn, covered = set(), 0
     for index in sorted(range(len(records)), key=lambda i: -keys[i]):

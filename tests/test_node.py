@@ -15,7 +15,7 @@ from p2pnode.errors import ConfigError
 from p2pnode.meter import ProfileMeter
 from p2pnode.dht.faults import FaultPlan
 from p2pnode.node import Node, step_times
-from p2pnode.trading.schedule import day_gate_s
+from p2pnode.trading.schedule import day_gate_s, events
 from p2pnode.negotiation import Kind, PeerRequest, parse_request
 from p2pnode.peer import PeerClient
 from simulator.swarm import audit_ledgers
@@ -43,8 +43,21 @@ def own(node, kind):
 def test_two_nodes_trade_settle_and_leave_the_rest_to_the_grid(tmp_path):
     async def main():
         async with swarm([[800], [-300]], tmp_path) as s:
-            await s.interval(0)
             seller, buyer = s.nodes
+            published, publish = [], seller.dht.publish
+
+            async def capture(record):
+                published.append(record.message)
+                return await publish(record)
+
+            seller.dht.publish = capture
+            for at, step, start in events(seller.config, [START]):   # s.interval(0), with time
+                s.clock.now_s = max(s.clock.now_s, at)    # for the seller's coalesced republish
+                await asyncio.gather(*(node.step(step, start) for node in s.nodes))
+                await asyncio.sleep(0.05)
+            # the offer is put up again with what is left, stating what it put up in all
+            assert (800, 800) in {(r.energy_wh, r.offered_wh) for r in published}
+            assert (500, 800) in {(r.energy_wh, r.offered_wh) for r in published}
             trade = own(seller, BlockType.TRADE)[0].payload
             assert (trade.seller, trade.buyer, trade.energy_wh) == (seller.public, buyer.public, 300)
             assert trade.interval_start_s == START

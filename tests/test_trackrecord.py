@@ -372,6 +372,32 @@ def test_an_informed_buyer_counts_the_energy_a_record_says_arrives():
     assert [r.seller for r in reliable_records(records[:1], view)] == [overseller]   # no other
 
 
+def test_a_sellers_buyers_together_buy_the_share_of_its_offer_that_arrives():
+    """The expected share is of the whole offer (``offered_wh``), not of what is left: a seller
+    whose record says 60 % arrives, with 600 of its 1000 Wh already held, has nothing left
+    worth buying ahead; one short of it has the difference."""
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import expected_wh, spread_records
+    seller, other = b"s" * 32, b"o" * 32
+    view = Reputation()
+    for n in range(8):
+        view.add(settlement(n, seller, bytes([n]) * 32, 500, 300))      # delivers 60 %
+
+    def offer(who: bytes, left: int, offered: int | None) -> OfferRecord:
+        return OfferRecord(who, b"i" * 16, 2, left, 100_000, "F", DAY, DAY + 900,
+                           "127.0.0.1:1", offered_wh=offered)
+
+    assert expected_wh(offer(seller, 1000, 1000), view) == 600         # nothing sold yet
+    assert expected_wh(offer(seller, 700, 1000), view) == 300          # 300 held: 300 more
+    assert expected_wh(offer(seller, 400, 1000), view) == 0            # 600 held: no more
+    assert expected_wh(offer(seller, 400, None), view) == 240          # an offer without it
+    assert expected_wh(offer(other, 400, 1000), view) == 400           # no record: all of it
+    full = [offer(seller, 400, 1000), offer(other, 400, 1000)]
+    assert spread_records(full, view, 100, b"x") == [full[1]]          # drawn last, if at all
+    with pytest.raises(ValueError, match="offered_wh 300 is below energy_wh 400"):
+        offer(other, 400, 300)
+
+
 def test_an_informed_buyer_draws_sellers_in_proportion_to_their_expected_energy():
     """Buyers that all see the same offers must not all pick the same sellers (these sell out
     on their forecast): each draws sellers, the chance of each in proportion to the energy

@@ -59,7 +59,7 @@ class Offer:
     @property
     def offered_wh(self) -> int:
         """What the offer puts up: still available plus what buyers hold (not released)."""
-        return self.available_wh + sum(wh for tid, wh in self.proposed.items()
+        return max(0, self.available_wh) + sum(wh for tid, wh in self.proposed.items()
                                        if tid not in self.released)
 
     def open_proposals(self, buyer: bytes) -> int:
