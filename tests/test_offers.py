@@ -32,6 +32,7 @@ SELLER, OTHER = key("seller"), key("other")
     (dict(seq=-1), "seq"),
     (dict(energy_wh=-5), "energy_wh"),
     (dict(feeder="x" * 33), "feeder"),
+    (dict(energy_wh=500, offered_wh=400), "offered_wh 400 is below energy_wh 500"),
 ])
 def test_a_record_with_a_bad_field_cannot_be_built(fields, problem):
     with pytest.raises(EncodeError, match=problem):
@@ -50,7 +51,7 @@ def test_the_largest_record_the_schema_allows_still_fits_the_size_limit():
     wide = "\U0001F600"  # four bytes in UTF-8
     offer = sealed(SELLER, seq=2**63 - 1, energy_wh=10**9, price=100_000_000,
                    feeder=wide * 32, endpoint=wide * 58 + ":65535", location=wide * 32,
-                   efficiency=0.123456789, expires=NOW + 1)
+                   efficiency=0.123456789, expires=NOW + 1, offered_wh=10**9)
     assert len(offer.raw) <= MAX_RECORD_BYTES
     assert isinstance(check_record(offer.raw, NOW), type(offer))
 
@@ -100,6 +101,16 @@ def test_trailing_bytes_and_non_canonical_encodings_are_malformed():
     as_map = msgpack.unpackb(offer.raw)
     reordered = msgpack.packb(dict(reversed(list(as_map.items()))), use_bin_type=True)
     assert check_record(reordered, NOW) is Drop.MALFORMED
+
+
+def test_a_record_of_the_format_before_offered_wh_is_malformed():
+    """Fields are exact: an offer encoded without ``offered_wh`` (an older node's) is dropped,
+    not read with a guess."""
+    fields = msgpack.unpackb(Envelope.decode(sealed(SELLER, offered_wh=1000).raw).body)
+    del fields["offered_wh"]
+    body = msgpack.packb(fields, use_bin_type=True)
+    raw = Envelope(body, SELLER.sign(body)).encode()
+    assert check_record(raw, NOW) is Drop.MALFORMED
 
 
 def test_another_message_type_is_malformed():
