@@ -137,10 +137,11 @@ def rows_from_ledgers(paths: Sequence[Path], *, interval_s: int = 900,
             if agreed_after(s[2].interval_start_s, interval_s, s[0])}
     completed = sorted(((t_settled, d, d.trade_id in spot and d.delivered_wh >= d.agreed_wh)
                         for _, t_settled, _, d in settled), key=lambda s: s[0])
-    if len(spot) < len(settled):   # trades agreed once their interval was metered (the
-        settled = [s for s in settled if s[2].trade_id not in spot]   # balancing round) were
-    settled.sort(key=lambda s: s[0])   # delivered in full at once: nothing to learn beside
-                                       # trades ahead; by the time the buyer decided
+    # trades agreed once their interval was metered (the balancing round) were delivered in
+    # full at once: beside trades made ahead they are no rows (their history counts them)
+    if len(spot) < len(settled):
+        settled = [s for s in settled if s[2].trade_id not in spot]
+    settled.sort(key=lambda s: s[0])   # by the time the buyer decided
     by_interval: dict[int, tuple[set, set]] = {}
     for _, _, trade, _ in settled:
         sellers, buyers = by_interval.setdefault(trade.interval_start_s, (set(), set()))

@@ -16,6 +16,7 @@ on every settlement it agrees to) and those in the sellers' verified track recor
 ``duration``        mean duration of the settled trades (s)
 ``participation``   co-signed settlements in the record (market participation, X6)
 ``volume_wh``       co-signed delivered energy (capped per counterparty)
+``age_s``           since the oldest verified block
 
 Quality and duration are of trades sold ahead of delivery only: a *spot* trade, agreed once its
 interval was over (the ex-post market, the balancing round), was metered before it was sold and
@@ -23,7 +24,6 @@ is delivered in full at once, so it tells nothing of how its seller delivers on 
 (:attr:`~p2pnode.trackrecord.Settlement.shows_delivery`); it counts in participation and
 volume.  Each counterparty's most recent settlements are counted for each apart, so spot trades
 cannot push a shortfall out of the window.
-``age_s``           since the oldest verified block
 
 A key without a record is not trusted by default: :meth:`Reputation.share_cap` lets it supply at
 most :data:`NEW_KEY_SHARE` of a buyer's demand, rising with its co-signed delivered volume to the
@@ -187,7 +187,8 @@ class Reputation:
             evidence = cosigned = volume = 0
             durations = []
             for items in by_buyer.values():
-                for s in [s for s in items if s.shows_delivery][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
+                shown = [s for s in items if s.shows_delivery]
+                for s in shown[-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
                     durations.append(s.duration_ms / 1000)
                     if s.cosigned:
                         agreed += s.agreed_wh
@@ -216,8 +217,7 @@ class Reputation:
     def expected_share(self, seller: bytes) -> float:
         """The share of an agreed trade ``seller`` is expected to deliver: its verified
         :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements of
-        trades sold ahead, else 1
-        (a newcomer is bounded by :meth:`share_cap` instead)."""
+        trades sold ahead, else 1 (a newcomer is bounded by :meth:`share_cap` instead)."""
         quality, tally = self.quality(seller), self._tally(seller)
         if math.isnan(quality) or tally.evidence < QUALITY_EVIDENCE:
             return 1.0
