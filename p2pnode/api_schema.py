@@ -63,7 +63,7 @@ SCHEMAS = {
     "Offer": _obj({
         "seller": KEY, "offer_id": HEX, "seq": NAT, "energy_wh": NAT, "price_micro_per_kwh": NAT,
         "feeder": STR, "interval_start_s": NAT, "expires_at_s": NAT, "endpoint": STR,
-        "location": _nullable(STR)}),
+        "location": _nullable(STR), "offered_wh": _nullable(NAT)}),
     "Offers": _obj({"offers": {"type": "array", "items": _ref("Offer")}}),
     "Trade": _obj({
         "trade_id": HEX, "role": {"type": "string", "enum": ["seller", "buyer"]},

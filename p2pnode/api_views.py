@@ -171,7 +171,7 @@ def offer_view(record: OfferRecord) -> dict:
             "energy_wh": record.energy_wh, "price_micro_per_kwh": record.price_micro_per_kwh,
             "feeder": record.feeder, "interval_start_s": record.interval_start_s,
             "expires_at_s": record.expires_at_s, "endpoint": record.endpoint,
-            "location": record.location}
+            "location": record.location, "offered_wh": record.offered_wh}
 
 
 def offers_view(node) -> dict:

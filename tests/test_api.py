@@ -201,6 +201,7 @@ async def check_offers_and_market(s, sell: ApiClient, buy: ApiClient) -> None:
     offer = offers[0]
     assert (offer["seller"], offer["interval_start_s"]) == (seller.public.hex(), START + INTERVAL_S)
     assert (offer["energy_wh"], offer["seq"]) == (600 - 200, 2)   # republished after the sale
+    assert offer["offered_wh"] == 600                              # stating what it put up
     assert offer["endpoint"] == seller.endpoint and offer["feeder"] == "default"
     assert (await buy.get("offers"))["offers"] == []
     market = await buy.get("market")
