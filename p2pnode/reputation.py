@@ -57,7 +57,6 @@ QUALITY_FLOOR = 0.75     # an informed buyer passes over sellers delivering less
                          # share of what the median candidate delivers (others left)
 OVERDUE_WEIGHT = 0.5    # an overdue trade counts as half undelivered (its buyer may never
                         # have confirmed it: then the seller had nothing to settle)
-PRICE_WINDOW_MICRO = 25_000   # an expected share at a price: settlements this close (µ/kWh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +65,7 @@ class _Tally:
 
     agreed_wh: float        # co-signed agreed, plus the shortfalls it admits in its own word
     delivered_wh: float     # co-signed delivered
-    evidence: tuple[Settlement, ...]   # the counted co-signed settlements of trades sold ahead
+    evidence: int           # co-signed settlements of trades sold ahead
     cosigned: int
     mean_duration_s: float  # NaN without settlements
     volume_wh: int          # co-signed delivered, each counterparty capped
@@ -185,8 +184,8 @@ class Reputation:
             for s in sorted(view.settlements.values(), key=lambda s: s.time_ms):
                 by_buyer[s.buyer].append(s)
             agreed = delivered = 0.0
-            cosigned = volume = 0
-            durations, evidence = [], []
+            evidence = cosigned = volume = 0
+            durations = []
             for items in by_buyer.values():
                 shown = [s for s in items if s.shows_delivery]
                 for s in shown[-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
@@ -194,13 +193,13 @@ class Reputation:
                     if s.cosigned:
                         agreed += s.agreed_wh
                         delivered += s.delivered_wh
-                        evidence.append(s)
+                        evidence += 1
                     else:   # the seller's own word: only the shortfall it admits counts
                         agreed += s.agreed_wh - s.delivered_wh
                 recent = [s for s in items if s.cosigned][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]
                 cosigned += len(recent)
                 volume += min(sum(s.delivered_wh for s in recent), VOLUME_PER_COUNTERPARTY_WH)
-            view.tally = _Tally(agreed, delivered, tuple(evidence), cosigned,
+            view.tally = _Tally(agreed, delivered, evidence, cosigned,
                                 sum(durations) / len(durations) if durations else math.nan,
                                 volume)
         return view.tally
@@ -215,25 +214,13 @@ class Reputation:
             return math.nan
         return min(1.0, max(0.0, tally.delivered_wh / agreed))
 
-    def expected_share(self, seller: bytes, price_micro_per_kwh: int | None = None) -> float:
+    def expected_share(self, seller: bytes) -> float:
         """The share of an agreed trade ``seller`` is expected to deliver: its verified
         :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements of
-        trades sold ahead, else 1 (a newcomer is bounded by :meth:`share_cap` instead).
-
-        For a trade at ``price_micro_per_kwh``: the delivered share of its counted co-signed
-        settlements at prices within :data:`PRICE_WINDOW_MICRO` of it, where there are
-        :data:`QUALITY_EVIDENCE` of them.  The price says how scarce the interval is, and a
-        seller hedging on its forecast (:mod:`p2pnode.trading.hedging`) offers a high quantile
-        of it when energy is scarce and a low one in a glut: it misses more often then."""
+        trades sold ahead, else 1 (a newcomer is bounded by :meth:`share_cap` instead)."""
         quality, tally = self.quality(seller), self._tally(seller)
-        if math.isnan(quality) or len(tally.evidence) < QUALITY_EVIDENCE:
+        if math.isnan(quality) or tally.evidence < QUALITY_EVIDENCE:
             return 1.0
-        if price_micro_per_kwh is not None:
-            near = [s for s in tally.evidence
-                    if abs(s.price_micro_per_kwh - price_micro_per_kwh) <= PRICE_WINDOW_MICRO]
-            agreed = sum(s.agreed_wh for s in near)
-            if len(near) >= QUALITY_EVIDENCE and agreed > 0:
-                return min(1.0, sum(s.delivered_wh for s in near) / agreed)
         return quality
 
     def mean_duration_s(self, seller: bytes) -> float:

@@ -269,7 +269,6 @@ def test_spot_trades_count_as_participation_not_as_delivery_evidence(tmp_path):
     check = market.verify(market.page())
     assert check.problem is None
     assert [s.spot for s in check.settlements] == [False, True, True]
-    assert {s.price_micro_per_kwh for s in check.settlements} == {PRICE}
     view = Reputation()
     seller = market.seller_key.public
     view.add_verified(seller, check.cursor, check.settlements, check.overdue, DAY + 86400)
@@ -290,32 +289,6 @@ def test_spot_trades_cannot_push_a_shortfall_out_of_the_window():
         view.add(dataclasses.replace(settlement(n, seller, buyer, 1000, 1000), spot=True))
     assert view.quality(seller) == pytest.approx(0.1)
     assert view.participation(seller) == MAX_SETTLEMENTS_PER_COUNTERPARTY
-
-
-def test_the_expected_share_is_the_one_at_that_price():
-    """Where a seller has QUALITY_EVIDENCE co-signed settlements at prices within
-    PRICE_WINDOW_MICRO of the offer's, their delivered share is the one expected (scarce
-    intervals, high prices: a seller hedging on its forecast offers more than it expects and
-    misses more often); elsewhere its share over all of them.  The whole-offer rule of
-    expected_wh uses it."""
-    from p2pnode.offers import OfferRecord
-    from p2pnode.ranking import expected_wh
-    from p2pnode.reputation import PRICE_WINDOW_MICRO
-    view = Reputation()
-    seller = b"s" * 32
-    for n in range(3):
-        for price, delivered in ((100_000, 1000), (280_000, 400)):
-            view.add(dataclasses.replace(settlement(n * 10 + price // 100_000, seller,
-                                                    bytes([n]) * 32, 1000, delivered),
-                                         price_micro_per_kwh=price))
-    assert view.expected_share(seller) == pytest.approx(0.7)
-    assert view.expected_share(seller, 100_000 + PRICE_WINDOW_MICRO) == pytest.approx(1.0)
-    assert view.expected_share(seller, 290_000) == pytest.approx(0.4)
-    assert view.expected_share(seller, 190_000) == pytest.approx(0.7)   # none that close
-    scarce = OfferRecord(seller, b"i" * 16, 1, 1000, 270_000, "F", DAY, DAY + 900,
-                         "127.0.0.1:1", offered_wh=1000)
-    assert expected_wh(scarce, view) == 400
-    assert expected_wh(dataclasses.replace(scarce, price_micro_per_kwh=110_000), view) == 1000
 
 
 def test_a_penalised_seller_is_no_candidate_and_loses_its_cursor():
