@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from ledger import (
-    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, audit, decode_envelope,
-    open_envelope, seal,
+    BlockBody, BlockType, CreditVoucher, LedgerRules, LedgerStore, agreed_after, audit,
+    decode_envelope, open_envelope, seal,
 )
 from ledger.rules import READING
 from p2pnode.config import MeterConfig
@@ -491,8 +491,8 @@ def settled_trades(store: LedgerStore, buyer: bytes, memory: dict, house_of: dic
                 "duration_s": getattr(settlement, "duration_ms", 0) / 1000,
                 "imbalance_micro": getattr(settlement, "imbalance_micro", 0),
                 # agreed once the interval was metered: ex post, or in the balancing round
-                "after_delivery": agreed_ms[settlement.trade_id]
-                >= (start + spec.scenario.interval_s) * 1000,
+                "after_delivery": agreed_after(start, spec.scenario.interval_s,
+                                               agreed_ms[settlement.trade_id]),
             })
     finally:
         store.close()
