@@ -164,13 +164,15 @@ def candidates_from_offers(records: Sequence[OfferRecord], deficit_wh: int,
 
 def expected_wh(record: OfferRecord, history: Reputation) -> int:
     """What is still worth buying of ``record``: the share of the whole offer its seller's
-    verified record says arrives (:meth:`~p2pnode.reputation.Reputation.expected_share`) less
+    verified record says arrives at its price
+    (:meth:`~p2pnode.reputation.Reputation.expected_share`) less
     what buyers already hold of it, at most what is left.  Of the whole offer, not of what is
     left: a seller expected to deliver 60 % of what it sells is sold 60 % of its offer by all
     its buyers together, not 60 % of the rest by each (which sells all of it in the end).  0 when
     buyers hold that share already; a record without ``offered_wh`` counts as unsold."""
     offered = record.offered_wh if record.offered_wh is not None else record.energy_wh
-    worth = math.floor(offered * history.expected_share(record.seller))
+    worth = math.floor(offered * history.expected_share(record.seller,
+                                                        record.price_micro_per_kwh))
     return max(0, min(record.energy_wh, worth - (offered - record.energy_wh)))
 
 
@@ -183,7 +185,7 @@ def reliable_records(records: Sequence[OfferRecord], history: Reputation,
     honest sellers fall together, an overseller stays far below them."""
     if not records:
         return []
-    shares = [history.expected_share(r.seller) for r in records]
+    shares = [history.expected_share(r.seller, r.price_micro_per_kwh) for r in records]
     bar = floor * float(np.median(shares))
     kept = [r for r, share in zip(records, shares) if share >= bar]
     return kept or list(records)

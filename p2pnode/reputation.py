@@ -69,6 +69,21 @@ class _Tally:
     cosigned: int
     mean_duration_s: float  # NaN without settlements
     volume_wh: int          # co-signed delivered, each counterparty capped
+    by_price: tuple[tuple[int, float, float, int], ...] = ()
+    """The settlements counted in ``agreed_wh``, dearest first, as running sums: (price,
+    agreed, delivered, evidence) of those at that price or dearer (see :meth:`share_from`)."""
+
+    def share_from(self, price_micro_per_kwh: int) -> float:
+        """Delivered share of the counted settlements priced at least ``price_micro_per_kwh``,
+        or at least the price of the :data:`QUALITY_EVIDENCE` dearest co-signed ones when
+        fewer are; NaN without any."""
+        rows = self.by_price
+        enough = next((r[0] for r in rows if r[3] >= QUALITY_EVIDENCE), -math.inf)
+        floor = min(price_micro_per_kwh, enough)
+        kept = [r for r in rows if r[0] >= floor]
+        if not kept or kept[-1][1] <= 0:
+            return math.nan
+        return kept[-1][2] / kept[-1][1]
 
 
 @dataclasses.dataclass
@@ -185,23 +200,25 @@ class Reputation:
                 by_buyer[s.buyer].append(s)
             agreed = delivered = 0.0
             evidence = cosigned = volume = 0
-            durations = []
+            durations, counted = [], []
             for items in by_buyer.values():
                 shown = [s for s in items if s.shows_delivery]
                 for s in shown[-MAX_SETTLEMENTS_PER_COUNTERPARTY:]:
                     durations.append(s.duration_ms / 1000)
                     if s.cosigned:
-                        agreed += s.agreed_wh
-                        delivered += s.delivered_wh
-                        evidence += 1
+                        counted.append((s.price_micro_per_kwh, s.agreed_wh, s.delivered_wh, 1))
                     else:   # the seller's own word: only the shortfall it admits counts
-                        agreed += s.agreed_wh - s.delivered_wh
+                        counted.append((s.price_micro_per_kwh, s.agreed_wh - s.delivered_wh,
+                                        0, 0))
+                    agreed += counted[-1][1]
+                    delivered += counted[-1][2]
+                    evidence += counted[-1][3]
                 recent = [s for s in items if s.cosigned][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]
                 cosigned += len(recent)
                 volume += min(sum(s.delivered_wh for s in recent), VOLUME_PER_COUNTERPARTY_WH)
             view.tally = _Tally(agreed, delivered, evidence, cosigned,
                                 sum(durations) / len(durations) if durations else math.nan,
-                                volume)
+                                volume, _running_by_price(counted))
         return view.tally
 
     def quality(self, seller: bytes) -> float:
@@ -214,14 +231,24 @@ class Reputation:
             return math.nan
         return min(1.0, max(0.0, tally.delivered_wh / agreed))
 
-    def expected_share(self, seller: bytes) -> float:
+    def expected_share(self, seller: bytes, price_micro_per_kwh: int | None = None) -> float:
         """The share of an agreed trade ``seller`` is expected to deliver: its verified
         :meth:`quality` once it rests on :data:`QUALITY_EVIDENCE` co-signed settlements of
-        trades sold ahead, else 1 (a newcomer is bounded by :meth:`share_cap` instead)."""
+        trades sold ahead, else 1 (a newcomer is bounded by :meth:`share_cap` instead).
+
+        Of a trade at ``price_micro_per_kwh``: less, when the seller delivered less of its
+        trades at that price or dearer (at least the :data:`QUALITY_EVIDENCE` dearest ones).
+        A seller following the newsvendor rule (:mod:`p2pnode.trading.hedging`) offers a higher
+        quantile of its forecast the nearer the price is to retail -- a long shot, which costs
+        it little when it misses -- so its dear trades arrive less often than its cheap ones,
+        and a record's average would oversell them."""
         quality, tally = self.quality(seller), self._tally(seller)
         if math.isnan(quality) or tally.evidence < QUALITY_EVIDENCE:
             return 1.0
-        return quality
+        if price_micro_per_kwh is None:
+            return quality
+        priced = tally.share_from(price_micro_per_kwh)
+        return quality if math.isnan(priced) else min(quality, priced)
 
     def mean_duration_s(self, seller: bytes) -> float:
         tally = self._tally(seller)
@@ -253,3 +280,18 @@ class Reputation:
         return {"quality": self.quality(seller), "duration_s": self.mean_duration_s(seller),
                 "participation": self.participation(seller), "volume_wh": self.volume_wh(seller),
                 "age_s": self.age_s(seller, now_s), "penalised": self.penalised(seller, now_s)}
+
+
+def _running_by_price(counted: list[tuple[int, float, float, int]]
+                      ) -> tuple[tuple[int, float, float, int], ...]:
+    """(price, agreed, delivered, evidence) rows, dearest first, as running sums over the
+    rows at each price or dearer (one row per price)."""
+    rows: list[tuple[int, float, float, int]] = []
+    agreed = delivered = 0.0
+    evidence = 0
+    for price, a, d, e in sorted(counted, key=lambda row: -row[0]):
+        agreed, delivered, evidence = agreed + a, delivered + d, evidence + e
+        if rows and rows[-1][0] == price:
+            rows.pop()
+        rows.append((price, agreed, delivered, evidence))
+    return tuple(rows)

@@ -70,12 +70,14 @@ class Settlement:
     time_ms: int
     cosigned: bool   # the buyer's agreement was verified (or we are the buyer)
     spot: bool = False   # agreed once its interval was over (:func:`ledger.agreed_after`)
+    price_micro_per_kwh: int = 0   # the agreed price
 
     @classmethod
     def of(cls, payload: DeliveryPayload, time_ms: int, cosigned: bool,
            spot: bool = False) -> Settlement:
         return cls(payload.trade_id, payload.seller, payload.buyer, payload.agreed_wh,
-                   payload.delivered_wh, payload.duration_ms, time_ms, cosigned, spot)
+                   payload.delivered_wh, payload.duration_ms, time_ms, cosigned, spot,
+                   payload.price_micro_per_kwh)
 
     @property
     def shows_delivery(self) -> bool:

@@ -398,6 +398,55 @@ def test_a_sellers_buyers_together_buy_the_share_of_its_offer_that_arrives():
         offer(other, 400, 300)
 
 
+def test_a_sellers_dear_trades_are_expected_to_arrive_as_its_dear_trades_did():
+    """A seller's long shots (offers near retail: a high quantile of its forecast) arrive less
+    often than its cheap trades; the share expected of an offer is that of the seller's trades
+    at its price or dearer (at least the QUALITY_EVIDENCE dearest), never above its quality."""
+    from p2pnode.offers import OfferRecord
+    from p2pnode.ranking import expected_wh, reliable_records
+    seller, steady = b"s" * 32, b"t" * 32
+    view = Reputation()
+    for n in range(6):   # cheap trades arrive in full, dear ones a tenth
+        view.add(dataclasses.replace(settlement(n, seller, bytes([n]) * 32, 1000, 1000),
+                                     price_micro_per_kwh=100_000))
+        view.add(dataclasses.replace(    # its dear trades arrive in full, cheap ones 60 %
+            settlement(10 + n, steady, bytes([n]) * 32, 1000, 600 + 400 * (n % 2)),
+            price_micro_per_kwh=100_000 + 50_000 * (n % 2)))
+    for n in range(4):
+        view.add(dataclasses.replace(settlement(20 + n, seller, bytes([n]) * 32, 1000, 100),
+                                     price_micro_per_kwh=350_000 + 10_000 * n))
+    assert view.quality(seller) == pytest.approx(6400 / 10_000)
+    assert view.expected_share(seller) == pytest.approx(0.64)              # no price: quality
+    assert view.expected_share(seller, 100_000) == pytest.approx(0.64)     # all of them
+    assert view.expected_share(seller, 200_000) == pytest.approx(0.1)      # the four dear ones
+    # dearer than all but one: the three dearest still decide (one is no evidence)
+    assert view.expected_share(seller, 380_000) == pytest.approx(0.1)
+    assert view.expected_share(steady, 150_000) == pytest.approx(0.8)     # never above quality
+    assert view.expected_share(b"n" * 32, 400_000) == 1.0                  # no record: newcomer
+
+    def offer(who: bytes, price: int) -> OfferRecord:
+        return OfferRecord(who, who[:16], 1, 1000, price, "F", DAY, DAY + 900, "127.0.0.1:1",
+                           offered_wh=1000)
+
+    assert expected_wh(offer(seller, 100_000), view) == 640
+    assert expected_wh(offer(seller, 360_000), view) == 100
+    assert expected_wh(offer(steady, 360_000), view) == 800
+    # near retail the long-shot seller falls below the floor the steady one sets; cheap, not
+    dear, cheap = [offer(seller, 360_000), offer(steady, 360_000)], \
+        [offer(seller, 100_000), offer(steady, 100_000)]
+    assert [r.seller for r in reliable_records(dear, view)] == [steady]
+    assert [r.seller for r in reliable_records(cheap, view)] == [seller, steady]
+
+
+def test_a_verified_settlement_keeps_its_agreed_price(tmp_path):
+    market = Market(tmp_path, buyers=1)
+    market.trade(0, 1000, 400)
+    check = market.verify(market.page())
+    assert check.problem is None
+    (only,) = check.settlements
+    assert only.price_micro_per_kwh == PRICE > 0
+
+
 def test_an_informed_buyer_draws_sellers_in_proportion_to_their_expected_energy():
     """Buyers that all see the same offers must not all pick the same sellers (these sell out
     on their forecast): each draws sellers, the chance of each in proportion to the energy
