@@ -9,7 +9,8 @@ surplus, :mod:`simulator.strategic`), run twice with real nodes (:func:`simulato
 * **informed**: the default weights (transaction duration C4 = quality C5 = 1), so the ranking
   uses the predicted quality and duration of each seller, which the predictor derives from its
   verified record (:mod:`p2pnode.reputation`), and a buyer that weighs quality buys from a
-  seller at most the share of its offer its record says arrives, passes over sellers far
+  seller at most the share of its offer its record says arrives (of its trades at the offer's
+  price or dearer: :meth:`~p2pnode.reputation.Reputation.expected_share`), passes over sellers far
   below the median candidate (:func:`p2pnode.ranking.reliable_records`) and first ranks
   sellers drawn in proportion to the energy their records say arrives
   (:func:`p2pnode.ranking.spread_records`: the feeder's demand spread over the offers, not
