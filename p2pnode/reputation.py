@@ -77,13 +77,15 @@ class _Tally:
         """Delivered share of the counted settlements priced at least ``price_micro_per_kwh``,
         or at least the price of the :data:`QUALITY_EVIDENCE` dearest co-signed ones when
         fewer are; NaN without any."""
-        rows = self.by_price
-        enough = next((r[0] for r in rows if r[3] >= QUALITY_EVIDENCE), -math.inf)
-        floor = min(price_micro_per_kwh, enough)
-        kept = [r for r in rows if r[0] >= floor]
-        if not kept or kept[-1][1] <= 0:
+        last = None
+        for row in self.by_price:   # dearest first: stop below the price, with enough evidence
+            if row[0] < price_micro_per_kwh and last is not None \
+                    and last[3] >= QUALITY_EVIDENCE:
+                break
+            last = row
+        if last is None or last[1] <= 0:
             return math.nan
-        return kept[-1][2] / kept[-1][1]
+        return last[2] / last[1]
 
 
 @dataclasses.dataclass
