@@ -33,6 +33,15 @@ def test_the_guard_closes_by_deadline_and_evicts_the_longest_idle():
         ConnectionLimits(idle_s=0)
 
 
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """True once the server has closed: end of stream, or a reset (the kernel answers with RST
+    when the server drops a connection whose trickled bytes it had not read yet)."""
+    try:
+        return await reader.read() == b""
+    except ConnectionResetError:
+        return True
+
+
 def test_idle_and_trickling_connections_do_not_lock_out_a_peer():
     """The attack of the report (1,030 idle connections) at a bounded scale: 200 connections
     that send nothing or trickle a header, against a limit of 64; requests still get through."""
@@ -58,7 +67,7 @@ def test_idle_and_trickling_connections_do_not_lock_out_a_peer():
             closed = 0
             for reader, _ in held:
                 async with asyncio.timeout(2):
-                    closed += await reader.read() == b""
+                    closed += await _closed_by_server(reader)
             assert closed == 200
             assert len(server.site.guard) == 0
             assert server.site.guard.closed["evicted_idle"] >= 136
