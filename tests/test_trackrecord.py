@@ -52,7 +52,7 @@ class Market:
         return Ledger(LedgerStore(self.tmp / f"{k.public.hex()[:8]}.db", sync="normal"), k)
 
     def trade(self, slot: int, agreed: int, delivered: int, buyer: int = 0,
-              cosign: bool = True, spot: bool = False) -> None:
+              cosign: bool = True, spot: bool = False, price: int = PRICE) -> None:
         """A forward trade of interval ``slot`` and its DELIVERY settlement; ``spot``: a trade
         agreed once the interval was over (the balancing round)."""
         self.trades += 1
@@ -63,7 +63,7 @@ class Market:
         b_key, b_ledger = self.buyer_keys[buyer], self.buyers[buyer]
         trade_id = self.trades.to_bytes(16, "big")
         payload = TradePayload(trade_id, self.seller_key.public, b_key.public, start, agreed,
-                               PRICE, b"offer")
+                               price, b"offer")
         proposal = self.seller.propose_trade(payload, self.clock_ms)
         self.seller.accept_agreement(b_ledger.agree(proposal.raw, self.clock_ms))
         if start not in self.seller.state.minted:
@@ -71,7 +71,7 @@ class Market:
                            self.seller_key)
             self.seller.mint(reading, 100_000, self.clock_ms)
         delivery = DeliveryPayload(trade_id, self.seller_key.public, b_key.public, agreed,
-                                   delivered, PRICE, 60_000, 0)
+                                   delivered, price, 60_000, 0)
         settled = self.seller.propose_settlement(delivery, self.clock_ms)
         if cosign:
             self.seller.accept_agreement(b_ledger.agree(settled.raw, self.clock_ms))
@@ -314,6 +314,23 @@ def test_the_view_is_rebuilt_from_the_buyers_ledger(tmp_path):
     assert view.quality(seller) == pytest.approx(1250 / 2000)
     assert view.participation(seller) == 3 and view.sellers[seller].trades == 3
     assert view.mean_duration_s(seller) == pytest.approx(60.0)
+
+
+def test_a_restart_keeps_what_each_sellers_dear_trades_delivered(tmp_path):
+    market = Market(tmp_path, buyers=1)
+    for slot in range(3):
+        market.trade(slot, 1000, 1000, price=100_000)
+    for slot in range(3, 6):
+        market.trade(slot, 1000, 200, price=380_000)
+    path = market.buyers[0].store.path
+    market.buyers[0].store.close()
+    view = Reputation.from_ledger(Ledger(LedgerStore(path, sync="normal"), market.buyer_keys[0]),
+                                  INTERVAL_S)
+    seller = market.seller_key.public
+    assert sorted(s.price_micro_per_kwh for s in view.sellers[seller].settlements.values()) \
+        == [100_000] * 3 + [380_000] * 3
+    assert view.expected_share(seller, 100_000) == pytest.approx(3600 / 6000)
+    assert view.expected_share(seller, 300_000) == pytest.approx(0.2)
 
 
 def test_candidates_take_participation_and_the_share_cap_from_the_reputation():
