@@ -200,8 +200,7 @@ class Reputation:
             by_buyer: dict[bytes, list[Settlement]] = collections.defaultdict(list)
             for s in sorted(view.settlements.values(), key=lambda s: s.time_ms):
                 by_buyer[s.buyer].append(s)
-            agreed = delivered = 0.0
-            evidence = cosigned = volume = 0
+            cosigned = volume = 0
             durations, counted = [], []
             for items in by_buyer.values():
                 shown = [s for s in items if s.shows_delivery]
@@ -212,15 +211,14 @@ class Reputation:
                     else:   # the seller's own word: only the shortfall it admits counts
                         counted.append((s.price_micro_per_kwh, s.agreed_wh - s.delivered_wh,
                                         0, 0))
-                    agreed += counted[-1][1]
-                    delivered += counted[-1][2]
-                    evidence += counted[-1][3]
                 recent = [s for s in items if s.cosigned][-MAX_SETTLEMENTS_PER_COUNTERPARTY:]
                 cosigned += len(recent)
                 volume += min(sum(s.delivered_wh for s in recent), VOLUME_PER_COUNTERPARTY_WH)
+            by_price = _running_by_price(counted)   # its cheapest row sums all of them
+            _, agreed, delivered, evidence = by_price[-1] if by_price else (0, 0.0, 0.0, 0)
             view.tally = _Tally(agreed, delivered, evidence, cosigned,
                                 sum(durations) / len(durations) if durations else math.nan,
-                                volume, _running_by_price(counted))
+                                volume, by_price)
         return view.tally
 
     def quality(self, seller: bytes) -> float:
